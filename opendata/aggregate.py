@@ -1,0 +1,172 @@
+"""Aggregation: validated MI into hierarchical tables with every total and subtotal (DuckDB).
+
+Each measure is counted in the month of its own period field (referrals in the month of
+referral, job outcomes in the month of the outcome), rolled up over every hierarchy with
+``GROUP BY ROLLUP(...), ROLLUP(...)`` and laid out on the full grid of codes, zeros included, so
+that every published total can be checked against its parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from opendata.spec import DimensionSpec, MeasureSpec, ReleaseSpec, TableSpec
+
+FREQ_SUFFIX = "_freq"
+
+
+@dataclass(frozen=True)
+class DimensionCodes:
+    """One dimension of a published table: its codes in publication order and their hierarchy."""
+
+    name: str
+    title: str
+    description: str
+    codes: tuple[str, ...]  # publication order, the total first
+    labels: dict[str, str]
+    parents: dict[str, str]  # code -> parent code; "" for the total
+    levels: dict[str, str]  # code -> level name ("total", "cpa", "month", ...)
+    total: str = "Total"
+
+
+@dataclass
+class AggregatedTable:
+    """True (unprotected) counts on the full grid: never written anywhere public.
+
+    ``frame`` has one column per dimension (codes) and per measure ``m`` the value ``m`` and the
+    number of contributing records ``m_freq`` (the frequency the threshold rule is applied to).
+    """
+
+    spec: TableSpec
+    dimensions: tuple[DimensionCodes, ...]
+    measures: tuple[MeasureSpec, ...]
+    frame: pd.DataFrame
+
+
+def month_codes(months: list[str], dim: DimensionSpec) -> DimensionCodes:
+    """A flat month dimension covering every month from the first to the last, gaps included."""
+    span = pd.period_range(min(months), max(months), freq="M").strftime("%Y-%m").tolist() if months else []
+    codes = (dim.total_code, *span)
+    return DimensionCodes(
+        name=dim.name,
+        title=dim.title,
+        description=dim.description,
+        codes=codes,
+        labels={dim.total_code: dim.total_label} | {m: pd.Period(m).strftime("%B %Y") for m in span},
+        parents={dim.total_code: ""} | dict.fromkeys(span, dim.total_code),
+        levels={dim.total_code: "total"} | dict.fromkeys(span, "month"),
+        total=dim.total_code,
+    )
+
+
+def hierarchy_codes(dim: DimensionSpec) -> DimensionCodes:
+    """The dimension's code list as a tree under its total, depth first in code-list order."""
+    assert dim.codelist is not None
+    cl = dim.codelist
+    children: dict[str, list[str]] = {}
+    for code in cl.codes:
+        children.setdefault(cl.parents[code], []).append(code)
+    codes: list[str] = []
+    levels = {dim.total_code: "total"}
+
+    def visit(code: str, depth: int) -> None:
+        codes.append(code)
+        for child in children.get(code, []):
+            levels[child] = dim.levels[min(depth, len(dim.levels) - 1)]
+            visit(child, depth + 1)
+
+    visit(dim.total_code, 0)
+    return DimensionCodes(
+        name=dim.name,
+        title=dim.title,
+        description=dim.description,
+        codes=tuple(codes),
+        labels={dim.total_code: dim.total_label} | {c: cl.labels[c] for c in codes[1:]},
+        parents={dim.total_code: ""} | {c: cl.parents[c] for c in codes[1:]},
+        levels=levels,
+        total=dim.total_code,
+    )
+
+
+def _period_sql(spec: ReleaseSpec, field: str) -> str:
+    kind = spec.input.field(field).type
+    return f"strftime(\"{field}\", '%Y-%m')" if kind == "date" else f'CAST("{field}" AS VARCHAR)'
+
+
+def observed_months(con: duckdb.DuckDBPyConnection, spec: ReleaseSpec) -> list[str]:
+    periods = sorted({m.period for m in spec.measures.values()})
+    union = " UNION ".join(
+        f'SELECT DISTINCT {_period_sql(spec, p)} AS m FROM mi WHERE "{p}" IS NOT NULL' for p in periods
+    )
+    return [row[0] for row in con.execute(f"SELECT m FROM ({union}) ORDER BY m").fetchall()]
+
+
+def _measure_frame(
+    con: duckdb.DuckDBPyConnection,
+    spec: ReleaseSpec,
+    table: TableSpec,
+    measure: MeasureSpec,
+    dims: tuple[DimensionCodes, ...],
+) -> pd.DataFrame:
+    """One measure rolled up over every dimension, one code column per dimension."""
+    selects, rollups, code_exprs = [], [], []
+    for dim in dims:
+        dspec = spec.dimensions[dim.name]
+        if dspec.period:
+            cols = [f"{_period_sql(spec, measure.period)} AS {dim.name}__0"]
+            names = [f"{dim.name}__0"]
+        else:
+            cols = [f'"{lv}" AS {dim.name}__{i}' for i, lv in enumerate(dspec.levels)]
+            names = [f"{dim.name}__{i}" for i in range(len(dspec.levels))]
+        selects += cols
+        rollups.append(f"ROLLUP({', '.join(names)})")
+        deepest = ", ".join(reversed(names))
+        code_exprs.append(f"COALESCE({deepest}, '{dim.total}') AS \"{dim.name}\"")
+    if measure.aggregate == "count":
+        value = f'COUNT("{measure.field}")'
+        freq = value
+    else:
+        value = f'COALESCE(SUM("{measure.field}"), 0)'
+        freq = value if spec.input.kind == "aggregated" else f'COUNT(*) FILTER ("{measure.field}" > 0)'
+    sql = (
+        f"SELECT {', '.join(code_exprs)}, {value} AS v, {freq} AS f FROM ("
+        f'SELECT {", ".join(selects)}, * FROM mi WHERE "{measure.period}" IS NOT NULL'
+        f") GROUP BY {', '.join(rollups)}"
+    )
+    return con.execute(sql).df()
+
+
+def aggregate(spec: ReleaseSpec, mi: pa.Table) -> list[AggregatedTable]:
+    """Every table of the spec, on the full grid of codes with all totals, from validated MI."""
+    con = duckdb.connect()
+    con.register("mi", mi)
+    months = observed_months(con, spec)
+    out = []
+    for table in spec.tables:
+        dims = tuple(
+            month_codes(months, spec.dimensions[d])
+            if spec.dimensions[d].period
+            else hierarchy_codes(spec.dimensions[d])
+            for d in table.dimensions
+        )
+        grid = pd.MultiIndex.from_product([list(d.codes) for d in dims], names=[d.name for d in dims])
+        frame = pd.DataFrame(index=grid)
+        measures = tuple(spec.measures[m] for m in table.measures)
+        for measure in measures:
+            agg = _measure_frame(con, spec, table, measure, dims).set_index([d.name for d in dims])
+            unknown = agg.index.difference(grid)
+            if len(unknown):
+                raise ValueError(f"codes outside the code lists reached aggregation: {list(unknown[:3])}")
+            agg = agg.reindex(grid, fill_value=0)
+            frame[measure.name] = agg["v"].astype("int64")
+            frame[measure.name + FREQ_SUFFIX] = agg["f"].astype("int64")
+        frame = frame.reset_index()
+        for d in dims:
+            frame[d.name] = frame[d.name].astype(str)
+        out.append(AggregatedTable(table, dims, measures, frame))
+    con.close()
+    return out

@@ -1,0 +1,705 @@
+"""Package writer: protected tables into an immutable, versioned Frictionless Data Package (v2).
+
+A release directory ``<out_root>/<name>/<version>/`` holds:
+
+- ``data/<table>.csv``: the open format; suppressed cells are GSS shorthand (``[c]``), never blank;
+- ``data/<table>.parquet``: the same values plus ``<measure>_status`` columns, for fast loading;
+- ``hierarchies/<dimension>.csv``: ``code,label,parent,level``, so additivity and the disclosure
+  audit can be re-run from the published files alone;
+- ``datapackage.json`` and ``README.md``.
+
+The directory is built under a temporary name and renamed into place, so a version either exists
+complete or not at all, and an existing version is never touched. Output is byte-identical for the
+same inputs and the same ``created`` time, so re-running a release proves nothing changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from opendata.aggregate import DimensionCodes
+from opendata.errors import ReleaseError, ReleaseExists
+from opendata.protection import ProtectedTable
+from opendata.spec import ReleaseSpec
+
+DATAPACKAGE_SCHEMA = "https://datapackage.org/profiles/2.0/datapackage.json"
+DESCRIPTOR_FILE = "datapackage.json"
+README_FILE = "README.md"
+PARQUET_MEDIATYPE = "application/vnd.apache.parquet"
+STATUS_SUFFIX = "_status"
+
+# GSS shorthand a published cell may carry instead of a number; status code -> label.
+MISSING_LABELS: dict[str, str] = {"c": "confidential", "z": "not applicable", "x": "not available"}
+MISSING_VALUES: list[dict[str, str]] = [
+    {"value": f"[{code}]", "label": label} for code, label in MISSING_LABELS.items()
+]
+CSV_DIALECT: dict[str, Any] = {
+    "header": True,
+    "delimiter": ",",
+    "lineTerminator": "\n",
+    "quoteChar": '"',
+    "doubleQuote": True,
+}
+KIND_NOTES = {
+    "management information": (
+        "This is management information, not official statistics. It is published voluntarily in line "
+        "with the UK Statistics Authority Code of Practice for Statistics."
+    ),
+    "official statistics": (
+        "These are official statistics, produced under the UK Statistics Authority Code of Practice for Statistics."
+    ),
+}
+# A fixed namespace makes the package id a pure function of name and version.
+ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/opendata/datapackage-id")
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One published file as the descriptor records it, so a copy can be checked against it."""
+
+    path: str
+    bytes: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class PackageInfo:
+    """What a written package claims about itself, read back from its ``datapackage.json``.
+
+    Hosts and later stages (diffs, sync, signing) use it to find and verify files without
+    depending on frictionless.
+    """
+
+    path: Path
+    name: str
+    id: str
+    version: str
+    created: str
+    files: tuple[FileInfo, ...]
+    descriptor: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: str | Path) -> PackageInfo:
+        """Read a release directory (or its ``datapackage.json``)."""
+        path = Path(path)
+        if path.name == DESCRIPTOR_FILE:
+            path = path.parent
+        try:
+            descriptor = json.loads((path / DESCRIPTOR_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ReleaseError(f"{path} is not a release: it has no {DESCRIPTOR_FILE}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ReleaseError(f"{path / DESCRIPTOR_FILE} is not valid JSON: {exc}") from None
+        try:
+            files = tuple(
+                FileInfo(r["path"], r["bytes"], r["hash"]) for r in descriptor.get("resources", []) if "hash" in r
+            )
+            return cls(
+                path=path,
+                name=descriptor["name"],
+                id=descriptor["id"],
+                version=descriptor["version"],
+                created=descriptor["created"],
+                files=files,
+                descriptor=descriptor,
+            )
+        except (KeyError, TypeError) as exc:
+            raise ReleaseError(f"{path / DESCRIPTOR_FILE} lacks {exc} or has it in the wrong shape") from None
+
+    def verify(self) -> list[str]:
+        """Problems found comparing the files on disk with their recorded size and hash; empty if intact."""
+        problems = []
+        for f in self.files:
+            target = self.path / f.path
+            if not target.is_file():
+                problems.append(f"{f.path}: missing")
+                continue
+            size, digest = _size_and_hash(target)
+            if size != f.bytes:
+                problems.append(f"{f.path}: {size} bytes, descriptor says {f.bytes}")
+            if digest != f.hash:
+                problems.append(f"{f.path}: hash {digest}, descriptor says {f.hash}")
+        return problems
+
+
+def package_id(name: str, version: str) -> str:
+    """A stable identifier for one version of a dataset: the same name and version give the same id."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{name}@{version}"))
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC, whole seconds, ``Z``: one spelling per instant, so descriptors compare byte for byte."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("created must be timezone-aware (e.g. datetime.now(UTC)); a naive time is ambiguous")
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_package(
+    spec: ReleaseSpec,
+    tables: list[ProtectedTable],
+    out_root: Path,
+    version: str,
+    created: datetime,
+    *,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``out_root/<spec.name>/<version>/`` atomically and return its path.
+
+    Raises ReleaseExists if the version is already there (before writing anything) and
+    ReleaseError if the tables cannot be published as they are; in every failure case the
+    release tree is left as it was.
+    """
+    if not SEMVER.match(version):
+        raise ReleaseError(f"version {version!r} is not Semantic Versioning (MAJOR.MINOR.PATCH, e.g. 1.0.0)")
+    stamp = rfc3339(created)
+    extra = dict(extra or {})
+    dataset_dir = Path(out_root) / spec.name
+    target = dataset_dir / version
+    if target.exists():
+        raise ReleaseExists(f"{spec.name} {version} is already published at {target}; releases are never overwritten")
+    _check_tables(spec, tables)
+    hierarchies = _hierarchies(tables)
+
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=dataset_dir))
+    try:
+        os.chmod(tmp, 0o755)
+        resources = _write_resources(tmp, tables, hierarchies)
+        descriptor = _descriptor(spec, tables, version, stamp, resources, extra)
+        _write_text(tmp / DESCRIPTOR_FILE, json.dumps(descriptor, indent=2, ensure_ascii=False, default=_json) + "\n")
+        _write_text(tmp / README_FILE, _readme(spec, tables, descriptor))
+        _sync_tree(tmp)
+        if target.exists():
+            raise ReleaseExists(f"{spec.name} {version} appeared at {target} while it was being written")
+        try:
+            os.rename(tmp, target)
+        except OSError as exc:
+            raise ReleaseExists(f"{spec.name} {version} cannot be moved into place at {target}: {exc}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync(dataset_dir)
+    return target
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+
+def _check_tables(spec: ReleaseSpec, tables: list[ProtectedTable]) -> None:
+    """Refuse what would publish an unsafe or unreadable package, before anything is written."""
+    if not tables:
+        raise ReleaseError("a release needs at least one table")
+    names = [t.spec.name for t in tables]
+    if len(set(names)) != len(names):
+        raise ReleaseError(f"table names repeat: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+    for t in tables:
+        if not SAFE_NAME.match(t.spec.name):
+            raise ReleaseError(f"table name {t.spec.name!r} cannot be a file name: use lower case, digits, - _ .")
+        for d in t.dimensions:
+            if not SAFE_NAME.match(d.name):
+                raise ReleaseError(f"dimension name {d.name!r} cannot be a file name: use lower case, digits, - _ .")
+        for measure, sdc in t.sdc.items():
+            audit = sdc.get("audit") or {}
+            if audit.get("ok") is False:
+                raise ReleaseError(
+                    f"table {t.spec.name}, measure {measure}: the disclosure audit failed; nothing was published"
+                )
+    if not SAFE_NAME.match(spec.name):
+        raise ReleaseError(f"package name {spec.name!r} is not a valid Data Package name")
+
+
+def _hierarchies(tables: list[ProtectedTable]) -> dict[str, DimensionCodes]:
+    """One hierarchy per dimension name; two tables disagreeing on a dimension's codes is a bug upstream."""
+    out: dict[str, DimensionCodes] = {}
+    for t in tables:
+        for d in t.dimensions:
+            seen = out.setdefault(d.name, d)
+            if (seen.codes, seen.labels, seen.parents, seen.levels) != (d.codes, d.labels, d.parents, d.levels):
+                raise ReleaseError(f"dimension {d.name!r} has different codes in different tables")
+    return out
+
+
+def _published_frame(t: ProtectedTable) -> pd.DataFrame:
+    """Dimension codes and, per measure, value and status, checked so no hidden value can leak."""
+    dims = [d.name for d in t.dimensions]
+    columns = dims + [c for m in t.measures for c in (m.name, m.name + STATUS_SUFFIX)]
+    missing = [c for c in columns if c not in t.frame.columns]
+    if missing:
+        raise ReleaseError(f"table {t.spec.name}: frame lacks column(s) {', '.join(missing)}")
+    frame = t.frame[columns].reset_index(drop=True)
+    for d in t.dimensions:
+        codes = frame[d.name].astype(str)
+        unknown = sorted(set(codes) - set(d.codes))
+        if unknown:
+            raise ReleaseError(f"table {t.spec.name}: {d.name} has codes outside its hierarchy: {unknown[:5]}")
+        frame[d.name] = codes
+    if frame.duplicated(subset=dims).any():
+        raise ReleaseError(f"table {t.spec.name}: repeated combinations of {', '.join(dims)}")
+    for m in t.measures:
+        values = frame[m.name].astype("Int64")
+        status = frame[m.name + STATUS_SUFFIX].fillna("").astype(str)
+        bad = sorted(set(status) - {"", *MISSING_LABELS})
+        if bad:
+            raise ReleaseError(f"table {t.spec.name}: {m.name} has unknown status {bad[:5]}; expected one of c, z, x")
+        hidden = status != ""
+        if (hidden & values.notna()).any():
+            raise ReleaseError(f"table {t.spec.name}: {m.name} has a value in a cell marked confidential")
+        if (~hidden & values.isna()).any():
+            raise ReleaseError(f"table {t.spec.name}: {m.name} has a missing value without a status")
+        if (values.fillna(0) < 0).any():
+            raise ReleaseError(f"table {t.spec.name}: {m.name} has negative counts")
+        frame[m.name] = values
+        frame[m.name + STATUS_SUFFIX] = status
+    return frame
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def _write_resources(
+    root: Path, tables: list[ProtectedTable], hierarchies: dict[str, DimensionCodes]
+) -> list[dict[str, Any]]:
+    """Write every data file and return its resource descriptor, in a fixed order."""
+    (root / "data").mkdir(mode=0o755)
+    (root / "hierarchies").mkdir(mode=0o755)
+    csvs, parquets = [], []
+    for t in tables:
+        frame = _published_frame(t)
+        csv_path = f"data/{t.spec.name}.csv"
+        _write_text(root / csv_path, _table_csv(t, frame))
+        csvs.append(_csv_resource(root, t, csv_path))
+        parquet_path = f"data/{t.spec.name}.parquet"
+        _write_parquet(root / parquet_path, t, frame)
+        parquets.append(_parquet_resource(root, t, parquet_path))
+    hiers = []
+    for d in hierarchies.values():
+        path = f"hierarchies/{d.name}.csv"
+        _write_text(root / path, _hierarchy_csv(d))
+        hiers.append(_hierarchy_resource(root, d, path))
+    return csvs + parquets + hiers
+
+
+def _table_csv(t: ProtectedTable, frame: pd.DataFrame) -> str:
+    out = pd.DataFrame({d.name: frame[d.name] for d in t.dimensions})
+    for m in t.measures:
+        text = frame[m.name].astype("string")
+        out[m.name] = text.where(frame[m.name].notna(), "[" + frame[m.name + STATUS_SUFFIX] + "]").astype(str)
+    return out.to_csv(index=False, lineterminator="\n")
+
+
+def _write_parquet(path: Path, t: ProtectedTable, frame: pd.DataFrame) -> None:
+    """Dictionary-encoded codes, nullable int64 values and a status column; fixed writer options."""
+    arrays, names = [], []
+    for d in t.dimensions:
+        arrays.append(pa.array(frame[d.name].to_numpy(dtype=object), type=pa.string()).dictionary_encode())
+        names.append(d.name)
+    for m in t.measures:
+        values = frame[m.name]
+        arrays.append(
+            pa.array(values.fillna(0).to_numpy(dtype="int64"), type=pa.int64(), mask=values.isna().to_numpy())
+        )
+        status = frame[m.name + STATUS_SUFFIX]
+        arrays.append(pa.array(status.to_numpy(dtype=object), type=pa.string(), mask=(status == "").to_numpy()))
+        names += [m.name, m.name + STATUS_SUFFIX]
+    table = pa.Table.from_arrays(arrays, names=names)
+    pq.write_table(
+        table,
+        path,
+        compression="zstd",
+        compression_level=3,
+        use_dictionary=True,
+        write_statistics=True,
+        version="2.6",
+        data_page_version="1.0",
+        store_schema=True,
+    )
+    _fsync(path)
+
+
+def _hierarchy_csv(d: DimensionCodes) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["code", "label", "parent", "level"])
+    for code in d.codes:
+        writer.writerow([code, d.labels.get(code, code), d.parents.get(code, ""), d.levels.get(code, "")])
+    return buffer.getvalue()
+
+
+def _write_text(path: Path, text: str) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_tree(root: Path) -> None:
+    """Directories too, so the rename never exposes entries the disk has not recorded."""
+    for sub in sorted(p for p in root.rglob("*") if p.is_dir()):
+        _fsync(sub)
+    _fsync(root)
+
+
+def _size_and_hash(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, f"sha256:{digest.hexdigest()}"
+
+
+# --- descriptor ------------------------------------------------------------------------------
+
+
+def _file_props(root: Path, path: str, fmt: str, mediatype: str, text: bool) -> dict[str, Any]:
+    size, digest = _size_and_hash(root / path)
+    props: dict[str, Any] = {"format": fmt, "mediatype": mediatype}
+    if text:
+        props["encoding"] = "utf-8"
+    props |= {"bytes": size, "hash": digest}
+    return props
+
+
+def _dimension_field(d: DimensionCodes) -> dict[str, Any]:
+    field: dict[str, Any] = {"name": d.name, "type": "string", "title": d.title}
+    if d.description:
+        field["description"] = d.description
+    field["categories"] = [{"value": c, "label": d.labels.get(c, c)} for c in d.codes]
+    field["constraints"] = {"required": True, "enum": list(d.codes)}
+    return field
+
+
+def _measure_field(m: Any) -> dict[str, Any]:
+    field: dict[str, Any] = {"name": m.name, "type": "integer", "title": m.title, "description": m.description}
+    if m.unit:
+        field["opendata:unit"] = m.unit
+    field["constraints"] = {"minimum": 0}
+    return field
+
+
+def _foreign_keys(t: ProtectedTable) -> list[dict[str, Any]]:
+    return [
+        {"fields": [d.name], "reference": {"resource": _hierarchy_name(d.name), "fields": ["code"]}}
+        for d in t.dimensions
+    ]
+
+
+def _hierarchy_name(dimension: str) -> str:
+    return f"hierarchy-{dimension}"
+
+
+def _csv_resource(root: Path, t: ProtectedTable, path: str) -> dict[str, Any]:
+    fields = [_dimension_field(d) for d in t.dimensions] + [_measure_field(m) for m in t.measures]
+    return {
+        "name": t.spec.name,
+        "type": "table",
+        "path": path,
+        "title": t.spec.title,
+        **({"description": t.spec.description} if t.spec.description else {}),
+        **_file_props(root, path, "csv", "text/csv", text=True),
+        "dialect": dict(CSV_DIALECT),
+        "schema": {
+            "fields": fields,
+            "missingValues": [dict(v) for v in MISSING_VALUES],
+            "primaryKey": [d.name for d in t.dimensions],
+            "foreignKeys": _foreign_keys(t),
+        },
+    }
+
+
+def _parquet_resource(root: Path, t: ProtectedTable, path: str) -> dict[str, Any]:
+    fields = [_dimension_field(d) for d in t.dimensions]
+    for m in t.measures:
+        fields.append(_measure_field(m))
+        fields.append(
+            {
+                "name": m.name + STATUS_SUFFIX,
+                "type": "string",
+                "title": f"{m.title}: status",
+                "description": (
+                    f"Why {m.name} is missing, as GSS shorthand without brackets "
+                    "(c = confidential, z = not applicable, x = not available); null when the value is published."
+                ),
+                "constraints": {"enum": list(MISSING_LABELS)},
+            }
+        )
+    return {
+        "name": f"{t.spec.name}-parquet",
+        # "file", not "table": frictionless 5.21 reads Parquet through pandas, which turns nullable
+        # integers into floats and counts no bytes, so as a table it fails; as a file its bytes and
+        # hash are still checked, and the schema documents the columns for other readers.
+        "type": "file",
+        "path": path,
+        "title": f"{t.spec.title} (Parquet)",
+        "description": f"The same values as {t.spec.name}.csv, with a status column per measure, for fast loading.",
+        **_file_props(root, path, "parquet", PARQUET_MEDIATYPE, text=False),
+        "schema": {
+            "fields": fields,
+            "primaryKey": [d.name for d in t.dimensions],
+            "foreignKeys": _foreign_keys(t),
+        },
+    }
+
+
+def _hierarchy_resource(root: Path, d: DimensionCodes, path: str) -> dict[str, Any]:
+    levels = list(dict.fromkeys(d.levels.get(c, "") for c in d.codes))
+    return {
+        "name": _hierarchy_name(d.name),
+        "type": "table",
+        "path": path,
+        "title": f"{d.title}: codes and hierarchy",
+        "description": (
+            f"Every {d.name} code used in the tables with its label, its parent (empty for the total "
+            f"{d.total!r}) and its level; each parent's value is the sum of its children's."
+        ),
+        **_file_props(root, path, "csv", "text/csv", text=True),
+        "dialect": dict(CSV_DIALECT),
+        "schema": {
+            "fields": [
+                {"name": "code", "type": "string", "title": "Code", "constraints": {"required": True, "unique": True}},
+                {"name": "label", "type": "string", "title": "Label", "constraints": {"required": True}},
+                {"name": "parent", "type": "string", "title": "Parent code", "description": "Empty for the total."},
+                {
+                    "name": "level",
+                    "type": "string",
+                    "title": "Level",
+                    "constraints": {"required": True, "enum": levels},
+                },
+            ],
+            "missingValues": [""],
+            "primaryKey": ["code"],
+            "foreignKeys": [{"fields": ["parent"], "reference": {"resource": "", "fields": ["code"]}}],
+        },
+    }
+
+
+def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, Any]:
+    """The rules applied and, per table and measure, what they did: enough to audit the release."""
+    rules = spec.disclosure
+    per_table: dict[str, Any] = {}
+    total = {"cells": 0, "primary": 0, "secondary": 0, "suppressed": 0, "rounded": 0}
+    audit_ok = True
+    for t in tables:
+        frame = t.frame
+        per_measure: dict[str, Any] = {}
+        for m in t.measures:
+            sdc = t.sdc.get(m.name, {})
+            status = frame[m.name + STATUS_SUFFIX].fillna("").astype(str)
+            audit = sdc.get("audit") or {}
+            entry = {
+                "cells": int(sdc.get("cells", len(frame))),
+                "primary": sdc.get("primary"),
+                "secondary": sdc.get("secondary"),
+                "suppressed": int((status == "c").sum()),
+                "rounded": sdc.get("rounded"),
+                "audit": {"ok": audit.get("ok"), "checked": audit.get("checked"), "method": audit.get("method")},
+            }
+            for key in total:
+                if isinstance(entry[key], int):
+                    total[key] += entry[key]
+            audit_ok = audit_ok and audit.get("ok") is True
+            per_measure[m.name] = entry
+        per_table[t.spec.name] = per_measure
+    return {
+        "rules": {
+            "threshold": rules.threshold,
+            "zeros": rules.zeros,
+            "protection": rules.protection_width,
+            "rounding": _rounding(spec),
+            "secondary": rules.secondary,
+        },
+        "tables": per_table,
+        "total": total | {"audit_ok": audit_ok},
+    }
+
+
+def _rounding(spec: ReleaseSpec) -> dict[str, Any] | None:
+    """Base and method; the method is only in the raw spec, and conventional is the default."""
+    if not spec.disclosure.rounding_base:
+        return None
+    raw = (spec.raw.get("disclosure") or {}).get("rounding") or {}
+    return {"base": spec.disclosure.rounding_base, "method": raw.get("method", "conventional")}
+
+
+def _descriptor(
+    spec: ReleaseSpec,
+    tables: list[ProtectedTable],
+    version: str,
+    created: str,
+    resources: list[dict[str, Any]],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    descriptor: dict[str, Any] = {
+        "$schema": DATAPACKAGE_SCHEMA,
+        "name": spec.name,
+        "id": package_id(spec.name, version),
+        "version": version,
+        "created": created,
+        "title": spec.title,
+        "description": spec.description,
+    }
+    if spec.homepage:
+        descriptor["homepage"] = spec.homepage
+    descriptor |= {
+        "keywords": list(spec.keywords),
+        "licenses": [dict(lic) for lic in spec.licenses],
+        "sources": [dict(s) for s in spec.sources],
+        "contributors": [dict(c) for c in spec.contributors],
+        "resources": resources,
+        "opendata:kind": spec.kind,
+        "opendata:disclosure": _disclosure(spec, tables),
+    }
+    clash = sorted(set(extra) & set(descriptor))
+    if clash:
+        raise ReleaseError(f"extra metadata would overwrite {', '.join(clash)}")
+    for key in sorted(extra):
+        descriptor[key] = extra[key]
+    return descriptor
+
+
+def _json(value: Any) -> Any:
+    """Times in ``extra`` (release time, cut-off, embargo) in the same spelling as ``created``."""
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return value.as_posix()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} in package metadata cannot be written as JSON")
+
+
+# --- README ----------------------------------------------------------------------------------
+
+
+def _md(text: Any) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _readme(spec: ReleaseSpec, tables: list[ProtectedTable], descriptor: Mapping[str, Any]) -> str:
+    """The same facts as the descriptor, for people: what it is, what was hidden and why, how to cite."""
+    version, created = descriptor["version"], descriptor["created"]
+    disclosure = descriptor["opendata:disclosure"]
+    rules = disclosure["rules"]
+    lines = [f"# {spec.title}", "", f"Version {version}, created {created}. Package name `{spec.name}`."]
+    lines += ["", f"**What this is:** {KIND_NOTES.get(spec.kind, spec.kind)}", "", spec.description]
+
+    lines += ["", "## Tables", ""]
+    for t in tables:
+        lines += [f"### {t.spec.title}", "", f"File `data/{t.spec.name}.csv` (and `data/{t.spec.name}.parquet`)."]
+        if t.spec.description:
+            lines += ["", t.spec.description]
+        lines += ["", "| Column | Kind | Title | Description |", "| --- | --- | --- | --- |"]
+        for d in t.dimensions:
+            lines.append(f"| `{d.name}` | dimension ({len(d.codes)} codes) | {_md(d.title)} | {_md(d.description)} |")
+        for m in t.measures:
+            unit = f" ({m.unit})" if m.unit else ""
+            lines.append(f"| `{m.name}` | measure{unit} | {_md(m.title)} | {_md(m.description)} |")
+        lines.append("")
+
+    lines += [
+        "## Symbols",
+        "",
+        "Cells that are not published hold GSS shorthand instead of a number; no cell is ever blank.",
+        "",
+    ]
+    lines += [f"- `[{code}]` {label}" for code, label in MISSING_LABELS.items()]
+    lines += [
+        "",
+        "In the Parquet files these cells are null and the `<measure>_status` column says why (`c`, `z` or `x`).",
+    ]
+
+    lines += ["", "## Disclosure control", ""]
+    rule_text = [
+        f"cells counting from 1 to {rules['threshold'] - 1} people or records are suppressed (threshold rule)",
+        "zeros are published" if rules["zeros"] == "safe" else "zeros are suppressed too",
+    ]
+    rule_text.append(
+        f"other cells are suppressed ({rules['secondary']} secondary suppression) so that no suppressed value can "
+        f"be worked out from totals to within {rules['protection']}"
+    )
+    if rules["rounding"]:
+        method = rules["rounding"].get("method") or "conventional"
+        rule_text.append(f"published counts are rounded to the nearest {rules['rounding']['base']} ({method} rounding)")
+    lines += [f"- {r}" for r in rule_text]
+    lines += [
+        "",
+        "Because of rounding, totals may not equal the sum of their parts.",
+        "",
+        "| Table | Measure | Cells | Primary | Secondary | Suppressed `[c]` | Rounded | Audit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for table, measures in disclosure["tables"].items():
+        for measure, e in measures.items():
+            a = e["audit"]
+            audit = "not run" if a["ok"] is None else ("passed" if a["ok"] else "FAILED")
+            if a["method"]:
+                audit += f" ({a['method']}, {a['checked']} checked)"
+            cells = [e["cells"], e["primary"], e["secondary"], e["suppressed"], e["rounded"]]
+            shown = " | ".join("n/a" if v is None else str(v) for v in cells)
+            lines.append(f"| {table} | {measure} | {shown} | {audit} |")
+    total = disclosure["total"]
+    lines += [
+        "",
+        f"In total {total['suppressed']} of {total['cells']} cells are suppressed "
+        f"({total['primary']} primary, {total['secondary']} secondary).",
+        "Audit: "
+        + (
+            "every suppressed cell was checked against what is published and none can be recovered."
+            if total["audit_ok"]
+            else "not complete for every measure (see the table above)."
+        ),
+    ]
+
+    year = created[:4]
+    publisher = spec.publisher.get("title", "")
+    licences = ", ".join(lic.get("title") or lic.get("name", "") for lic in spec.licenses)
+    lines += [
+        "",
+        "## Licence and citation",
+        "",
+        f"Licence: {licences}.",
+        "",
+        f"Cite as: {publisher} ({year}). *{spec.title}*, version {version} [data set].",
+    ]
+    if spec.sources:
+        lines += ["", "Sources: " + "; ".join(s.get("title", "") for s in spec.sources) + "."]
+
+    lines += ["", "## Files", "", "| File | Bytes | SHA-256 |", "| --- | --- | --- |"]
+    for r in descriptor["resources"]:
+        lines.append(f"| `{r['path']}` | {r['bytes']} | `{r['hash'].removeprefix('sha256:')}` |")
+    lines += ["", f"`{DESCRIPTOR_FILE}` describes every file (Frictionless Data Package v2)."]
+    return "\n".join(lines) + "\n"

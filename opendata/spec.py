@@ -1,0 +1,363 @@
+"""Release specs: what to read, how to count it, what to publish and how to protect it.
+
+A spec is YAML checked against ``specs/release-spec.schema.json`` and then cross-checked (every
+name a table uses exists, every code list can be read). Errors name the key and what is expected.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from opendata.errors import SpecError
+
+SCHEMA_FILE = "release-spec.schema.json"
+
+
+@dataclass(frozen=True)
+class CodeList:
+    """Codes with labels and parents: a flat list or a hierarchy under one total code."""
+
+    path: Path
+    codes: tuple[str, ...]
+    labels: dict[str, str]
+    parents: dict[str, str]
+    levels: dict[str, str]
+
+    def at_level(self, level: str) -> tuple[str, ...]:
+        return tuple(c for c in self.codes if self.levels.get(c) == level)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str
+    description: str
+    title: str = ""
+    required: bool = False
+    unique: bool = False
+    enum: tuple[str, ...] | None = None
+    codelist: CodeList | None = None
+    level: str | None = None
+    pattern: str | None = None
+    minimum: int | str | None = None
+    maximum: int | str | None = None
+
+    def allowed_codes(self) -> tuple[str, ...] | None:
+        """The closed list of values this field may take, if it has one."""
+        if self.enum is not None:
+            return self.enum
+        if self.codelist is not None:
+            return self.codelist.at_level(self.level) if self.level else self.codelist.codes
+        return None
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """A rule across fields. ``date_order``: later >= earlier when both are present;
+    ``requires``: when ``if`` is present (and non-zero) ``then`` must be present;
+    ``nested``: the child code's parent in its code list must equal the parent field."""
+
+    rule: str
+    a: str
+    b: str
+
+    @property
+    def label(self) -> str:
+        symbol = {"date_order": "<=", "requires": "requires", "nested": "within"}[self.rule]
+        return f"{self.rule}: {self.a} {symbol} {self.b}"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    kind: str
+    fields: tuple[FieldSpec, ...]
+    primary_key: tuple[str, ...]
+    rules: tuple[RuleSpec, ...]
+
+    def field(self, name: str) -> FieldSpec:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+
+@dataclass(frozen=True)
+class DimensionSpec:
+    name: str
+    title: str
+    description: str
+    period: bool
+    levels: tuple[str, ...]
+    codelist: CodeList | None
+    total_code: str = "Total"
+    total_label: str = "Total"
+
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    name: str
+    title: str
+    description: str
+    aggregate: str
+    field: str
+    period: str
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    title: str
+    description: str
+    dimensions: tuple[str, ...]
+    measures: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DisclosureSpec:
+    threshold: int
+    zeros: str = "safe"
+    protection: int | None = None
+    rounding_base: int | None = None
+    secondary: str = "heuristic"
+
+    @property
+    def protection_width(self) -> int:
+        return self.protection if self.protection is not None else self.threshold
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    path: Path
+    name: str
+    title: str
+    description: str
+    kind: str
+    keywords: tuple[str, ...]
+    licenses: tuple[dict[str, str], ...]
+    publisher: dict[str, Any]
+    contributors: tuple[dict[str, Any], ...]
+    sources: tuple[dict[str, str], ...]
+    homepage: str | None
+    input: InputSpec
+    dimensions: dict[str, DimensionSpec]
+    measures: dict[str, MeasureSpec]
+    tables: tuple[TableSpec, ...]
+    disclosure: DisclosureSpec
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+@cache
+def json_schema() -> dict[str, Any]:
+    """The spec's JSON Schema, shipped in the package and mirrored in specs/."""
+    text = resources.files("opendata").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _where(path: Any) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    where = _where(error.absolute_path)
+    if error.validator == "additionalProperties":
+        return f"{where}: {error.message} (allowed keys: {', '.join(sorted(error.schema['properties']))})"
+    if error.validator == "enum":
+        allowed = ", ".join(repr(v) for v in error.validator_value)
+        return f"{where}: {error.instance!r} is not allowed; expected one of {allowed}"
+    if error.validator == "oneOf" and isinstance(error.instance, dict):
+        return f"{where}: a dimension needs either 'period: month' or both 'levels' and 'codelist'"
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    hint = f" ({description})" if description else ""
+    return f"{where}: {error.message}{hint}"
+
+
+def read_codelist(path: Path) -> CodeList:
+    """Read a code list CSV with columns code,label,parent[,level]."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise SpecError(f"code list {path} does not exist") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise SpecError(f"code list {path} cannot be read as UTF-8 CSV: {exc}") from None
+    if not rows or not {"code", "label", "parent"} <= set(rows[0]):
+        raise SpecError(f"code list {path} needs a header with columns code,label,parent[,level]")
+    codes = tuple(r["code"] for r in rows)
+    if len(set(codes)) != len(codes):
+        dupes = sorted({c for c in codes if codes.count(c) > 1})
+        raise SpecError(f"code list {path} repeats codes: {', '.join(dupes[:5])}")
+    return CodeList(
+        path=path,
+        codes=codes,
+        labels={r["code"]: r["label"] for r in rows},
+        parents={r["code"]: r["parent"] for r in rows},
+        levels={r["code"]: r.get("level") or "" for r in rows},
+    )
+
+
+def load_spec(path: str | Path) -> ReleaseSpec:
+    """Load, schema-check and cross-check a release spec."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"spec {path} does not exist") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SpecError(f"spec {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"spec {path} must be a mapping of keys, got {type(raw).__name__}")
+    errors = sorted(
+        jsonschema.Draft202012Validator(json_schema()).iter_errors(raw),
+        key=lambda e: (list(map(str, e.absolute_path)), e.message),
+    )
+    if errors:
+        lines = "\n".join(f"  {_schema_message(e)}" for e in errors[:20])
+        raise SpecError(f"spec {path} is invalid:\n{lines}")
+    return _build(path, raw)
+
+
+def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
+    base = path.parent
+    codelists: dict[str, CodeList] = {}
+
+    def codelist(rel: str) -> CodeList:
+        if rel not in codelists:
+            codelists[rel] = read_codelist(base / rel)
+        return codelists[rel]
+
+    fields = []
+    for i, f in enumerate(raw["input"]["fields"]):
+        if "level" in f and "codelist" not in f:
+            raise SpecError(f"input.fields[{i}].level needs a codelist on the same field")
+        fields.append(
+            FieldSpec(
+                name=f["name"],
+                type=f["type"],
+                description=f["description"],
+                title=f.get("title", ""),
+                required=f.get("required", False),
+                unique=f.get("unique", False),
+                enum=tuple(f["enum"]) if "enum" in f else None,
+                codelist=codelist(f["codelist"]) if "codelist" in f else None,
+                level=f.get("level"),
+                pattern=f.get("pattern"),
+                minimum=f.get("minimum"),
+                maximum=f.get("maximum"),
+            )
+        )
+    names = [f.name for f in fields]
+    if len(set(names)) != len(names):
+        raise SpecError("input.fields: field names must be unique")
+
+    def need_field(where: str, name: str) -> str:
+        if name not in names:
+            raise SpecError(f"{where}: unknown input field {name!r}; known: {', '.join(names)}")
+        return name
+
+    rules = []
+    for i, r in enumerate(raw["input"].get("rules", [])):
+        a, b = {"date_order": ("earlier", "later"), "requires": ("if", "then"), "nested": ("child", "parent")}[
+            r["rule"]
+        ]
+        rules.append(
+            RuleSpec(r["rule"], need_field(f"input.rules[{i}].{a}", r[a]), need_field(f"input.rules[{i}].{b}", r[b]))
+        )
+    for i, r in enumerate(rules):
+        if r.rule == "nested" and fields[names.index(r.a)].codelist is None:
+            raise SpecError(f"input.rules[{i}]: nested rule needs a codelist on field {r.a!r}")
+    primary_key = tuple(need_field("input.primary_key", k) for k in raw["input"].get("primary_key", []))
+    input_spec = InputSpec(raw["input"]["kind"], tuple(fields), primary_key, tuple(rules))
+
+    dimensions: dict[str, DimensionSpec] = {}
+    for i, d in enumerate(raw["dimensions"]):
+        total = d.get("total", {})
+        levels = tuple(need_field(f"dimensions[{i}].levels", lv) for lv in d.get("levels", []))
+        dimensions[d["name"]] = DimensionSpec(
+            name=d["name"],
+            title=d["title"],
+            description=d.get("description", ""),
+            period="period" in d,
+            levels=levels,
+            codelist=codelist(d["codelist"]) if "codelist" in d else None,
+            total_code=total.get("code", "Total"),
+            total_label=total.get("label", "Total"),
+        )
+    periods = [d for d in dimensions.values() if d.period]
+    if len(periods) > 1:
+        raise SpecError("dimensions: at most one dimension may be a period")
+
+    measures: dict[str, MeasureSpec] = {}
+    for i, m in enumerate(raw["measures"]):
+        measures[m["name"]] = MeasureSpec(
+            name=m["name"],
+            title=m["title"],
+            description=m["description"],
+            aggregate=m["aggregate"],
+            field=need_field(f"measures[{i}].field", m["field"]),
+            period=need_field(f"measures[{i}].period", m["period"]),
+            unit=m.get("unit", ""),
+        )
+        period_type = fields[names.index(m["period"])].type
+        if period_type not in ("date", "yearmonth"):
+            raise SpecError(f"measures[{i}].period: field {m['period']!r} is {period_type}, expected date or yearmonth")
+        if m["aggregate"] == "sum" and fields[names.index(m["field"])].type != "integer":
+            raise SpecError(f"measures[{i}].field: a sum needs an integer field, {m['field']!r} is not")
+
+    tables = []
+    for i, t in enumerate(raw["tables"]):
+        for d in t["dimensions"]:
+            if d not in dimensions:
+                raise SpecError(f"tables[{i}].dimensions: unknown dimension {d!r}; known: {', '.join(dimensions)}")
+        for m in t["measures"]:
+            if m not in measures:
+                raise SpecError(f"tables[{i}].measures: unknown measure {m!r}; known: {', '.join(measures)}")
+        tables.append(
+            TableSpec(t["name"], t["title"], t.get("description", ""), tuple(t["dimensions"]), tuple(t["measures"]))
+        )
+    if len({t.name for t in tables}) != len(tables):
+        raise SpecError("tables: table names must be unique")
+
+    d = raw["disclosure"]
+    disclosure = DisclosureSpec(
+        threshold=d["threshold"],
+        zeros=d.get("zeros", "safe"),
+        protection=d.get("protection"),
+        rounding_base=d.get("rounding", {}).get("base"),
+        secondary=d.get("secondary", "heuristic"),
+    )
+    return ReleaseSpec(
+        path=path,
+        name=raw["name"],
+        title=raw["title"],
+        description=raw["description"].strip(),
+        kind=raw.get("kind", "management information"),
+        keywords=tuple(raw.get("keywords", [])),
+        licenses=tuple(raw["licenses"]),
+        publisher=raw["publisher"],
+        contributors=tuple(raw.get("contributors", [])),
+        sources=tuple(raw["sources"]),
+        homepage=raw.get("homepage"),
+        input=input_spec,
+        dimensions=dimensions,
+        measures=measures,
+        tables=tuple(tables),
+        disclosure=disclosure,
+        raw=raw,
+    )

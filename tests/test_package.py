@@ -1,0 +1,359 @@
+"""Package writer: valid under real frictionless, readable everywhere, deterministic, atomic, immutable."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import frictionless
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from opendata.aggregate import hierarchy_codes, month_codes
+from opendata.errors import ReleaseError, ReleaseExists
+from opendata.package import PackageInfo, package_id, write_package
+from opendata.protection import ProtectedTable
+from opendata.spec import ReleaseSpec, load_spec
+
+CREATED = datetime(2024, 3, 14, 9, 30, tzinfo=UTC)
+EXTRA = {"opendata:release": {"time": datetime(2024, 3, 14, 9, 30, 0, 12, tzinfo=UTC), "cutoff": date(2024, 2, 29)}}
+
+SPEC_YAML = """
+name: tiny-mi
+title: Tiny MI
+description: A tiny release for tests.
+kind: management information
+keywords: [test]
+licenses:
+  - name: OGL-UK-3.0
+    path: https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/
+    title: Open Government Licence v3.0
+publisher: {title: Department for Work and Pensions}
+contributors:
+  - {title: Department for Work and Pensions, roles: [publisher]}
+sources:
+  - {title: Provider returns}
+input:
+  kind: records
+  primary_key: [pid]
+  fields:
+    - {name: pid, type: string, required: true, description: id}
+    - {name: referral_date, type: date, required: true, description: referred}
+    - {name: cpa, type: string, required: true, codelist: codelists/cpa.csv, description: area}
+    - {name: prime, type: string, required: true, codelist: codelists/providers.csv, level: prime,
+       description: prime}
+    - {name: job_start_date, type: date, description: job start}
+dimensions:
+  - {name: month, title: Month, description: Month of the event., period: month,
+     total: {code: Total, label: All months}}
+  - {name: provider, title: Provider, description: "Area, then prime.", levels: [cpa, prime],
+     codelist: codelists/providers.csv, total: {code: Total, label: Great Britain}}
+measures:
+  - {name: referrals, title: Referrals, description: People referred., unit: people, aggregate: count,
+     field: referral_date, period: referral_date}
+  - {name: job_starts, title: Job starts, description: People starting a job., unit: people,
+     aggregate: count, field: job_start_date, period: job_start_date}
+tables:
+  - name: provider-by-month
+    title: Referrals and job starts by provider and month
+    dimensions: [month, provider]
+    measures: [referrals, job_starts]
+  - name: provider-totals
+    title: Referrals by provider
+    dimensions: [provider]
+    measures: [referrals]
+disclosure:
+  threshold: 10
+  protection: 10
+  rounding: {base: 5}
+"""
+
+CPA = "code,label,parent\nA,Area A,Total\nB,Area B,Total\n"
+PROVIDERS = 'code,label,parent,level\nA,Area A,Total,cpa\nA1,"Prime, one",A,prime\nA2,Prime two,A,prime\n'
+PROVIDERS += "B,Area B,Total,cpa\nB1,Prime three,B,prime\n"
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> ReleaseSpec:
+    root = tmp_path_factory.mktemp("spec")
+    (root / "codelists").mkdir()
+    (root / "codelists" / "cpa.csv").write_text(CPA, encoding="utf-8")
+    (root / "codelists" / "providers.csv").write_text(PROVIDERS, encoding="utf-8")
+    (root / "spec.yaml").write_text(SPEC_YAML, encoding="utf-8")
+    return load_spec(root / "spec.yaml")
+
+
+def _protect(frame: pd.DataFrame, measure: str, hidden: set[int]) -> None:
+    """Mark rows as suppressed the way the protection stage does: <NA> plus status "c"."""
+    mask = frame.index.isin(sorted(hidden))
+    frame[measure] = frame[measure].astype("Int64").mask(mask)
+    frame[measure + "_status"] = pd.Series(mask, index=frame.index).map({True: "c", False: ""})
+
+
+def _sdc(cells: int, primary: int, secondary: int) -> dict:
+    audit = {"ok": True, "checked": primary + secondary, "method": "interval"}
+    return {"cells": cells, "primary": primary, "secondary": secondary, "rounded": cells, "audit": audit}
+
+
+def make_tables(spec: ReleaseSpec) -> list[ProtectedTable]:
+    """Two hand-built protected tables on the full grid, with a few suppressed cells."""
+    month = month_codes(["2024-01", "2024-02"], spec.dimensions["month"])
+    provider = hierarchy_codes(spec.dimensions["provider"])
+    t1, t2 = spec.tables
+    grid = pd.MultiIndex.from_product([month.codes, provider.codes], names=["month", "provider"])
+    frame = grid.to_frame(index=False)
+    frame["referrals"] = [5 * (i + 2) for i in range(len(frame))]
+    frame["job_starts"] = [5 * (i % 4) for i in range(len(frame))]
+    _protect(frame, "referrals", {7, 8})
+    _protect(frame, "job_starts", {2, 3, 12})
+    frame["referrals_freq"] = 3  # confidential working column: must never be published
+    first = ProtectedTable(
+        spec=t1,
+        dimensions=(month, provider),
+        measures=(spec.measures["referrals"], spec.measures["job_starts"]),
+        frame=frame,
+        sdc={"referrals": _sdc(len(frame), 1, 1), "job_starts": _sdc(len(frame), 2, 1)},
+    )
+    frame2 = pd.DataFrame({"provider": list(provider.codes), "referrals": [100, 50, 25, 25, 50, 50]})
+    _protect(frame2, "referrals", set())
+    second = ProtectedTable(
+        spec=t2,
+        dimensions=(provider,),
+        measures=(spec.measures["referrals"],),
+        frame=frame2,
+        sdc={"referrals": _sdc(len(frame2), 0, 0)},
+    )
+    return [first, second]
+
+
+@pytest.fixture(scope="module")
+def release(spec: ReleaseSpec, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("releases")
+    return write_package(spec, make_tables(spec), out, "1.0.0", CREATED, extra=EXTRA)
+
+
+def _descriptor(release: Path) -> dict:
+    return json.loads((release / "datapackage.json").read_text(encoding="utf-8"))
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_layout_and_descriptor(release: Path) -> None:
+    assert release.parts[-2:] == ("tiny-mi", "1.0.0")
+    assert sorted(_tree(release)) == [
+        "README.md",
+        "data/provider-by-month.csv",
+        "data/provider-by-month.parquet",
+        "data/provider-totals.csv",
+        "data/provider-totals.parquet",
+        "datapackage.json",
+        "hierarchies/month.csv",
+        "hierarchies/provider.csv",
+    ]
+    d = _descriptor(release)
+    assert d["$schema"] == "https://datapackage.org/profiles/2.0/datapackage.json"
+    assert (d["name"], d["version"], d["created"]) == ("tiny-mi", "1.0.0", "2024-03-14T09:30:00Z")
+    assert d["id"] == package_id("tiny-mi", "1.0.0") != package_id("tiny-mi", "1.0.1")
+    assert d["licenses"][0]["name"] == "OGL-UK-3.0"
+    assert d["contributors"] == [{"title": "Department for Work and Pensions", "roles": ["publisher"]}]
+    assert d["opendata:kind"] == "management information"
+    assert d["opendata:release"] == {"time": "2024-03-14T09:30:00Z", "cutoff": "2024-02-29"}
+    assert list(d)[-1] == "opendata:release"
+    disclosure = d["opendata:disclosure"]
+    assert disclosure["rules"] == {
+        "threshold": 10,
+        "zeros": "safe",
+        "protection": 10,
+        "rounding": {"base": 5, "method": "conventional"},
+        "secondary": "heuristic",
+    }
+    assert disclosure["tables"]["provider-by-month"]["job_starts"]["suppressed"] == 3
+    assert disclosure["total"] == {
+        "cells": 42,
+        "primary": 3,
+        "secondary": 2,
+        "suppressed": 5,
+        "rounded": 42,
+        "audit_ok": True,
+    }
+    table = next(r for r in d["resources"] if r["name"] == "provider-by-month")
+    schema = table["schema"]
+    assert [f["name"] for f in schema["fields"]] == ["month", "provider", "referrals", "job_starts"]
+    assert schema["primaryKey"] == ["month", "provider"]
+    assert schema["missingValues"][0] == {"value": "[c]", "label": "confidential"}
+    assert schema["fields"][1]["categories"][2] == {"value": "A1", "label": "Prime, one"}
+    assert schema["fields"][2]["constraints"] == {"minimum": 0}
+    assert table["dialect"]["lineTerminator"] == "\n"
+
+
+def test_frictionless_validates(release: Path) -> None:
+    report = frictionless.validate(release / "datapackage.json")
+    assert report.valid, report.flatten(["resourceName", "rowNumber", "fieldName", "type", "note"])
+    assert len(report.tasks) == 6
+
+
+def test_frictionless_catches_a_tampered_file(spec: ReleaseSpec, tmp_path: Path) -> None:
+    path = write_package(spec, make_tables(spec), tmp_path, "1.0.0", CREATED)
+    csv_file = path / "data" / "provider-totals.csv"
+    csv_file.write_text(csv_file.read_text(encoding="utf-8").replace("A1,", "Z9,"), encoding="utf-8")
+    report = frictionless.validate(path / "datapackage.json")
+    assert not report.valid
+    assert PackageInfo.read(path).verify() == [
+        f"data/provider-totals.csv: hash sha256:{hashlib.sha256(csv_file.read_bytes()).hexdigest()}, "
+        f"descriptor says {PackageInfo.read(path).files[1].hash}"
+    ]
+
+
+def test_hashes_and_bytes_match(release: Path) -> None:
+    d = _descriptor(release)
+    assert len(d["resources"]) == 6
+    for r in d["resources"]:
+        data = (release / r["path"]).read_bytes()
+        assert r["bytes"] == len(data)
+        assert r["hash"] == "sha256:" + hashlib.sha256(data).hexdigest()
+        assert {"name", "title", "format", "mediatype"} <= set(r)
+        assert ("encoding" in r) == (r["format"] == "csv")
+    info = PackageInfo.read(release)
+    assert (info.name, info.version, info.id) == ("tiny-mi", "1.0.0", d["id"])
+    assert info.verify() == []
+
+
+def test_csv_marks_suppression_and_has_no_blanks(release: Path) -> None:
+    text = (release / "data" / "provider-by-month.csv").read_text(encoding="utf-8")
+    assert "\r" not in text and text.endswith("\n")
+    rows = list(csv.reader(text.splitlines()))
+    assert rows[0] == ["month", "provider", "referrals", "job_starts"]
+    body = rows[1:]
+    assert len(body) == 18
+    assert all(cell != "" for row in body for cell in row)
+    assert not any(cell in {"NA", "<NA>", "nan", "*"} for row in body for cell in row)
+    assert [i for i, row in enumerate(body) if row[2] == "[c]"] == [7, 8]
+    assert [i for i, row in enumerate(body) if row[3] == "[c]"] == [2, 3, 12]
+    assert body[0] == ["Total", "Total", "10", "0"]
+    hierarchy = (release / "hierarchies" / "provider.csv").read_text(encoding="utf-8").splitlines()
+    assert hierarchy[:3] == ["code,label,parent,level", "Total,Great Britain,,total", "A,Area A,Total,cpa"]
+    assert hierarchy[3] == 'A1,"Prime, one",A,prime'
+
+
+def test_working_columns_never_published(release: Path) -> None:
+    for name, data in _tree(release).items():
+        assert b"freq" not in data, name
+
+
+def test_pandas_reads_csv_and_parquet(release: Path) -> None:
+    from_csv = pd.read_csv(
+        release / "data" / "provider-by-month.csv", na_values=["[c]"], keep_default_na=False, dtype={"month": str}
+    )
+    assert from_csv["referrals"].isna().sum() == 2
+    assert from_csv["job_starts"].isna().sum() == 3
+    from_parquet = pd.read_parquet(release / "data" / "provider-by-month.parquet")
+    assert list(from_parquet.columns) == [
+        "month",
+        "provider",
+        "referrals",
+        "referrals_status",
+        "job_starts",
+        "job_starts_status",
+    ]
+    assert from_parquet["referrals"].isna().sum() == 2
+    assert (from_parquet["referrals_status"] == "c").sum() == 2
+    assert from_parquet["referrals_status"].isna().sum() == 16
+    assert from_csv["referrals"].astype("Int64").equals(from_parquet["referrals"].astype("Int64"))
+    schema = pq.read_schema(release / "data" / "provider-by-month.parquet")
+    assert str(schema.field("month").type) == "dictionary<values=string, indices=int32, ordered=0>"
+    assert str(schema.field("referrals").type) == "int64"
+
+
+def test_duckdb_reads_csv_and_parquet(release: Path) -> None:
+    con = duckdb.connect()
+    csv_file = (release / "data" / "provider-by-month.csv").as_posix()
+    parquet_file = (release / "data" / "provider-by-month.parquet").as_posix()
+    from_csv = con.execute(
+        "SELECT count(*), count(referrals), sum(job_starts) FROM read_csv(?, nullstr='[c]')", [csv_file]
+    ).fetchone()
+    from_parquet = con.execute(
+        "SELECT count(*), count(referrals), sum(job_starts) FROM read_parquet(?)", [parquet_file]
+    ).fetchone()
+    assert from_csv == from_parquet
+    assert from_csv[:2] == (18, 16)
+
+
+def test_readme_explains_release(release: Path) -> None:
+    text = (release / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("# Tiny MI\n")
+    assert "management information" in text and "not official statistics" in text
+    assert "`[c]` confidential" in text
+    assert "| provider-by-month | job_starts | 18 | 2 | 1 | 3 | 18 | passed" in text
+    assert "5 of 42 cells are suppressed" in text
+    assert "Department for Work and Pensions (2024). *Tiny MI*, version 1.0.0 [data set]." in text
+    assert "Open Government Licence v3.0" in text
+    sha = hashlib.sha256((release / "data" / "provider-totals.csv").read_bytes()).hexdigest()
+    assert sha in text
+
+
+def test_deterministic(spec: ReleaseSpec, tmp_path: Path) -> None:
+    a = write_package(spec, make_tables(spec), tmp_path / "a", "1.0.0", CREATED)
+    b = write_package(spec, make_tables(spec), tmp_path / "b", "1.0.0", CREATED)
+    assert _tree(a) == _tree(b)
+
+
+def test_refuses_existing_version(spec: ReleaseSpec, tmp_path: Path) -> None:
+    path = write_package(spec, make_tables(spec), tmp_path, "1.0.0", CREATED)
+    before = _tree(path)
+    with pytest.raises(ReleaseExists, match=r"tiny-mi 1\.0\.0 is already published"):
+        write_package(spec, make_tables(spec), tmp_path, "1.0.0", datetime(2025, 1, 1, tzinfo=UTC))
+    assert _tree(path) == before
+    with pytest.raises(ReleaseExists):
+        write_package(spec, [], tmp_path, "1.0.0", CREATED)  # checked before anything else
+    assert sorted(p.name for p in (tmp_path / "tiny-mi").iterdir()) == ["1.0.0"]
+
+
+def test_failure_leaves_nothing(spec: ReleaseSpec, tmp_path: Path) -> None:
+    tables = make_tables(spec)
+    tables[1].frame = tables[1].frame.drop(columns=["referrals_status"])
+    with pytest.raises(ReleaseError, match="lacks column"):
+        write_package(spec, tables, tmp_path, "1.0.0", CREATED)
+    assert list((tmp_path / "tiny-mi").iterdir()) == []
+
+
+def test_interrupted_write_leaves_nothing(spec: ReleaseSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: object, **kwargs: object) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("opendata.package._readme", boom)
+    with pytest.raises(KeyboardInterrupt):
+        write_package(spec, make_tables(spec), tmp_path, "1.0.0", CREATED)
+    assert list((tmp_path / "tiny-mi").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.frame.__setitem__("referrals_status", "c"), "value in a cell marked confidential"),
+        (lambda t: t.frame.__setitem__("referrals_status", ""), "missing value without a status"),
+        (lambda t: t.sdc["referrals"]["audit"].update(ok=False), "audit failed"),
+    ],
+)
+def test_refuses_unsafe_tables(spec: ReleaseSpec, tmp_path: Path, change, message: str) -> None:
+    tables = make_tables(spec)
+    change(tables[0])
+    with pytest.raises(ReleaseError, match=message):
+        write_package(spec, tables, tmp_path, "1.0.0", CREATED)
+    assert not (tmp_path / "tiny-mi" / "1.0.0").exists()
+
+
+def test_rejects_bad_version_and_naive_time(spec: ReleaseSpec, tmp_path: Path) -> None:
+    with pytest.raises(ReleaseError, match="Semantic Versioning"):
+        write_package(spec, make_tables(spec), tmp_path, "v1", CREATED)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        write_package(spec, make_tables(spec), tmp_path, "1.0.0", datetime(2024, 1, 1))
+    with pytest.raises(ReleaseError, match="overwrite version"):
+        write_package(spec, make_tables(spec), tmp_path, "1.0.0", CREATED, extra={"version": "2"})
+    assert not (tmp_path / "tiny-mi" / "1.0.0").exists()

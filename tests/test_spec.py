@@ -1,0 +1,87 @@
+"""Release specs: the shipped specs load, and every kind of mistake names its key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from opendata.errors import SpecError
+from opendata.spec import json_schema, load_spec
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+
+@pytest.mark.parametrize("name", ["work-programme.yaml", "work-programme-aggregated.yaml"])
+def test_shipped_specs_load(name):
+    spec = load_spec(SPECS / name)
+    assert spec.licenses[0]["name"] == "OGL-UK-3.0"
+    assert {t.name for t in spec.tables} == {"provider-by-month", "cpa-payment-group-by-month"}
+    provider = spec.dimensions["provider"]
+    assert provider.levels == ("cpa", "prime_contract", "subcontractor")
+    assert spec.disclosure.threshold == 10 and spec.disclosure.rounding_base == 5
+    for field in spec.input.fields:
+        assert field.description.strip(), f"field {field.name} is undocumented"
+
+
+def test_schema_file_in_specs_is_the_packaged_one():
+    assert json.loads((SPECS / "release-spec.schema.json").read_text()) == json_schema()
+    jsonschema.Draft202012Validator.check_schema(json_schema())
+
+
+def test_record_and_aggregated_kinds():
+    assert load_spec(SPECS / "work-programme.yaml").input.kind == "records"
+    agg = load_spec(SPECS / "work-programme-aggregated.yaml")
+    assert agg.input.kind == "aggregated"
+    assert all(m.period == "month" and m.aggregate == "sum" for m in agg.measures.values())
+
+
+def write_variant(tmp_path: Path, change) -> Path:
+    raw = yaml.safe_load((SPECS / "work-programme.yaml").read_text())
+    change(raw)
+    for cl in (SPECS / "codelists").glob("*.csv"):
+        (tmp_path / "codelists").mkdir(exist_ok=True)
+        (tmp_path / "codelists" / cl.name).write_bytes(cl.read_bytes())
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda r: r.update(colour="blue"), "colour"),
+        (lambda r: r["disclosure"].update(zeros="maybe"), "disclosure.zeros: 'maybe' is not allowed"),
+        (lambda r: r["disclosure"].update(threshold=0), "disclosure.threshold"),
+        (lambda r: r.pop("licenses"), "'licenses' is a required property"),
+        (lambda r: r["input"]["fields"][0].update(type="text"), "input.fields[0].type"),
+        (lambda r: r["tables"][0]["measures"].append("wages"), "tables[0].measures: unknown measure 'wages'"),
+        (lambda r: r["tables"][1]["dimensions"].append("region"), "unknown dimension 'region'"),
+        (lambda r: r["measures"][0].update(field="nope"), "measures[0].field: unknown input field 'nope'"),
+        (lambda r: r["measures"][0].update(period="cpa"), "measures[0].period: field 'cpa' is string"),
+        (lambda r: r["input"]["rules"][0].update(later="nope"), "input.rules[0].later: unknown input field"),
+        (lambda r: r["input"]["rules"].append({"rule": "date_order"}), "'earlier' is a required property"),
+        (lambda r: r["dimensions"][1].pop("codelist"), "dimensions[1]: a dimension needs either"),
+        (lambda r: r["dimensions"][1].update(codelist="codelists/missing.csv"), "missing.csv does not exist"),
+        (lambda r: r.update(name="Work Programme"), "name: 'Work Programme' does not match"),
+    ],
+)
+def test_bad_spec_names_the_key(tmp_path, change, expected):
+    with pytest.raises(SpecError) as info:
+        load_spec(write_variant(tmp_path, change))
+    assert expected in str(info.value)
+
+
+def test_not_yaml_and_missing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(tmp_path / "nothing.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(SpecError, match="must be a mapping"):
+        load_spec(tmp_path / "list.yaml")
