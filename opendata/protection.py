@@ -1,7 +1,10 @@
 """Protection stage: applies the disclosure engine to every measure of every table.
 
-The true counts never leave this module: what comes out is the public view (rounded values,
-suppressed cells as missing with the marker ``c``) and the counts the descriptor reports.
+Tables that share cells (the month × CPA margins of the provider table and of the CPA × payment
+group table) are protected together per measure, so a shared cell has one status everywhere and
+the audit covers the constraints of all tables at once. The true counts never leave this module:
+what comes out is the public view (rounded values, suppressed cells missing with the marker ``c``)
+and the counts the descriptor reports.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import disclosure
 from opendata.aggregate import FREQ_SUFFIX, AggregatedTable, DimensionCodes
 from opendata.errors import ReleaseError
 from opendata.spec import DisclosureSpec, MeasureSpec, TableSpec
+
+KEY = "_population"
 
 
 @dataclass
@@ -50,32 +55,65 @@ def hierarchy(dim: DimensionCodes) -> disclosure.Hierarchy:
     )
 
 
-def protect_table(
-    table: AggregatedTable, spec: DisclosureSpec, on_step: Callable[[str], None] | None = None
-) -> ProtectedTable:
-    """Protect each measure of one table; refuse (ReleaseError) if any pattern fails its audit."""
+def population_keys(table: AggregatedTable) -> pd.Series:
+    """Who each cell counts, as ``level=code`` pairs of the code and its ancestors, sorted.
+
+    Two cells of different tables with the same key count the same people, e.g. provider CPA03
+    in month 2012-01 and (2012-01, CPA03, all payment groups).
+    """
+    parts = []
+    for dim in table.dimensions:
+        fragment = {}
+        for code in dim.codes:
+            chain, c = [], code
+            while c != dim.total:
+                chain.append(f"{dim.levels[c]}={c}")
+                c = dim.parents[c]
+            fragment[code] = chain
+        parts.append(table.frame[dim.name].map(fragment))
+    return pd.Series(["|".join(sorted(sum(row, []))) for row in zip(*parts, strict=True)], index=table.frame.index)
+
+
+def protect_tables(
+    tables: list[AggregatedTable], spec: DisclosureSpec, on_step: Callable[[str], None] | None = None
+) -> list[ProtectedTable]:
+    """Protect every measure across all tables that publish it; refuse if any audit fails."""
     rules = rules_for(spec)
-    dims = {d.name: hierarchy(d) for d in table.dimensions}
-    names = [d.name for d in table.dimensions]
-    public = table.frame[names].copy()
-    sdc: dict[str, dict[str, Any]] = {}
-    for measure in table.measures:
+    keys = [population_keys(t) for t in tables]
+    publics = [t.frame[[d.name for d in t.dimensions]].copy() for t in tables]
+    sdcs: list[dict[str, dict[str, Any]]] = [{} for _ in tables]
+    measures = list(dict.fromkeys(m.name for t in tables for m in t.measures))
+    for measure in measures:
+        holders = [i for i, t in enumerate(tables) if measure in t.spec.measures]
         if on_step:
-            on_step(f"{table.spec.name}: {measure.name}")
-        cells = table.frame[[*names, measure.name, measure.name + FREQ_SUFFIX]]
+            on_step(f"protecting {measure} in {', '.join(tables[i].spec.name for i in holders)}")
+        linked = []
+        for i in holders:
+            t = tables[i]
+            names = [d.name for d in t.dimensions]
+            frame = t.frame[[*names, measure, measure + FREQ_SUFFIX]].assign(**{KEY: keys[i]})
+            dims = {d.name: hierarchy(d) for d in t.dimensions}
+            linked.append(disclosure.LinkedTable(frame, dims, measure, KEY, measure + FREQ_SUFFIX, name=t.spec.name))
         try:
-            result = disclosure.protect(
-                cells, dims=dims, value=measure.name, frequency=measure.name + FREQ_SUFFIX, rules=rules
-            )
+            results = disclosure.protect_linked(linked, rules, prune=False)
         except disclosure.DisclosureError as exc:
-            raise ReleaseError(f"table {table.spec.name}, measure {measure.name}: {exc}") from exc
-        if not result.audit.ok:  # protect() never returns an unsafe pattern; this is the guard
-            raise ReleaseError(f"table {table.spec.name}, measure {measure.name}: disclosure audit failed")
-        suppressed = result.frame["status"] != "published"
-        public[measure.name] = result.frame["published"].astype("Int64").to_numpy()
-        public[measure.name + "_status"] = suppressed.map({True: "c", False: ""}).to_numpy()
-        sdc[measure.name] = {
-            **{k: int(v) for k, v in result.counts.items()},
-            "audit": {"ok": bool(result.audit.ok), "checked": int(result.audit.checked), "method": result.audit.method},
-        }
-    return ProtectedTable(table.spec, table.dimensions, table.measures, public, sdc)
+            raise ReleaseError(f"measure {measure}: {exc}; nothing was written") from exc
+        for i, result in zip(holders, results, strict=True):
+            if not result.audit.ok:  # protect_linked never returns an unsafe pattern; this is the guard
+                raise ReleaseError(f"table {tables[i].spec.name}, measure {measure}: disclosure audit failed")
+            suppressed = result.frame["status"] != "published"
+            publics[i][measure] = result.frame["published"].astype("Int64").to_numpy()
+            publics[i][measure + "_status"] = suppressed.map({True: "c", False: ""}).to_numpy()
+            sdcs[i][measure] = {
+                **{k: int(v) for k, v in result.counts.items()},
+                "audit": {
+                    "ok": bool(result.audit.ok),
+                    "checked": int(result.audit.checked),
+                    "method": result.audit.method,
+                    "linked_with": [tables[j].spec.name for j in holders if j != i],
+                },
+            }
+    return [
+        ProtectedTable(t.spec, t.dimensions, t.measures, public, sdc)
+        for t, public, sdc in zip(tables, publics, sdcs, strict=True)
+    ]

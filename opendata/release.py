@@ -15,7 +15,7 @@ from pathlib import Path
 from opendata.aggregate import aggregate
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.package import write_package
-from opendata.protection import protect_table
+from opendata.protection import protect_tables
 from opendata.spec import ReleaseSpec, load_spec
 from opendata.validate import validate
 
@@ -92,7 +92,7 @@ def cut_release(
     report.raise_for_problems()
     step("aggregating")
     tables = aggregate(spec, report.table)
-    protected = [protect_table(t, spec.disclosure, on_step=lambda s: step(f"protecting {s}")) for t in tables]
+    protected = protect_tables(tables, spec.disclosure, on_step=step)
     step("writing package")
     path = write_package(spec, protected, out_root, version, created)
     summary = ReleaseSummary(spec.name, version, path, report.table.num_rows, [str(p) for p in inputs])

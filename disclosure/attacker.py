@@ -1,0 +1,248 @@
+"""The attacker: linear programs that bound a suppressed cell given what is published.
+
+For a cell ``j`` the attacker solves ``min x_j`` and ``max x_j`` subject to the additivity
+constraints, what is published (exact values or rounding intervals) and ``x >= 0``. Because counts
+are integers, the LP bounds are tightened to ``[ceil(min), floor(max)]``; the interval is safe when
+its width reaches the required protection. Every LP solution is a feasible table, so the range of
+values seen across solutions is a proven inner bound: once it is wide enough, no further LP is
+needed for that cell (this is what keeps the audit fast).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from disclosure.errors import DisclosureError
+
+INF = float("inf")
+TOL = 1e-6
+
+
+def new_highs() -> highspy.Highs:
+    """A silent HiGHS instance: its constructor prints a banner to fd 1, which would corrupt a
+    caller's stdout (JSON output, CSV on a pipe), so fd 1 is pointed at /dev/null meanwhile."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            solver = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    solver.setOptionValue("output_flag", False)
+    return solver
+
+
+@dataclass
+class Intervals:
+    """Outcome for the checked cells (``required > 0``), all arrays aligned with ``cells``.
+
+    ``lower``/``upper`` are the exact attacker bounds for failing cells; for passing cells they may
+    be an inner bound that already proves the width (``upper`` is ``inf`` when unbounded).
+    """
+
+    cells: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    required: np.ndarray
+    component: np.ndarray  # per checked cell, a label of its connected component (-1 if published)
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.upper - self.lower >= self.required - TOL
+
+
+def _int_lo(x: float) -> float:
+    return float(np.ceil(x - TOL))
+
+
+def _int_hi(x: float) -> float:
+    return INF if x == INF else float(np.floor(x + TOL))
+
+
+class LP:
+    """One HiGHS model ``row_lo <= M x <= row_hi, col_lo <= x <= col_hi``, re-solved per objective."""
+
+    def __init__(
+        self,
+        matrix: sp.spmatrix,
+        row_lo: np.ndarray,
+        row_hi: np.ndarray,
+        col_lo: np.ndarray,
+        col_hi: np.ndarray,
+        seen: np.ndarray | None = None,
+    ) -> None:
+        m = sp.csc_matrix(matrix)
+        m.sort_indices()
+        self.n = m.shape[1]
+        inf = highspy.kHighsInf
+        lp = highspy.HighsLp()
+        lp.num_col_ = self.n
+        lp.num_row_ = m.shape[0]
+        lp.col_cost_ = np.zeros(self.n)
+        lp.col_lower_ = np.asarray(col_lo, dtype=np.float64)
+        lp.col_upper_ = np.where(np.isinf(col_hi), inf, np.asarray(col_hi, dtype=np.float64))
+        lp.row_lower_ = np.asarray(row_lo, dtype=np.float64)
+        lp.row_upper_ = np.asarray(row_hi, dtype=np.float64)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = m.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = m.indices.astype(np.int32)
+        lp.a_matrix_.value_ = m.data.astype(np.float64)
+        self.h = new_highs()
+        self.h.setOptionValue("output_flag", False)
+        self.h.setOptionValue("random_seed", 0)
+        self.h.setOptionValue("threads", 1)
+        self.h.passModel(lp)
+        self.lo_seen = np.full(self.n, INF) if seen is None else np.asarray(seen, dtype=np.float64).copy()
+        self.hi_seen = np.full(self.n, -INF) if seen is None else np.asarray(seen, dtype=np.float64).copy()
+        self._cost_col: int | None = None
+        self._feasible: bool | None = None
+
+    def _solve(self, col: int | None, sign: float) -> float | None:
+        """Minimise ``sign * x_col`` (0 objective if ``col`` is None); None when unbounded."""
+        if self._cost_col is not None:
+            self.h.changeColCost(self._cost_col, 0.0)
+        if col is not None:
+            self.h.changeColCost(col, sign)
+        self._cost_col = col
+        self.h.run()
+        status = self.h.getModelStatus()
+        S = highspy.HighsModelStatus
+        if status == S.kOptimal:
+            x = np.asarray(self.h.getSolution().col_value, dtype=np.float64)
+            np.minimum(self.lo_seen, x, out=self.lo_seen)
+            np.maximum(self.hi_seen, x, out=self.hi_seen)
+            return float(self.h.getInfo().objective_function_value)
+        if status == S.kInfeasible:
+            raise DisclosureError("published values are inconsistent with the table's additivity (LP infeasible)")
+        if status in (S.kUnbounded, S.kUnboundedOrInfeasible) and col is not None and self.feasible():
+            return None
+        raise DisclosureError(f"LP solver failed: {self.h.modelStatusToString(status)}")
+
+    def feasible(self) -> bool:
+        if self._feasible is None:
+            self._solve(None, 0.0)  # raises when infeasible
+            self._feasible = True
+        return self._feasible
+
+    def interval(self, col: int, required: float) -> tuple[float, float]:
+        """Attacker bounds of ``x_col``; stops early (inner bound) once ``required`` width is proven."""
+        if _int_hi(self.hi_seen[col]) - _int_lo(self.lo_seen[col]) >= required - TOL:
+            return _int_lo(self.lo_seen[col]), _int_hi(self.hi_seen[col])
+        top = self._solve(col, -1.0)
+        hi = INF if top is None else _int_hi(-top)
+        if hi - _int_lo(self.lo_seen[col]) >= required - TOL:
+            return _int_lo(self.lo_seen[col]), hi
+        bottom = self._solve(col, 1.0)
+        assert bottom is not None  # x >= 0 bounds the minimum
+        return _int_lo(bottom), hi
+
+
+def exact_intervals(
+    constraints: sp.csr_matrix,
+    values: np.ndarray,
+    suppressed: np.ndarray,
+    required: np.ndarray,
+    truth: np.ndarray | None = None,
+    focus: np.ndarray | None = None,
+) -> Intervals:
+    """Attacker who knows published cells exactly: decomposes into components of suppressed cells.
+
+    ``values`` is only read for published cells. ``truth`` (the true table, known to ``protect``)
+    seeds the inner bounds with one feasible point; it does not change the answer. ``focus``
+    (suppressed cell numbers) restricts the LPs to the components holding them; the cells of other
+    components are then left out of the result.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    suppressed = np.asarray(suppressed, dtype=bool)
+    required = np.asarray(required, dtype=np.float64)
+    checked = np.flatnonzero(required > 0)
+    lower = np.zeros(len(checked))
+    upper = np.zeros(len(checked))
+    comp_of_checked = np.full(len(checked), -1, dtype=np.int64)
+    supp = np.flatnonzero(suppressed)
+    pub_vals = np.where(suppressed, 0.0, values)
+    # published checked cells are known exactly
+    pub_checked = ~suppressed[checked]
+    lower[pub_checked] = values[checked[pub_checked]]
+    upper[pub_checked] = values[checked[pub_checked]]
+    if len(supp) == 0 or not (~pub_checked).any():
+        return Intervals(checked, lower, upper, required[checked], comp_of_checked)
+    a = constraints
+    a_s = sp.csr_matrix(a[:, supp])
+    touched = np.flatnonzero(np.diff(a_s.indptr) > 0)
+    b = sp.csr_matrix(a_s[touched])
+    b_abs = b.copy()
+    b_abs.data = np.abs(b_abs.data)
+    adjacency = (b_abs.T @ b_abs).tocsr()
+    n_comp, labels = connected_components(adjacency, directed=False)
+    rhs = -(a[touched] @ pub_vals)
+    # every touched row belongs to the component of (any of) its suppressed cells
+    first_col = b.indices[b.indptr[:-1]]
+    row_comp = labels[first_col]
+    row_order = np.argsort(row_comp, kind="stable")
+    row_bounds = np.searchsorted(row_comp[row_order], np.arange(n_comp + 1))
+    col_order = np.argsort(labels, kind="stable")
+    col_bounds = np.searchsorted(labels[col_order], np.arange(n_comp + 1))
+    where_in_supp = np.full(len(suppressed), -1, dtype=np.int64)
+    where_in_supp[supp] = np.arange(len(supp))
+    b_csc = b.tocsc()
+    todo = np.flatnonzero(~pub_checked)
+    todo_comp = labels[where_in_supp[checked[todo]]]
+    if focus is not None:
+        focus = np.asarray(focus, dtype=np.int64)
+        wanted = np.unique(labels[where_in_supp[focus[suppressed[focus]]]])
+        sel = np.isin(todo_comp, wanted)
+        keep = pub_checked.copy()
+        keep[todo[sel]] = True
+        todo, todo_comp = todo[sel], todo_comp[sel]
+    comp_of_checked[todo] = todo_comp
+    for comp in np.unique(todo_comp):
+        cols = col_order[col_bounds[comp] : col_bounds[comp + 1]]
+        rows = row_order[row_bounds[comp] : row_bounds[comp + 1]]
+        members = todo[todo_comp == comp]
+        if len(cols) == 1 and len(rows) > 0:  # a lone suppressed cell in a constraint is determined
+            k = int(members[0])
+            r = int(rows[0])
+            coef = float(b_csc[:, cols].toarray().ravel()[r])
+            lower[k] = upper[k] = rhs[r] / coef  # recovered from one constraint, as the attacker would
+            continue
+        sub = b_csc[:, cols][rows]
+        seen = None if truth is None else np.asarray(truth, dtype=np.float64)[supp[cols]]
+        lp = LP(sub, rhs[rows], rhs[rows], np.zeros(len(cols)), np.full(len(cols), INF), seen)
+        pos = {int(c): i for i, c in enumerate(cols)}
+        for k in members:
+            lo, hi = lp.interval(pos[int(where_in_supp[checked[k]])], float(required[checked[k]]))
+            lower[k], upper[k] = lo, hi
+    if focus is not None:
+        return Intervals(checked[keep], lower[keep], upper[keep], required[checked][keep], comp_of_checked[keep])
+    return Intervals(checked, lower, upper, required[checked], comp_of_checked)
+
+
+def interval_intervals(
+    constraints: sp.csr_matrix,
+    col_lo: np.ndarray,
+    col_hi: np.ndarray,
+    required: np.ndarray,
+) -> Intervals:
+    """Attacker who knows every cell only within ``[col_lo, col_hi]`` (rounded or suppressed): one LP."""
+    required = np.asarray(required, dtype=np.float64)
+    checked = np.flatnonzero(required > 0)
+    lower = np.zeros(len(checked))
+    upper = np.zeros(len(checked))
+    if len(checked) == 0:
+        return Intervals(checked, lower, upper, required[checked], np.zeros(0, dtype=np.int64))
+    m = constraints.shape[0]
+    lp = LP(constraints, np.zeros(m), np.zeros(m), col_lo, col_hi)
+    lp.feasible()
+    for k, cell in enumerate(checked):
+        lower[k], upper[k] = lp.interval(int(cell), float(required[cell]))
+    return Intervals(checked, lower, upper, required[checked], np.zeros(len(checked), dtype=np.int64))

@@ -1,0 +1,15 @@
+"""Exceptions of the disclosure engine.
+
+Everything the engine refuses is a DisclosureError, so callers can catch one type; an audit that
+cannot be satisfied is the more specific AuditFailed, because it means "nothing safe to publish".
+"""
+
+from __future__ import annotations
+
+
+class DisclosureError(ValueError):
+    """Invalid input (hierarchy, grid, values, rules) or an unsafe result."""
+
+
+class AuditFailed(DisclosureError):
+    """A primary cell can be recovered, or narrowed below its protection level, by an attacker."""

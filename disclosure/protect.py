@@ -1,0 +1,75 @@
+"""The pipeline's entry point: primary + secondary suppression, audit, rounding."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from disclosure.audit import METHOD_EXACT, AuditReport, report_from
+from disclosure.errors import DisclosureError
+from disclosure.hierarchy import Hierarchy
+from disclosure.primary import primary_mask, required_widths
+from disclosure.rounding import round_conventional
+from disclosure.rules import Rules
+from disclosure.secondary import heuristic
+from disclosure.table import Grid, integer_column
+
+METHODS = ("heuristic",)
+
+
+@dataclass
+class ProtectionResult:
+    """``frame``: input rows (same order) + ``status`` and ``published`` (Int64, <NA> when suppressed)."""
+
+    frame: pd.DataFrame
+    audit: AuditReport
+    counts: dict[str, int]
+
+
+def protect(
+    frame: pd.DataFrame,
+    dims: Mapping[str, Hierarchy],
+    value: str,
+    frequency: str | None = None,
+    rules: Rules | None = None,
+    method: str = "heuristic",
+    prune: bool = True,
+) -> ProtectionResult:
+    """Suppress and round one measure of a full hierarchical table; never returns an unsafe pattern.
+
+    The audit run here is the exact-values attacker (published cells known exactly), which is
+    stronger than an attacker who sees rounded values, so the pattern stays safe after rounding.
+    ``prune`` gives back secondary cells that turn out not to be needed (slower, fewer cells hidden).
+    Raises DisclosureError on invalid input and AuditFailed if no safe pattern is found.
+    """
+    rules = rules or Rules()
+    if method not in METHODS:
+        raise DisclosureError(f"unknown suppression method {method!r}; available: {list(METHODS)}")
+    grid = Grid.of(dims)
+    cells = grid.cell_index(frame)
+    values = integer_column(frame, value, cells, grid.size)
+    grid.check_additive(values, what=f"column {value!r}")
+    freq = values if frequency is None else integer_column(frame, frequency, cells, grid.size)
+    primary = primary_mask(freq, rules)
+    required = required_widths(primary, rules)
+    pattern = heuristic(grid, values, primary, required, prune=prune)
+    report = report_from(grid, pattern.intervals, METHOD_EXACT, values.astype(np.float64))
+    report.raise_if_failed()
+    suppressed = pattern.suppressed
+    rounded = round_conventional(values, rules.rounding_base)
+    status = np.where(primary, "primary", np.where(suppressed, "secondary", "published"))
+    out = frame.copy()
+    out["status"] = status[cells]
+    out["published"] = pd.array(np.where(suppressed, 0, rounded)[cells], dtype="Int64")
+    out.loc[suppressed[cells], "published"] = pd.NA
+    shown = ~suppressed
+    counts = {
+        "cells": int(grid.size),
+        "primary": int(primary.sum()),
+        "secondary": int((suppressed & ~primary).sum()),
+        "rounded": int((shown & (rounded != values)).sum()),
+    }
+    return ProtectionResult(out, report, counts)
