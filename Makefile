@@ -14,11 +14,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+DEMO_VERSION := releases/work-programme-subcontractor-mi/1.0.0
+
 demo: $(STAMP)
 	$(BIN)/opendata sample --out mi/ --rows 200000 --seed 1
-	$(BIN)/opendata validate specs/work-programme.yaml mi/work-programme-mi.csv
-	$(BIN)/opendata release specs/work-programme.yaml mi/work-programme-mi.csv --out releases/ \
-		--release-time 2026-12-03T09:30:00+00:00 --if-exists skip
+	$(BIN)/opendata validate specs/work-programme.yaml mi/*.csv
+	@if [ -d $(DEMO_VERSION) ]; then \
+		echo "$(DEMO_VERSION) is already published and is never overwritten; remove it to cut the demo again"; \
+	else \
+		$(BIN)/opendata release specs/work-programme.yaml mi/*.csv --out releases/ \
+			--release-time 2026-12-03T09:30:00+00:00; \
+	fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

@@ -100,6 +100,7 @@ class LP:
         self.h.setOptionValue("output_flag", False)
         self.h.setOptionValue("random_seed", 0)
         self.h.setOptionValue("threads", 1)
+        self.h.setOptionValue("simplex_strategy", 4)  # primal: only the objective changes between solves
         self.h.passModel(lp)
         self.lo_seen = np.full(self.n, INF) if seen is None else np.asarray(seen, dtype=np.float64).copy()
         self.hi_seen = np.full(self.n, -INF) if seen is None else np.asarray(seen, dtype=np.float64).copy()
@@ -153,8 +154,12 @@ def exact_intervals(
     required: np.ndarray,
     truth: np.ndarray | None = None,
     focus: np.ndarray | None = None,
+    only: np.ndarray | None = None,
 ) -> Intervals:
     """Attacker who knows published cells exactly: decomposes into components of suppressed cells.
+
+    ``only`` (cell numbers) restricts the result to those checked cells: hiding more cells can only
+    widen intervals, so a repair loop re-checks just the cells that failed before.
 
     ``values`` is only read for published cells. ``truth`` (the true table, known to ``protect``)
     seeds the inner bounds with one feasible point; it does not change the answer. ``focus``
@@ -197,12 +202,18 @@ def exact_intervals(
     b_csc = b.tocsc()
     todo = np.flatnonzero(~pub_checked)
     todo_comp = labels[where_in_supp[checked[todo]]]
+    keep = np.ones(len(checked), dtype=bool)  # which checked cells the result reports
     if focus is not None:
         focus = np.asarray(focus, dtype=np.int64)
         wanted = np.unique(labels[where_in_supp[focus[suppressed[focus]]]])
         sel = np.isin(todo_comp, wanted)
         keep = pub_checked.copy()
         keep[todo[sel]] = True
+        todo, todo_comp = todo[sel], todo_comp[sel]
+    if only is not None:
+        wanted_cells = np.isin(checked, np.asarray(only, dtype=np.int64))
+        keep &= wanted_cells
+        sel = wanted_cells[todo]
         todo, todo_comp = todo[sel], todo_comp[sel]
     comp_of_checked[todo] = todo_comp
     for comp in np.unique(todo_comp):
@@ -222,9 +233,7 @@ def exact_intervals(
         for k in members:
             lo, hi = lp.interval(pos[int(where_in_supp[checked[k]])], float(required[checked[k]]))
             lower[k], upper[k] = lo, hi
-    if focus is not None:
-        return Intervals(checked[keep], lower[keep], upper[keep], required[checked][keep], comp_of_checked[keep])
-    return Intervals(checked, lower, upper, required[checked], comp_of_checked)
+    return Intervals(checked[keep], lower[keep], upper[keep], required[checked][keep], comp_of_checked[keep])
 
 
 def interval_intervals(

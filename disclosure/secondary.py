@@ -29,11 +29,13 @@ class Suppression:
 
 
 def _choose(cand: np.ndarray, is_total: np.ndarray, values: np.ndarray, level: np.ndarray, need: float) -> int:
-    """Cheapest partner: not the constraint's total, covers ``need`` (smallest such, else largest), detailed."""
+    """Cheapest partner that adds enough room: one that covers ``need`` (the smallest such, a detail
+    cell before the constraint's total), else the largest. A cell that cannot cover the need (a
+    published zero, say) is taken only when nothing can, or repair would loop adding useless cells."""
     v = values[cand]
-    covers = v >= need
+    covers = (v >= need) & (v > 0)
     value_key = np.where(covers, v, -v)
-    order = np.lexsort((cand, -level[cand], value_key, ~covers, is_total))
+    order = np.lexsort((cand, -level[cand], value_key, is_total, ~covers))
     return int(cand[order[0]])
 
 
@@ -51,6 +53,7 @@ class Heuristic:
         self.level = grid.level
         self.primary = primary
         self.required = required
+        self.failures: dict[int, int] = {}  # rounds each primary has failed the audit
 
     def _row_cells(self, r: int) -> np.ndarray:
         return self.a_abs.indices[self.a_abs.indptr[r] : self.a_abs.indptr[r + 1]]
@@ -73,11 +76,44 @@ class Heuristic:
                 pick = _choose(cand, cand == self.row_parent[r], self.values, self.level, need)
                 suppressed[pick] = True
 
+    def escalate(self, suppressed: np.ndarray, c: int) -> int:
+        """Suppress the nearest published totals above ``c`` (in every dimension): a primary hemmed in
+        by small hidden cells several equations away gains room only from a larger total. Walking up
+        always ends, as a suppressed grand total leaves the table's totals unbounded."""
+        frontier = [c]
+        seen = {c}
+        while frontier:
+            added, upper = 0, []
+            for cell in frontier:
+                rows = self.cell_rows.indices[self.cell_rows.indptr[cell] : self.cell_rows.indptr[cell + 1]]
+                for r in rows:
+                    p = int(self.row_parent[r])
+                    if p == cell or p in seen:
+                        continue
+                    seen.add(p)
+                    if suppressed[p]:
+                        upper.append(p)
+                    else:
+                        suppressed[p] = True
+                        added += 1
+            if added:
+                return added
+            frontier = sorted(upper)
+        return 0
+
     def widen(self, suppressed: np.ndarray, res: Intervals) -> int:
-        """For each failing primary, suppress one partner in its constraints; returns how many were added."""
+        """For each failing primary, suppress one partner in its constraints; returns how many were added.
+
+        A primary that still fails after two such rounds gets the totals above it suppressed instead."""
         added = 0
         for k in np.flatnonzero(~res.ok):
             c = int(res.cells[k])
+            self.failures[c] = self.failures.get(c, 0) + 1
+            if self.failures[c] > 2:
+                gained = self.escalate(suppressed, c)
+                if gained:
+                    added += gained
+                    continue
             missing = float(res.required[k] - (res.upper[k] - res.lower[k]))
             rows = self.cell_rows.indices[self.cell_rows.indptr[c] : self.cell_rows.indptr[c + 1]]
             cand_parts, total_parts = [], []
@@ -124,13 +160,27 @@ class Heuristic:
             if not res.ok.all():
                 suppressed[s] = True
 
+    def recheck(self, suppressed: np.ndarray, res: Intervals) -> Intervals:
+        """Audit again only the cells that failed: hiding more cells only widens intervals."""
+        failing = ~res.ok
+        again = exact_intervals(
+            self.a, self.values, suppressed, self.required, truth=self.values, only=res.cells[failing]
+        )
+        where = np.flatnonzero(failing)[np.searchsorted(res.cells[failing], again.cells)]
+        res.lower[where], res.upper[where], res.component[where] = again.lower, again.upper, again.component
+        return res
+
     def run(self) -> Suppression:
         suppressed = self.primary.copy()
         rounds = 0
+        res: Intervals | None = None
         while True:
             rounds += 1
             self.close_singletons(suppressed)
-            res = exact_intervals(self.a, self.values, suppressed, self.required, truth=self.values)
+            if res is None:
+                res = exact_intervals(self.a, self.values, suppressed, self.required, truth=self.values)
+            else:
+                res = self.recheck(suppressed, res)
             if res.ok.all():
                 if self.pruning:
                     self.prune(suppressed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import pandas as pd
@@ -65,13 +66,14 @@ def population_keys(table: AggregatedTable) -> pd.Series:
     for dim in table.dimensions:
         fragment = {}
         for code in dim.codes:
-            chain, c = [], code
+            path, c = [], code
             while c != dim.total:
-                chain.append(f"{dim.levels[c]}={c}")
+                path.append(f"{dim.levels[c]}={c}")
                 c = dim.parents[c]
-            fragment[code] = chain
+            fragment[code] = path
         parts.append(table.frame[dim.name].map(fragment))
-    return pd.Series(["|".join(sorted(sum(row, []))) for row in zip(*parts, strict=True)], index=table.frame.index)
+    keys = ["|".join(sorted(chain.from_iterable(row))) for row in zip(*parts, strict=True)]
+    return pd.Series(keys, index=table.frame.index)
 
 
 def protect_tables(

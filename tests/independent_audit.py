@@ -75,5 +75,5 @@ def feasible_intervals(
                 assert status == highspy.HighsModelStatus.kOptimal, f"attacker LP: {solver.modelStatusToString(status)}"
                 bounds.append(sense * solver.getInfo().objective_function_value)
         solver.changeColCost(int(j), 0.0)
-        out.append((int(j), bounds[0], -bounds[1] if np.isfinite(bounds[1]) else np.inf))
+        out.append((int(j), bounds[0], bounds[1]))
     return pd.DataFrame(out, columns=["row", "lower", "upper"]).set_index("row")

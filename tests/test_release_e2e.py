@@ -1,0 +1,226 @@
+"""End to end, as a statistician runs it: sample → validate → release, through the real CLI.
+
+The published package is then checked the way an outsider would: frictionless validation,
+loading with pandas and DuckDB, totals against their parts, and an attacker audit written apart
+from ``disclosure/`` that sees only the published files.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import frictionless
+import numpy as np
+import pandas as pd
+import pytest
+from independent_audit import feasible_intervals
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "specs" / "work-programme.yaml"
+NAME = "work-programme-subcontractor-mi"
+WHEN = "2026-12-03T09:30:00+00:00"
+
+
+def opendata(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "opendata.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """MI file, release tree and the written version directory."""
+    work = tmp_path_factory.mktemp("e2e")
+    run = opendata("sample", "--out", work / "mi", "--rows", 3000, "--seed", 7, "--months", 3, "--format", "csv")
+    assert run.returncode == 0, run.stderr
+    mi = work / "mi" / "work-programme-mi.csv"
+    run = opendata("validate", SPEC, mi)
+    assert run.returncode == 0, run.stderr + run.stdout
+    run = opendata("release", SPEC, mi, "--out", work / "releases", "--release-time", WHEN)
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert "audit passed" in run.stdout
+    version = work / "releases" / NAME / "1.0.0"
+    assert version.is_dir()
+    return mi, work / "releases", version
+
+
+def test_package_validates_with_frictionless(released):
+    _, _, version = released
+    report = frictionless.validate(version / "datapackage.json")
+    assert report.valid, report.flatten(["rowNumber", "fieldName", "type", "note"])[:10]
+    descriptor = json.loads((version / "datapackage.json").read_text())
+    assert descriptor["version"] == "1.0.0"
+    assert descriptor["created"] == "2026-12-03T09:30:00Z"
+    assert descriptor["licenses"][0]["name"] == "OGL-UK-3.0"
+
+
+def test_loads_with_pandas_and_duckdb(released):
+    _, _, version = released
+    csv = pd.read_csv(version / "data" / "provider-by-month.csv", dtype=str, keep_default_na=False)
+    parquet = pd.read_parquet(version / "data" / "provider-by-month.parquet")
+    assert len(csv) == len(parquet) > 0
+    assert not (csv == "").any().any(), "a published CSV cell is blank"
+    suppressed = csv["referrals"] == "[c]"
+    assert suppressed.any()
+    assert (parquet["referrals"].isna().to_numpy() == suppressed.to_numpy()).all()
+    assert (parquet.loc[suppressed.to_numpy(), "referrals_status"] == "c").all()
+    con = duckdb.connect()
+    n_csv = con.execute(f"select count(*) from read_csv('{version}/data/provider-by-month.csv')").fetchone()[0]
+    n_parquet = con.execute(f"select count(*) from read_parquet('{version}/data/provider-by-month.parquet')").fetchone()
+    assert n_csv == n_parquet[0] == len(csv)
+
+
+def published(version: Path, table: str) -> tuple[pd.DataFrame, dict[str, dict[str, str]]]:
+    frame = pd.read_parquet(version / "data" / f"{table}.parquet")
+    descriptor = json.loads((version / "datapackage.json").read_text())
+    resource = next(r for r in descriptor["resources"] if r["name"] == table)
+    dims = resource["schema"]["primaryKey"]
+    parents = {}
+    for dim in dims:
+        h = pd.read_csv(version / "hierarchies" / f"{dim}.csv", dtype=str, keep_default_na=False)
+        parents[dim] = dict(zip(h["code"], h["parent"], strict=True))
+    for dim in dims:
+        frame[dim] = frame[dim].astype(str)
+    return frame, parents
+
+
+def test_totals_reconcile_where_nothing_is_suppressed(released):
+    _, _, version = released
+    frame, parents = published(version, "provider-by-month")
+    base = 5
+    for dim, parent_of in parents.items():
+        others = [d for d in parents if d != dim]
+        kids = frame[frame[dim].map(parent_of) != ""].assign(_parent=lambda f, d=dim: f[d].map(parents[d]))
+        for measure in ("referrals", "job_starts"):
+            sums = kids.groupby(["_parent", *others])[measure].agg(["sum", "count", "size"]).reset_index()
+            full = sums[sums["count"] == sums["size"]].rename(columns={"_parent": dim})
+            merged = full.merge(frame[[dim, *others, measure]], on=[dim, *others])
+            merged = merged[merged[measure].notna()]
+            assert len(merged) > 0
+            slack = (base // 2) * (merged["size"] + 1)  # each rounded value is within 2 of the truth
+            gap = (merged["sum"] - merged[measure].astype(float)).abs()
+            assert (gap <= slack).all(), merged[gap > slack].head()
+
+
+def true_primaries(mi: Path, frame: pd.DataFrame, parents, measure_date: str) -> np.ndarray:
+    """Which published cells count 1-9 people, computed from the MI apart from the pipeline."""
+    records = pd.read_csv(mi, dtype=str, keep_default_na=False)
+    records = records[records[measure_date] != ""]
+    records["month"] = records[measure_date].str[:7]
+    dims = list(parents)
+    leaf_field = {"provider": "subcontractor", "cpa": "cpa", "payment_group": "payment_group", "month": "month"}
+    counts = records.groupby([leaf_field[d] for d in dims]).size()
+    counts.index.names = dims
+    truth = pd.Series(0, index=pd.MultiIndex.from_frame(frame[dims]), dtype="int64")
+    for key, n in counts.items():
+        key = key if isinstance(key, tuple) else (key,)
+        ancestors = []
+        for dim, code in zip(dims, key, strict=True):
+            chain = [code]
+            while parents[dim][chain[-1]]:
+                chain.append(parents[dim][chain[-1]])
+            ancestors.append(chain)
+        for cell in pd.MultiIndex.from_product(ancestors):
+            truth[cell] += n
+    return ((truth > 0) & (truth < 10)).to_numpy()
+
+
+@pytest.mark.parametrize(
+    ("table", "measure", "date"),
+    [
+        ("provider-by-month", "referrals", "referral_date"),
+        ("provider-by-month", "job_starts", "job_start_date"),
+        ("cpa-payment-group-by-month", "referrals", "referral_date"),
+        ("cpa-payment-group-by-month", "attachments", "attachment_date"),
+    ],
+)
+def test_independent_attacker_cannot_narrow_any_primary_cell(released, table, measure, date):
+    mi, _, version = released
+    frame, parents = published(version, table)
+    primary = true_primaries(mi, frame, parents, date)
+    assert primary.sum() > 0
+    assert frame.loc[primary, measure].isna().all(), "a primary cell was published"
+    intervals = feasible_intervals(frame, parents, frame[measure], base=5, check=np.flatnonzero(primary))
+    width = intervals["upper"] - intervals["lower"]
+    assert (width >= 10 - 1e-6).all(), intervals[width < 10 - 1e-6].head()
+
+
+def test_shared_cells_agree_across_linked_tables(released):
+    _, _, version = released
+    provider, _ = published(version, "provider-by-month")
+    cpa, _ = published(version, "cpa-payment-group-by-month")
+    margins = cpa[cpa["payment_group"] == "Total"].rename(columns={"cpa": "provider"})
+    shared = margins.merge(provider, on=["month", "provider"], suffixes=("_cpa", "_provider"))
+    assert len(shared) == len(margins)
+    for measure in ("referrals", "attachments", "job_starts", "job_outcomes"):
+        a, b = shared[f"{measure}_cpa"], shared[f"{measure}_provider"]
+        assert (a.isna() == b.isna()).all(), f"{measure}: a shared cell is suppressed in one table only"
+        assert (a[a.notna()] == b[b.notna()]).all()
+
+
+def test_same_input_gives_identical_bytes(released, tmp_path):
+    mi, _, version = released
+    run = opendata("release", SPEC, mi, "--out", tmp_path, "--release-time", WHEN, "--quiet")
+    assert run.returncode == 0, run.stderr
+    again = tmp_path / NAME / "1.0.0"
+    first = sorted(p.relative_to(version) for p in version.rglob("*") if p.is_file())
+    second = sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert first == second
+    for rel in first:
+        assert (version / rel).read_bytes() == (again / rel).read_bytes(), rel
+
+
+def test_published_version_is_never_overwritten(released):
+    mi, releases, version = released
+    before = {p: p.read_bytes() for p in version.rglob("*") if p.is_file()}
+    run = opendata("release", SPEC, mi, "--out", releases, "--release-time", WHEN, "--version", "1.0.0")
+    assert run.returncode == 1
+    assert "never overwritten" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert before == {p: p.read_bytes() for p in version.rglob("*") if p.is_file()}
+
+
+def test_bad_mi_writes_nothing(released, tmp_path):
+    mi, _, _ = released
+    lines = mi.read_text().splitlines()
+    header = lines[0].split(",")
+    row = lines[1].split(",")
+    row[header.index("cpa")] = "CPA99"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join([lines[0], ",".join(row), *lines[2:]]) + "\n")
+    out = tmp_path / "releases"
+    run = opendata("release", SPEC, bad, "--out", out, "--json")
+    assert run.returncode == 1
+    problems = json.loads(run.stdout)["problems"]
+    assert [(p["row"], p["column"], p["value"], p["rule"]) for p in problems] == [(1, "cpa", "CPA99", "codelist")]
+    assert not out.exists() or not any(out.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["validate", "nope.yaml", "x.csv"], "does not exist"),
+        (["release", SPEC, "missing.csv", "--out", "r"], "missing.csv"),
+        (["release", SPEC, "x.csv", "--release-time", "tomorrow"], "not an ISO 8601 time"),
+        (["release", SPEC, "x.csv", "--release-time", "2026-12-03T09:30"], "no UTC offset"),
+        (["release", SPEC, "x.csv", "--version", "one"], "not a semantic version"),
+    ],
+)
+def test_user_mistakes_get_messages_not_tracebacks(tmp_path, args, message):
+    (tmp_path / "x.csv").write_text("participant_id\n")
+    run = opendata(*args, cwd=tmp_path)
+    assert run.returncode in (1, 2)
+    assert message in run.stderr + run.stdout
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_every_command_has_help_with_an_example():
+    for command in ("sample", "validate", "release"):
+        run = opendata(command, "--help")
+        assert run.returncode == 0
+        assert "Example" in run.stdout
