@@ -224,3 +224,26 @@ def test_every_command_has_help_with_an_example():
         run = opendata(command, "--help")
         assert run.returncode == 0
         assert "Example" in run.stdout
+
+
+def _corpus_cases():
+    from test_validate import _corpus
+
+    return _corpus()
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "rule", "row", "column"), _corpus_cases(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_cli_release_refuses_every_malformed_input(tmp_path, name, make, rule, row, column):
+    """The same corpus as the validator's, through `opendata release` as a user runs it."""
+    from opendata.spec import load_spec
+
+    paths = make(load_spec(SPEC), tmp_path)
+    out = tmp_path / "releases"
+    run = opendata("release", SPEC, *paths, "--out", out, "--json")
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    problems = json.loads(run.stdout)["problems"]
+    assert any(p["rule"] == rule and p["row"] == row for p in problems), problems[:3]
+    assert not out.exists() or not any(out.rglob("*")), "something was written"

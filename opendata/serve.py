@@ -1,0 +1,300 @@
+"""A read-only HTTP server for a release tree, so a publisher can host it (and mirrors can sync) without a web stack.
+
+The tree holds only static files, so this server computes nothing: any static host works equally, and
+this one exists for a quick, safe default. What it guarantees:
+
+- GET and HEAD only (anything else: 405); no directory listings (a directory is 404);
+- validators for cheap re-syncs: a strong ``ETag`` and ``Last-Modified``, answering ``If-None-Match`` and
+  ``If-Modified-Since`` with 304; a single ``Range: bytes=a-b`` with 206 (416 when unsatisfiable), honouring
+  ``If-Range``, so an interrupted download can continue;
+- nothing outside the tree: ``..`` segments, percent-encoded slashes, backslashes, dots or NUL bytes, and
+  anything that is not an origin-form path are refused (403); dot-files and dot-directories (``.tmp-*``,
+  ``.staging``, a mirror's ``.partial`` and ``.sync-state.json``) and symbolic links that resolve outside
+  the tree are not found (404);
+- embargo: by default (``listed_only=True``) only the catalogue files at the root and the files
+  ``catalog.json`` lists are served, so a version written to the tree but still under embargo (left out of
+  the catalogue by ``write_catalog``) is not downloadable early. A plain static host has no such check:
+  keep embargoed versions out of the tree you upload to one.
+
+The ETag is ``"<size>-<mtime_ns>-<inode>"`` in hex, not a content hash: hashing every file on every request
+would cost more than sending it. It is strong because release files are never modified in place: versions are
+written under a temporary name and renamed, and catalogue files are replaced atomically (new inode), so a
+change of bytes always changes the tag.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import re
+import threading
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
+
+from opendata.catalog import FEED_FILE, JSONLD_FILE, read_catalog
+from opendata.errors import OpenDataError
+from opendata.signing import CATALOG_FILE, SIGNATURE_SUFFIX
+
+CONTENT_TYPES = {
+    ".json": "application/json",
+    ".jsonld": "application/ld+json",
+    ".csv": "text/csv; charset=utf-8",
+    ".parquet": "application/vnd.apache.parquet",
+    ".md": "text/markdown; charset=utf-8",
+    ".atom": "application/atom+xml",
+    ".sig": "text/plain; charset=us-ascii",  # one base64 line
+    ".txt": "text/plain; charset=utf-8",
+}
+ROOT_FILES = frozenset({CATALOG_FILE, CATALOG_FILE + SIGNATURE_SUFFIX, JSONLD_FILE, FEED_FILE})
+CHUNK = 1 << 16
+# Encoded characters that would let a path mean something other than it appears to: /, \, ., NUL.
+ENCODED_HOSTILE = re.compile(r"%(2f|5c|2e|00)", re.IGNORECASE)
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def file_etag(st: os.stat_result) -> str:
+    """Strong validator from size, modification time and inode (see the module docstring for why it is strong)."""
+    return f'"{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"'
+
+
+def content_type(name: str) -> str:
+    return CONTENT_TYPES.get(os.path.splitext(name)[1].lower(), "application/octet-stream")
+
+
+class ReleaseServer(ThreadingHTTPServer):
+    """Serves one release tree; holds the root, the logging choice and the cached catalogue listing."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], root: Path, **options):
+        self.root = root.resolve()
+        self.quiet: bool = options.get("quiet", False)
+        self.listed_only: bool = options.get("listed_only", True)
+        self._listing: tuple[tuple[int, int, int], frozenset[str]] | None = None
+        self._lock = threading.Lock()
+        super().__init__(address, handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def listed(self, rel: str) -> bool:
+        """Whether ``rel`` is a catalogue file or listed in the current catalog.json (re-read when it changes)."""
+        if not self.listed_only or rel in ROOT_FILES:
+            return True
+        try:
+            st = (self.root / CATALOG_FILE).stat()
+        except OSError:
+            return False  # no catalogue: nothing is public yet
+        key = (st.st_size, st.st_mtime_ns, st.st_ino)
+        with self._lock:
+            if self._listing is None or self._listing[0] != key:
+                try:
+                    paths = frozenset(f.path for f in read_catalog(self.root / CATALOG_FILE).files())
+                except OpenDataError:
+                    paths = frozenset()
+                self._listing = (key, paths)
+            return rel in self._listing[1]
+
+
+class ReleaseHandler(BaseHTTPRequestHandler):
+    """GET/HEAD of static files under the server's root, with validators and single ranges."""
+
+    server: ReleaseServer
+    server_version = "opendata"
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._serve(body=True)
+
+    def do_HEAD(self) -> None:
+        self._serve(body=False)
+
+    def _not_allowed(self) -> None:
+        self._plain(HTTPStatus.METHOD_NOT_ALLOWED, "read-only: GET and HEAD only\n", {"Allow": "GET, HEAD"})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+        if not self.server.quiet:
+            super().log_message(format, *args)
+
+    # --- paths ---------------------------------------------------------------------------------
+
+    def _resolve(self) -> tuple[Path | None, str | None, HTTPStatus]:
+        """Map the request target to a file inside the root, or say why not (403 hostile, 404 absent)."""
+        raw = self.path.split("?", 1)[0].split("#", 1)[0]
+        if not raw.startswith("/") or raw.startswith("//") or "\\" in raw or "\x00" in raw:
+            return None, None, HTTPStatus.FORBIDDEN
+        if ENCODED_HOSTILE.search(raw):
+            return None, None, HTTPStatus.FORBIDDEN
+        try:
+            decoded = unquote(raw, errors="strict")
+        except UnicodeDecodeError:
+            return None, None, HTTPStatus.FORBIDDEN
+        parts = decoded[1:].split("/")
+        if any(p in {".", ".."} for p in parts) or "\x00" in decoded:
+            return None, None, HTTPStatus.FORBIDDEN
+        if any(p == "" or p.startswith(".") for p in parts):
+            return None, None, HTTPStatus.NOT_FOUND  # directories (trailing /) and dot-files are never served
+        candidate = self.server.root.joinpath(*parts)
+        try:
+            resolved = candidate.resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None, None, HTTPStatus.NOT_FOUND
+        if not resolved.is_relative_to(self.server.root) or not resolved.is_file():
+            return None, None, HTTPStatus.NOT_FOUND
+        rel = "/".join(parts)
+        if not self.server.listed(rel):
+            return None, None, HTTPStatus.NOT_FOUND
+        return resolved, rel, HTTPStatus.OK
+
+    # --- responses -----------------------------------------------------------------------------
+
+    def _plain(self, status: HTTPStatus, text: str, headers: dict[str, str] | None = None, body: bool = True) -> None:
+        data = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if body and self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _serve(self, body: bool) -> None:
+        path, rel, status = self._resolve()
+        if path is None or rel is None:
+            self._plain(status, f"{status.value} {status.phrase}\n", body=body)
+            return
+        try:
+            handle = path.open("rb")
+        except OSError:
+            self._plain(HTTPStatus.NOT_FOUND, "404 Not Found\n", body=body)
+            return
+        with handle:
+            st = os.fstat(handle.fileno())
+            etag = file_etag(st)
+            modified = datetime.fromtimestamp(st.st_mtime, UTC).replace(microsecond=0)
+            headers = {
+                "ETag": etag,
+                "Last-Modified": email.utils.format_datetime(modified, usegmt=True),
+                "Accept-Ranges": "bytes",
+                "X-Content-Type-Options": "nosniff",
+                # Version files never change; the catalogue changes with every release and must be revalidated.
+                "Cache-Control": "no-cache" if "/" not in rel else "public, max-age=31536000, immutable",
+            }
+            if self._not_modified(etag, modified):
+                self.send_response(HTTPStatus.NOT_MODIFIED)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                return
+            size = st.st_size
+            start, end = 0, size - 1
+            status = HTTPStatus.OK
+            wanted = self._range(size, etag, modified)
+            if wanted == "unsatisfiable":
+                self._plain(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, "416\n", {"Content-Range": f"bytes */{size}"})
+                return
+            if wanted is not None:
+                start, end = wanted
+                status = HTTPStatus.PARTIAL_CONTENT
+                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            length = max(0, end - start + 1)
+            self.send_response(status)
+            self.send_header("Content-Type", content_type(path.name))
+            self.send_header("Content-Length", str(length))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            if not body:
+                return
+            handle.seek(start)
+            remaining = length
+            while remaining > 0:
+                chunk = handle.read(min(CHUNK, remaining))
+                if not chunk:
+                    break  # the file shrank under us; cannot happen with atomic writes
+                self.wfile.write(chunk)
+                remaining -= len(chunk)
+
+    def _not_modified(self, etag: str, modified: datetime) -> bool:
+        """RFC 9110: If-None-Match (weak comparison) wins; If-Modified-Since only when it is absent."""
+        inm = self.headers.get("If-None-Match")
+        if inm is not None:
+            tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
+            return "*" in tags or etag in tags
+        ims = self.headers.get("If-Modified-Since")
+        if ims is None:
+            return False
+        since = _http_date(ims)
+        return since is not None and modified <= since
+
+    def _range(self, size: int, etag: str, modified: datetime) -> tuple[int, int] | str | None:
+        """One byte range, or None to send the whole file (no/invalid/multiple ranges, or a stale If-Range)."""
+        header = self.headers.get("Range")
+        if header is None:
+            return None
+        if_range = self.headers.get("If-Range")
+        if if_range is not None:
+            if if_range.startswith(('"', "W/")):
+                if if_range.strip() != etag:  # strong comparison; a weak tag never matches
+                    return None
+            elif (since := _http_date(if_range)) is None or modified > since:
+                return None
+        match = RANGE.match(header.strip())
+        if not match or match.groups() == ("", ""):
+            return None  # malformed or several ranges: RFC 9110 lets us ignore the header
+        first, last = match.groups()
+        if first == "":  # suffix: the last N bytes
+            n = int(last)
+            if n == 0 or size == 0:
+                return "unsatisfiable"
+            return max(0, size - n), size - 1
+        start = int(first)
+        end = size - 1 if last == "" else min(int(last), size - 1)
+        if last != "" and int(last) < start:
+            return None
+        if start >= size:
+            return "unsatisfiable"
+        return start, end
+
+
+def _http_date(value: str) -> datetime | None:
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def make_server(
+    root: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    quiet: bool = False,
+    listed_only: bool = True,
+    handler: type[ReleaseHandler] = ReleaseHandler,
+) -> ReleaseServer:
+    """A bound, not yet running server for ``root`` (port 0 picks a free port: see ``server.url``)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise OpenDataError(f"release tree {root} does not exist or is not a directory")
+    return ReleaseServer((host, port), handler, root, quiet=quiet, listed_only=listed_only)
+
+
+def serve(root: Path, host: str = "127.0.0.1", port: int = 8000, *, quiet: bool = False, listed_only: bool = True):
+    """Serve ``root`` until interrupted (Ctrl-C); blocking."""
+    server = make_server(root, host, port, quiet=quiet, listed_only=listed_only)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
