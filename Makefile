@@ -23,8 +23,9 @@ demo: $(STAMP)
 		echo "$(DEMO_VERSION) is already published and is never overwritten; remove it to cut the demo again"; \
 	else \
 		$(BIN)/opendata release specs/work-programme.yaml mi/*.csv --out releases/ \
-			--release-time 2026-12-03T09:30:00+00:00; \
+			--calendar specs/calendar.yaml --release-time 2026-11-12T09:30:00+00:00; \
 	fi
+	$(BIN)/opendata publish --out releases/
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

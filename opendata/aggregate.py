@@ -97,20 +97,38 @@ def _period_sql(spec: ReleaseSpec, field: str) -> str:
     return f"strftime(\"{field}\", '%Y-%m')" if kind == "date" else f'CAST("{field}" AS VARCHAR)'
 
 
-def observed_months(con: duckdb.DuckDBPyConnection, spec: ReleaseSpec) -> list[str]:
+def observed_months(con: duckdb.DuckDBPyConnection, spec: ReleaseSpec, until: str | None = None) -> list[str]:
     periods = sorted({m.period for m in spec.measures.values()})
     union = " UNION ".join(
         f'SELECT DISTINCT {_period_sql(spec, p)} AS m FROM mi WHERE "{p}" IS NOT NULL' for p in periods
     )
-    return [row[0] for row in con.execute(f"SELECT m FROM ({union}) ORDER BY m").fetchall()]
+    cut = "" if until is None else f" WHERE m <= '{until}'"
+    return [row[0] for row in con.execute(f"SELECT m FROM ({union}){cut} ORDER BY m").fetchall()]
+
+
+def held_back(spec: ReleaseSpec, mi: pa.Table, until: str) -> dict[str, dict[str, int]]:
+    """Per measure, what falls in months after the cut-off, by month: reported, never dropped silently."""
+    con = duckdb.connect()
+    con.register("mi", mi)
+    out: dict[str, dict[str, int]] = {}
+    for m in spec.measures.values():
+        month = _period_sql(spec, m.period)
+        value = f'COUNT("{m.field}")' if m.aggregate == "count" else f'COALESCE(SUM("{m.field}"), 0)'
+        rows = con.execute(
+            f"SELECT {month} AS month, {value} FROM mi WHERE \"{m.period}\" IS NOT NULL AND {month} > '{until}' "
+            "GROUP BY ALL ORDER BY month"
+        ).fetchall()
+        out[m.name] = {month: int(n) for month, n in rows if n}
+    con.close()
+    return out
 
 
 def _measure_frame(
     con: duckdb.DuckDBPyConnection,
     spec: ReleaseSpec,
-    table: TableSpec,
     measure: MeasureSpec,
     dims: tuple[DimensionCodes, ...],
+    until: str | None,
 ) -> pd.DataFrame:
     """One measure rolled up over every dimension, one code column per dimension."""
     selects, rollups, code_exprs = [], [], []
@@ -132,19 +150,23 @@ def _measure_frame(
     else:
         value = f'COALESCE(SUM("{measure.field}"), 0)'
         freq = value if spec.input.kind == "aggregated" else f'COUNT(*) FILTER ("{measure.field}" > 0)'
+    cut = "" if until is None else f" AND {_period_sql(spec, measure.period)} <= '{until}'"
     sql = (
         f"SELECT {', '.join(code_exprs)}, {value} AS v, {freq} AS f FROM ("
-        f'SELECT {", ".join(selects)}, * FROM mi WHERE "{measure.period}" IS NOT NULL'
+        f'SELECT {", ".join(selects)}, * FROM mi WHERE "{measure.period}" IS NOT NULL{cut}'
         f") GROUP BY {', '.join(rollups)}"
     )
     return con.execute(sql).df()
 
 
-def aggregate(spec: ReleaseSpec, mi: pa.Table) -> list[AggregatedTable]:
-    """Every table of the spec, on the full grid of codes with all totals, from validated MI."""
+def aggregate(spec: ReleaseSpec, mi: pa.Table, until: str | None = None) -> list[AggregatedTable]:
+    """Every table of the spec, on the full grid of codes with all totals, from validated MI.
+
+    ``until`` (a ``YYYY-MM`` month) is the cut-off: events in later months are left out.
+    """
     con = duckdb.connect()
     con.register("mi", mi)
-    months = observed_months(con, spec)
+    months = observed_months(con, spec, until)
     out = []
     for table in spec.tables:
         dims = tuple(
@@ -157,7 +179,7 @@ def aggregate(spec: ReleaseSpec, mi: pa.Table) -> list[AggregatedTable]:
         frame = pd.DataFrame(index=grid)
         measures = tuple(spec.measures[m] for m in table.measures)
         for measure in measures:
-            agg = _measure_frame(con, spec, table, measure, dims).set_index([d.name for d in dims])
+            agg = _measure_frame(con, spec, measure, dims, until).set_index([d.name for d in dims])
             unknown = agg.index.difference(grid)
             if len(unknown):
                 raise ValueError(f"codes outside the code lists reached aggregation: {list(unknown[:3])}")

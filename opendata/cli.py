@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -155,22 +155,33 @@ def validate(spec: Path, files: tuple[Path, ...], as_json: bool, quiet: bool):
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("releases"),
     show_default=True,
-    help="Release tree.",
+    help="Public release tree.",
 )
-@click.option("--version", "version", help="Version to publish (default 1.0.0 for a first release).")
-@click.option("--release-time", help="Release time, ISO 8601 with offset; sets `created` so reruns are identical.")
+@click.option(
+    "--staging",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the release waits for its time [default: staging/ beside --out].",
+)
+@click.option(
+    "--calendar",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Release calendar: sets the release time and the cut-off at the latest official statistics.",
+)
+@click.option("--version", "version", help="Version to publish [default: worked out from the diff; 1.0.0 first].")
+@click.option("--release-time", help="Release time, ISO 8601 with offset [default: the next one in --calendar].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
-def release(spec: Path, files, out_root: Path, version, release_time, as_json: bool, quiet: bool):
-    """Validate, aggregate, protect and package MI as a new immutable version.
+def release(spec: Path, files, out_root: Path, staging, calendar, version, release_time, as_json: bool, quiet: bool):
+    """Validate, aggregate, protect and stage MI as a new immutable version.
 
-    Writes releases/<name>/<version>/ (Frictionless Data Package) only if every step passes,
-    including the disclosure audit of every table; an existing version is never overwritten.
+    The package is written to the staging area (never the public tree) stamped with its release
+    time; `opendata publish` makes it public when that time comes. Nothing is written unless every
+    step passes, including the disclosure audit of every table; no version is ever overwritten.
 
     \b
     Example:
       opendata release specs/work-programme.yaml mi/*.csv --out releases/ \\
-          --release-time 2026-12-03T09:30:00+00:00
+          --calendar specs/calendar.yaml
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -194,8 +205,10 @@ def release(spec: Path, files, out_root: Path, version, release_time, as_json: b
                 spec,
                 files,
                 out_root,
+                staging=staging,
                 version=version,
                 release_time=when,
+                calendar=calendar,
                 on_step=lambda s: progress.update(task, description=s),
             )
         except ValidationFailed as exc:
@@ -210,6 +223,10 @@ def release(spec: Path, files, out_root: Path, version, release_time, as_json: b
                     "name": summary.name,
                     "version": summary.version,
                     "path": str(summary.path),
+                    "release_time": summary.release_at.isoformat(),
+                    "bump": summary.bump,
+                    "cutoff": summary.cutoff,
+                    "held_back": summary.held_back,
                     "rows_read": summary.rows_read,
                     "tables": summary.tables,
                 }
@@ -220,12 +237,11 @@ def release(spec: Path, files, out_root: Path, version, release_time, as_json: b
         return
     table = Table(title=f"{summary.name} {summary.version}", title_justify="left")
     for col in ("table", "measure", "cells", "primary", "secondary", "rounded", "audit"):
-        table.add_column(col, justify="right" if col not in ("table", "measure", "audit") else "left")
+        table.add_column(col, justify="left" if col in ("table", "measure", "audit") else "right")
     for t in summary.tables:
         audit = "[green]pass[/]" if t["audit"]["ok"] else "[red]FAIL[/]"
-        table.add_row(
-            t["table"], t["measure"], *(f"{t[k]:,}" for k in ("cells", "primary", "secondary", "rounded")), audit
-        )
+        counts = (f"{t[k]:,}" for k in ("cells", "primary", "secondary", "rounded"))
+        table.add_row(t["table"], t["measure"], *counts, audit)
     out.print(table)
     totals = summary.totals
     out.print(
@@ -233,7 +249,306 @@ def release(spec: Path, files, out_root: Path, version, release_time, as_json: b
         f"{totals['primary'] + totals['secondary']:,} ({totals['primary']:,} primary, "
         f"{totals['secondary']:,} secondary), rounded {totals['rounded']:,}; audit passed"
     )
-    out.print(f"written to {summary.path}")
+    if summary.cutoff:
+        held = {m: sum(v.values()) for m, v in summary.held_back.items() if v}
+        detail = ", ".join(f"{m} {n:,}" for m, n in held.items()) or "nothing"
+        out.print(f"cut-off: data up to {summary.cutoff}; held back: {detail}")
+    kind = f"{summary.bump} release" if summary.bump else "first release"
+    out.print(f"staged at {summary.path} for release at {summary.release_at:%Y-%m-%d %H:%M}Z ({kind})")
+
+
+@main.command()
+@click.option(
+    "--out",
+    "public",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("releases"),
+    show_default=True,
+    help="Public release tree.",
+)
+@click.option(
+    "--staging", type=click.Path(file_okay=False, path_type=Path), help="Staging area [default: staging/ beside --out]."
+)
+@click.option("--key", type=click.Path(dir_okay=False, path_type=Path), help="Ed25519 private key to sign with.")
+@click.option("--base-url", help="Absolute URL the public tree is served at (for the catalogue's links).")
+@click.option("--dry-run", is_flag=True, help="Only report what would be published.")
+@click.option("--now", "now_text", help="Pretend time, ISO 8601; allowed only with --dry-run.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing on success.")
+def publish(public: Path, staging, key, base_url, dry_run: bool, now_text, quiet: bool):
+    """Publish every staged release whose release time has come, and rebuild the catalogue.
+
+    Uses the real UTC clock; a staged release is never published a second early. The catalogue
+    (catalog.json, DCAT catalog.jsonld, feed.atom) is regenerated and signed when --key is given.
+
+    \b
+    Example:
+      opendata publish --out releases/ --key publisher.key
+    """
+    from opendata.embargo import default_staging
+    from opendata.embargo import publish as run
+
+    if now_text and not dry_run:
+        raise click.UsageError("--now is only for dry runs: publishing always uses the real clock")
+    now = parse_time(now_text) or datetime.now(UTC)
+    with user_errors():
+        signer = None
+        if key:
+            from opendata.signing import load_private_key
+
+            signer = load_private_key(key)
+        summary = run(
+            staging or default_staging(public), public, now, signer=signer, base_url=base_url, dry_run=dry_run
+        )
+    if quiet:
+        return
+    verb = "would publish" if dry_run else "published"
+    for s in summary.published:
+        out.print(f"{verb} {s.name} {s.version} (release time {s.release_at:%Y-%m-%d %H:%M}Z)")
+    for s in summary.waiting:
+        out.print(f"embargoed until {s.release_at:%Y-%m-%d %H:%M}Z: {s.name} {s.version}")
+    if not summary.published and not summary.waiting:
+        out.print("nothing staged")
+
+
+@main.command()
+@click.argument("name")
+@click.argument("version")
+@click.option("--who", required=True, help="The person or role named for pre-release access.")
+@click.option(
+    "--out",
+    "public",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("releases"),
+    show_default=True,
+    help="Public release tree (the staging area is beside it).",
+)
+@click.option("--staging", type=click.Path(file_okay=False, path_type=Path), help="Staging area.")
+def access(name: str, version: str, who: str, public: Path, staging):
+    """Grant pre-release access to a staged release (named people only, at most 24 hours early).
+
+    Every request, granted or refused, is appended to the release's access log.
+
+    \b
+    Example:
+      opendata access work-programme-subcontractor-mi 1.1.0 --who "Minister for Employment"
+    """
+    from opendata.embargo import default_staging, grant_pre_release_access
+
+    with user_errors():
+        path = grant_pre_release_access(staging or default_staging(public), name, version, who, datetime.now(UTC))
+    out.print(f"access granted to {who}: {path}")
+
+
+@main.group(invoke_without_command=True)
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("specs/calendar.yaml"),
+    show_default=True,
+    help="Release calendar.",
+)
+@click.option("--dataset", help="Only this dataset.")
+@click.pass_context
+def calendar(ctx: click.Context, path: Path, dataset):
+    """List upcoming and past releases from the release calendar.
+
+    \b
+    Example:
+      opendata calendar --dataset work-programme-subcontractor-mi
+      opendata calendar check
+    """
+    ctx.obj = path
+    if ctx.invoked_subcommand is not None:
+        return
+    from opendata.calendar import load_calendar, past, upcoming
+
+    now = datetime.now(UTC)
+    with user_errors():
+        cal = load_calendar(path)
+        if dataset:
+            cal.dataset(dataset)
+        rows = [("past", r) for r in past(cal, now, dataset)] + [("upcoming", r) for r in upcoming(cal, now, dataset)]
+    table = Table(title=f"release calendar ({path})", title_justify="left")
+    for col in ("", "dataset", "id", "release (London)", "data up to", "kind", "status"):
+        table.add_column(col)
+    for when, r in rows:
+        table.add_row(when, r.dataset, r.id, f"{r.release_at:%a %Y-%m-%d %H:%M}", str(r.covers), r.kind, r.status)
+    out.print(table)
+
+
+@calendar.command("check")
+@click.pass_obj
+def calendar_check(path: Path):
+    """Flag releases that break orderly-release rules.
+
+    Short notice (under 4 weeks), weekends, England and Wales bank holidays, non-standard times
+    without a reason, and broken revision links. Exit code 1 if anything is found.
+
+    \b
+    Example:
+      opendata calendar --file specs/calendar.yaml check
+    """
+    from opendata.calendar import check_calendar, load_calendar, london_today
+
+    with user_errors():
+        problems = check_calendar(load_calendar(path), today=london_today())
+    if not problems:
+        out.print(f"[green]ok[/]: {path} follows the orderly-release rules")
+        return
+    table = Table(title=f"{len(problems)} problem(s) in {path}", title_justify="left")
+    for col in ("dataset", "release", "field", "value", "rule", "message"):
+        table.add_column(col, overflow="fold")
+    for p in problems:
+        table.add_row(p.dataset, p.release, p.field, p.value, p.rule, p.message)
+    console.print(table)
+    sys.exit(1)
+
+
+@main.command("diff")
+@click.argument("old")
+@click.argument("new")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("releases"),
+    show_default=True,
+    help="Release tree that NAME@VERSION refers to.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON.")
+@click.option("--limit", type=int, default=10, show_default=True, help="Changes listed per kind.")
+def diff_command(old: str, new: str, root: Path, as_json: bool, limit: int):
+    """Show what changed between two versions: schema, rows, values and suppression.
+
+    \b
+    Example:
+      opendata diff work-programme-subcontractor-mi@1.0.0 work-programme-subcontractor-mi@1.1.0
+    """
+    from opendata.diff import PackageContent, render_text, resolve
+    from opendata.diff import diff as run
+
+    with user_errors():
+        d = run(PackageContent.from_path(resolve(old, root)), PackageContent.from_path(resolve(new, root)))
+    if as_json:
+        out.print_json(d.to_json(limit=limit))
+    else:
+        out.print(render_text(d, limit=limit), highlight=False, markup=False)
+
+
+@main.group()
+def keys():
+    """Publisher signing keys (Ed25519)."""
+
+
+@keys.command("generate")
+@click.option(
+    "--private",
+    "private",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("publisher.key"),
+    show_default=True,
+)
+@click.option(
+    "--public",
+    "public",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("publisher.pub"),
+    show_default=True,
+)
+def keys_generate(private: Path, public: Path):
+    """Make a publisher key pair; refuses to overwrite existing files.
+
+    \b
+    Example:
+      opendata keys generate --private publisher.key --public publisher.pub
+    """
+    from opendata.signing import generate_keys
+
+    with user_errors():
+        made = generate_keys(private, public)
+    out.print(f"private key {made.private_path} (keep it secret), public key {made.public_path}")
+    out.print(f"fingerprint {made.fingerprint}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--key", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Publisher public key.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(path: Path, key: Path, as_json: bool):
+    """Check signatures and file hashes of a package version or a whole release tree.
+
+    \b
+    Example:
+      opendata verify releases/ --key publisher.pub
+    """
+    from opendata.signing import verify_package, verify_tree
+
+    with user_errors():
+        run = verify_package if (path / "datapackage.json").is_file() else verify_tree
+        report = run(path, key)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        out.print(f"[green]verified[/]: {path}")
+
+
+@main.command()
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("releases"))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No request log.")
+def serve(root: Path, host: str, port: int, quiet: bool):
+    """Serve the public release tree read-only over HTTP (ETag, Last-Modified, ranges).
+
+    Only files the catalogue lists are served inside version directories; nothing outside the
+    tree, no dot-files, no directory listings. Any static web host works just as well.
+
+    \b
+    Example:
+      opendata serve releases/ --port 8000
+    """
+    from opendata.serve import serve as run
+
+    console.print(f"serving {root} on http://{host}:{port}/ (Ctrl-C to stop)")
+    with user_errors():
+        run(root, host, port, quiet=quiet)
+
+
+@main.command()
+@click.argument("source")
+@click.argument("mirror", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--trust",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The publisher's public key; the catalogue must be signed with it.",
+)
+@click.option("--dry-run", is_flag=True, help="Report what would be fetched; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def sync(source: str, mirror: Path, trust: Path, dry_run: bool, as_json: bool):
+    """Mirror a publisher's release tree: fetch only new versions, verify everything first.
+
+    SOURCE is an http(s):// URL or a directory. A version appears in the mirror only once every
+    file's hash and the signatures check out; on any failure the mirror is left unchanged.
+
+    \b
+    Example:
+      opendata sync https://stats.example/releases/ mirror/ --trust publisher.pub
+    """
+    from opendata.sync import sync as run
+
+    with user_errors():
+        summary = run(source, mirror, trust, dry_run=dry_run, progress=None if not as_json else False)
+    if as_json:
+        out.print_json(json.dumps(summary.to_dict(), default=str))
+        return
+    if summary.up_to_date:
+        out.print(f"{mirror} is up to date ({summary.requests} request(s))")
+        return
+    verb = "would add" if dry_run else "added"
+    for v in summary.versions_added:
+        out.print(f"{verb} {v}")
+    out.print(f"{summary.files_downloaded} file(s), {summary.bytes_downloaded:,} bytes, {summary.requests} request(s)")
 
 
 if __name__ == "__main__":

@@ -616,6 +616,9 @@ def _readme(spec: ReleaseSpec, tables: list[ProtectedTable], descriptor: Mapping
     rules = disclosure["rules"]
     lines = [f"# {spec.title}", "", f"Version {version}, created {created}. Package name `{spec.name}`."]
     lines += ["", f"**What this is:** {KIND_NOTES.get(spec.kind, spec.kind)}", "", spec.description]
+    release = descriptor.get("opendata:release")
+    if release:
+        lines += ["", "## Release", ""] + [f"- {line}" for line in release.get("statement", [])]
 
     lines += ["", "## Tables", ""]
     for t in tables:

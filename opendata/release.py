@@ -1,7 +1,9 @@
-"""Cutting a release: spec → ingest and validate → aggregate → protect → package.
+"""Cutting a release: spec → ingest and validate → aggregate → protect → package (staged).
 
 One library call (``cut_release``) does the whole job; the CLI only parses arguments and prints
-the summary. Nothing is written unless every step succeeds.
+the summary. Nothing is written unless every step succeeds, and what is written goes to the
+staging area with its release time: ``opendata.embargo.publish`` makes it public when that time
+comes. The version is worked out from the difference with the latest published or staged version.
 """
 
 from __future__ import annotations
@@ -9,10 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from opendata.aggregate import aggregate
+from opendata.aggregate import aggregate, held_back
+from opendata.calendar import Calendar, cutoff_for, load_calendar, next_release
+from opendata.diff import PackageContent, check_version, diff, next_version
+from opendata.embargo import default_staging, latest_public
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.package import write_package
 from opendata.protection import protect_tables
@@ -20,6 +26,13 @@ from opendata.spec import ReleaseSpec, load_spec
 from opendata.validate import validate
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+KIND_STATEMENT = {
+    "management information": (
+        "This is management information, not official statistics. It is published voluntarily in line with the "
+        "Code of Practice for Statistics (orderly release, pre-announced, 09:30)."
+    ),
+    "official statistics": "These are official statistics, produced under the Code of Practice for Statistics.",
+}
 
 
 @dataclass
@@ -29,9 +42,13 @@ class ReleaseSummary:
     name: str
     version: str
     path: Path
+    release_at: datetime
     rows_read: int
     files: list[str]
     tables: list[dict] = field(default_factory=list)
+    cutoff: str | None = None
+    held_back: dict[str, dict[str, int]] = field(default_factory=dict)
+    bump: str | None = None
 
     @property
     def totals(self) -> dict[str, int]:
@@ -39,36 +56,73 @@ class ReleaseSummary:
         return {k: sum(t[k] for t in self.tables) for k in keys}
 
 
-def published_versions(out_root: Path, name: str) -> list[str]:
-    """Versions already in the release tree, oldest first."""
-    series = out_root / name
-    if not series.is_dir():
-        return []
-    found = [p.name for p in series.iterdir() if p.is_dir() and SEMVER.match(p.name)]
-    return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
+def _latest(series_roots: Sequence[Path], name: str) -> Path | None:
+    found = [p for p in (latest_public(root, name) for root in series_roots) if p is not None]
+    return max(found, key=lambda p: tuple(int(x) for x in p.name.split("."))) if found else None
 
 
-def choose_version(out_root: Path, name: str, requested: str | None) -> str:
-    """1.0.0 for a first release; otherwise the version asked for, which must be new and higher."""
-    existing = published_versions(out_root, name)
-    if requested is not None and not SEMVER.match(requested):
-        raise ReleaseError(f"--version {requested!r} is not a semantic version such as 1.2.0")
-    if not existing:
-        return requested or "1.0.0"
-    if requested is None:
-        raise ReleaseError(
-            f"{out_root / name} already holds version(s) {', '.join(existing)}; "
-            "pass --version with the next version (automatic versioning from the diff is not built yet)"
+def _refuse_existing(public: Path, staging: Path, name: str, version: str) -> None:
+    for root in (public, staging):
+        if (root / name / version).exists():
+            raise ReleaseExists(
+                f"version {version} of {name} already exists in {root}; published versions are never overwritten"
+            )
+
+
+def _until_month(covers: date) -> str:
+    """The last whole month a cut-off date covers: a mid-month date leaves that month out."""
+    whole = covers if (covers + timedelta(days=1)).day == 1 else covers.replace(day=1) - timedelta(days=1)
+    return whole.strftime("%Y-%m")
+
+
+def _release_time(spec: ReleaseSpec, calendar: Calendar | None, given: datetime | None, now: datetime) -> datetime:
+    if given is not None:
+        if given.tzinfo is None:
+            raise ReleaseError("the release time needs a UTC offset, e.g. 2026-12-10T09:30:00+00:00")
+        return given.astimezone(UTC)
+    if calendar is None or spec.name not in calendar.datasets:
+        raise ReleaseError(f"no release time: pass --release-time or a --calendar that schedules {spec.name}")
+    scheduled = next_release(calendar, spec.name, now)
+    if scheduled is None:
+        raise ReleaseError(f"the calendar has no release of {spec.name} after {now:%Y-%m-%d %H:%M}Z")
+    return scheduled.release_at_utc
+
+
+def _statement(
+    spec: ReleaseSpec, when: datetime, months: tuple[str, ...], cut: Any, held: dict, calendar: Calendar | None
+) -> dict[str, Any]:
+    """What the package is, when it was released, what it covers and what comes next (descriptor + README)."""
+    lines = [KIND_STATEMENT.get(spec.kind, spec.kind), f"Released {when:%Y-%m-%dT%H:%M}Z."]
+    if months:
+        lines.append(f"Covers events from {months[0]} to {months[-1]}.")
+    info: dict[str, Any] = {
+        "time": when,
+        "kind": spec.kind,
+        "period": {"from": months[0], "to": months[-1]} if months else None,
+    }
+    if cut is not None:
+        held_total = sum(sum(v.values()) for v in held.values())
+        lines.append(
+            f"Cut-off: data up to {cut.covers:%Y-%m-%d}, the period covered by the latest official statistics "
+            f"({cut.release.id}, released {cut.release.release_at_utc:%Y-%m-%dT%H:%M}Z); {held_total} later event(s) "
+            "are held back until official statistics cover them."
         )
-    if requested in existing:
-        raise ReleaseExists(
-            f"version {requested} of {name} is already published in {out_root / name}; "
-            "published versions are never overwritten"
-        )
-    latest = existing[-1]
-    if tuple(map(int, requested.split("."))) <= tuple(map(int, latest.split("."))):
-        raise ReleaseError(f"--version {requested} is not higher than the latest published version {latest}")
-    return requested
+        info["cutoff"] = {"covers": cut.covers.isoformat(), "official_release": cut.release.id, "held_back": held}
+    else:
+        lines.append("No cut-off applied: no release calendar governs this dataset.")
+        info["cutoff"] = None
+    upcoming = next_release(calendar, spec.name, when) if calendar and spec.name in calendar.datasets else None
+    if upcoming is not None:
+        lines.append(f"Next scheduled release: {upcoming.release_at_utc:%Y-%m-%dT%H:%M}Z ({upcoming.id}).")
+        info["next_release"] = upcoming.release_at_utc
+    scheduled = [
+        r
+        for r in (calendar.releases(spec.name) if calendar and spec.name in calendar.datasets else [])
+        if r.release_at_utc == when
+    ]
+    info["pre_release_access"] = list(scheduled[0].pre_release_access) if scheduled else []
+    info["statement"] = lines
+    return info
 
 
 def cut_release(
@@ -76,26 +130,75 @@ def cut_release(
     inputs: Sequence[str | Path],
     out_root: str | Path = "releases",
     *,
+    staging: str | Path | None = None,
     version: str | None = None,
     release_time: datetime | None = None,
+    calendar: Calendar | str | Path | None = None,
+    now: datetime | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> ReleaseSummary:
-    """Validate, aggregate, protect and package MI as a new immutable version."""
+    """Validate, aggregate, protect and package MI as a new immutable version in the staging area."""
     step = on_step or (lambda _: None)
     spec = spec if isinstance(spec, ReleaseSpec) else load_spec(spec)
-    out_root = Path(out_root)
-    version = choose_version(out_root, spec.name, version)
-    created = (release_time or datetime.now(UTC)).astimezone(UTC)
+    if calendar is not None and not isinstance(calendar, Calendar):
+        calendar = load_calendar(calendar)
+    if version is not None and not SEMVER.match(version):
+        raise ReleaseError(f"--version {version!r} is not a semantic version such as 1.2.0")
+    public = Path(out_root)
+    staging = Path(staging) if staging is not None else default_staging(public)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    when = _release_time(spec, calendar, release_time, now)
+
+    cut = None
+    if calendar is not None and spec.name in calendar.datasets and calendar.dataset(spec.name).cutoff_from:
+        cut = cutoff_for(calendar, spec.name, when)
+        if cut is None:
+            raise ReleaseError(
+                f"no official statistics are published by {when:%Y-%m-%dT%H:%M}Z, so no MI may be published then "
+                "(data up to the most recent statistical release, but no further)"
+            )
+    until = _until_month(cut.covers) if cut else None
 
     step("reading and validating MI")
     report = validate(spec, [Path(p) for p in inputs])
     report.raise_for_problems()
     step("aggregating")
-    tables = aggregate(spec, report.table)
+    tables = aggregate(spec, report.table, until=until)
+    held = held_back(spec, report.table, until) if until else {}
     protected = protect_tables(tables, spec.disclosure, on_step=step)
+    months = (
+        tuple(c for c in tables[0].dimensions[0].codes[1:])
+        if tables and spec.dimensions[tables[0].dimensions[0].name].period
+        else ()
+    )
+    extra = {"opendata:release": _statement(spec, when, months, cut, held, calendar)}
+
+    step("working out the version")
+    if version is not None:
+        _refuse_existing(public, staging, spec.name, version)
+    previous = _latest([public, staging], spec.name)
+    change = None
+    if previous is None:
+        chosen = version or "1.0.0"
+    else:
+        change = diff(PackageContent.from_path(previous), PackageContent.from_tables(spec, protected, extra=extra))
+        if change.bump is None:
+            raise ReleaseError(f"nothing changed since {spec.name} {previous.name}; no new version is needed")
+        chosen = check_version(previous.name, version, change) if version else next_version(previous.name, change)
+    _refuse_existing(public, staging, spec.name, chosen)
     step("writing package")
-    path = write_package(spec, protected, out_root, version, created)
-    summary = ReleaseSummary(spec.name, version, path, report.table.num_rows, [str(p) for p in inputs])
+    path = write_package(spec, protected, staging, chosen, when, extra=extra)
+    summary = ReleaseSummary(
+        spec.name,
+        chosen,
+        path,
+        when,
+        report.table.num_rows,
+        [str(p) for p in inputs],
+        cutoff=cut.covers.isoformat() if cut else None,
+        held_back=held,
+        bump=change.bump if change else None,
+    )
     for t in protected:
         for measure, counts in t.sdc.items():
             summary.tables.append({"table": t.spec.name, "measure": measure, **counts})

@@ -11,10 +11,11 @@ this one exists for a quick, safe default. What it guarantees:
   anything that is not an origin-form path are refused (403); dot-files and dot-directories (``.tmp-*``,
   ``.staging``, a mirror's ``.partial`` and ``.sync-state.json``) and symbolic links that resolve outside
   the tree are not found (404);
-- embargo: by default (``listed_only=True``) only the catalogue files at the root and the files
-  ``catalog.json`` lists are served, so a version written to the tree but still under embargo (left out of
-  the catalogue by ``write_catalog``) is not downloadable early. A plain static host has no such check:
-  keep embargoed versions out of the tree you upload to one.
+- embargo, as defence in depth: by default (``listed_only=True``) a file inside a version directory
+  (``<name>/<version>/...``) is served only if ``catalog.json`` lists it, so a version that is in the tree
+  but left out of the catalogue (``write_catalog`` withholds versions under embargo) cannot be fetched
+  early. Staged releases live outside the public tree anyway (``opendata.embargo``); a plain static host
+  has no such check, so never upload a tree holding unreleased versions to one.
 
 The ETag is ``"<size>-<mtime_ns>-<inode>"`` in hex, not a content hash: hashing every file on every request
 would cost more than sending it. It is strong because release files are never modified in place: versions are
@@ -34,9 +35,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
 
-from opendata.catalog import FEED_FILE, JSONLD_FILE, read_catalog
+from opendata.catalog import read_catalog
 from opendata.errors import OpenDataError
-from opendata.signing import CATALOG_FILE, SIGNATURE_SUFFIX
+from opendata.package import SEMVER
+from opendata.signing import CATALOG_FILE
 
 CONTENT_TYPES = {
     ".json": "application/json",
@@ -48,7 +50,6 @@ CONTENT_TYPES = {
     ".sig": "text/plain; charset=us-ascii",  # one base64 line
     ".txt": "text/plain; charset=utf-8",
 }
-ROOT_FILES = frozenset({CATALOG_FILE, CATALOG_FILE + SIGNATURE_SUFFIX, JSONLD_FILE, FEED_FILE})
 CHUNK = 1 << 16
 # Encoded characters that would let a path mean something other than it appears to: /, \, ., NUL.
 ENCODED_HOSTILE = re.compile(r"%(2f|5c|2e|00)", re.IGNORECASE)
@@ -83,8 +84,13 @@ class ReleaseServer(ThreadingHTTPServer):
         return f"http://{host}:{port}/"
 
     def listed(self, rel: str) -> bool:
-        """Whether ``rel`` is a catalogue file or listed in the current catalog.json (re-read when it changes)."""
-        if not self.listed_only or rel in ROOT_FILES:
+        """Whether ``rel`` may be served: anything outside a version directory, or a file catalog.json lists.
+
+        Embargo is about versions, so only ``<name>/<version>/...`` is checked against the catalogue (re-read
+        whenever it changes); series files such as ``<name>/CHANGELOG.md`` and the root files are served as-is.
+        """
+        parts = rel.split("/")
+        if not self.listed_only or len(parts) < 3 or not SEMVER.match(parts[1]):
             return True
         try:
             st = (self.root / CATALOG_FILE).stat()
@@ -119,7 +125,7 @@ class ReleaseHandler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args) -> None:
         if not self.server.quiet:
             super().log_message(format, *args)
 

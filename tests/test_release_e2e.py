@@ -22,7 +22,7 @@ from independent_audit import feasible_intervals
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "work-programme.yaml"
 NAME = "work-programme-subcontractor-mi"
-WHEN = "2026-12-03T09:30:00+00:00"
+WHEN = "2026-11-12T09:30:00+00:00"  # a past release time: publish makes it public at once
 
 
 def opendata(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -43,6 +43,9 @@ def released(tmp_path_factory) -> tuple[Path, Path, Path]:
     run = opendata("release", SPEC, mi, "--out", work / "releases", "--release-time", WHEN)
     assert run.returncode == 0, run.stderr + run.stdout
     assert "audit passed" in run.stdout
+    assert not (work / "releases").exists(), "release must stage, not publish"
+    run = opendata("publish", "--out", work / "releases")
+    assert run.returncode == 0, run.stderr + run.stdout
     version = work / "releases" / NAME / "1.0.0"
     assert version.is_dir()
     return mi, work / "releases", version
@@ -54,7 +57,7 @@ def test_package_validates_with_frictionless(released):
     assert report.valid, report.flatten(["rowNumber", "fieldName", "type", "note"])[:10]
     descriptor = json.loads((version / "datapackage.json").read_text())
     assert descriptor["version"] == "1.0.0"
-    assert descriptor["created"] == "2026-12-03T09:30:00Z"
+    assert descriptor["created"] == "2026-11-12T09:30:00Z"
     assert descriptor["licenses"][0]["name"] == "OGL-UK-3.0"
 
 
@@ -164,9 +167,9 @@ def test_shared_cells_agree_across_linked_tables(released):
 
 def test_same_input_gives_identical_bytes(released, tmp_path):
     mi, _, version = released
-    run = opendata("release", SPEC, mi, "--out", tmp_path, "--release-time", WHEN, "--quiet")
+    run = opendata("release", SPEC, mi, "--out", tmp_path / "releases", "--release-time", WHEN, "--quiet")
     assert run.returncode == 0, run.stderr
-    again = tmp_path / NAME / "1.0.0"
+    again = tmp_path / "staging" / NAME / "1.0.0"
     first = sorted(p.relative_to(version) for p in version.rglob("*") if p.is_file())
     second = sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     assert first == second
@@ -193,18 +196,19 @@ def test_bad_mi_writes_nothing(released, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join([lines[0], ",".join(row), *lines[2:]]) + "\n")
     out = tmp_path / "releases"
-    run = opendata("release", SPEC, bad, "--out", out, "--json")
+    run = opendata("release", SPEC, bad, "--out", out, "--release-time", WHEN, "--json")
     assert run.returncode == 1
     problems = json.loads(run.stdout)["problems"]
     assert [(p["row"], p["column"], p["value"], p["rule"]) for p in problems] == [(1, "cpa", "CPA99", "codelist")]
     assert not out.exists() or not any(out.rglob("*"))
+    assert not (tmp_path / "staging").exists()
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["validate", "nope.yaml", "x.csv"], "does not exist"),
-        (["release", SPEC, "missing.csv", "--out", "r"], "missing.csv"),
+        (["release", SPEC, "missing.csv", "--out", "r", "--release-time", WHEN], "missing.csv"),
         (["release", SPEC, "x.csv", "--release-time", "tomorrow"], "not an ISO 8601 time"),
         (["release", SPEC, "x.csv", "--release-time", "2026-12-03T09:30"], "no UTC offset"),
         (["release", SPEC, "x.csv", "--version", "one"], "not a semantic version"),
@@ -241,9 +245,10 @@ def test_cli_release_refuses_every_malformed_input(tmp_path, name, make, rule, r
 
     paths = make(load_spec(SPEC), tmp_path)
     out = tmp_path / "releases"
-    run = opendata("release", SPEC, *paths, "--out", out, "--json")
+    run = opendata("release", SPEC, *paths, "--out", out, "--release-time", WHEN, "--json")
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
     problems = json.loads(run.stdout)["problems"]
     assert any(p["rule"] == rule and p["row"] == row for p in problems), problems[:3]
     assert not out.exists() or not any(out.rglob("*")), "something was written"
+    assert not (tmp_path / "staging").exists(), "something was staged"

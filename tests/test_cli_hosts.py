@@ -1,0 +1,83 @@
+"""The host's commands as a user runs them: keys, signed publish, verify, sync, diff, calendar."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "specs" / "work-programme.yaml"
+NAME = "work-programme-subcontractor-mi"
+
+
+def opendata(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "opendata.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def ok(run: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert run.returncode == 0, run.stderr + run.stdout
+    return run
+
+
+def test_sign_publish_verify_sync_and_diff(tmp_path):
+    ok(opendata("sample", "--out", tmp_path / "mi", "--rows", 2000, "--seed", 5, "--months", 3, "--format", "csv"))
+    mi = tmp_path / "mi" / "work-programme-mi.csv"
+    ok(opendata("keys", "generate", "--private", tmp_path / "k.key", "--public", tmp_path / "k.pub"))
+    assert opendata("keys", "generate", "--private", tmp_path / "k.key", "--public", tmp_path / "k.pub").returncode == 1
+    public = tmp_path / "releases"
+    ok(opendata("release", SPEC, mi, "--out", public, "--release-time", "2026-11-12T09:30:00+00:00", "-q"))
+    ok(opendata("publish", "--out", public, "--key", tmp_path / "k.key"))
+    ok(opendata("verify", public, "--key", tmp_path / "k.pub"))
+    ok(opendata("verify", public / NAME / "1.0.0", "--key", tmp_path / "k.pub"))
+
+    # a correction: 300 referrals of August 2011 were really made in July → a PATCH, staged for the future
+    lines = mi.read_text().splitlines()
+    header = lines[0].split(",")
+    col = header.index("referral_date")
+    rows, moved = [], 0
+    for line in lines[1:]:
+        cells = line.split(",")
+        if moved < 300 and cells[col].startswith("2011-08"):
+            cells[col] = "2011-07" + cells[col][7:]
+            moved += 1
+        rows.append(",".join(cells))
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text("\n".join([lines[0], *rows]) + "\n")
+    run = ok(opendata("release", SPEC, fixed, "--out", public, "--release-time", "2099-01-08T09:30:00+00:00", "--json"))
+    assert (json.loads(run.stdout)["version"], json.loads(run.stdout)["bump"]) == ("1.0.1", "patch")
+
+    mirror = tmp_path / "mirror"
+    run = ok(opendata("sync", public, mirror, "--trust", tmp_path / "k.pub", "--json"))
+    assert json.loads(run.stdout)["versions_added"] == [f"{NAME} 1.0.0"]
+    assert (mirror / NAME / "1.0.0" / "datapackage.json").is_file()
+    assert not (mirror / NAME / "1.0.1").exists(), "a staged release reached a mirror"
+    ok(opendata("verify", mirror, "--key", tmp_path / "k.pub"))
+
+    other = tmp_path / "other"
+    ok(opendata("keys", "generate", "--private", other / "o.key", "--public", other / "o.pub"))
+    before = sorted(p for p in mirror.rglob("*"))
+    bad = opendata("sync", public, mirror, "--trust", other / "o.pub")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert before == sorted(p for p in mirror.rglob("*"))
+
+    run = ok(opendata("diff", f"{NAME}@1.0.0", public / NAME / "1.0.0", "--root", public, "--json"))
+    assert json.loads(run.stdout)["bump"] is None
+
+
+def test_calendar_commands(tmp_path):
+    ok(opendata("calendar", "--file", ROOT / "specs" / "calendar.yaml", "check"))
+    listing = ok(opendata("calendar", "--file", ROOT / "specs" / "calendar.yaml", "--dataset", NAME))
+    assert "wpmi" in listing.stdout
+    bad = tmp_path / "cal.yaml"
+    bad.write_text(
+        "datasets:\n  - name: x\n    title: X\n    releases:\n"
+        "      - {id: a, release: 2026-12-05T09:30, covers: 2026-09-30, kind: management information,"
+        " status: final, announced: 2026-11-28}\n"
+    )
+    run = opendata("calendar", "--file", bad, "check")
+    assert run.returncode == 1
+    assert "weekend" in run.stderr and "notice" in run.stderr

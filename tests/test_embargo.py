@@ -1,0 +1,165 @@
+"""Orderly release with an injected clock: staging, 09:30 in GMT and BST, cut-off, pre-release access.
+
+In none of these scenarios may a byte of an embargoed release appear in the public tree or its
+catalogue before its release time.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from opendata.embargo import AccessRefused, grant_pre_release_access, publish
+from opendata.errors import ReleaseError
+from opendata.release import cut_release
+from opendata.sample import write_sample
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "specs" / "work-programme.yaml"
+NAME = "work-programme-subcontractor-mi"
+MINUTE = timedelta(minutes=1)
+
+
+def release(day: str, official: str, covers: str, announced: str = "2025-01-02") -> dict:
+    return {
+        "id": f"{official}-{day}",
+        "release": f"{day}T09:30",
+        "covers": covers,
+        "kind": "official statistics" if official == "os" else "management information",
+        "status": "final",
+        "announced": announced,
+        "pre_release_access": ["Minister for Employment"],
+    }
+
+
+@pytest.fixture(scope="module")
+def mi(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mi")
+    write_sample(out, 2500, 11, months=6, formats=("csv",))  # referrals 2011-06 .. 2011-11
+    return out / "work-programme-mi.csv"
+
+
+@pytest.fixture()
+def calendar(tmp_path) -> Path:
+    """Official statistics covering 2011 months, released in 2026; MI on a GMT and a BST day."""
+    raw = {
+        "datasets": [
+            {
+                "name": "wp-official",
+                "title": "Work Programme official statistics",
+                "releases": [
+                    release("2026-01-15", "os", "2011-08-31"),
+                    release("2026-02-19", "os", "2011-09-30"),
+                ],
+            },
+            {
+                "name": NAME,
+                "title": "Work Programme subcontractor MI",
+                "cutoff_from": "wp-official",
+                "releases": [release("2026-02-19", "mi", "2011-09-30"), release("2026-07-16", "mi", "2011-09-30")],
+            },
+        ]
+    }
+    path = tmp_path / "calendar.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def public_bytes(public: Path) -> list[str]:
+    return sorted(str(p.relative_to(public)) for p in public.rglob("*") if p.is_file()) if public.exists() else []
+
+
+def listed(public: Path) -> list[str]:
+    catalog = public / "catalog.json"
+    if not catalog.exists():
+        return []
+    return [v["version"] for p in json.loads(catalog.read_text())["packages"] for v in p["versions"]]
+
+
+@pytest.mark.parametrize(
+    ("when", "utc_hour"),
+    [("2026-02-19T09:30:00+00:00", 9), ("2026-07-16T08:30:00+00:00", 8)],  # 09:30 London in GMT and in BST
+    ids=["GMT", "BST"],
+)
+def test_published_the_minute_after_0930_never_before(tmp_path, mi, calendar, when, utc_hour):
+    public = tmp_path / "releases"
+    at = datetime.fromisoformat(when)
+    summary = cut_release(SPEC, [mi], public, release_time=at, calendar=calendar, now=at - timedelta(days=2))
+    assert summary.release_at.hour == utc_hour
+    assert summary.path.is_relative_to(tmp_path / "staging")
+    before = publish(tmp_path / "staging", public, at - MINUTE)
+    assert [s.version for s in before.waiting] == ["1.0.0"] and not before.published
+    assert not (public / NAME).exists(), "embargoed release reached the public tree"
+    assert listed(public) == []
+    after = publish(tmp_path / "staging", public, at + MINUTE)
+    assert [s.version for s in after.published] == ["1.0.0"]
+    assert (public / NAME / "1.0.0" / "datapackage.json").is_file()
+    assert listed(public) == ["1.0.0"]
+    assert not (tmp_path / "staging" / NAME / "1.0.0").exists()
+    descriptor = json.loads((public / NAME / "1.0.0" / "datapackage.json").read_text())
+    statement = " ".join(descriptor["opendata:release"]["statement"])
+    assert "management information, not official statistics" in statement and "Cut-off" in statement
+    assert "## Release" in (public / NAME / "1.0.0" / "README.md").read_text()
+
+
+def test_cutoff_when_the_latest_official_release_is_still_embargoed(tmp_path, mi, calendar):
+    """Cut for 09:29:59 on official release day: that release is embargoed, so the earlier cut-off holds."""
+    day = datetime(2026, 2, 19, 9, 30, tzinfo=UTC)
+    early = cut_release(SPEC, [mi], tmp_path / "a", release_time=day - timedelta(seconds=1), calendar=calendar)
+    on_time = cut_release(SPEC, [mi], tmp_path / "b", release_time=day, calendar=calendar)
+    assert early.cutoff == "2011-08-31" and on_time.cutoff == "2011-09-30"
+    assert set(early.held_back["referrals"]) == {"2011-09", "2011-10", "2011-11"}
+    assert set(on_time.held_back["referrals"]) == {"2011-10", "2011-11"}
+    held = sum(early.held_back["referrals"].values())
+    assert held > 0
+    descriptor = json.loads((early.path / "datapackage.json").read_text())
+    months = next(r for r in descriptor["resources"] if r["name"] == "hierarchy-month")
+    assert descriptor["opendata:release"]["cutoff"]["covers"] == "2011-08-31"
+    assert months  # the month hierarchy is published
+    months_csv = (early.path / "hierarchies" / "month.csv").read_text()
+    assert "2011-08" in months_csv and "2011-09" not in months_csv
+
+
+def test_no_official_statistics_yet_means_no_release(tmp_path, mi, calendar):
+    with pytest.raises(ReleaseError, match="no official statistics are published"):
+        cut_release(SPEC, [mi], tmp_path, release_time=datetime(2025, 12, 1, 9, 30, tzinfo=UTC), calendar=calendar)
+    assert not (tmp_path / "staging").exists()
+
+
+def test_pre_release_access_at_25_and_23_hours(tmp_path, mi, calendar):
+    at = datetime(2026, 2, 19, 9, 30, tzinfo=UTC)
+    summary = cut_release(SPEC, [mi], tmp_path / "releases", release_time=at, calendar=calendar)
+    staging = tmp_path / "staging"
+    who = "Minister for Employment"
+    with pytest.raises(AccessRefused, match="opens at"):
+        grant_pre_release_access(staging, NAME, summary.version, who, at - timedelta(hours=25))
+    with pytest.raises(AccessRefused, match="not named"):
+        grant_pre_release_access(staging, NAME, summary.version, "A journalist", at - timedelta(hours=23))
+    path = grant_pre_release_access(staging, NAME, summary.version, who, at - timedelta(hours=23))
+    assert path == summary.path
+    log = [
+        json.loads(line) for line in (staging / NAME / f"{summary.version}.access-log.jsonl").read_text().splitlines()
+    ]
+    assert [(e["who"], e["granted"]) for e in log] == [(who, False), ("A journalist", False), (who, True)]
+    assert not (tmp_path / "releases").exists(), "pre-release access must not publish"
+
+
+def test_second_release_is_versioned_from_the_diff(tmp_path, mi, calendar):
+    """Official statistics move the cut-off a month on: new data, so a MINOR version and a changelog."""
+    public, staging = tmp_path / "releases", tmp_path / "staging"
+    first = datetime(2026, 2, 18, 9, 30, tzinfo=UTC)
+    second = datetime(2026, 2, 19, 9, 30, tzinfo=UTC)
+    assert cut_release(SPEC, [mi], public, release_time=first, calendar=calendar).version == "1.0.0"
+    publish(staging, public, first + MINUTE)
+    summary = cut_release(SPEC, [mi], public, release_time=second, calendar=calendar)
+    assert (summary.version, summary.bump) == ("1.1.0", "minor")
+    with pytest.raises(ReleaseError, match="nothing changed"):
+        cut_release(SPEC, [mi], public, release_time=second + timedelta(days=1), calendar=calendar)
+    publish(staging, public, second + MINUTE)
+    assert listed(public) == ["1.0.0", "1.1.0"]
+    changelog = (public / NAME / "CHANGELOG.md").read_text()
+    assert changelog.index("[1.1.0]") < changelog.index("[1.0.0]")

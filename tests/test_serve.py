@@ -1,0 +1,216 @@
+"""The release server: validators, ranges, content types, read-only, and no way out of the tree."""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from opendata.catalog import write_catalog
+from opendata.serve import ReleaseServer, make_server
+
+SECRET = b"top secret, outside the tree\n"
+FILES = {
+    "catalog.json": b'{"format": "x"}\n',
+    "data/table.csv": b"provider,referrals\nA1,50\nB1,30\n",
+    "data/table.parquet": b"PAR1....PAR1",
+    "README.md": b"# releases\n",
+    "feed.atom": b"<feed/>\n",
+    "catalog.jsonld": b"{}\n",
+    "catalog.json.sig": b"c2ln\n",
+    ".staging/draft.csv": b"embargoed\n",
+    ".tmp-2.0.0-abc/datapackage.json": b"{}\n",
+    ".hidden": b"dot-file\n",
+}
+TYPES = {
+    "/catalog.json": "application/json",
+    "/data/table.csv": "text/csv; charset=utf-8",
+    "/data/table.parquet": "application/vnd.apache.parquet",
+    "/README.md": "text/markdown; charset=utf-8",
+    "/feed.atom": "application/atom+xml",
+    "/catalog.jsonld": "application/ld+json",
+    "/catalog.json.sig": "text/plain; charset=us-ascii",
+}
+
+
+@contextmanager
+def running(root: Path, **options) -> Iterator[ReleaseServer]:
+    server = make_server(root, quiet=True, **options)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """Static files, dot-directories a server must hide, and symbolic links in and out of the tree."""
+    root = tmp_path / "tree"
+    for rel, data in FILES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    (tmp_path / "secret.txt").write_bytes(SECRET)
+    os.symlink(tmp_path / "secret.txt", root / "link-out.txt")
+    os.symlink(tmp_path, root / "dir-out")
+    os.symlink(root / "data" / "table.csv", root / "link-in.csv")
+    return root
+
+
+@pytest.fixture
+def server(tree: Path) -> Iterator[ReleaseServer]:
+    with running(tree, listed_only=False) as s:  # path rules on their own, without the catalogue listing
+        yield s
+
+
+def request(server: ReleaseServer, method: str, path: str, headers: dict[str, str] | None = None):
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request(method, path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def raw_status(server: ReleaseServer, target: bytes) -> tuple[int, bytes]:
+    """Send a request line exactly as given (http.client would refuse some of these targets)."""
+    with socket.create_connection(server.server_address[:2], timeout=10) as sock:
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1]), data
+
+
+def test_etag_and_last_modified_give_304(server: ReleaseServer) -> None:
+    status, headers, body = request(server, "GET", "/data/table.csv")
+    assert status == 200 and body == FILES["data/table.csv"]
+    etag, modified = headers["ETag"], headers["Last-Modified"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    assert headers["Content-Length"] == str(len(body)) and headers["Accept-Ranges"] == "bytes"
+
+    status, headers, body = request(server, "GET", "/data/table.csv", {"If-None-Match": etag})
+    assert (status, body, headers["ETag"]) == (304, b"", etag)
+    assert request(server, "GET", "/data/table.csv", {"If-None-Match": '"other"'})[0] == 200
+    assert request(server, "GET", "/data/table.csv", {"If-None-Match": f'"a", {etag}'})[0] == 304
+
+    assert request(server, "GET", "/data/table.csv", {"If-Modified-Since": modified})[0] == 304
+    earlier = email.utils.format_datetime(email.utils.parsedate_to_datetime(modified) - timedelta(seconds=1), True)
+    assert request(server, "GET", "/data/table.csv", {"If-Modified-Since": earlier})[0] == 200
+    # If-None-Match wins over If-Modified-Since (RFC 9110)
+    assert request(server, "GET", "/data/table.csv", {"If-None-Match": '"x"', "If-Modified-Since": modified})[0] == 200
+
+
+def test_etag_changes_when_a_file_is_replaced(server: ReleaseServer, tree: Path) -> None:
+    etag = request(server, "HEAD", "/catalog.json")[1]["ETag"]
+    tmp = tree / ".catalog.json.tmp"
+    tmp.write_bytes(b'{"format": "y"}\n')  # same size: only an atomic replace tells them apart
+    os.replace(tmp, tree / "catalog.json")
+    status, headers, body = request(server, "GET", "/catalog.json", {"If-None-Match": etag})
+    assert status == 200 and headers["ETag"] != etag and body == b'{"format": "y"}\n'
+
+
+def test_ranges(server: ReleaseServer) -> None:
+    data = FILES["data/table.csv"]
+    size = len(data)
+    status, headers, body = request(server, "GET", "/data/table.csv", {"Range": "bytes=0-9"})
+    assert (status, body, headers["Content-Range"]) == (206, data[:10], f"bytes 0-9/{size}")
+    status, headers, body = request(server, "GET", "/data/table.csv", {"Range": "bytes=10-"})
+    assert (status, body, headers["Content-Length"]) == (206, data[10:], str(size - 10))
+    status, _, body = request(server, "GET", "/data/table.csv", {"Range": "bytes=-5"})
+    assert (status, body) == (206, data[-5:])
+    status, _, body = request(server, "GET", "/data/table.csv", {"Range": f"bytes=5-{size + 100}"})
+    assert (status, body) == (206, data[5:])
+    status, headers, _ = request(server, "GET", "/data/table.csv", {"Range": f"bytes={size}-"})
+    assert (status, headers["Content-Range"]) == (416, f"bytes */{size}")
+    assert request(server, "GET", "/data/table.csv", {"Range": "bytes=0-1,4-5"})[2] == data  # one range only
+    etag = request(server, "HEAD", "/data/table.csv")[1]["ETag"]
+    assert request(server, "GET", "/data/table.csv", {"Range": "bytes=3-", "If-Range": etag})[0] == 206
+    stale = request(server, "GET", "/data/table.csv", {"Range": "bytes=3-", "If-Range": '"stale"'})
+    assert stale[0] == 200 and stale[2] == data
+
+
+@pytest.mark.parametrize(("path", "expected"), list(TYPES.items()))
+def test_content_types(server: ReleaseServer, path: str, expected: str) -> None:
+    status, headers, _ = request(server, "GET", path)
+    assert (status, headers["Content-Type"]) == (200, expected)
+
+
+def test_head_sends_headers_only(server: ReleaseServer) -> None:
+    status, headers, body = request(server, "HEAD", "/data/table.csv")
+    assert (status, body) == (200, b"")
+    assert headers["Content-Length"] == str(len(FILES["data/table.csv"]))
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_read_only(server: ReleaseServer, tree: Path, method: str) -> None:
+    status, headers, _ = request(server, method, "/data/table.csv")
+    assert (status, headers["Allow"]) == (405, "GET, HEAD")
+    assert (tree / "data" / "table.csv").read_bytes() == FILES["data/table.csv"]
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (b"/../secret.txt", 403),
+        (b"/data/../../secret.txt", 403),
+        (b"/%2e%2e/secret.txt", 403),
+        (b"/%2E%2E/secret.txt", 403),
+        (b"/data%2F..%2F..%2Fsecret.txt", 403),
+        (b"/data%2ftable.csv", 403),
+        (b"/data%5ctable.csv", 403),
+        (b"/data/table.csv%00.md", 403),
+        (b"/./data/table.csv", 403),
+        (b"//etc/passwd", 404),  # http.server itself collapses the leading // to /: /etc/passwd in the tree
+        (b"http://evil.example/secret.txt", 403),
+        (b"/link-out.txt", 404),
+        (b"/dir-out/secret.txt", 404),
+        (b"/.staging/draft.csv", 404),
+        (b"/.tmp-2.0.0-abc/datapackage.json", 404),
+        (b"/.hidden", 404),
+        (b"/data", 404),
+        (b"/data/", 404),
+        (b"/", 404),
+        (b"/missing.csv", 404),
+    ],
+)
+def test_nothing_outside_the_tree_or_hidden_is_served(server: ReleaseServer, target: bytes, expected: int) -> None:
+    status, data = raw_status(server, target)
+    assert status == expected
+    assert SECRET not in data and b"embargoed" not in data and b"dot-file" not in data
+
+
+def test_symlink_inside_the_tree_is_served(server: ReleaseServer) -> None:
+    assert request(server, "GET", "/link-in.csv")[2] == FILES["data/table.csv"]
+
+
+def test_listed_only_hides_versions_under_embargo(tmp_path: Path) -> None:
+    """A version in the tree but withheld from the catalogue is not downloadable before its release time."""
+    from test_sync import NOW, T0, make_publisher
+
+    pub = make_publisher(tmp_path, 2)
+    write_catalog(pub.root, signer=pub.key, now=T0 + timedelta(days=1))  # 1.1.0 is still under embargo
+    public, embargoed = "/tiny-mi/1.0.0/datapackage.json", "/tiny-mi/1.1.0/datapackage.json"
+    with running(pub.root) as s:
+        assert request(s, "GET", public)[0] == 200
+        assert request(s, "GET", "/catalog.json")[0] == 200
+        assert request(s, "GET", embargoed)[0] == 404
+        (pub.root / "tiny-mi" / "CHANGELOG.md").write_text("# changes\n", encoding="utf-8")
+        assert request(s, "GET", "/tiny-mi/CHANGELOG.md")[0] == 200  # series files are not versions
+        write_catalog(pub.root, signer=pub.key, now=NOW)  # released: the listing follows the catalogue
+        assert request(s, "GET", embargoed)[0] == 200
+    with running(pub.root, listed_only=False) as s:
+        assert request(s, "GET", embargoed)[0] == 200

@@ -1,0 +1,366 @@
+"""Mirror sync over real HTTP (a local server in a thread), with real packages and real Ed25519 signatures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from opendata.aggregate import hierarchy_codes
+from opendata.catalog import read_catalog, write_catalog
+from opendata.package import write_package
+from opendata.protection import ProtectedTable
+from opendata.serve import ReleaseHandler, ReleaseServer, make_server
+from opendata.signing import (
+    SigningKey,
+    generate_keys,
+    load_private_key,
+    sign_file,
+    verify_tree,
+)
+from opendata.spec import ReleaseSpec, load_spec
+from opendata.sync import PARTIAL_DIR, STATE_FILE, SyncError, SyncInterrupted, sync
+
+T0 = datetime(2024, 3, 14, 9, 30, tzinfo=UTC)
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+ROOT_FILES = {"/catalog.json", "/catalog.json.sig", "/catalog.jsonld", "/feed.atom"}
+
+SPEC_YAML = """
+name: tiny-mi
+title: Tiny MI
+description: Referrals by provider, for sync tests.
+kind: management information
+publisher: {title: Department for Work and Pensions, email: stats@dwp.example}
+licenses:
+  - {name: OGL-UK-3.0, path: "https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/",
+     title: Open Government Licence v3.0}
+contributors:
+  - {title: Department for Work and Pensions, roles: [publisher], email: stats@dwp.example}
+sources:
+  - {title: Provider returns}
+input:
+  kind: records
+  primary_key: [pid]
+  fields:
+    - {name: pid, type: string, required: true, description: id}
+    - {name: referral_date, type: date, required: true, description: referred}
+    - {name: prime, type: string, required: true, codelist: codelists/providers.csv, level: prime,
+       description: prime}
+dimensions:
+  - {name: provider, title: Provider, description: Prime provider., levels: [prime],
+     codelist: codelists/providers.csv, total: {code: Total, label: Great Britain}}
+measures:
+  - {name: referrals, title: Referrals, description: People referred., unit: people, aggregate: count,
+     field: referral_date, period: referral_date}
+tables:
+  - {name: provider-totals, title: Referrals by provider, dimensions: [provider], measures: [referrals]}
+disclosure:
+  threshold: 10
+"""
+PROVIDERS = "code,label,parent,level\nA1,Prime one,Total,prime\nB1,Prime two,Total,prime\n"
+
+
+@dataclass
+class Publisher:
+    """A release tree with a signing key: ``release`` adds a real version and re-signs the catalogue."""
+
+    root: Path
+    spec: ReleaseSpec
+    key: SigningKey
+    public: Path
+
+    def release(self, n: int, *, sign: bool = True, seed: int | None = None) -> str:
+        version = f"1.{n}.0"
+        provider = hierarchy_codes(self.spec.dimensions["provider"])
+        seed = n if seed is None else seed
+        frame = pd.DataFrame({"provider": list(provider.codes), "referrals": [50 + seed, 30, 20 + seed]})
+        frame["referrals"] = frame["referrals"].astype("Int64")
+        frame["referrals_status"] = ""
+        sdc = {"cells": 3, "primary": 0, "secondary": 0, "rounded": 0, "audit": {"ok": True, "checked": 0}}
+        table = ProtectedTable(
+            spec=self.spec.tables[0],
+            dimensions=(provider,),
+            measures=(self.spec.measures["referrals"],),
+            frame=frame,
+            sdc={"referrals": sdc},
+        )
+        write_package(self.spec, [table], self.root, version, T0 + timedelta(days=31 * n))
+        write_catalog(self.root, signer=self.key if sign else None, now=NOW)
+        return version
+
+
+def make_publisher(base: Path, versions: int) -> Publisher:
+    folder = base / "spec"
+    (folder / "codelists").mkdir(parents=True)
+    (folder / "codelists" / "providers.csv").write_text(PROVIDERS, encoding="utf-8")
+    (folder / "spec.yaml").write_text(SPEC_YAML, encoding="utf-8")
+    keys = generate_keys(base / "keys" / "private.pem", base / "keys" / "public.pem")
+    root = base / "releases"
+    root.mkdir()
+    pub = Publisher(root, load_spec(folder / "spec.yaml"), load_private_key(keys.private_path), keys.public_path)
+    for n in range(versions):
+        pub.release(n)
+    return pub
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three signed versions (1.0.0, 1.1.0, 1.2.0), built once."""
+    base = tmp_path_factory.mktemp("publisher")
+    make_publisher(base, 3)
+    return base
+
+
+@pytest.fixture
+def pub(published: Path, tmp_path: Path) -> Publisher:
+    base = Path(shutil.copytree(published, tmp_path / "publisher"))
+    folder, keys = base / "spec", base / "keys"
+    return Publisher(
+        base / "releases", load_spec(folder / "spec.yaml"), load_private_key(keys / "private.pem"), keys / "public.pem"
+    )
+
+
+class CountingHandler(ReleaseHandler):
+    """Records every request the server answers: method, path, status and the headers that matter here."""
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        wanted = ("Range", "If-None-Match")
+        headers = {h: self.headers[h] for h in wanted if self.headers.get(h)}
+        self.server.log.append((self.command, self.path, int(code), headers))  # type: ignore[attr-defined]
+        super().send_response(code, message)
+
+
+@contextmanager
+def running(root: Path, **options) -> Iterator[ReleaseServer]:
+    server = make_server(root, quiet=True, handler=CountingHandler, **options)
+    server.log = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under root, dot-files included: what "byte-for-byte unchanged" compares."""
+    if not root.exists():
+        return {}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def version_files(root: Path, version: str) -> set[str]:
+    return {f"/{f.path}" for v in read_catalog(root / "catalog.json").versions if v.version == version for f in v.files}
+
+
+def file_gets(log: list) -> list[str]:
+    return [path for method, path, _, _ in log if method == "GET" and path not in ROOT_FILES]
+
+
+# --- the happy path --------------------------------------------------------------------------
+
+
+def test_incremental_sync_fetches_only_new_files_and_unchanged_costs_one_request(pub: Publisher, tmp_path: Path):
+    mirror = tmp_path / "mirror"
+    with running(pub.root) as server:
+        first = sync(server.url, mirror, pub.public, progress=False)
+        assert first.versions_added == ["tiny-mi 1.0.0", "tiny-mi 1.1.0", "tiny-mi 1.2.0"]
+        assert first.requests == len(server.log)
+        assert verify_tree(mirror, pub.public).ok
+        for name in ("catalog.json", "catalog.json.sig", "catalog.jsonld", "feed.atom"):
+            assert (mirror / name).read_bytes() == (pub.root / name).read_bytes()
+        assert not (mirror / PARTIAL_DIR).exists()
+
+        added = pub.release(3)
+        server.log.clear()
+        second = sync(server.url, mirror, pub.public, progress=False)
+        assert second.versions_added == [f"tiny-mi {added}"]
+        assert second.versions_held == 3
+        gets = file_gets(server.log)
+        assert sorted(gets) == sorted(version_files(pub.root, added))  # each new file once, nothing old
+        assert second.files_downloaded == len(gets)
+        new = [v for v in read_catalog(pub.root / "catalog.json").versions if v.version == added]
+        assert second.bytes_downloaded == sum(f.bytes for f in new[0].files)
+        assert second.requests == len(server.log) == len(gets) + 4  # catalogue, signature, DCAT, Atom
+        assert verify_tree(mirror, pub.public).ok
+
+        server.log.clear()
+        before = snapshot(mirror)
+        third = sync(server.url, mirror, pub.public, progress=False)
+        assert third.requests == 1 and third.catalog_unchanged and third.up_to_date
+        assert [(m, p, s) for m, p, s, _ in server.log] == [("GET", "/catalog.json", 304)]
+        assert "If-None-Match" in server.log[0][3]
+        assert snapshot(mirror) == before
+
+
+def test_interrupted_sync_resumes_without_refetching_finished_files(pub: Publisher, tmp_path: Path):
+    mirror = tmp_path / "mirror"
+    budget = 5
+
+    class FailingOpener:
+        """Drops the connection once ``budget`` version files have been fetched, like a network cut."""
+
+        def __init__(self) -> None:
+            self.inner = urllib.request.build_opener()
+            self.files = 0
+
+        def open(self, request, timeout=None):
+            if not request.full_url.endswith(tuple(ROOT_FILES)):
+                if self.files == budget:
+                    raise ConnectionResetError("connection reset by peer")
+                self.files += 1
+            return self.inner.open(request, timeout=timeout)
+
+    with running(pub.root) as server:
+        with pytest.raises(SyncInterrupted, match="connection reset"):
+            sync(server.url, mirror, pub.public, progress=False, opener=FailingOpener())
+        assert not (mirror / "catalog.json").exists() and not (mirror / "tiny-mi").exists()
+        kept = [p for p in (mirror / PARTIAL_DIR).rglob("*") if p.is_file()]
+        assert len(kept) == budget
+        cut = max(kept, key=lambda p: p.stat().st_size)  # half of a finished file, as if cut mid-transfer
+        size = cut.stat().st_size
+        cut.write_bytes(cut.read_bytes()[: size // 2])
+        first_log = list(server.log)
+
+        server.log.clear()
+        done = sync(server.url, mirror, pub.public, progress=False)
+        total = len(read_catalog(pub.root / "catalog.json").files())
+        assert done.files_resumed == budget - 1
+        assert done.files_downloaded == total - budget + 1
+        gets = file_gets(server.log)
+        assert len(gets) == total - budget + 1
+        finished_before = {p for p in file_gets(first_log)} - {"/" + cut.relative_to(mirror / PARTIAL_DIR).as_posix()}
+        assert not finished_before & set(gets)  # nothing finished was fetched again
+        ranged = [(p, s, h) for _, p, s, h in server.log if "Range" in h]
+        assert ranged == [
+            ("/" + cut.relative_to(mirror / PARTIAL_DIR).as_posix(), 206, {"Range": f"bytes={size // 2}-"})
+        ]
+    assert verify_tree(mirror, pub.public).ok
+    assert not (mirror / PARTIAL_DIR).exists()
+
+
+def test_directory_source_and_dry_run(pub: Publisher, tmp_path: Path):
+    mirror = tmp_path / "mirror"
+    dry = sync(pub.root, mirror, pub.public, dry_run=True, progress=False)
+    files = read_catalog(pub.root / "catalog.json").files()
+    assert dry.versions_added == ["tiny-mi 1.0.0", "tiny-mi 1.1.0", "tiny-mi 1.2.0"]
+    assert (dry.files_downloaded, dry.bytes_downloaded) == (len(files), sum(f.bytes for f in files))
+    assert not mirror.exists()  # a dry run writes nothing
+
+    first = sync(str(pub.root), mirror, pub.public, progress=False)
+    assert first.files_downloaded == len(files)
+    assert verify_tree(mirror, pub.public).ok
+    again = sync(str(pub.root), mirror, pub.public, progress=False)
+    assert again.requests == 1 and again.catalog_unchanged
+    pub.release(3)
+    assert sync(str(pub.root), mirror, pub.public, progress=False).versions_added == ["tiny-mi 1.3.0"]
+    assert verify_tree(mirror, pub.public).ok
+
+
+def test_a_mirror_can_be_served_and_mirrored_without_leaking_its_working_files(pub: Publisher, tmp_path: Path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    sync(pub.root, first, pub.public, progress=False)
+    assert (first / STATE_FILE).is_file()
+    with running(first) as server:
+        sync(server.url, second, pub.public, progress=False)
+        assert {p for _, p, _, _ in server.log if STATE_FILE in p} == set()
+    assert snapshot(second).keys() - {STATE_FILE} == snapshot(first).keys() - {STATE_FILE}
+
+
+# --- refusals --------------------------------------------------------------------------------
+
+
+def _tamper(pub: Publisher) -> None:
+    version = pub.release(3)
+    csv = pub.root / "tiny-mi" / version / "data" / "provider-totals.csv"
+    data = csv.read_bytes()
+    assert b"53" in data
+    csv.write_bytes(data.replace(b"53", b"99"))  # same size, different bytes
+
+
+def _forge(pub: Publisher) -> None:
+    other = generate_keys(pub.root.parent / "attacker.pem", pub.root.parent / "attacker.pub")
+    pub.release(3, sign=False)
+    sign_file(pub.root / "catalog.json", load_private_key(other.private_path))
+
+
+def _traversal(pub: Publisher) -> None:
+    path = pub.root / "catalog.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    entry = doc["packages"][0]["versions"][-1]
+    entry["files"].append({"path": f"{entry['path']}/../../../evil.sh", "bytes": 4, "sha256": "0" * 64})
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    sign_file(path, pub.key)  # validly signed by the trusted key, still refused
+
+
+def _unsigned(pub: Publisher) -> None:
+    pub.release(3, sign=False)  # the catalogue writer removes the stale signature
+
+
+def _rewritten(pub: Publisher) -> None:
+    shutil.rmtree(pub.root / "tiny-mi" / "1.1.0")
+    pub.release(1, seed=7)  # same number, different content, properly signed
+
+
+def _forged_descriptor(pub: Publisher) -> None:
+    version = pub.release(3)
+    descriptor = pub.root / "tiny-mi" / version / "datapackage.json"
+    other = generate_keys(pub.root.parent / "attacker.pem", pub.root.parent / "attacker.pub")
+    sign_file(descriptor, load_private_key(other.private_path))
+    write_catalog(pub.root, now=NOW)  # re-list the new .sig bytes...
+    sign_file(pub.root / "catalog.json", pub.key)  # ...under a catalogue the trusted key signs
+
+
+REFUSALS = {
+    "tampered file": (_tamper, "do not match the size and SHA-256"),
+    "forged catalogue": (_forge, "does not verify with the trusted key"),
+    "path traversal": (_traversal, "signed catalogue refused: .*unsafe name"),
+    "unsigned catalogue": (_unsigned, "unsigned catalogue"),
+    "rewritten version": (_rewritten, "immutable"),
+    "descriptor signed by another key": (_forged_descriptor, "signature does not verify"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_refusals_leave_the_mirror_byte_for_byte_unchanged(pub: Publisher, tmp_path: Path, case: str):
+    mirror = tmp_path / "mirror"
+    with running(pub.root) as server:
+        sync(server.url, mirror, pub.public, progress=False)
+        before = snapshot(mirror)
+        attack, message = REFUSALS[case]
+        attack(pub)
+        with pytest.raises(SyncError, match=message):
+            sync(server.url, mirror, pub.public, progress=False)
+    assert snapshot(mirror) == before
+
+
+def test_rollback_to_an_older_signed_catalogue_is_refused(pub: Publisher, tmp_path: Path):
+    mirror = tmp_path / "mirror"
+    old = {n: (pub.root / n).read_bytes() for n in ("catalog.json", "catalog.json.sig")}
+    pub.release(3)
+    sync(pub.root, mirror, pub.public, progress=False)
+    before = snapshot(mirror)
+    for name, data in old.items():
+        (pub.root / name).write_bytes(data)
+    with pytest.raises(SyncError, match="rollback"):
+        sync(pub.root, mirror, pub.public, progress=False)
+    assert snapshot(mirror) == before
+
+
+def test_first_sync_refusal_creates_nothing(pub: Publisher, tmp_path: Path):
+    mirror = tmp_path / "mirror"
+    _forge(pub)
+    with pytest.raises(SyncError, match="trusted key"):
+        sync(pub.root, mirror, pub.public, progress=False)
+    assert not mirror.exists()
