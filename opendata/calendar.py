@@ -12,7 +12,6 @@ calendar gives the same answer in a test, in a re-run and in production.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
@@ -27,6 +26,7 @@ import jsonschema
 import yaml
 
 from opendata.errors import SpecError
+from opendata.spec import schema_message
 
 SCHEMA_FILE = "calendar.schema.json"
 LONDON = ZoneInfo("Europe/London")
@@ -151,24 +151,6 @@ _TextDatesLoader.yaml_implicit_resolvers = {
 }
 
 
-def _where(path: Iterable[Any]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _schema_message(error: jsonschema.ValidationError) -> str:
-    where = _where(error.absolute_path)
-    if error.validator == "additionalProperties":
-        return f"{where}: {error.message} (allowed keys: {', '.join(sorted(error.schema['properties']))})"
-    if error.validator == "enum":
-        allowed = ", ".join(repr(v) for v in error.validator_value)
-        return f"{where}: {error.instance!r} is not allowed; expected one of {allowed}"
-    description = error.schema.get("description") if isinstance(error.schema, dict) else None
-    return f"{where}: {error.message}" + (f" ({description})" if description else "")
-
-
 def load_calendar(path: str | Path) -> Calendar:
     """Load, schema-check and cross-check a release calendar; raise CalendarError naming the key."""
     path = Path(path)
@@ -191,7 +173,7 @@ def calendar_from_dict(raw: Any, path: Path | None = None) -> Calendar:
         key=lambda e: (list(map(str, e.absolute_path)), e.message),
     )
     if errors:
-        lines = "\n".join(f"  {_schema_message(e)}" for e in errors[:20])
+        lines = "\n".join(f"  {schema_message(e)}" for e in errors[:20])
         raise CalendarError(f"{label} is invalid:\n{lines}")
     try:
         return _build(raw, path)

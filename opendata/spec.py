@@ -167,15 +167,17 @@ def json_schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def _where(path: Any) -> str:
+def schema_location(path: Any) -> str:
+    """A JSON Schema error path as the key a user edits, e.g. ``tables[1].measures``."""
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
 
 
-def _schema_message(error: jsonschema.ValidationError) -> str:
-    where = _where(error.absolute_path)
+def schema_message(error: jsonschema.ValidationError) -> str:
+    """One schema error as a sentence naming the key and what is expected (specs and calendars)."""
+    where = schema_location(error.absolute_path)
     if error.validator == "additionalProperties":
         return f"{where}: {error.message} (allowed keys: {', '.join(sorted(error.schema['properties']))})"
     if error.validator == "enum":
@@ -228,7 +230,7 @@ def load_spec(path: str | Path) -> ReleaseSpec:
         key=lambda e: (list(map(str, e.absolute_path)), e.message),
     )
     if errors:
-        lines = "\n".join(f"  {_schema_message(e)}" for e in errors[:20])
+        lines = "\n".join(f"  {schema_message(e)}" for e in errors[:20])
         raise SpecError(f"spec {path} is invalid:\n{lines}")
     return _build(path, raw)
 
