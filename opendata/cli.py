@@ -493,6 +493,70 @@ def verify(path: Path, key: Path, as_json: bool):
 
 
 @main.command()
+@click.argument("cells", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--dim",
+    "dims",
+    multiple=True,
+    required=True,
+    help="A dimension column, or name=hierarchy.csv (columns code,parent); repeat for each dimension.",
+)
+@click.option("--value", required=True, help="The count column.")
+@click.option(
+    "--threshold",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Counts 1 to threshold-1 are primary.",
+)
+@click.option("--zeros", type=click.Choice(["safe", "unsafe"]), default="safe", show_default=True)
+@click.option("--protection", type=click.IntRange(min=1), help="Required interval width [default: threshold].")
+@click.option("--round", "rounding_base", type=click.IntRange(min=1), help="Round published counts to this base.")
+@click.option("--total", default="Total", show_default=True, help="The total code of every dimension.")
+@click.option("--method", type=click.Choice(["heuristic"]), default="heuristic", show_default=True)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Every cell with its true value and status (for the statistician).",
+)
+@click.option(
+    "--public", type=click.Path(dir_okay=False, path_type=Path), help="The publishable view: suppressed cells as [c]."
+)
+def protect(cells, dims, value, threshold, zeros, protection, rounding_base, total, method, out, public):
+    """Protect any table given as base cells, as tau-Argus users know it.
+
+    Builds every total, suppresses counts below the threshold, adds secondary suppressions until
+    the attacker audit passes, and writes every cell with its status (and the public view).
+
+    \b
+    Example:
+      opendata protect cells.csv --dim subcontractor --dim area=area_hierarchy.csv \\
+          --dim claimant_group --value job_starts --threshold 10 --out protected.csv --public public.csv
+    """
+    from disclosure.cells import protect_cells_file
+
+    with user_errors():
+        result = protect_cells_file(
+            cells,
+            list(dims),
+            value,
+            threshold=threshold,
+            zeros=zeros,
+            protection=protection,
+            rounding_base=rounding_base,
+            total=total,
+            method=method,
+            out=out,
+            public=public,
+        )
+    c = result.counts
+    click.echo(
+        f"cells {c['cells']:,}: primary {c['primary']:,}, secondary {c['secondary']:,}; audit passed; wrote {out}"
+    )
+
+
+@main.command()
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("releases"))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)

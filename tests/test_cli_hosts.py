@@ -81,3 +81,39 @@ def test_calendar_commands(tmp_path):
     run = opendata("calendar", "--file", bad, "check")
     assert run.returncode == 1
     assert "weekend" in run.stderr and "notice" in run.stderr
+
+
+def test_protect_table_given_as_base_cells(tmp_path):
+    (tmp_path / "area.csv").write_text(
+        "code,parent\nNorth,Total\nSouth,Total\nN1,North\nN2,North\nS1,South\nS2,South\n"
+    )
+    rows = ["sub,area,job_starts"]
+    values = iter([3, 40, 25, 31, 18, 22, 7, 50, 12, 33, 29, 41])
+    rows += [f"{s},{a},{next(values)}" for s in ("a", "b", "c") for a in ("N1", "N2", "S1", "S2")]
+    (tmp_path / "cells.csv").write_text("\n".join(rows) + "\n")
+    run = ok(
+        opendata(
+            "protect",
+            "cells.csv",
+            "--dim",
+            "sub",
+            "--dim",
+            "area=area.csv",
+            "--value",
+            "job_starts",
+            "--out",
+            "protected.csv",
+            "--public",
+            "public.csv",
+            cwd=tmp_path,
+        )
+    )
+    assert "audit passed" in run.stdout
+    protected = (tmp_path / "protected.csv").read_text().splitlines()
+    public = (tmp_path / "public.csv").read_text().splitlines()
+    assert protected[0].split(",")[-1] == "status" and "status" not in public[0]
+    hidden = [p.split(",")[-1] != "published" for p in protected[1:]]
+    assert hidden == [line.endswith("[c]") for line in public[1:]]
+    assert sum(line.split(",")[-1] == "primary" for line in protected[1:]) == 2  # the 3 and the 7
+    bad = opendata("protect", "cells.csv", "--dim", "nope", "--value", "job_starts", "--out", "x.csv", cwd=tmp_path)
+    assert bad.returncode == 1 and "nope" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,174 @@
+"""protect_cells_file: base-cells CSV + hierarchy CSVs in, full and public CSVs out, clear errors."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from disclosure import DisclosureError, Grid, Hierarchy, Rules, audit
+from disclosure.cells import protect_cells_file
+
+REGION = "code,parent\nNorth,Total\nN1,North\nN2,North\nSouth,Total\nS1,South\nS2,South\nS3,South\n"
+REGION_PARENTS = {"North": "Total", "N1": "North", "N2": "North", "South": "Total", "S1": "South", "S2": "South"}
+REGION_PARENTS["S3"] = "South"
+
+
+def _cells_csv() -> str:
+    """sex (flat) x region (depth 2) x year (flat); small counts, one absent combination (a zero)."""
+    rng = np.random.default_rng(7)
+    lines = ["sex,region,year,count"]
+    for sex in ("M", "F"):
+        for region in ("N1", "N2", "S1", "S2", "S3"):
+            for year in ("2024", "2023"):
+                if (sex, region, year) == ("F", "S3", "2023"):
+                    continue
+                lines.append(f"{sex},{region},{year},{int(rng.choice([2, 3, 5, 12, 20, 31, 47]))}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cells.csv").write_text(_cells_csv())
+    (tmp_path / "region.csv").write_text(REGION)
+    return tmp_path
+
+
+def _dims() -> dict[str, Hierarchy]:
+    """Built independently of the module under test, in the order the output should follow."""
+    return {
+        "sex": Hierarchy.flat("sex", ["F", "M"]),
+        "region": Hierarchy.from_parents("region", REGION_PARENTS),
+        "year": Hierarchy.flat("year", ["2023", "2024"]),
+    }
+
+
+DIMS = ["sex", "region=region.csv", "year"]
+
+
+def _run(workdir: Path, **kw):
+    kw.setdefault("out", workdir / "out.csv")
+    kw.setdefault("public", workdir / "public.csv")
+    return protect_cells_file(workdir / "cells.csv", kw.pop("dims", DIMS), "count", **kw)
+
+
+def test_full_table_has_all_totals_statuses_and_is_additive(workdir: Path) -> None:
+    result = _run(workdir)
+    out = pd.read_csv(workdir / "out.csv", dtype=str, keep_default_na=False)
+    assert list(out.columns) == ["sex", "region", "year", "count", "status"]
+    dims = _dims()
+    grid = Grid.of(dims)
+    assert len(out) == grid.size == 3 * 8 * 3
+    # hierarchy order: exactly the grid's cell order
+    expected = grid.codes_frame()
+    assert out[["sex", "region", "year"]].equals(expected.astype(str))
+    assert set(out["status"]) == {"published", "primary", "secondary"}
+    values = out["count"].astype(int).to_numpy()
+    grid.check_additive(values)  # raises if any total differs from the sum of its children
+    base = pd.read_csv(workdir / "cells.csv", dtype={"year": str})
+    assert values[0] == base["count"].sum()
+    absent = out[(out.sex == "F") & (out.region == "S3") & (out.year == "2023")]
+    assert absent["count"].tolist() == ["0"]
+    small = (values > 0) & (values < 10)
+    assert ((out["status"] == "primary").to_numpy() == small).all()
+    assert result.counts["primary"] == int(small.sum())
+    assert result.audit.ok
+
+
+@pytest.mark.parametrize("rounding_base", [None, 5])
+def test_public_table_hides_exactly_suppressed_cells_and_passes_audit(workdir: Path, rounding_base: int | None) -> None:
+    _run(workdir, rounding_base=rounding_base)
+    out = pd.read_csv(workdir / "out.csv", dtype=str, keep_default_na=False)
+    public = pd.read_csv(workdir / "public.csv", dtype=str, keep_default_na=False)
+    assert list(public.columns) == ["sex", "region", "year", "count"]
+    assert public[["sex", "region", "year"]].equals(out[["sex", "region", "year"]])
+    hidden = public["count"] == "[c]"
+    assert (hidden == (out["status"] != "published")).all()
+    shown = public.loc[~hidden, "count"].astype(int)
+    truth = out.loc[~hidden, "count"].astype(int)
+    if rounding_base is None:
+        assert (shown == truth).all()
+    else:
+        assert (shown % 5 == 0).all() and ((shown - truth).abs() <= 2).all()
+    frame = public[["sex", "region", "year"]].copy()
+    frame["published"] = pd.array([None if v == "[c]" else int(v) for v in public["count"]], dtype="Int64")
+    frame["status"] = out["status"]  # only "primary" needs protection width
+    report = audit(frame, _dims(), rules=Rules(threshold=10, rounding_base=rounding_base))
+    assert report.ok, [f.describe() for f in report.failures]
+    assert report.checked == int((out["status"] == "primary").sum())
+
+
+def test_deterministic_and_atomic(workdir: Path) -> None:
+    _run(workdir, rounding_base=5)
+    first = ((workdir / "out.csv").read_bytes(), (workdir / "public.csv").read_bytes())
+    # row order of the input must not matter either
+    lines = (workdir / "cells.csv").read_text().splitlines()
+    (workdir / "cells.csv").write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
+    _run(workdir, rounding_base=5)
+    second = ((workdir / "out.csv").read_bytes(), (workdir / "public.csv").read_bytes())
+    assert first == second
+    assert b"\r" not in first[0] + first[1]
+    assert sorted(p.name for p in workdir.iterdir()) == ["cells.csv", "out.csv", "public.csv", "region.csv"]
+
+
+def test_public_is_optional_and_out_dir_is_created(workdir: Path) -> None:
+    _run(workdir, out=workdir / "sub" / "out.csv", public=None)
+    assert (workdir / "sub" / "out.csv").exists()
+    assert not (workdir / "public.csv").exists()
+
+
+def _edit_cells(workdir: Path, old: str, new: str) -> None:
+    path = workdir / "cells.csv"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    ("setup", "kwargs", "needles"),
+    [
+        (lambda w: (w / "cells.csv").unlink(), {}, ["cells.csv", "does not exist"]),
+        (lambda w: None, {"dims": ["sex", "region=region.csv", "age"]}, ["cells.csv", "'age'"]),
+        (lambda w: _edit_cells(w, "count", "n"), {}, ["cells.csv", "'count'"]),
+        (lambda w: None, {"dims": ["sex", "region=nowhere.csv", "year"]}, ["nowhere.csv", "does not exist"]),
+        (lambda w: (w / "region.csv").write_text("id,up\nN1,Total\n"), {}, ["region.csv", "code", "parent"]),
+        (lambda w: _edit_cells(w, "S3", "S9"), {}, ["cells.csv", "region.csv", "'S9'", "'region'"]),
+        (lambda w: _edit_cells(w, "S3", "South"), {}, ["cells.csv", "'South'", "base cells"]),
+        (lambda w: _edit_cells(w, "M,N1", "Total,N1"), {}, ["cells.csv", "'Total'", "'sex'", "base cells"]),
+        (lambda w: _edit_cells(w, "M,N1,2024,", "M,N1,2024,-"), {}, ["cells.csv", "'count'", "negative", "line 2"]),
+        (lambda w: _edit_cells(w, "M,N1,2024,", "M,N1,2024,1.5"), {}, ["cells.csv", "'count'", "'1.5", "line 2"]),
+        (lambda w: _edit_cells(w, "M,N1,2024,", "M,N1,2024,x"), {}, ["cells.csv", "'count'", "line 2"]),
+        (lambda w: _edit_cells(w, "M,N1,2023,", "M,N1,2024,"), {}, ["cells.csv", "duplicate", "N1", "lines [2, 3]"]),
+        (lambda w: (w / "region.csv").write_text("code,parent\nN1,All\n"), {}, ["region.csv", "'All'", "'Total'"]),
+        (lambda w: None, {"dims": ["sex", "sex"]}, ["'sex'", "more than once"]),
+        (lambda w: None, {"threshold": 0}, ["threshold"]),
+        (lambda w: None, {"out": Path("cells.csv")}, ["cells.csv", "overwrite"]),
+    ],
+    ids=[
+        "missing-cells",
+        "unknown-dim",
+        "missing-value",
+        "missing-hierarchy",
+        "hierarchy-columns",
+        "code-not-in-hierarchy",
+        "non-leaf",
+        "total-in-flat",
+        "negative",
+        "non-integer",
+        "text",
+        "duplicate",
+        "bad-parent",
+        "dim-twice",
+        "bad-rules",
+        "out-is-input",
+    ],
+)
+def test_errors_name_the_culprit(workdir: Path, setup, kwargs: dict, needles: list[str]) -> None:
+    setup(workdir)
+    with pytest.raises(DisclosureError) as info:
+        _run(workdir, **kwargs)
+    message = str(info.value)
+    for needle in needles:
+        assert needle in message, (needle, message)
+    assert not (workdir / "out.csv").exists()
