@@ -557,6 +557,56 @@ def protect(cells, dims, value, threshold, zeros, protection, rounding_base, tot
 
 
 @main.command()
+@click.argument("package", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--previous",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="An earlier version of the same dataset (repeat): audited together, against differencing.",
+)
+@click.option("--spec", type=click.Path(dir_okay=False, path_type=Path), help="With --mi: the release spec.")
+@click.option(
+    "--mi",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="The MI behind the release (publisher only): tells which cells are primary.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def audit(package: Path, previous, spec, mi, as_json: bool):
+    """Recompute every protected cell's feasible interval from the published files alone.
+
+    The attacker sees every table of the version (and of --previous versions), their hierarchies,
+    the rounding intervals and the rules. With --spec and --mi the primary cells are known and
+    checked exactly; without, every suppressed cell is held to the protection width (stricter).
+    Exit code 1 if any cell can be narrowed below its protection width.
+
+    \b
+    Example:
+      opendata audit releases/work-programme-subcontractor-mi/1.1.0 \\
+          --previous releases/work-programme-subcontractor-mi/1.0.0 --spec specs/work-programme.yaml --mi mi/*.csv
+    """
+    from opendata.audit import audit_package, true_primaries
+    from opendata.spec import load_spec
+
+    if bool(spec) != bool(mi):
+        raise click.UsageError("--spec and --mi go together")
+    with user_errors():
+        primaries = true_primaries(package, load_spec(spec), list(mi)) if spec else None
+        report = audit_package(package, list(previous), primaries=primaries)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        who = "primary cells" if report.primaries_known else "suppressed cells (primaries unknown: stricter)"
+        out.print(f"checked {report.checked:,} {who} in {', '.join(report.versions)}")
+        for e in report.exposed[:MAX_PROBLEMS_SHOWN]:
+            out.print(f"[red]exposed[/] {e.describe()}", highlight=False)
+        if report.ok:
+            out.print("[green]audit passed[/]: no cell can be narrowed below its protection width")
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("releases"))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)

@@ -56,24 +56,29 @@ def hierarchy(dim: DimensionCodes) -> disclosure.Hierarchy:
     )
 
 
-def population_keys(table: AggregatedTable) -> pd.Series:
+def population_keys(dimensions: tuple[DimensionCodes, ...], frame: pd.DataFrame) -> pd.Series:
     """Who each cell counts, as ``level=code`` pairs of the code and its ancestors, sorted.
 
-    Two cells of different tables with the same key count the same people, e.g. provider CPA03
-    in month 2012-01 and (2012-01, CPA03, all payment groups).
+    Two cells of different tables (or of successive versions) with the same key count the same
+    people, e.g. provider CPA03 in month 2012-01 and (2012-01, CPA03, all payment groups). The
+    total of a classification is everyone (no pair); the total of the months is keyed by the
+    months it spans, since that span grows from one version to the next.
     """
     parts = []
-    for dim in table.dimensions:
+    for dim in dimensions:
         fragment = {}
+        months = [c for c in dim.codes if dim.levels.get(c) == "month"]
         for code in dim.codes:
             path, c = [], code
             while c != dim.total:
                 path.append(f"{dim.levels[c]}={c}")
                 c = dim.parents[c]
+            if code == dim.total and months:
+                path.append(f"month={months[0]}..{months[-1]}")
             fragment[code] = path
-        parts.append(table.frame[dim.name].map(fragment))
+        parts.append(frame[dim.name].map(fragment))
     keys = ["|".join(sorted(chain.from_iterable(row))) for row in zip(*parts, strict=True)]
-    return pd.Series(keys, index=table.frame.index)
+    return pd.Series(keys, index=frame.index)
 
 
 def protect_tables(
@@ -81,7 +86,7 @@ def protect_tables(
 ) -> list[ProtectedTable]:
     """Protect every measure across all tables that publish it; refuse if any audit fails."""
     rules = rules_for(spec)
-    keys = [population_keys(t) for t in tables]
+    keys = [population_keys(t.dimensions, t.frame) for t in tables]
     publics = [t.frame[[d.name for d in t.dimensions]].copy() for t in tables]
     sdcs: list[dict[str, dict[str, Any]]] = [{} for _ in tables]
     measures = list(dict.fromkeys(m.name for t in tables for m in t.measures))

@@ -69,7 +69,7 @@ def _refuse_existing(public: Path, staging: Path, name: str, version: str) -> No
             )
 
 
-def _until_month(covers: date) -> str:
+def until_month(covers: date) -> str:
     """The last whole month a cut-off date covers: a mid-month date leaves that month out."""
     whole = covers if (covers + timedelta(days=1)).day == 1 else covers.replace(day=1) - timedelta(days=1)
     return whole.strftime("%Y-%m")
@@ -157,7 +157,7 @@ def cut_release(
                 f"no official statistics are published by {when:%Y-%m-%dT%H:%M}Z, so no MI may be published then "
                 "(data up to the most recent statistical release, but no further)"
             )
-    until = _until_month(cut.covers) if cut else None
+    until = until_month(cut.covers) if cut else None
 
     step("reading and validating MI")
     report = validate(spec, [Path(p) for p in inputs])

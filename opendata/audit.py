@@ -1,0 +1,249 @@
+"""The attacker audit of a published package, from the published files alone.
+
+An outsider sees the published tables (rounded values, ``[c]`` cells), the hierarchies, the rules
+in the descriptor and every earlier version of the dataset. For each measure this module builds
+one linear system over all of that: one variable per distinct population (the same cell in two
+linked tables, or in two versions, is one variable), every table's additivity equations, every
+published value as its rounding interval, and what the rules themselves give away (a published
+non-zero count is at least the threshold; a published zero is zero). It then solves min and max
+of every cell that must be protected. Which cells are primary is not public: the publisher passes
+the true counts (the spec and MI) to check exactly those; without them every suppressed cell of
+the newest version is checked, which is stricter than needed (a secondary cell may be narrow).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+import disclosure
+from disclosure.attacker import interval_intervals
+from opendata.aggregate import DimensionCodes
+from opendata.errors import OpenDataError
+from opendata.protection import hierarchy, population_keys
+
+
+@dataclass
+class PublishedTable:
+    version: str
+    name: str
+    dimensions: tuple[DimensionCodes, ...]
+    frame: pd.DataFrame  # dims + measures (Int64, <NA> when suppressed)
+    measures: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Exposure:
+    version: str
+    table: str
+    measure: str
+    cell: dict[str, str]
+    lower: float
+    upper: float
+    required: float
+
+    def describe(self) -> str:
+        where = ", ".join(f"{k}={v}" for k, v in self.cell.items())
+        return (
+            f"{self.table} {self.measure} ({where}): can be narrowed to [{self.lower:g}, {self.upper:g}], "
+            f"width {self.upper - self.lower:g} < {self.required:g}"
+        )
+
+
+@dataclass
+class PackageAudit:
+    package: str
+    versions: list[str]
+    primaries_known: bool
+    checked: int = 0
+    exposed: list[Exposure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.exposed
+
+    def to_dict(self) -> dict:
+        return {
+            "package": self.package,
+            "versions": self.versions,
+            "primaries_known": self.primaries_known,
+            "checked": self.checked,
+            "ok": self.ok,
+            "exposed": [e.__dict__ for e in self.exposed],
+        }
+
+
+def _dimension(version_dir: Path, name: str, title: str) -> DimensionCodes:
+    h = pd.read_csv(version_dir / "hierarchies" / f"{name}.csv", dtype=str, keep_default_na=False)
+    total = h.loc[h["parent"] == "", "code"].iloc[0]
+    return DimensionCodes(
+        name=name,
+        title=title,
+        description="",
+        codes=tuple(h["code"]),
+        labels=dict(zip(h["code"], h["label"], strict=True)),
+        parents=dict(zip(h["code"], h["parent"], strict=True)),
+        levels=dict(zip(h["code"], h["level"], strict=True)),
+        total=total,
+    )
+
+
+def read_published(version_dir: Path) -> tuple[dict, list[PublishedTable]]:
+    """The descriptor and every data table of a version, as the public sees them."""
+    path = Path(version_dir) / "datapackage.json"
+    if not path.is_file():
+        raise OpenDataError(f"{version_dir} is not a package version (no datapackage.json)")
+    descriptor = json.loads(path.read_text(encoding="utf-8"))
+    tables = []
+    for resource in descriptor["resources"]:
+        schema = resource.get("schema", {})
+        if resource.get("format") != "csv" or resource["name"].startswith("hierarchy-"):
+            continue
+        dims = tuple(schema["primaryKey"])
+        fields = {f["name"]: f for f in schema["fields"]}
+        measures = tuple(n for n in fields if n not in dims)
+        frame = pd.read_parquet(Path(version_dir) / resource["path"].replace(".csv", ".parquet"))
+        for d in dims:
+            frame[d] = frame[d].astype(str)
+        dimensions = tuple(_dimension(Path(version_dir), d, fields[d].get("title", d)) for d in dims)
+        tables.append(PublishedTable(descriptor["version"], resource["name"], dimensions, frame, measures))
+    return descriptor, tables
+
+
+def audit_package(
+    version_dir: str | Path,
+    previous: Sequence[str | Path] = (),
+    *,
+    primaries: dict[tuple[str, str], pd.Series] | None = None,
+) -> PackageAudit:
+    """Audit the newest version together with ``previous`` versions of the same dataset.
+
+    ``primaries`` maps (table, measure) to a boolean Series aligned with that table's rows: the
+    cells the rules made primary (known to the publisher only). Without it every suppressed cell
+    of the newest version is held to the protection width.
+    """
+    descriptor, newest = read_published(Path(version_dir))
+    rules = descriptor["opendata:disclosure"]["rules"]
+    base = (rules.get("rounding") or {}).get("base")
+    threshold, width = rules["threshold"], rules["protection"]
+    tables = list(newest)
+    versions = [descriptor["version"]]
+    for old in previous:
+        d, t = read_published(Path(old))
+        if d["name"] != descriptor["name"]:
+            raise OpenDataError(f"{old} is a version of {d['name']}, not of {descriptor['name']}")
+        tables += t
+        versions.append(d["version"])
+    report = PackageAudit(descriptor["name"], versions, primaries is not None)
+    measures = list(dict.fromkeys(m for t in newest for m in t.measures))
+    for measure in measures:
+        _audit_measure(
+            measure,
+            [t for t in tables if measure in t.measures],
+            descriptor["version"],
+            report,
+            base,
+            threshold,
+            width,
+            primaries,
+        )
+    return report
+
+
+def _audit_measure(measure, tables, newest, report, base, threshold, width, primaries) -> None:
+    grids, cell_rows, keys = [], [], []
+    for t in tables:
+        grid = disclosure.Grid.of({d.name: hierarchy(d) for d in t.dimensions})
+        cells = grid.cell_index(t.frame)
+        key = np.empty(grid.size, dtype=object)
+        key[cells] = population_keys(t.dimensions, t.frame).to_numpy()
+        grids.append(grid)
+        cell_rows.append(np.argsort(cells))  # grid cell -> frame row
+        keys.append(key)
+    # published intervals per grid cell, with what the rules give away
+    intervals = []
+    for t, rows in zip(tables, cell_rows, strict=True):
+        published = t.frame[measure].to_numpy(dtype="float64", na_value=np.nan)[rows]
+        shown = ~np.isnan(published)
+        lo, hi = disclosure.rounding_interval(np.where(shown, published, 0).astype(np.int64), base)
+        lo = np.where(published > 0, np.maximum(lo, threshold), lo)
+        hi = np.where(published == 0, 0, hi)
+        intervals.append((np.where(shown, lo, 0.0), np.where(shown, hi, np.inf)))
+    # a corrected value is a different quantity: split keys whose published intervals disagree
+    first: dict[str, tuple[float, float]] = {}
+    for i, (lo, hi) in enumerate(intervals):
+        for j in np.flatnonzero(np.isfinite(hi)):
+            k = keys[i][j]
+            if k in first and (lo[j] > first[k][1] or hi[j] < first[k][0]):
+                keys[i][j] = f"{k}@{tables[i].version}"
+            else:
+                first.setdefault(k, (lo[j], hi[j]))
+    codes, uniques = pd.factorize(np.concatenate(keys))
+    bounds = np.cumsum([0] + [g.size for g in grids])
+    col_lo = np.zeros(len(uniques))
+    col_hi = np.full(len(uniques), np.inf)
+    mats = []
+    for i, grid in enumerate(grids):
+        umap = codes[bounds[i] : bounds[i + 1]]
+        np.maximum.at(col_lo, umap, intervals[i][0])
+        np.minimum.at(col_hi, umap, intervals[i][1])
+        a = grid.constraints.tocoo()
+        mats.append(sp.csr_matrix((a.data, (a.row, umap[a.col])), shape=(a.shape[0], len(uniques))))
+    required = np.zeros(len(uniques))
+    where: dict[int, tuple[int, int]] = {}
+    for i, t in enumerate(tables):
+        if t.version != newest:
+            continue
+        rows = cell_rows[i]
+        if primaries is not None and (t.name, measure) in primaries:
+            check = primaries[(t.name, measure)].to_numpy(dtype=bool)[rows]
+        else:
+            check = ~np.isfinite(intervals[i][1])
+        umap = codes[bounds[i] : bounds[i + 1]]
+        required[umap[check]] = width
+        for g in np.flatnonzero(check):
+            where.setdefault(int(umap[g]), (i, int(g)))
+    result = interval_intervals(sp.vstack(mats, format="csr"), col_lo, col_hi, required)
+    report.checked += len(result.cells)
+    for cell, lo, hi, req, ok in zip(result.cells, result.lower, result.upper, result.required, result.ok, strict=True):
+        if not ok:
+            i, g = where[int(cell)]
+            report.exposed.append(
+                Exposure(newest, tables[i].name, measure, grids[i].coords(g), float(lo), float(hi), float(req))
+            )
+
+
+def true_primaries(version_dir: str | Path, spec, inputs: Sequence[str | Path]) -> dict[tuple[str, str], pd.Series]:
+    """Which published cells the rules made primary, from the MI behind the release (publisher only)."""
+    from opendata.aggregate import FREQ_SUFFIX, aggregate
+    from opendata.release import until_month
+    from opendata.validate import validate
+
+    descriptor, published = read_published(Path(version_dir))
+    cut = (descriptor.get("opendata:release") or {}).get("cutoff")
+    report = validate(spec, [Path(p) for p in inputs])
+    report.raise_for_problems()
+    until = until_month(pd.Timestamp(cut["covers"]).date()) if cut else None
+    rules = descriptor["opendata:disclosure"]["rules"]
+    out = {}
+    for table in aggregate(spec, report.table, until=until):
+        match = next((t for t in published if t.name == table.spec.name), None)
+        if match is None:
+            continue
+        dims = [d.name for d in table.dimensions]
+        aligned = match.frame[dims].merge(table.frame, on=dims, how="left", validate="one_to_one")
+        if aligned.isna().any().any():
+            raise OpenDataError(f"the MI does not match {table.spec.name} of {version_dir}: cells differ")
+        for m in table.measures:
+            freq = aligned[m.name + FREQ_SUFFIX]
+            primary = (freq > 0) & (freq < rules["threshold"])
+            if rules["zeros"] == "unsafe":
+                primary |= freq == 0
+            out[(table.spec.name, m.name)] = primary.set_axis(match.frame.index)
+    return out

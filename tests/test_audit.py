@@ -1,0 +1,96 @@
+"""`opendata audit`: the attacker audit of published packages, across linked tables and versions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from opendata.audit import audit_package, read_published, true_primaries
+from opendata.embargo import publish
+from opendata.release import cut_release
+from opendata.sample import write_sample
+from opendata.spec import load_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "specs" / "work-programme.yaml"
+NAME = "work-programme-subcontractor-mi"
+WHEN = datetime(2026, 11, 12, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> tuple[Path, Path]:
+    work = tmp_path_factory.mktemp("audit")
+    write_sample(work / "mi", 2500, 21, months=3, formats=("csv",))
+    mi = work / "mi" / "work-programme-mi.csv"
+    cut_release(SPEC, [mi], work / "releases", release_time=WHEN)
+    publish(work / "staging", work / "releases", WHEN + timedelta(minutes=1))
+    return mi, work / "releases" / NAME / "1.0.0"
+
+
+def test_published_package_passes_with_true_primaries(tree):
+    mi, version = tree
+    primaries = true_primaries(version, load_spec(SPEC), [mi])
+    report = audit_package(version, primaries=primaries)
+    assert report.ok, [e.describe() for e in report.exposed[:3]]
+    assert 0 < report.checked <= sum(int(p.sum()) for p in primaries.values())  # shared cells count once
+
+
+def test_audit_catches_a_primary_published_by_mistake(tree, tmp_path):
+    mi, version = tree
+    primaries = true_primaries(version, load_spec(SPEC), [mi])
+    copy = tmp_path / "1.0.0"
+    shutil.copytree(version, copy)
+    parquet = copy / "data" / "provider-by-month.parquet"
+    frame = pd.read_parquet(parquet)
+    # publish one primary cell by mistake, as a plausible rounded value
+    mask = primaries[("provider-by-month", "referrals")].to_numpy()
+    target = int(np.flatnonzero(mask & frame["provider"].astype(str).str.startswith("S").to_numpy())[0])
+    frame.loc[target, "referrals"] = 10
+    frame.to_parquet(parquet)
+    report = audit_package(copy, primaries=primaries)
+    assert not report.ok
+    exposed = report.exposed[0]
+    assert exposed.cell["provider"] == frame.loc[target, "provider"] and exposed.upper - exposed.lower < 10
+
+
+def test_cli_audit_with_previous_versions(tree, tmp_path):
+    mi, version = tree
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "opendata.cli",
+            "audit",
+            version,
+            "--previous",
+            version,
+            "--spec",
+            SPEC,
+            "--mi",
+            mi,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["ok"] and result["primaries_known"] and result["versions"] == ["1.0.0", "1.0.0"]
+
+
+def test_public_audit_holds_every_suppressed_cell_to_the_width(tree):
+    _, version = tree
+    _, tables = read_published(version)
+    report = audit_package(version)
+    suppressed = sum(int(t.frame[m].isna().sum()) for t in tables for m in t.measures)
+    assert not report.primaries_known
+    assert 0 < report.checked <= suppressed
