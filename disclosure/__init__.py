@@ -8,13 +8,23 @@ from disclosure.audit import AuditFailure, AuditReport, audit
 from disclosure.errors import AuditFailed, DisclosureError
 from disclosure.hierarchy import Hierarchy
 from disclosure.linked import LinkedTable, protect_linked
+from disclosure.perturbation import (
+    KEY_MODULUS,
+    PTable,
+    cell_keys,
+    perturb,
+    perturb_table,
+    record_keys,
+    record_keys_from_ids,
+)
 from disclosure.primary import primary_mask
 from disclosure.protect import ProtectionResult, protect
-from disclosure.rounding import round_conventional, rounding_interval
+from disclosure.rounding import controlled_rounding_interval, round_controlled, round_conventional, rounding_interval
 from disclosure.rules import Rules
 from disclosure.table import Grid, add_totals
 
 __all__ = [
+    "KEY_MODULUS",
     "AuditFailed",
     "AuditFailure",
     "AuditReport",
@@ -22,13 +32,21 @@ __all__ = [
     "Grid",
     "Hierarchy",
     "LinkedTable",
+    "PTable",
     "ProtectionResult",
     "Rules",
     "add_totals",
     "audit",
+    "cell_keys",
+    "controlled_rounding_interval",
+    "perturb",
+    "perturb_table",
     "primary_mask",
     "protect",
     "protect_linked",
+    "record_keys",
+    "record_keys_from_ids",
+    "round_controlled",
     "round_conventional",
     "rounding_interval",
 ]
