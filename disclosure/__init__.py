@@ -17,7 +17,13 @@ from disclosure.perturbation import (
     record_keys,
     record_keys_from_ids,
 )
-from disclosure.primary import primary_mask
+from disclosure.primary import (
+    apply_overrides,
+    magnitude_primary,
+    primary_mask,
+    sensitive_magnitude,
+    top_contributions,
+)
 from disclosure.protect import ProtectionResult, protect
 from disclosure.rounding import controlled_rounding_interval, round_controlled, round_conventional, rounding_interval
 from disclosure.rules import Rules
@@ -36,9 +42,11 @@ __all__ = [
     "ProtectionResult",
     "Rules",
     "add_totals",
+    "apply_overrides",
     "audit",
     "cell_keys",
     "controlled_rounding_interval",
+    "magnitude_primary",
     "perturb",
     "perturb_table",
     "primary_mask",
@@ -49,4 +57,6 @@ __all__ = [
     "round_controlled",
     "round_conventional",
     "rounding_interval",
+    "sensitive_magnitude",
+    "top_contributions",
 ]

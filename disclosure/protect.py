@@ -11,7 +11,7 @@ import pandas as pd
 from disclosure.audit import METHOD_EXACT, AuditReport, report_from
 from disclosure.errors import DisclosureError
 from disclosure.hierarchy import Hierarchy
-from disclosure.primary import primary_mask, required_widths
+from disclosure.primary import apply_overrides, magnitude_primary, primary_mask, required_widths, tops_for_cells
 from disclosure.rounding import round_conventional
 from disclosure.rules import Rules
 from disclosure.secondary import heuristic
@@ -37,6 +37,8 @@ def protect(
     rules: Rules | None = None,
     method: str = "heuristic",
     prune: bool = True,
+    must_publish: str | None = None,
+    must_suppress: str | None = None,
 ) -> ProtectionResult:
     """Suppress and round one measure of a full hierarchical table; never returns an unsafe pattern.
 
@@ -44,6 +46,9 @@ def protect(
     stronger than an attacker who sees rounded values, so the pattern stays safe after rounding.
     ``prune`` gives back secondary cells that turn out not to be needed (slower, fewer cells hidden).
     Raises DisclosureError on invalid input and AuditFailed if no safe pattern is found.
+    With magnitude rules (dominance, p%, pq) the frame carries ``top1..topn`` per cell and
+    ``frequency`` counts contributors. ``must_publish``/``must_suppress`` name boolean override
+    columns; a must-publish cell that the pattern needs hidden is refused, never silently shown.
     """
     rules = rules or Rules()
     if method not in METHODS:
@@ -53,12 +58,32 @@ def protect(
     values = integer_column(frame, value, cells, grid.size)
     grid.check_additive(values, what=f"column {value!r}")
     freq = values if frequency is None else integer_column(frame, frequency, cells, grid.size)
-    primary = primary_mask(freq, rules)
-    required = required_widths(primary, rules)
+    if rules.magnitude:  # magnitude tables: the frame carries top1..topn (see primary.top_contributions)
+        primary, required = magnitude_primary(freq, values, tops_for_cells(frame, cells, grid.size), rules)
+    else:
+        primary = primary_mask(freq, rules)
+        required = required_widths(primary, rules)
+    if must_publish or must_suppress:
+        masks = []
+        for column in (must_publish, must_suppress):
+            mask = np.zeros(grid.size, dtype=bool)
+            if column:
+                mask[cells] = frame[column].fillna(False).astype(bool).to_numpy()
+            masks.append(mask)
+        primary, required = apply_overrides(primary, required, masks[0], masks[1], rules, label=grid.coords)
     pattern = heuristic(grid, values, primary, required, prune=prune)
     report = report_from(grid, pattern.intervals, METHOD_EXACT, values.astype(np.float64))
     report.raise_if_failed()
     suppressed = pattern.suppressed
+    if must_publish:
+        clash = np.flatnonzero(
+            suppressed & frame[must_publish].fillna(False).astype(bool).to_numpy()[np.argsort(cells)]
+        )
+        if len(clash):
+            raise DisclosureError(
+                f"{len(clash)} must-publish cell(s) are needed as secondary suppressions, "
+                f"e.g. {grid.coords(int(clash[0]))}"
+            )
     rounded = round_conventional(values, rules.rounding_base)
     status = np.where(primary, "primary", np.where(suppressed, "secondary", "published"))
     out = frame.copy()

@@ -19,8 +19,8 @@ from rich.table import Table
 
 from opendata.errors import OpenDataError, ValidationFailed
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 MAX_PROBLEMS_SHOWN = 50
 
