@@ -13,79 +13,21 @@ import frictionless
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from tiny_spec import write_tiny_spec
 
 from opendata.aggregate import hierarchy_codes, month_codes
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.package import PackageInfo, package_id, write_package
 from opendata.protection import ProtectedTable
-from opendata.spec import ReleaseSpec, load_spec
+from opendata.spec import ReleaseSpec
 
 CREATED = datetime(2024, 3, 14, 9, 30, tzinfo=UTC)
 EXTRA = {"opendata:release": {"time": datetime(2024, 3, 14, 9, 30, 0, 12, tzinfo=UTC), "cutoff": date(2024, 2, 29)}}
 
-SPEC_YAML = """
-name: tiny-mi
-title: Tiny MI
-description: A tiny release for tests.
-kind: management information
-keywords: [test]
-licenses:
-  - name: OGL-UK-3.0
-    path: https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/
-    title: Open Government Licence v3.0
-publisher: {title: Department for Work and Pensions}
-contributors:
-  - {title: Department for Work and Pensions, roles: [publisher]}
-sources:
-  - {title: Provider returns}
-input:
-  kind: records
-  primary_key: [pid]
-  fields:
-    - {name: pid, type: string, required: true, description: id}
-    - {name: referral_date, type: date, required: true, description: referred}
-    - {name: cpa, type: string, required: true, codelist: codelists/cpa.csv, description: area}
-    - {name: prime, type: string, required: true, codelist: codelists/providers.csv, level: prime,
-       description: prime}
-    - {name: job_start_date, type: date, description: job start}
-dimensions:
-  - {name: month, title: Month, description: Month of the event., period: month,
-     total: {code: Total, label: All months}}
-  - {name: provider, title: Provider, description: "Area, then prime.", levels: [cpa, prime],
-     codelist: codelists/providers.csv, total: {code: Total, label: Great Britain}}
-measures:
-  - {name: referrals, title: Referrals, description: People referred., unit: people, aggregate: count,
-     field: referral_date, period: referral_date}
-  - {name: job_starts, title: Job starts, description: People starting a job., unit: people,
-     aggregate: count, field: job_start_date, period: job_start_date}
-tables:
-  - name: provider-by-month
-    title: Referrals and job starts by provider and month
-    dimensions: [month, provider]
-    measures: [referrals, job_starts]
-  - name: provider-totals
-    title: Referrals by provider
-    dimensions: [provider]
-    measures: [referrals]
-disclosure:
-  threshold: 10
-  protection: 10
-  rounding: {base: 5}
-"""
-
-CPA = "code,label,parent\nA,Area A,Total\nB,Area B,Total\n"
-PROVIDERS = 'code,label,parent,level\nA,Area A,Total,cpa\nA1,"Prime, one",A,prime\nA2,Prime two,A,prime\n'
-PROVIDERS += "B,Area B,Total,cpa\nB1,Prime three,B,prime\n"
-
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory) -> ReleaseSpec:
-    root = tmp_path_factory.mktemp("spec")
-    (root / "codelists").mkdir()
-    (root / "codelists" / "cpa.csv").write_text(CPA, encoding="utf-8")
-    (root / "codelists" / "providers.csv").write_text(PROVIDERS, encoding="utf-8")
-    (root / "spec.yaml").write_text(SPEC_YAML, encoding="utf-8")
-    return load_spec(root / "spec.yaml")
+    return write_tiny_spec(tmp_path_factory.mktemp("spec"))
 
 
 def _protect(frame: pd.DataFrame, measure: str, hidden: set[int]) -> None:
