@@ -25,6 +25,23 @@ out = Console(soft_wrap=True)
 MAX_PROBLEMS_SHOWN = 50
 
 
+def public_option(name: str):
+    """``--out``: the public release tree, shared by every command that reads or writes it."""
+    return click.option(
+        "--out",
+        name,
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("releases"),
+        show_default=True,
+        help="Public release tree.",
+    )
+
+
+staging_option = click.option(
+    "--staging", type=click.Path(file_okay=False, path_type=Path), help="Staging area [default: staging/ beside --out]."
+)
+
+
 @contextmanager
 def user_errors():
     """Turn every user-caused error into a message and exit code 1, never a traceback."""
@@ -149,19 +166,8 @@ def validate(spec: Path, files: tuple[Path, ...], as_json: bool, quiet: bool):
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    "out_root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("releases"),
-    show_default=True,
-    help="Public release tree.",
-)
-@click.option(
-    "--staging",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the release waits for its time [default: staging/ beside --out].",
-)
+@public_option("out_root")
+@staging_option
 @click.option(
     "--calendar",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -258,17 +264,8 @@ def release(spec: Path, files, out_root: Path, staging, calendar, version, relea
 
 
 @main.command()
-@click.option(
-    "--out",
-    "public",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("releases"),
-    show_default=True,
-    help="Public release tree.",
-)
-@click.option(
-    "--staging", type=click.Path(file_okay=False, path_type=Path), help="Staging area [default: staging/ beside --out]."
-)
+@public_option("public")
+@staging_option
 @click.option("--key", type=click.Path(dir_okay=False, path_type=Path), help="Ed25519 private key to sign with.")
 @click.option("--base-url", help="Absolute URL the public tree is served at (for the catalogue's links).")
 @click.option("--dry-run", is_flag=True, help="Only report what would be published.")
@@ -314,15 +311,8 @@ def publish(public: Path, staging, key, base_url, dry_run: bool, now_text, quiet
 @click.argument("name")
 @click.argument("version")
 @click.option("--who", required=True, help="The person or role named for pre-release access.")
-@click.option(
-    "--out",
-    "public",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("releases"),
-    show_default=True,
-    help="Public release tree (the staging area is beside it).",
-)
-@click.option("--staging", type=click.Path(file_okay=False, path_type=Path), help="Staging area.")
+@public_option("public")
+@staging_option
 def access(name: str, version: str, who: str, public: Path, staging):
     """Grant pre-release access to a staged release (named people only, at most 24 hours early).
 
