@@ -23,10 +23,9 @@ from disclosure.audit import METHOD_EXACT, report_from
 from disclosure.errors import DisclosureError
 from disclosure.hierarchy import Hierarchy
 from disclosure.primary import primary_mask, required_widths
-from disclosure.protect import METHODS, ProtectionResult
+from disclosure.protect import ProtectionResult, secondary_pattern
 from disclosure.rounding import round_conventional
 from disclosure.rules import Rules
-from disclosure.secondary import heuristic
 from disclosure.table import Grid, integer_column
 
 METHOD_LINKED = METHOD_EXACT + ", over the union of linked tables"
@@ -145,14 +144,12 @@ def protect_linked(
     tables' constraints. Raises AuditFailed rather than return an unsafe pattern.
     """
     rules = rules or Rules()
-    if method not in METHODS:
-        raise DisclosureError(f"unknown suppression method {method!r}; available: {list(METHODS)}")
     if not tables:
         return []
     system, cells_of, values, freq = _union(tables)
     primary = primary_mask(freq, rules)
     required = required_widths(primary, rules)
-    pattern = heuristic(system, values, primary, required, prune=prune)  # type: ignore[arg-type]
+    pattern = secondary_pattern(system, values, primary, required, method, prune)
     report = report_from(system, pattern.intervals, METHOD_LINKED, values.astype(np.float64))  # type: ignore[arg-type]
     report.raise_if_failed()
     suppressed = pattern.suppressed

@@ -17,7 +17,21 @@ from disclosure.rules import Rules
 from disclosure.secondary import heuristic
 from disclosure.table import Grid, integer_column
 
-METHODS = ("heuristic",)
+METHODS = ("heuristic", "optimal", "auto")
+AUTO_OPTIMAL_MAX_CELLS = 2_000  # "auto" runs the MILP only where it proves optimality in seconds
+
+
+def secondary_pattern(grid, values, primary, required, method: str, prune: bool, time_limit: float = 60.0):
+    """Dispatch to a secondary suppression method; every method returns an audited, safe pattern."""
+    if method not in METHODS:
+        raise DisclosureError(f"unknown suppression method {method!r}; available: {list(METHODS)}")
+    if method == "auto":
+        method = "optimal" if len(values) <= AUTO_OPTIMAL_MAX_CELLS else "heuristic"
+    if method == "optimal":
+        from disclosure.optimal import optimal
+
+        return optimal(grid, values, primary, required, cost="value", time_limit=time_limit)
+    return heuristic(grid, values, primary, required, prune=prune)
 
 
 @dataclass
@@ -51,8 +65,6 @@ def protect(
     columns; a must-publish cell that the pattern needs hidden is refused, never silently shown.
     """
     rules = rules or Rules()
-    if method not in METHODS:
-        raise DisclosureError(f"unknown suppression method {method!r}; available: {list(METHODS)}")
     grid = Grid.of(dims)
     cells = grid.cell_index(frame)
     values = integer_column(frame, value, cells, grid.size)
@@ -71,7 +83,7 @@ def protect(
                 mask[cells] = frame[column].fillna(False).astype(bool).to_numpy()
             masks.append(mask)
         primary, required = apply_overrides(primary, required, masks[0], masks[1], rules, label=grid.coords)
-    pattern = heuristic(grid, values, primary, required, prune=prune)
+    pattern = secondary_pattern(grid, values, primary, required, method, prune)
     report = report_from(grid, pattern.intervals, METHOD_EXACT, values.astype(np.float64))
     report.raise_if_failed()
     suppressed = pattern.suppressed

@@ -102,7 +102,7 @@ def protect_tables(
             dims = {d.name: hierarchy(d) for d in t.dimensions}
             linked.append(disclosure.LinkedTable(frame, dims, measure, KEY, measure + FREQ_SUFFIX, name=t.spec.name))
         try:
-            results = disclosure.protect_linked(linked, rules, prune=False)
+            results = disclosure.protect_linked(linked, rules, method=spec.secondary, prune=False)
         except disclosure.DisclosureError as exc:
             raise ReleaseError(f"measure {measure}: {exc}; nothing was written") from exc
         for i, result in zip(holders, results, strict=True):
