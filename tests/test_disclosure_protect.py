@@ -172,7 +172,7 @@ def test_unknown_method():
     dims = {"item": Hierarchy.flat("item", ["a"])}
     frame = pd.DataFrame({"item": ["Total", "a"], "n": [1, 1]})
     with pytest.raises(DisclosureError, match="method"):
-        protect(frame, dims, value="n", method="optimal")
+        protect(frame, dims, value="n", method="simulated-annealing")
 
 
 def test_everything_small_suppresses_enough():
