@@ -111,15 +111,12 @@ def _statement(
     else:
         lines.append("No cut-off applied: no release calendar governs this dataset.")
         info["cutoff"] = None
-    upcoming = next_release(calendar, spec.name, when) if calendar and spec.name in calendar.datasets else None
+    own = calendar.releases(spec.name) if calendar is not None and spec.name in calendar.datasets else []
+    upcoming = next((r for r in own if r.release_at_utc > when), None)
     if upcoming is not None:
         lines.append(f"Next scheduled release: {upcoming.release_at_utc:%Y-%m-%dT%H:%M}Z ({upcoming.id}).")
         info["next_release"] = upcoming.release_at_utc
-    scheduled = [
-        r
-        for r in (calendar.releases(spec.name) if calendar and spec.name in calendar.datasets else [])
-        if r.release_at_utc == when
-    ]
+    scheduled = [r for r in own if r.release_at_utc == when]
     info["pre_release_access"] = list(scheduled[0].pre_release_access) if scheduled else []
     info["statement"] = lines
     return info
@@ -166,11 +163,7 @@ def cut_release(
     tables = aggregate(spec, report.table, until=until)
     held = held_back(spec, report.table, until) if until else {}
     protected = protect_tables(tables, spec.disclosure, on_step=step)
-    months = (
-        tuple(c for c in tables[0].dimensions[0].codes[1:])
-        if tables and spec.dimensions[tables[0].dimensions[0].name].period
-        else ()
-    )
+    months = tuple(sorted({c for t in tables for d in t.dimensions for c in d.codes if d.levels[c] == "month"}))
     extra = {"opendata:release": _statement(spec, when, months, cut, held, calendar)}
 
     step("working out the version")
