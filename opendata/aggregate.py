@@ -97,12 +97,19 @@ def _period_sql(spec: ReleaseSpec, field: str) -> str:
     return f"strftime(\"{field}\", '%Y-%m')" if kind == "date" else f'CAST("{field}" AS VARCHAR)'
 
 
-def observed_months(con: duckdb.DuckDBPyConnection, spec: ReleaseSpec, until: str | None = None) -> list[str]:
+def _window(expr: str, until: str | None, since: str | None) -> str:
+    """SQL conditions keeping months in (since, until]."""
+    return (f" AND {expr} <= '{until}'" if until else "") + (f" AND {expr} > '{since}'" if since else "")
+
+
+def observed_months(
+    con: duckdb.DuckDBPyConnection, spec: ReleaseSpec, until: str | None = None, since: str | None = None
+) -> list[str]:
     periods = sorted({m.period for m in spec.measures.values()})
     union = " UNION ".join(
         f'SELECT DISTINCT {_period_sql(spec, p)} AS m FROM mi WHERE "{p}" IS NOT NULL' for p in periods
     )
-    cut = "" if until is None else f" WHERE m <= '{until}'"
+    cut = " WHERE TRUE" + _window("m", until, since)
     return [row[0] for row in con.execute(f"SELECT m FROM ({union}){cut} ORDER BY m").fetchall()]
 
 
@@ -129,6 +136,7 @@ def _measure_frame(
     measure: MeasureSpec,
     dims: tuple[DimensionCodes, ...],
     until: str | None,
+    since: str | None,
 ) -> pd.DataFrame:
     """One measure rolled up over every dimension, one code column per dimension."""
     selects, rollups, code_exprs = [], [], []
@@ -150,7 +158,7 @@ def _measure_frame(
     else:
         value = f'COALESCE(SUM("{measure.field}"), 0)'
         freq = value if spec.input.kind == "aggregated" else f'COUNT(*) FILTER ("{measure.field}" > 0)'
-    cut = "" if until is None else f" AND {_period_sql(spec, measure.period)} <= '{until}'"
+    cut = _window(_period_sql(spec, measure.period), until, since)
     sql = (
         f"SELECT {', '.join(code_exprs)}, {value} AS v, {freq} AS f FROM ("
         f'SELECT {", ".join(selects)}, * FROM mi WHERE "{measure.period}" IS NOT NULL{cut}'
@@ -159,14 +167,17 @@ def _measure_frame(
     return con.execute(sql).df()
 
 
-def aggregate(spec: ReleaseSpec, mi: pa.Table, until: str | None = None) -> list[AggregatedTable]:
+def aggregate(
+    spec: ReleaseSpec, mi: pa.Table, until: str | None = None, since: str | None = None
+) -> list[AggregatedTable]:
     """Every table of the spec, on the full grid of codes with all totals, from validated MI.
 
-    ``until`` (a ``YYYY-MM`` month) is the cut-off: events in later months are left out.
+    ``until`` (a ``YYYY-MM`` month) is the cut-off: events in later months are left out; ``since``
+    keeps only later months (the management information published ahead of the cut-off).
     """
     con = duckdb.connect()
     con.register("mi", mi)
-    months = observed_months(con, spec, until)
+    months = observed_months(con, spec, until, since)
     out = []
     for table in spec.tables:
         dims = tuple(
@@ -179,7 +190,7 @@ def aggregate(spec: ReleaseSpec, mi: pa.Table, until: str | None = None) -> list
         frame = pd.DataFrame(index=grid)
         measures = tuple(spec.measures[m] for m in table.measures)
         for measure in measures:
-            agg = _measure_frame(con, spec, measure, dims, until).set_index([d.name for d in dims])
+            agg = _measure_frame(con, spec, measure, dims, until, since).set_index([d.name for d in dims])
             unknown = agg.index.difference(grid)
             if len(unknown):
                 raise ValueError(f"codes outside the code lists reached aggregation: {list(unknown[:3])}")

@@ -222,17 +222,21 @@ def _audit_measure(measure, tables, newest, report, base, threshold, width, prim
 def true_primaries(version_dir: str | Path, spec, inputs: Sequence[str | Path]) -> dict[tuple[str, str], pd.Series]:
     """Which published cells the rules made primary, from the MI behind the release (publisher only)."""
     from opendata.aggregate import FREQ_SUFFIX, aggregate
-    from opendata.release import until_month
+    from opendata.release import mi_ahead_tables, until_month
     from opendata.validate import validate
 
     descriptor, published = read_published(Path(version_dir))
-    cut = (descriptor.get("opendata:release") or {}).get("cutoff")
+    release = descriptor.get("opendata:release") or {}
+    cut = release.get("cutoff")
     report = validate(spec, [Path(p) for p in inputs])
     report.raise_for_problems()
     until = until_month(pd.Timestamp(cut["covers"]).date()) if cut else None
     rules = descriptor["opendata:disclosure"]["rules"]
     out = {}
-    for table in aggregate(spec, report.table, until=until):
+    tables = aggregate(spec, report.table, until=until)
+    if release.get("mi_ahead") and until:
+        tables += mi_ahead_tables(spec, report.table, until)
+    for table in tables:
         match = next((t for t in published if t.name == table.spec.name), None)
         if match is None:
             continue

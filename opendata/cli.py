@@ -175,9 +175,25 @@ def validate(spec: Path, files: tuple[Path, ...], as_json: bool, quiet: bool):
 )
 @click.option("--version", "version", help="Version to publish [default: worked out from the diff; 1.0.0 first].")
 @click.option("--release-time", help="Release time, ISO 8601 with offset [default: the next one in --calendar].")
+@click.option(
+    "--mi-ahead",
+    is_flag=True,
+    help="Also publish the months after the cut-off as separate provisional [p] MI tables (rec 1c).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
-def release(spec: Path, files, out_root: Path, staging, calendar, version, release_time, as_json: bool, quiet: bool):
+def release(
+    spec: Path,
+    files,
+    out_root: Path,
+    staging,
+    calendar,
+    version,
+    release_time,
+    mi_ahead: bool,
+    as_json: bool,
+    quiet: bool,
+):
     """Validate, aggregate, protect and stage MI as a new immutable version.
 
     The package is written to the staging area (never the public tree) stamped with its release
@@ -215,6 +231,7 @@ def release(spec: Path, files, out_root: Path, staging, calendar, version, relea
                 version=version,
                 release_time=when,
                 calendar=calendar,
+                mi_ahead=mi_ahead,
                 on_step=lambda s: progress.update(task, description=s),
             )
         except ValidationFailed as exc:

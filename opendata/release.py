@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from opendata.aggregate import aggregate, held_back
+from opendata.aggregate import AggregatedTable, aggregate, held_back
 from opendata.calendar import Calendar, cutoff_for, load_calendar, next_release
 from opendata.diff import PackageContent, check_version, diff, next_version
 from opendata.embargo import default_staging, latest_public
@@ -59,6 +59,41 @@ class ReleaseSummary:
 def _latest(series_roots: Sequence[Path], name: str) -> Path | None:
     found = [p for p in (latest_public(root, name) for root in series_roots) if p is not None]
     return max(found, key=lambda p: tuple(int(x) for x in p.name.split("."))) if found else None
+
+
+MI_AHEAD = (
+    "Tables ending -mi-ahead cover the months after the cut-off, which official statistics do not cover yet "
+    "(Building Best Practice Group recommendation 1c). They are management information, not official "
+    "statistics: provisional [p], published voluntarily in line with the Code of Practice for Statistics, and "
+    "may be revised when the official statistics for those months are published."
+)
+
+
+def mi_ahead_tables(spec: ReleaseSpec, mi, until: str) -> list[AggregatedTable]:
+    """The months after the cut-off as separate, clearly labelled provisional tables [p].
+
+    Their month dimension is ``month_provisional`` so it can never be mistaken for (or linked to)
+    the months official statistics cover; each is protected like any other table.
+    """
+    out = []
+    for t in aggregate(spec, mi, since=until):
+        dims = tuple(
+            replace(d, name=f"{d.name}_provisional", title=f"{d.title} (provisional) [p]")
+            if d.levels.get(d.codes[-1]) == "month"
+            else d
+            for d in t.dimensions
+        )
+        frame = t.frame.rename(columns={old.name: new.name for old, new in zip(t.dimensions, dims, strict=True)})
+        measures = tuple(replace(m, title=f"{m.title} [p]") for m in t.measures)
+        table = replace(
+            t.spec,
+            name=f"{t.spec.name}-mi-ahead",
+            title=f"{t.spec.title}, months after the cut-off: provisional management information [p]",
+            description=MI_AHEAD,
+            dimensions=tuple(d.name for d in dims),
+        )
+        out.append(AggregatedTable(table, dims, measures, frame))
+    return out
 
 
 def _refuse_existing(public: Path, staging: Path, name: str, version: str) -> None:
@@ -132,6 +167,7 @@ def cut_release(
     release_time: datetime | None = None,
     calendar: Calendar | str | Path | None = None,
     now: datetime | None = None,
+    mi_ahead: bool = False,
     on_step: Callable[[str], None] | None = None,
 ) -> ReleaseSummary:
     """Validate, aggregate, protect and package MI as a new immutable version in the staging area."""
@@ -162,9 +198,14 @@ def cut_release(
     step("aggregating")
     tables = aggregate(spec, report.table, until=until)
     held = held_back(spec, report.table, until) if until else {}
-    protected = protect_tables(tables, spec.disclosure, on_step=step)
+    ahead = mi_ahead_tables(spec, report.table, until) if mi_ahead and until and any(held.values()) else []
+    protected = protect_tables(tables + ahead, spec.disclosure, on_step=step)
     months = tuple(sorted({c for t in tables for d in t.dimensions for c in d.codes if d.levels[c] == "month"}))
+    held = {m: {} for m in held} if ahead else held  # published ahead, so nothing is held back
     extra = {"opendata:release": _statement(spec, when, months, cut, held, calendar)}
+    if ahead:
+        extra["opendata:release"]["mi_ahead"] = {"resources": [t.spec.name for t in ahead], "statement": MI_AHEAD}
+        extra["opendata:release"]["statement"].append(MI_AHEAD)
 
     step("working out the version")
     if version is not None:

@@ -163,3 +163,26 @@ def test_second_release_is_versioned_from_the_diff(tmp_path, mi, calendar):
     assert listed(public) == ["1.0.0", "1.1.0"]
     changelog = (public / NAME / "CHANGELOG.md").read_text()
     assert changelog.index("[1.1.0]") < changelog.index("[1.0.0]")
+
+
+def test_mi_ahead_publishes_later_months_as_separate_provisional_tables(tmp_path, mi, calendar):
+    """Rec 1c: the months after the cut-off, as clearly labelled provisional MI, never mixed in."""
+    import frictionless
+
+    from opendata.audit import audit_package, true_primaries
+    from opendata.spec import load_spec
+
+    at = datetime(2026, 2, 19, 9, 29, tzinfo=UTC)  # cut-off 2011-08-31: Sept to Nov are ahead
+    summary = cut_release(SPEC, [mi], tmp_path / "releases", release_time=at, calendar=calendar, mi_ahead=True)
+    descriptor = json.loads((summary.path / "datapackage.json").read_text())
+    names = [r["name"] for r in descriptor["resources"]]
+    assert "provider-by-month-mi-ahead" in names and "cpa-payment-group-by-month-mi-ahead" in names
+    ahead = (summary.path / "hierarchies" / "month_provisional.csv").read_text()
+    assert "2011-09" in ahead and "2011-11" in ahead and "2011-08" not in ahead
+    assert "2011-09" not in (summary.path / "hierarchies" / "month.csv").read_text()
+    resource = next(r for r in descriptor["resources"] if r["name"] == "provider-by-month-mi-ahead")
+    assert "[p]" in resource["title"] and all("[p]" in f["title"] for f in resource["schema"]["fields"][2:])
+    assert "recommendation 1c" in " ".join(descriptor["opendata:release"]["statement"])
+    assert frictionless.validate(summary.path / "datapackage.json").valid
+    report = audit_package(summary.path, primaries=true_primaries(summary.path, load_spec(SPEC), [mi]))
+    assert report.ok
