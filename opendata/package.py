@@ -47,6 +47,8 @@ STATUS_SUFFIX = "_status"
 
 # GSS shorthand a published cell may carry instead of a number; status code -> label.
 MISSING_LABELS: dict[str, str] = {"c": "confidential", "z": "not applicable", "x": "not available"}
+# markers that annotate a published value rather than replace it (Parquet status column, README, descriptor)
+ANNOTATIONS: dict[str, str] = {"r": "revised", "p": "provisional"}
 MISSING_VALUES: list[dict[str, str]] = [
     {"value": f"[{code}]", "label": label} for code, label in MISSING_LABELS.items()
 ]
@@ -261,10 +263,12 @@ def _published_frame(t: ProtectedTable) -> pd.DataFrame:
     for m in t.measures:
         values = frame[m.name].astype("Int64")
         status = frame[m.name + STATUS_SUFFIX].fillna("").astype(str)
-        bad = sorted(set(status) - {"", *MISSING_LABELS})
+        bad = sorted(set(status) - {"", *MISSING_LABELS, *ANNOTATIONS})
         if bad:
-            raise ReleaseError(f"table {t.spec.name}: {m.name} has unknown status {bad[:5]}; expected one of c, z, x")
-        hidden = status != ""
+            raise ReleaseError(f"table {t.spec.name}: {m.name} has unknown status {bad[:5]}; expected c, z, x, r or p")
+        hidden = status.isin(list(MISSING_LABELS))
+        if (status.isin(list(ANNOTATIONS)) & values.isna()).any():
+            raise ReleaseError(f"table {t.spec.name}: {m.name} marks a missing value as revised or provisional")
         if (hidden & values.notna()).any():
             raise ReleaseError(f"table {t.spec.name}: {m.name} has a value in a cell marked confidential")
         if (~hidden & values.isna()).any():
@@ -619,6 +623,19 @@ def _readme(spec: ReleaseSpec, tables: list[ProtectedTable], descriptor: Mapping
     release = descriptor.get("opendata:release")
     if release:
         lines += ["", "## Release", ""] + [f"- {line}" for line in release.get("statement", [])]
+    revisions = descriptor.get("opendata:revisions")
+    if revisions:
+        lines += [
+            "",
+            "## Revisions",
+            "",
+            f"This version corrects {revisions['count']} published value(s) of version {revisions['previous']}. "
+            "Corrected cells carry the status `r` (revised) in the Parquet files; the first ones are:",
+            "",
+        ]
+        for cell in revisions["cells"][:50]:
+            where = ", ".join(f"{k}={v}" for k, v in cell["key"].items())
+            lines.append(f"- {cell['table']} ({where}): {cell['measure']} {cell['old']} → {cell['new']} [r]")
 
     lines += ["", "## Tables", ""]
     for t in tables:

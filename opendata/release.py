@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from opendata.aggregate import AggregatedTable, aggregate, held_back
 from opendata.calendar import Calendar, cutoff_for, load_calendar, next_release
 from opendata.diff import PackageContent, check_version, diff, next_version
@@ -94,6 +96,33 @@ def mi_ahead_tables(spec: ReleaseSpec, mi, until: str) -> list[AggregatedTable]:
         )
         out.append(AggregatedTable(table, dims, measures, frame))
     return out
+
+
+def mark_revised(tables: list, change) -> list[dict[str, Any]]:
+    """Flag every corrected published value with the status ``r`` (GSS "revised"); list them."""
+    by_name = {t.spec.name: t for t in tables}
+    cells = []
+    for resource in change.resources:
+        table = by_name.get(resource.name)
+        if table is None:
+            continue
+        dims = list(resource.key)
+        index = pd.MultiIndex.from_frame(table.frame[dims].astype(str))
+        for c in resource.corrections:
+            if c.new is None or c.field not in table.frame.columns:
+                continue
+            row = index.get_loc(tuple(c.key))
+            table.frame.loc[table.frame.index[row], c.field + "_status"] = "r"
+            cells.append(
+                {
+                    "table": resource.name,
+                    "key": dict(zip(dims, c.key, strict=True)),
+                    "measure": c.field,
+                    "old": c.old,
+                    "new": c.new,
+                }
+            )
+    return cells
 
 
 def _refuse_existing(public: Path, staging: Path, name: str, version: str) -> None:
@@ -220,6 +249,14 @@ def cut_release(
             raise ReleaseError(f"nothing changed since {spec.name} {previous.name}; no new version is needed")
         chosen = check_version(previous.name, version, change) if version else next_version(previous.name, change)
     _refuse_existing(public, staging, spec.name, chosen)
+    if change is not None:
+        revisions = mark_revised(protected, change)
+        if revisions:
+            extra["opendata:revisions"] = {
+                "previous": previous.name,
+                "count": len(revisions),
+                "cells": revisions[:1000],
+            }
     step("writing package")
     path = write_package(spec, protected, staging, chosen, when, extra=extra)
     summary = ReleaseSummary(

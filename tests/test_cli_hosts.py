@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "work-programme.yaml"
 NAME = "work-programme-subcontractor-mi"
@@ -49,6 +51,16 @@ def test_sign_publish_verify_sync_and_diff(tmp_path):
     fixed.write_text("\n".join([lines[0], *rows]) + "\n")
     run = ok(opendata("release", SPEC, fixed, "--out", public, "--release-time", "2099-01-08T09:30:00+00:00", "--json"))
     assert (json.loads(run.stdout)["version"], json.loads(run.stdout)["bump"]) == ("1.0.1", "patch")
+    staged = tmp_path / "staging" / NAME / "1.0.1"
+    revisions = json.loads((staged / "datapackage.json").read_text())["opendata:revisions"]
+    assert revisions["previous"] == "1.0.0" and revisions["count"] > 0
+    first = revisions["cells"][0]
+    frame = pd.read_parquet(staged / "data" / f"{first['table']}.parquet")
+    for k, v in first["key"].items():
+        frame = frame[frame[k].astype(str) == v]
+    assert frame[first["measure"] + "_status"].tolist() == ["r"]
+    assert frame[first["measure"]].tolist() == [first["new"]]
+    assert "## Revisions" in (staged / "README.md").read_text()
 
     mirror = tmp_path / "mirror"
     run = ok(opendata("sync", public, mirror, "--trust", tmp_path / "k.pub", "--json"))
