@@ -61,6 +61,7 @@ Cost = Literal["value", "cells", "log"]
 COSTS: tuple[str, ...] = ("value", "cells", "log")
 EXACT_GAP_CELLS = 50_000  # up to this many cells the master is solved to a zero gap
 EPS = 1e-6
+PRUNE_CELLS = 5_000  # above this many cells the heuristic's pruning pass (slow) is skipped in starts/repairs
 
 
 class GridLike(Protocol):
@@ -371,12 +372,22 @@ class Optimal:
             s[cells] = False
 
     def drop_free(self, suppressed: np.ndarray) -> np.ndarray:
-        """Publish zero-cost secondaries the pattern does not need (same cost, less hidden)."""
+        """Publish zero-cost secondaries the pattern does not need (same cost, less hidden).
+
+        Only the components next to the released cell can narrow, so only they are audited again."""
         s = suppressed.copy()
         for j in np.flatnonzero(s & ~self.primary & (self.cost <= 0)):
+            if not s[j]:
+                continue
             s[j] = False
             t = self.drop_lone(s)
-            if not self.audit(t).ok.all():
+            changed = np.flatnonzero(s != t)
+            near = np.unique(self.a_abs[np.unique(self.a_csc[:, np.append(changed, j)].indices)].indices)
+            near = near[t[near]]
+            if (
+                len(near)
+                and not exact_intervals(self.a, self.values, t, self.required, truth=self.values, focus=near).ok.all()
+            ):
                 s[j] = True
             else:
                 s = t
@@ -384,13 +395,15 @@ class Optimal:
 
     def repair(self, suppressed: np.ndarray) -> np.ndarray:
         """Make a pattern safe with the heuristic's own steps (close, widen, prune)."""
-        h = Heuristic(self.grid, self.values, self.primary, self.required, prune=True)  # type: ignore[arg-type]
+        prune = self.n <= PRUNE_CELLS
+        h = Heuristic(self.grid, self.values, self.primary, self.required, prune=prune)  # type: ignore[arg-type]
         s = suppressed | self.primary
         while True:
             h.close_singletons(s)
             res = self.audit(s)
             if res.ok.all():
-                h.prune(s)
+                if prune:
+                    h.prune(s)
                 return s
             if h.widen(s, res) == 0:
                 raise AuditFailed("secondary suppression cannot protect the table: every cell is already suppressed")
@@ -410,14 +423,17 @@ def optimal(
 
     ``start``: a pattern to begin from (e.g. the heuristic's); it is audited (and repaired if
     unsafe) and used as the incumbent, so the answer never costs more than a safe ``start``.
-    Without it the heuristic's pruned pattern is the incumbent. On ``time_limit`` the best audited
-    pattern is returned (``proven_optimal=False``); the result is always audited safe.
+    Without it the heuristic's pattern is the incumbent (pruned up to ``PRUNE_CELLS`` cells). Each
+    failing master pattern is also repaired with the heuristic's steps, which often improves it.
+    On ``time_limit`` the best audited pattern is returned (``proven_optimal=False``); the result
+    is always audited safe.
     Raises AuditFailed when no pattern can protect the primaries.
     """
     opt = Optimal(grid, values, primary, required, cost, time_limit)
     prim = opt.primary
     if start is None:
-        best = heuristic(grid, values, prim, opt.required, prune=True).suppressed  # type: ignore[arg-type]
+        prune = opt.n <= PRUNE_CELLS
+        best = heuristic(grid, values, prim, opt.required, prune=prune).suppressed  # type: ignore[arg-type]
     else:
         best = np.asarray(start, dtype=bool) | prim
         if not opt.audit(best).ok.all():
@@ -448,6 +464,10 @@ def optimal(
             continue
         if opt.cuts_for(pattern, res) == 0:
             break  # cannot happen with valid cuts; stop rather than loop
+        repaired = opt.drop_lone(opt.repair(pattern))  # a safe pattern near the bound: a better incumbent
+        c = opt.pattern_cost(repaired)
+        if c < best_cost - EPS:
+            best, best_cost = repaired, c
         if time.monotonic() >= opt.deadline:
             break
     best = opt.drop_free(best)
