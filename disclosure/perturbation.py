@@ -294,24 +294,8 @@ def cell_keys(records: pd.DataFrame, dims: Mapping[str, Hierarchy], key: str = "
     grid = Grid.of(dims)
     if key not in records.columns:
         raise DisclosureError(f"records lack the key column {key!r}")
-    positions = []
-    for n, h in zip(grid.names, grid.hierarchies, strict=True):
-        if n not in records.columns:
-            raise DisclosureError(f"records lack dimension column {n!r}")
-        col = records[n]
-        if col.isna().any():
-            raise DisclosureError(f"dimension column {n!r} has missing codes")
-        got = pd.Index(h.codes).get_indexer(col.astype(str))
-        if (got < 0).any():
-            bad = sorted(set(col.astype(str)[got < 0]))[:5]
-            raise DisclosureError(f"dimension column {n!r} has code(s) not in its hierarchy: {bad}")
-        leaf = np.array([h.is_leaf(c) for c in h.codes])
-        if not leaf[got].all():
-            bad = sorted(set(col.astype(str)[~leaf[got]]))[:5]
-            raise DisclosureError(f"records must be classified to leaves; {n!r} has non-leaf code(s) {bad}")
-        positions.append(got)
     keys = _as_keys(records[key].to_numpy(), f"column {key!r}")
-    cells = np.ravel_multi_index(tuple(positions), grid.shape) if len(records) else np.zeros(0, dtype=np.int64)
+    cells = grid.leaf_cells(records, "records")
     count = np.zeros(grid.size, dtype=np.int64)
     ksum = np.zeros(grid.size, dtype=np.uint64)
     np.add.at(count, cells, 1)

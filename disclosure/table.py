@@ -151,6 +151,28 @@ class Grid:
                 f"children by {gap[r]:g} ({len(bad)} constraint(s) violated)"
             )
 
+    def leaf_cells(self, frame: pd.DataFrame, what: str) -> np.ndarray:
+        """Cell number of every row of ``frame`` whose dimension columns hold leaf codes (base cells, records)."""
+        positions = []
+        for n, h in zip(self.names, self.hierarchies, strict=True):
+            if n not in frame.columns:
+                raise DisclosureError(f"{what} lack dimension column {n!r}")
+            col = frame[n]
+            if col.isna().any():
+                raise DisclosureError(f"dimension column {n!r} has missing codes")
+            got = pd.Index(h.codes).get_indexer(col.astype(str))
+            if (got < 0).any():
+                bad = sorted(set(col.astype(str)[got < 0]))[:5]
+                raise DisclosureError(f"dimension column {n!r} has code(s) not in its hierarchy: {bad}")
+            leaf = np.array([h.is_leaf(c) for c in h.codes])
+            if not leaf[got].all():
+                bad = sorted(set(col.astype(str)[~leaf[got]]))[:5]
+                raise DisclosureError(f"{what} must be leaves; {n!r} has non-leaf code(s) {bad}")
+            positions.append(got)
+        if not len(frame):
+            return np.zeros(0, dtype=np.int64)
+        return np.asarray(np.ravel_multi_index(tuple(positions), self.shape), dtype=np.int64)
+
 
 def integer_column(frame: pd.DataFrame, column: str, cells: np.ndarray, size: int) -> np.ndarray:
     """A non-negative integer column, rearranged into cell order."""
@@ -176,23 +198,7 @@ def add_totals(base_cells: pd.DataFrame, dims: Mapping[str, Hierarchy], value_co
     """Full grid with every total and subtotal, summed from leaf cells; absent leaf cells count as 0."""
     grid = Grid.of(dims)
     value_columns = list(value_columns)
-    positions = []
-    for n, h in zip(grid.names, grid.hierarchies, strict=True):
-        if n not in base_cells.columns:
-            raise DisclosureError(f"base cells lack dimension column {n!r}")
-        col = base_cells[n]
-        if col.isna().any():
-            raise DisclosureError(f"dimension column {n!r} has missing codes")
-        got = pd.Index(h.codes).get_indexer(col.astype(str))
-        if (got < 0).any():
-            bad = sorted(set(col.astype(str)[got < 0]))[:5]
-            raise DisclosureError(f"dimension column {n!r} has code(s) not in its hierarchy: {bad}")
-        leaf = np.array([h.is_leaf(c) for c in h.codes])
-        if not leaf[got].all():
-            bad = sorted(set(col.astype(str)[~leaf[got]]))[:5]
-            raise DisclosureError(f"base cells must be leaves; {n!r} has non-leaf code(s) {bad}")
-        positions.append(got)
-    cells = np.ravel_multi_index(tuple(positions), grid.shape)
+    cells = grid.leaf_cells(base_cells, "base cells")
     if len(np.unique(cells)) != len(cells):
         raise DisclosureError("base cells contain duplicate leaf combinations")
     arr = np.zeros((grid.size, len(value_columns)), dtype=np.int64)
