@@ -8,7 +8,7 @@ that every published total can be checked against its parts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import duckdb
 import pandas as pd
@@ -202,4 +202,39 @@ def aggregate(
             frame[d.name] = frame[d.name].astype(str)
         out.append(AggregatedTable(table, dims, measures, frame))
     con.close()
+    return out
+
+
+MI_AHEAD = (
+    "Tables ending -mi-ahead cover the months after the cut-off, which official statistics do not cover yet "
+    "(Building Best Practice Group recommendation 1c). They are management information, not official "
+    "statistics: provisional [p], published voluntarily in line with the Code of Practice for Statistics, and "
+    "may be revised when the official statistics for those months are published."
+)
+
+
+def mi_ahead_tables(spec: ReleaseSpec, mi: pa.Table, until: str) -> list[AggregatedTable]:
+    """The months after the cut-off as separate, clearly labelled provisional tables [p].
+
+    Their month dimension is ``month_provisional`` so it can never be mistaken for (or linked to)
+    the months official statistics cover; each is protected like any other table.
+    """
+    out = []
+    for t in aggregate(spec, mi, since=until):
+        dims = tuple(
+            replace(d, name=f"{d.name}_provisional", title=f"{d.title} (provisional) [p]")
+            if d.levels.get(d.codes[-1]) == "month"
+            else d
+            for d in t.dimensions
+        )
+        frame = t.frame.rename(columns={old.name: new.name for old, new in zip(t.dimensions, dims, strict=True)})
+        measures = tuple(replace(m, title=f"{m.title} [p]") for m in t.measures)
+        table = replace(
+            t.spec,
+            name=f"{t.spec.name}-mi-ahead",
+            title=f"{t.spec.title}, months after the cut-off: provisional management information [p]",
+            description=MI_AHEAD,
+            dimensions=tuple(d.name for d in dims),
+        )
+        out.append(AggregatedTable(table, dims, measures, frame))
     return out

@@ -221,8 +221,8 @@ def _audit_measure(measure, tables, newest, report, base, threshold, width, prim
 
 def true_primaries(version_dir: str | Path, spec, inputs: Sequence[str | Path]) -> dict[tuple[str, str], pd.Series]:
     """Which published cells the rules made primary, from the MI behind the release (publisher only)."""
-    from opendata.aggregate import FREQ_SUFFIX, aggregate
-    from opendata.release import mi_ahead_tables, until_month
+    from opendata.aggregate import FREQ_SUFFIX, aggregate, mi_ahead_tables
+    from opendata.calendar import until_month
     from opendata.validate import validate
 
     descriptor, published = read_published(Path(version_dir))

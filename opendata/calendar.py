@@ -465,3 +465,9 @@ def utc_now() -> datetime:
 def london_today(now: datetime | None = None) -> date:
     """Today's date in London (for ``check_calendar(today=...)``)."""
     return _aware(now or utc_now(), "now").astimezone(LONDON).date()
+
+
+def until_month(covers: date) -> str:
+    """The last whole month a cut-off date covers: a mid-month date leaves that month out."""
+    whole = covers if (covers + timedelta(days=1)).day == 1 else covers.replace(day=1) - timedelta(days=1)
+    return whole.strftime("%Y-%m")

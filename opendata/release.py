@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from opendata.aggregate import AggregatedTable, aggregate, held_back
-from opendata.calendar import Calendar, cutoff_for, load_calendar, next_release
+from opendata.aggregate import MI_AHEAD, aggregate, held_back, mi_ahead_tables
+from opendata.calendar import Calendar, cutoff_for, load_calendar, next_release, until_month
 from opendata.diff import PackageContent, check_version, diff, next_version
 from opendata.embargo import default_staging, latest_public
 from opendata.errors import ReleaseError, ReleaseExists
@@ -63,41 +63,6 @@ def _latest(series_roots: Sequence[Path], name: str) -> Path | None:
     return max(found, key=lambda p: tuple(int(x) for x in p.name.split("."))) if found else None
 
 
-MI_AHEAD = (
-    "Tables ending -mi-ahead cover the months after the cut-off, which official statistics do not cover yet "
-    "(Building Best Practice Group recommendation 1c). They are management information, not official "
-    "statistics: provisional [p], published voluntarily in line with the Code of Practice for Statistics, and "
-    "may be revised when the official statistics for those months are published."
-)
-
-
-def mi_ahead_tables(spec: ReleaseSpec, mi, until: str) -> list[AggregatedTable]:
-    """The months after the cut-off as separate, clearly labelled provisional tables [p].
-
-    Their month dimension is ``month_provisional`` so it can never be mistaken for (or linked to)
-    the months official statistics cover; each is protected like any other table.
-    """
-    out = []
-    for t in aggregate(spec, mi, since=until):
-        dims = tuple(
-            replace(d, name=f"{d.name}_provisional", title=f"{d.title} (provisional) [p]")
-            if d.levels.get(d.codes[-1]) == "month"
-            else d
-            for d in t.dimensions
-        )
-        frame = t.frame.rename(columns={old.name: new.name for old, new in zip(t.dimensions, dims, strict=True)})
-        measures = tuple(replace(m, title=f"{m.title} [p]") for m in t.measures)
-        table = replace(
-            t.spec,
-            name=f"{t.spec.name}-mi-ahead",
-            title=f"{t.spec.title}, months after the cut-off: provisional management information [p]",
-            description=MI_AHEAD,
-            dimensions=tuple(d.name for d in dims),
-        )
-        out.append(AggregatedTable(table, dims, measures, frame))
-    return out
-
-
 def mark_revised(tables: list, change) -> list[dict[str, Any]]:
     """Flag every corrected published value with the status ``r`` (GSS "revised"); list them."""
     by_name = {t.spec.name: t for t in tables}
@@ -131,12 +96,6 @@ def _refuse_existing(public: Path, staging: Path, name: str, version: str) -> No
             raise ReleaseExists(
                 f"version {version} of {name} already exists in {root}; published versions are never overwritten"
             )
-
-
-def until_month(covers: date) -> str:
-    """The last whole month a cut-off date covers: a mid-month date leaves that month out."""
-    whole = covers if (covers + timedelta(days=1)).day == 1 else covers.replace(day=1) - timedelta(days=1)
-    return whole.strftime("%Y-%m")
 
 
 def _release_time(spec: ReleaseSpec, calendar: Calendar | None, given: datetime | None, now: datetime) -> datetime:
