@@ -96,7 +96,8 @@ def main() -> None:
     Typical use:
       opendata sample --out mi/ --rows 200000 --seed 1
       opendata validate specs/work-programme.yaml mi/*.csv
-      opendata release  specs/work-programme.yaml mi/*.csv --out releases/
+      opendata release  specs/work-programme.yaml mi/*.csv --out releases/ --calendar specs/calendar.yaml
+      opendata publish  --out releases/
 
     Exit codes: 0 success, 1 bad input / spec / release refused, 2 usage error.
     """
