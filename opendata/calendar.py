@@ -22,11 +22,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays
-import jsonschema
 import yaml
 
 from opendata.errors import SpecError
-from opendata.spec import schema_message
+from opendata.spec import check_against_schema
 
 SCHEMA_FILE = "calendar.schema.json"
 LONDON = ZoneInfo("Europe/London")
@@ -168,13 +167,7 @@ def calendar_from_dict(raw: Any, path: Path | None = None) -> Calendar:
     label = f"calendar {path}" if path is not None else "calendar"
     if not isinstance(raw, dict):
         raise CalendarError(f"{label} must be a mapping with a 'datasets' key, got {type(raw).__name__}")
-    errors = sorted(
-        jsonschema.Draft202012Validator(json_schema()).iter_errors(raw),
-        key=lambda e: (list(map(str, e.absolute_path)), e.message),
-    )
-    if errors:
-        lines = "\n".join(f"  {schema_message(e)}" for e in errors[:20])
-        raise CalendarError(f"{label} is invalid:\n{lines}")
+    check_against_schema(raw, json_schema(), label, CalendarError)
     try:
         return _build(raw, path)
     except CalendarError as exc:

@@ -225,14 +225,19 @@ def load_spec(path: str | Path) -> ReleaseSpec:
         raise SpecError(f"spec {path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"spec {path} must be a mapping of keys, got {type(raw).__name__}")
+    check_against_schema(raw, json_schema(), f"spec {path}", SpecError)
+    return _build(path, raw)
+
+
+def check_against_schema(raw: Any, schema: dict[str, Any], label: str, error: type[SpecError]) -> None:
+    """Raise ``error`` listing every schema violation (up to 20), each naming its key."""
     errors = sorted(
-        jsonschema.Draft202012Validator(json_schema()).iter_errors(raw),
+        jsonschema.Draft202012Validator(schema).iter_errors(raw),
         key=lambda e: (list(map(str, e.absolute_path)), e.message),
     )
     if errors:
         lines = "\n".join(f"  {schema_message(e)}" for e in errors[:20])
-        raise SpecError(f"spec {path} is invalid:\n{lines}")
-    return _build(path, raw)
+        raise error(f"{label} is invalid:\n{lines}")
 
 
 def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
