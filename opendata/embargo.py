@@ -59,14 +59,21 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 def read_staged(path: Path) -> StagedRelease:
-    descriptor = json.loads((path / "datapackage.json").read_text(encoding="utf-8"))
-    release = descriptor.get("opendata:release") or {}
-    if "time" not in release:
-        raise ReleaseError(f"{path} has no release time (opendata:release.time); it cannot be published")
-    when = datetime.fromisoformat(release["time"].replace("Z", "+00:00"))
+    try:
+        descriptor = json.loads((path / "datapackage.json").read_text(encoding="utf-8"))
+        release = descriptor.get("opendata:release") or {}
+        when = datetime.fromisoformat(release["time"].replace("Z", "+00:00"))
+        name, version = descriptor["name"], descriptor["version"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise ReleaseError(
+            f"staged release {path} is unreadable ({type(exc).__name__}: {exc}); it needs a datapackage.json with "
+            "name, version and opendata:release.time, as `opendata release` writes it. Nothing was published."
+        ) from None
+    if when.tzinfo is None:
+        raise ReleaseError(f"staged release {path} has a release time without a UTC offset; nothing was published")
     return StagedRelease(
-        descriptor["name"],
-        descriptor["version"],
+        name,
+        version,
         path,
         when.astimezone(UTC),
         tuple(release.get("pre_release_access", [])),

@@ -186,3 +186,14 @@ def test_mi_ahead_publishes_later_months_as_separate_provisional_tables(tmp_path
     assert frictionless.validate(summary.path / "datapackage.json").valid
     report = audit_package(summary.path, primaries=true_primaries(summary.path, load_spec(SPEC), [mi]))
     assert report.ok
+
+
+def test_a_corrupt_staged_release_is_reported_and_nothing_is_published(tmp_path, mi, calendar):
+    at = datetime(2026, 2, 19, 9, 30, tzinfo=UTC)
+    cut_release(SPEC, [mi], tmp_path / "releases", release_time=at, calendar=calendar)
+    broken = tmp_path / "staging" / "other" / "1.0.0"
+    broken.mkdir(parents=True)
+    (broken / "datapackage.json").write_text("{broken")
+    with pytest.raises(ReleaseError, match="unreadable"):
+        publish(tmp_path / "staging", tmp_path / "releases", at + MINUTE)
+    assert not (tmp_path / "releases").exists()
