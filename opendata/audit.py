@@ -99,7 +99,11 @@ def read_published(version_dir: Path) -> tuple[dict, list[PublishedTable]]:
     path = Path(version_dir) / "datapackage.json"
     if not path.is_file():
         raise OpenDataError(f"{version_dir} is not a package version (no datapackage.json)")
-    descriptor = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        descriptor = json.loads(path.read_text(encoding="utf-8"))
+        _ = descriptor["opendata:disclosure"]["rules"]["threshold"]  # written by opendata, not just any package
+    except (ValueError, KeyError, TypeError) as exc:
+        raise OpenDataError(f"{path} is not an opendata package descriptor ({type(exc).__name__}: {exc})") from None
     tables = []
     for resource in descriptor["resources"]:
         schema = resource.get("schema", {})
