@@ -1,18 +1,27 @@
-"""Disclosure engine benchmark: `disclosure.protect` on 10k, 100k and 1M-cell tables, and optimal vs heuristic.
+"""Disclosure engine benchmark: `disclosure.protect` on 10k, 100k, 1M-cell and 5-d tables; methods vs optimal.
 
 Tables are provider (Total > CPA > prime contract > subcontractor) × month (12 + total) × payment
 group (4 + total), every total included, with about 15% primary cells (threshold 10), built from
 a fixed seed. Each case runs as a whole subprocess (imports and loading the table included),
 started from a fresh wrapper process so that ``resource.getrusage(RUSAGE_CHILDREN)`` gives that
-case's own peak RSS. The heuristic runs through ``protect(..., rules=Rules(threshold=10,
-rounding_base=5), prune=False)``; the optimal method (``disclosure.optimal.optimal``, cost
-"cells") runs on the same grid with a time limit.
+case's own peak RSS. "fast" (certified hypercubes) and "heuristic" run through ``protect(...,
+rules=Rules(threshold=10, rounding_base=5), method=..., prune=False)``; the optimal method
+(``disclosure.optimal.optimal``, cost "cells") runs on the same grid with a time limit.
+``--lp-check`` re-audits the fast pattern with the exact LP attacker (``exact_intervals``) in the
+same child, up to ``LP_CHECK_MAX_CELLS`` cells. Case "650k-records-5d" generates 650,000 synthetic
+records (subcontractor hierarchy × month × payment group × age band × gender, 973,245 cells with
+every total), aggregates and protects them with "fast". Results accumulate in
+``bench/out/disclosure/results.json`` (latest per size and method).
 
-The second part compares heuristic (``prune=True``) and optimal (cost "cells") suppression counts
-on the published small-table set ``tests/tables/small_tables.json`` (written by ``--write-tables``).
+The second part compares fast (``disclosure.hypercube.hypercube``, ``prune=True``) and heuristic
+(``prune=True``) against optimal (cost "cells") suppression counts on the published small-table
+set ``tests/tables/small_tables.json`` (written by ``--write-tables``).
 
-    .venv/bin/python bench/disclosure_bench.py                       # 10k and 100k, optimal on 10k, small set
-    .venv/bin/python bench/disclosure_bench.py --sizes 10k 100k 1M --timeout 600
+    .venv/bin/python bench/disclosure_bench.py                 # 10k/100k fast + heuristic, optimal on 10k, small set
+    .venv/bin/python bench/disclosure_bench.py --sizes 10k 100k 1M --methods fast --lp-check --skip-small
+    .venv/bin/python bench/disclosure_bench.py --sizes 10k 100k --methods heuristic --skip-small --timeout 900
+    .venv/bin/python bench/disclosure_bench.py --sizes 650k-records-5d --skip-small --timeout 1800
+    .venv/bin/python bench/disclosure_bench.py --sizes                     # the small-table comparison only
     .venv/bin/python bench/disclosure_bench.py --write-tables        # regenerate tests/tables/small_tables.json
 """
 
@@ -36,42 +45,25 @@ MONTHS = [f"2025-{m:02d}" for m in range(1, 13)]
 GROUPS = ["PG1", "PG2", "PG3", "PG4"]
 # (CPAs, primes per CPA, subcontractors per prime) -> provider codes; x 13 months x 5 groups = cells
 SIZES = {"10k": (3, 5, 9), "100k": (6, 10, 24), "1M": (12, 25, 50)}
+METHODS = ["fast", "heuristic", "optimal"]
+DEFAULT_METHODS = {"10k": ["fast", "heuristic"], "100k": ["fast", "heuristic"], "1M": ["fast"]}
+LP_CHECK_MAX_CELLS = 200_000  # the exact LP re-audit takes about 120 s at 100k cells
+# The 5-dimension case: records -> base cells -> full table. Subcontractor (Total > CPA > prime >
+# subcontractor: 8 CPAs x 8 primes x 10 = 640 subcontractors, 713 codes) x month (12 + total) x
+# payment group (4 + total) x age band (6 + total) x gender (2 + total) = 973,245 cells.
+FIVE_D = "650k-records-5d"
+FIVE_D_RECORDS = 650_000
+FIVE_D_PROVIDERS = (8, 8, 10)
+AGES = ["16-24", "25-34", "35-44", "45-54", "55-64", "65+"]
+GENDERS = ["F", "M"]
 
-# Child process: load the table, protect it, print one JSON line. {method} is "heuristic" or "optimal".
+# Child process: one case, one JSON line on stdout (see ``child``).
 CHILD = """
-import json, sys, time
+import sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, {bench!r})
-import pandas as pd
-import numpy as np
-from disclosure_bench import dims_for
-from disclosure import Rules, protect
-frame = pd.read_parquet({path!r})
-dims = dims_for({size!r})
-rules = Rules(threshold=10, rounding_base=5)
-t1 = time.perf_counter()
-if {method!r} == "heuristic":
-    res = protect(frame, dims, "n", rules=rules, prune=False)
-    out = dict(cells=res.counts["cells"], primary=res.counts["primary"], secondary=res.counts["secondary"],
-               audit_ok=bool(res.audit.ok), audit_checked=res.audit.checked)
-else:
-    from disclosure import Grid
-    from disclosure.attacker import exact_intervals
-    from disclosure.optimal import optimal
-    from disclosure.primary import primary_mask, required_widths
-    grid = Grid.of(dims)
-    values = np.zeros(grid.size, dtype=np.int64)
-    values[grid.cell_index(frame)] = frame["n"].to_numpy()
-    primary = primary_mask(values, rules)
-    required = required_widths(primary, rules)
-    res = optimal(grid, values, primary, required, cost="cells", time_limit={time_limit})
-    check = exact_intervals(grid.constraints, values, res.suppressed, required)
-    out = dict(cells=int(grid.size), primary=int(primary.sum()), secondary=int((res.suppressed & ~primary).sum()),
-               audit_ok=bool(check.ok.all()), audit_checked=int(len(check.cells)), proven_optimal=res.proven_optimal,
-               lower_bound=res.lower_bound, rounds=res.rounds, cuts=res.cuts)
-t2 = time.perf_counter()
-out.update(method={method!r}, size={size!r}, load_s=round(t1 - t0, 2), protect_s=round(t2 - t1, 2))
-print(json.dumps(out), flush=True)
+from disclosure_bench import child
+child({spec!r}, t0)
 """
 
 # Wrapper: a fresh parent per case, so RUSAGE_CHILDREN is that case's peak alone.
@@ -92,11 +84,99 @@ print(json.dumps(meta))
 """
 
 
-def dims_for(size: str):
-    """The three hierarchies of a benchmark size (deterministic)."""
-    from disclosure import Hierarchy
+def _audit_label(method: str) -> str:
+    from disclosure.audit import METHOD_CERTIFIED, METHOD_EXACT
 
-    n_cpa, n_prime, n_sub = SIZES[size]
+    return {METHOD_EXACT: "exact", METHOD_CERTIFIED: "certificates"}.get(method, method)
+
+
+def _protected(frame: pd.DataFrame, dims, method: str, lp_check: bool) -> dict:
+    """``protect`` with the benchmark rules (no pruning), plus the optional exact LP re-audit."""
+    from disclosure import Grid, Rules, protect
+    from disclosure.attacker import exact_intervals
+    from disclosure.primary import primary_mask, required_widths
+
+    rules = Rules(threshold=10, rounding_base=5)
+    t0 = time.perf_counter()
+    res = protect(frame, dims, "n", rules=rules, method=method, prune=False)
+    t1 = time.perf_counter()
+    out = dict(
+        cells=res.counts["cells"],
+        primary=res.counts["primary"],
+        secondary=res.counts["secondary"],
+        audit_ok=bool(res.audit.ok),
+        audit_checked=res.audit.checked,
+        audit_method=_audit_label(res.audit.method),
+        protect_s=round(t1 - t0, 2),
+    )
+    if lp_check:  # independent check: the exact-values attacker LPs on the published pattern
+        grid = Grid.of(dims)
+        cells = grid.cell_index(res.frame)
+        values = np.zeros(grid.size, dtype=np.int64)
+        values[cells] = res.frame["n"].to_numpy()
+        suppressed = np.zeros(grid.size, dtype=bool)
+        suppressed[cells] = (res.frame["status"] != "published").to_numpy()
+        required = required_widths(primary_mask(values, rules), rules)
+        t2 = time.perf_counter()
+        check = exact_intervals(grid.constraints, values, suppressed, required)
+        out.update(lp_audit_ok=bool(check.ok.all()), lp_audit_checked=len(check.cells))
+        out.update(lp_audit_failures=int((~check.ok).sum()), lp_audit_s=round(time.perf_counter() - t2, 2))
+    return out
+
+
+def _optimal(frame: pd.DataFrame, dims, time_limit: float) -> dict:
+    """``disclosure.optimal.optimal`` (cost "cells") on the grid, re-audited by the exact attacker."""
+    from disclosure import Grid, Rules
+    from disclosure.attacker import exact_intervals
+    from disclosure.optimal import optimal
+    from disclosure.primary import primary_mask, required_widths
+
+    rules = Rules(threshold=10, rounding_base=5)
+    t0 = time.perf_counter()
+    grid = Grid.of(dims)
+    values = np.zeros(grid.size, dtype=np.int64)
+    values[grid.cell_index(frame)] = frame["n"].to_numpy()
+    primary = primary_mask(values, rules)
+    required = required_widths(primary, rules)
+    res = optimal(grid, values, primary, required, cost="cells", time_limit=time_limit)
+    check = exact_intervals(grid.constraints, values, res.suppressed, required)
+    return dict(
+        cells=int(grid.size),
+        primary=int(primary.sum()),
+        secondary=int((res.suppressed & ~primary).sum()),
+        audit_ok=bool(check.ok.all()),
+        audit_checked=len(check.cells),
+        audit_method="exact",
+        proven_optimal=res.proven_optimal,
+        lower_bound=res.lower_bound,
+        rounds=res.rounds,
+        cuts=res.cuts,
+        protect_s=round(time.perf_counter() - t0, 2),
+    )
+
+
+def child(spec: dict, t0: float) -> None:
+    """One case inside its own process: load (or generate) the table, protect it, print one JSON line.
+
+    ``t0``: the process's start (before its imports), so ``load_s`` covers imports and loading.
+    """
+    size, method = spec["size"], spec["method"]
+    if size == FIVE_D:
+        frame, dims, records = make_5d()
+        extra = {"records": records}
+    else:
+        frame, dims, extra = pd.read_parquet(spec["path"]), dims_for(size), {}
+    t1 = time.perf_counter()
+    if method == "optimal":
+        out = _optimal(frame, dims, spec["time_limit"])
+    else:
+        out = _protected(frame, dims, method, spec["lp_check"])
+    out.update(extra, method=method, size=size, load_s=round(t1 - t0, 2), child_s=round(time.perf_counter() - t0, 2))
+    print(json.dumps(out), flush=True)
+
+
+def provider_parents(n_cpa: int, n_prime: int, n_sub: int) -> dict[str, str]:
+    """code -> parent of the provider hierarchy Total > CPA > prime contract > subcontractor."""
     parents: dict[str, str] = {}
     for a in range(n_cpa):
         cpa = f"CPA{a:02d}"
@@ -106,8 +186,15 @@ def dims_for(size: str):
             parents[prime] = cpa
             for s in range(n_sub):
                 parents[f"S{a:02d}{p:02d}{s:02d}"] = prime
+    return parents
+
+
+def dims_for(size: str):
+    """The three hierarchies of a benchmark size (deterministic)."""
+    from disclosure import Hierarchy
+
     return {
-        "provider": Hierarchy.from_parents("provider", parents, total="Total"),
+        "provider": Hierarchy.from_parents("provider", provider_parents(*SIZES[size]), total="Total"),
         "month": Hierarchy.flat("month", MONTHS, total="Total"),
         "group": Hierarchy.flat("group", GROUPS, total="Total"),
     }
@@ -136,12 +223,69 @@ def make_table(size: str, seed: int = SEED) -> pd.DataFrame:
     return add_totals(base, dims, ["n"])
 
 
-def run_case(size: str, method: str, timeout: float, time_limit: float) -> dict:
+def dims_5d():
+    """The five hierarchies of the 5-d case (deterministic)."""
+    from disclosure import Hierarchy
+
+    return {
+        "subcontractor": Hierarchy.from_parents("subcontractor", provider_parents(*FIVE_D_PROVIDERS), total="Total"),
+        "month": Hierarchy.flat("month", MONTHS, total="Total"),
+        "group": Hierarchy.flat("group", GROUPS, total="Total"),
+        "age": Hierarchy.flat("age", AGES, total="Total"),
+        "gender": Hierarchy.flat("gender", GENDERS, total="Total"),
+    }
+
+
+def make_5d(records: int = FIVE_D_RECORDS, seed: int = SEED) -> tuple[pd.DataFrame, dict, int]:
+    """(full table with totals, dims, records): synthetic records aggregated to counts per leaf cell.
+
+    Subcontractors have lognormal sizes (a few large, many small), and their own payment-group mix;
+    months, age bands and gender follow fixed national shares. Most leaf cells are then small (1-9)
+    or empty, as in real 5-way MI breakdowns.
+    """
+    from disclosure import add_totals
+
+    dims = dims_5d()
+    rng = np.random.default_rng(seed)
+    leaves = [h.leaves for h in dims.values()]
+    n_sub = len(leaves[0])
+    sub_p = rng.lognormal(0.0, 1.2, n_sub)
+    sub = rng.choice(n_sub, size=records, p=sub_p / sub_p.sum())
+    month_p = np.linspace(1.2, 0.8, 12)
+    month = rng.choice(12, size=records, p=month_p / month_p.sum())
+    group_mix = rng.dirichlet([4.0, 3.0, 2.0, 1.0], n_sub)  # each subcontractor's own payment-group mix
+    group = (rng.random(records)[:, None] > np.cumsum(group_mix[sub], axis=1)[:, :-1]).sum(axis=1)
+    age = rng.choice(len(AGES), size=records, p=[0.22, 0.26, 0.2, 0.16, 0.12, 0.04])
+    gender = rng.choice(len(GENDERS), size=records, p=[0.45, 0.55])
+    shape = tuple(len(lv) for lv in leaves)
+    counts = np.bincount(np.ravel_multi_index((sub, month, group, age, gender), shape), minlength=int(np.prod(shape)))
+    nz = np.flatnonzero(counts)  # absent leaf cells count as 0 in add_totals
+    idx = np.unravel_index(nz, shape)
+    base = pd.DataFrame({d: np.asarray(leaves[k], dtype=object)[idx[k]] for k, d in enumerate(dims)})
+    base["n"] = counts[nz].astype(np.int64)
+    return add_totals(base, dims, ["n"]), dims, records
+
+
+def case_cells(size: str) -> int:
+    """Cells of a benchmark table, every total included."""
+    if size == FIVE_D:
+        n_cpa, n_prime, n_sub = FIVE_D_PROVIDERS
+        other = (len(MONTHS) + 1) * (len(GROUPS) + 1) * (len(AGES) + 1) * (len(GENDERS) + 1)
+    else:
+        n_cpa, n_prime, n_sub = SIZES[size]
+        other = (len(MONTHS) + 1) * (len(GROUPS) + 1)
+    return (1 + n_cpa * (1 + n_prime * (1 + n_sub))) * other
+
+
+def run_case(size: str, method: str, timeout: float, time_limit: float, lp_check: bool = False) -> dict:
+    """One case as a whole subprocess under its own wrapper; the child's JSON line plus wall time and peak RSS."""
     path = OUT / f"table_{size}.parquet"
-    if not path.exists():
+    if size != FIVE_D and not path.exists():
         OUT.mkdir(parents=True, exist_ok=True)
         make_table(size).to_parquet(path, index=False)
-    child = CHILD.format(bench=str(ROOT / "bench"), path=str(path), size=size, method=method, time_limit=time_limit)
+    lp_check = lp_check and method == "fast" and case_cells(size) <= LP_CHECK_MAX_CELLS
+    spec = dict(size=size, method=method, path=str(path), time_limit=time_limit, lp_check=lp_check)
+    child = CHILD.format(bench=str(ROOT / "bench"), spec=spec)
     wrapped = subprocess.run(
         [sys.executable, "-c", WRAPPER, child, str(timeout)], capture_output=True, text=True, cwd=ROOT
     )
@@ -218,7 +362,8 @@ def load_small(table: dict):
 
 
 def compare_small(path: Path = TABLES) -> dict:
-    """Heuristic (pruned) vs optimal (cost "cells") secondary counts over the small-table set."""
+    """Fast (hypercubes, pruned) and heuristic (pruned) vs optimal (cost "cells") secondary counts."""
+    from disclosure.hypercube import hypercube
     from disclosure.optimal import optimal
     from disclosure.secondary import heuristic
 
@@ -227,47 +372,82 @@ def compare_small(path: Path = TABLES) -> dict:
     for table in doc["tables"]:
         grid, values, primary, required = load_small(table)
         t0 = time.perf_counter()
-        h = heuristic(grid, values, primary, required, prune=True).suppressed
+        f = hypercube(grid, values, primary, required, prune=True)
         t1 = time.perf_counter()
-        o = optimal(grid, values, primary, required, cost="cells", time_limit=60)
+        h = heuristic(grid, values, primary, required, prune=True)
         t2 = time.perf_counter()
+        o = optimal(grid, values, primary, required, cost="cells", time_limit=60)
+        t3 = time.perf_counter()
         rows.append(
             {
                 "name": table["name"],
                 "cells": int(grid.size),
                 "primary": int(primary.sum()),
-                "heuristic": int((h & ~primary).sum()),
+                "fast": int((f.suppressed & ~primary).sum()),
+                "heuristic": int((h.suppressed & ~primary).sum()),
                 "optimal": int((o.suppressed & ~primary).sum()),
+                "fast_safe": bool(f.intervals.ok.all()),
+                "heuristic_safe": bool(h.intervals.ok.all()),
                 "proven": o.proven_optimal,
-                "heuristic_s": t1 - t0,
-                "optimal_s": t2 - t1,
+                "fast_s": t1 - t0,
+                "heuristic_s": t2 - t1,
+                "optimal_s": t3 - t2,
             }
         )
     df = pd.DataFrame(rows)
     nonzero = df[df["optimal"] > 0]
-    return {
+    out: dict = {
         "tables": len(df),
         "cells": int(df["cells"].sum()),
         "primary": int(df["primary"].sum()),
-        "heuristic_total": int(df["heuristic"].sum()),
         "optimal_total": int(df["optimal"].sum()),
-        "ratio_total": float(df["heuristic"].sum() / max(df["optimal"].sum(), 1)),
-        "ratio_mean": float((nonzero["heuristic"] / nonzero["optimal"]).mean()),
-        "ratio_max": float((nonzero["heuristic"] / nonzero["optimal"]).max()),
-        "heuristic_equal": int((df["heuristic"] == df["optimal"]).sum()),
-        "heuristic_worse": int((df["heuristic"] > df["optimal"]).sum()),
-        "heuristic_better": int((df["heuristic"] < df["optimal"]).sum()),
         "all_proven": bool(df["proven"].all()),
-        "heuristic_s": float(df["heuristic_s"].sum()),
         "optimal_s": float(df["optimal_s"].sum()),
-        "rows": rows,
     }
+    for m in ("fast", "heuristic"):
+        out.update(
+            {
+                f"{m}_total": int(df[m].sum()),
+                f"{m}_ratio_total": float(df[m].sum() / max(df["optimal"].sum(), 1)),
+                f"{m}_ratio_mean": float((nonzero[m] / nonzero["optimal"]).mean()),
+                f"{m}_ratio_max": float((nonzero[m] / nonzero["optimal"]).max()),
+                f"{m}_equal": int((df[m] == df["optimal"]).sum()),
+                f"{m}_worse": int((df[m] > df["optimal"]).sum()),
+                f"{m}_better": int((df[m] < df["optimal"]).sum()),
+                f"{m}_all_safe": bool(df[f"{m}_safe"].all()),
+                f"{m}_s": float(df[f"{m}_s"].sum()),
+            }
+        )
+    out["rows"] = rows
+    return out
+
+
+def methods_for(size: str, methods: list[str] | None, optimal_sizes: list[str]) -> list[str]:
+    """Methods of one size: ``--methods`` (or the size's default), plus optimal on ``--optimal-sizes``."""
+    chosen = list(methods) if methods is not None else list(DEFAULT_METHODS.get(size, ["fast"]))
+    if size in optimal_sizes and "optimal" not in chosen:
+        chosen.append("optimal")
+    return chosen
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["10k", "100k"], choices=list(SIZES))
-    parser.add_argument("--optimal-sizes", nargs="*", default=["10k"], choices=list(SIZES))
+    parser.add_argument("--sizes", nargs="*", default=["10k", "100k"], choices=[*SIZES, FIVE_D])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        help="methods for every size (default: fast + heuristic on 10k and 100k, fast on 1M and the 5-d case)",
+    )
+    parser.add_argument(
+        "--optimal-sizes",
+        nargs="*",
+        choices=list(SIZES),
+        help="also run optimal on these sizes (default: 10k, unless --methods is given)",
+    )
+    parser.add_argument(
+        "--lp-check", action="store_true", help=f"re-audit fast by exact LPs (up to {LP_CHECK_MAX_CELLS:,} cells)"
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case (whole process)")
     parser.add_argument("--time-limit", type=float, default=300.0, help="optimal method's own time limit")
     parser.add_argument("--write-tables", action="store_true", help="regenerate the small-table set and exit")
@@ -277,14 +457,19 @@ def main() -> None:
         write_tables()
         print(f"wrote {TABLES}")
         return
+    optimal_sizes = args.optimal_sizes if args.optimal_sizes is not None else ([] if args.methods else ["10k"])
     OUT.mkdir(parents=True, exist_ok=True)
-    results = []
+    store = OUT / "results.json"
+    try:  # results accumulate over runs, one entry per (size, method): the latest
+        results = [r for r in json.loads(store.read_text()) if "size" in r and "method" in r]
+    except (OSError, ValueError):
+        results = []
     for size in args.sizes:
-        for method in ["heuristic"] + (["optimal"] if size in args.optimal_sizes else []):
-            r = run_case(size, method, args.timeout, args.time_limit)
-            results.append(r)
+        for method in methods_for(size, args.methods, optimal_sizes):
+            r = run_case(size, method, args.timeout, args.time_limit, args.lp_check)
+            results = [x for x in results if (x["size"], x["method"]) != (size, method)] + [r]
             print(json.dumps(r), flush=True)
-            (OUT / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+            store.write_text(json.dumps(results, indent=1) + "\n")
     if not args.skip_small:
         small = compare_small()
         (OUT / "small.json").write_text(json.dumps(small, indent=1) + "\n")

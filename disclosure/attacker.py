@@ -27,7 +27,10 @@ TOL = 1e-6
 
 def new_highs() -> highspy.Highs:
     """A silent HiGHS instance: its constructor prints a banner to fd 1, which would corrupt a
-    caller's stdout (JSON output, CSV on a pipe), so fd 1 is pointed at /dev/null meanwhile."""
+    caller's stdout (JSON output, CSV on a pipe), so fd 1 is pointed at /dev/null meanwhile.
+
+    The ``threads`` option is left alone: HiGHS sizes one process-wide scheduler on first use and
+    refuses to run (status kError) any later instance that asks for a different size."""
     sys.stdout.flush()
     saved = os.dup(1)
     try:
@@ -99,7 +102,6 @@ class LP:
         self.h = new_highs()
         self.h.setOptionValue("output_flag", False)
         self.h.setOptionValue("random_seed", 0)
-        self.h.setOptionValue("threads", 1)
         self.h.setOptionValue("simplex_strategy", 4)  # primal: only the objective changes between solves
         self.h.passModel(lp)
         self.lo_seen = np.full(self.n, INF) if seen is None else np.asarray(seen, dtype=np.float64).copy()
@@ -127,6 +129,13 @@ class LP:
         if status in (S.kUnbounded, S.kUnboundedOrInfeasible) and col is not None and self.feasible():
             return None
         raise DisclosureError(f"LP solver failed: {self.h.modelStatusToString(status)}")
+
+    def bound(self, col: int, lo: float, hi: float, seen: np.ndarray) -> None:
+        """Change one column's bounds; ``seen`` (a point feasible under the new bounds, e.g. the true
+        table) replaces the inner bounds found so far, which may not hold any more."""
+        self.h.changeColBounds(col, lo, highspy.kHighsInf if hi == INF else hi)
+        self.lo_seen = np.asarray(seen, dtype=np.float64).copy()
+        self.hi_seen = self.lo_seen.copy()
 
     def feasible(self) -> bool:
         if self._feasible is None:
@@ -255,3 +264,46 @@ def interval_intervals(
     for k, cell in enumerate(checked):
         lower[k], upper[k] = lp.interval(int(cell), float(required[cell]))
     return Intervals(checked, lower, upper, required[checked], np.zeros(len(checked), dtype=np.int64))
+
+
+def certified_intervals(
+    constraints: sp.csr_matrix,
+    values: np.ndarray,
+    suppressed: np.ndarray,
+    required: np.ndarray,
+    moves: sp.csr_matrix,
+    insiders: np.ndarray | None = None,
+) -> Intervals:
+    """Inner bounds of the attacker's intervals proven by ``moves`` (rows of ``±1`` over cells).
+
+    Checks each move independently of whoever built it: it keeps the table additive
+    (``constraints @ move == 0``) and touches only suppressed cells, else DisclosureError. Then
+    ``values + t * move`` is a table the attacker cannot tell from the truth for every ``t`` in
+    ``[-t_down, t_up]`` (the smallest value on a +1 and on a -1 cell), so each checked cell of the
+    move has an interval at least that wide. A move that touches an ``insiders`` cell (one contributor,
+    who knows it) proves nothing for any other cell: that contributor holds it fixed.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    required = np.asarray(required, dtype=np.float64)
+    checked = np.flatnonzero(required > 0)
+    lo = values.copy()
+    hi = values.copy()
+    d = sp.csr_matrix(moves)
+    if d.nnz:
+        if np.any(d.data != np.round(d.data)) or abs(constraints @ d.T).sum() != 0:
+            raise DisclosureError("a certificate is not a move of the table (breaks an additivity constraint)")
+        coo = d.tocoo()
+        if not np.asarray(suppressed, dtype=bool)[coo.col].all():
+            raise DisclosureError("a certificate moves a published cell")
+        v = values[coo.col]
+        t_down = np.full(d.shape[0], INF)
+        t_up = np.full(d.shape[0], INF)
+        np.minimum.at(t_down, coo.row[coo.data > 0], v[coo.data > 0])
+        np.minimum.at(t_up, coo.row[coo.data < 0], v[coo.data < 0])
+        ins = np.zeros(len(values), dtype=bool) if insiders is None else np.asarray(insiders, dtype=bool)
+        n_ins = np.bincount(coo.row, weights=ins[coo.col], minlength=d.shape[0])
+        credit = (required[coo.col] > 0) & ((n_ins[coo.row] == 0) | ((n_ins[coo.row] == 1) & ins[coo.col]))
+        row, col, sign = coo.row[credit], coo.col[credit], coo.data[credit]
+        np.minimum.at(lo, col, values[col] - np.where(sign > 0, t_down[row], t_up[row]))
+        np.maximum.at(hi, col, values[col] + np.where(sign > 0, t_up[row], t_down[row]))
+    return Intervals(checked, lo[checked], hi[checked], required[checked], np.zeros(len(checked), dtype=np.int64))

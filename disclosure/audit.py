@@ -21,6 +21,10 @@ from disclosure.rules import Rules
 from disclosure.table import Grid
 
 METHOD_EXACT = "exact-values attacker: min/max LP per connected component of suppressed cells (HiGHS)"
+METHOD_CERTIFIED = (
+    "certified moves: per primary cell a verified additive move of suppressed cells (hypercube) that keeps "
+    "the table non-negative over the required width; exact-values attacker LPs (HiGHS) for the cells no move covers"
+)
 METHOD_INTERVAL = "interval attacker: min/max LP over the whole table, published cells as rounding intervals (HiGHS)"
 
 

@@ -36,7 +36,7 @@ def protect_cells_file(
     protection: int | None = None,
     rounding_base: int | None = None,
     total: str = "Total",
-    method: str = "heuristic",
+    method: str = "auto",
     out: Path,
     public: Path | None = None,
 ) -> ProtectionResult:

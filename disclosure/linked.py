@@ -19,16 +19,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from disclosure.audit import METHOD_EXACT, report_from
+from disclosure.audit import report_from
 from disclosure.errors import DisclosureError
 from disclosure.hierarchy import Hierarchy
-from disclosure.primary import primary_mask, required_widths
-from disclosure.protect import ProtectionResult, secondary_pattern
+from disclosure.primary import insider_mask, primary_mask, required_widths
+from disclosure.protect import PROOFS, ProtectionResult, secondary_pattern
 from disclosure.rounding import round_conventional
 from disclosure.rules import Rules
 from disclosure.table import Grid, integer_column
-
-METHOD_LINKED = METHOD_EXACT + ", over the union of linked tables"
 
 
 @dataclass
@@ -136,7 +134,7 @@ def _union(tables: Sequence[LinkedTable]) -> tuple[UnionSystem, list[np.ndarray]
 
 
 def protect_linked(
-    tables: Sequence[LinkedTable], rules: Rules | None = None, method: str = "heuristic", prune: bool = True
+    tables: Sequence[LinkedTable], rules: Rules | None = None, method: str = "auto", prune: bool | None = None
 ) -> list[ProtectionResult]:
     """Protect tables that share cells together; one result per table, in the order given.
 
@@ -149,8 +147,10 @@ def protect_linked(
     system, cells_of, values, freq = _union(tables)
     primary = primary_mask(freq, rules)
     required = required_widths(primary, rules)
-    pattern = secondary_pattern(system, values, primary, required, method, prune)
-    report = report_from(system, pattern.intervals, METHOD_LINKED, values.astype(np.float64))  # type: ignore[arg-type]
+    insiders = insider_mask(freq, primary, rules)
+    pattern = secondary_pattern(system, values, primary, required, method, prune, insiders=insiders)
+    method_text = PROOFS[pattern.proof] + ", over the union of linked tables"
+    report = report_from(system, pattern.intervals, method_text, values.astype(np.float64))  # type: ignore[arg-type]
     report.raise_if_failed()
     suppressed = pattern.suppressed
     rounded = round_conventional(values, rules.rounding_base)
@@ -168,6 +168,7 @@ def protect_linked(
             "primary": int(primary[mine].sum()),
             "secondary": int((suppressed & ~primary)[mine].sum()),
             "rounded": int((~suppressed & (rounded != values))[mine].sum()),
+            "insider_unverified": int(np.isin(mine, pattern.insider_unverified).sum()),
         }
         results.append(ProtectionResult(out, report, counts))
     return results

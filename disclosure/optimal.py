@@ -38,7 +38,7 @@ interval can only widen.
 depends on how the new free cells combine, not on their values alone.)
 
 Safety is never traded for optimality: the incumbent is always an audited pattern (the caller's
-``start`` or the heuristic's, repaired if need be), and on a time limit the best audited pattern
+``start`` or the fast method's, repaired if need be), and on a time limit the best audited pattern
 is returned with ``proven_optimal=False``.
 """
 
@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import highspy
 import numpy as np
@@ -54,11 +54,11 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from disclosure.attacker import Intervals, exact_intervals, new_highs
-from disclosure.errors import AuditFailed, DisclosureError
-from disclosure.secondary import Heuristic, Suppression, heuristic
+from disclosure.cost import Cost, cell_costs
+from disclosure.errors import AuditFailed
+from disclosure.hypercube import hypercube
+from disclosure.secondary import CANNOT_PROTECT, Heuristic, Suppression
 
-Cost = Literal["value", "cells", "log"]
-COSTS: tuple[str, ...] = ("value", "cells", "log")
 EXACT_GAP_CELLS = 50_000  # up to this many cells the master is solved to a zero gap
 EPS = 1e-6
 PRUNE_CELLS = 5_000  # above this many cells the heuristic's pruning pass (slow) is skipped in starts/repairs
@@ -91,23 +91,6 @@ class OptimalSuppression(Suppression):
     cuts: int = 0
 
 
-def cell_costs(values: np.ndarray, cost: str) -> np.ndarray:
-    """Per-cell cost of suppression: information lost by hiding it.
-
-    ``value``: the cell's value (zeros are free; they are pruned when not needed). ``cells``: 1.
-    ``log``: ``1 + ln(1 + value)``, so every cell costs something but big totals are not
-    prohibitively expensive (tau-Argus-style dampened value cost).
-    """
-    v = np.asarray(values, dtype=np.float64)
-    if cost == "value":
-        return v.copy()
-    if cost == "cells":
-        return np.ones(len(v))
-    if cost == "log":
-        return 1.0 + np.log1p(v)
-    raise DisclosureError(f"unknown suppression cost {cost!r}; available: {list(COSTS)}")
-
-
 class Optimal:
     """State of one cutting-plane run; see the module docstring for the model."""
 
@@ -119,8 +102,10 @@ class Optimal:
         required: np.ndarray,
         cost: str,
         time_limit: float,
+        locked: np.ndarray | None = None,
     ) -> None:
         self.grid = grid
+        self.locked = np.zeros(len(values), dtype=bool) if locked is None else np.asarray(locked, dtype=bool)
         self.a = sp.csr_matrix(grid.constraints)
         self.a_abs = abs(self.a).tocsr()
         self.a_abs.sort_indices()
@@ -150,7 +135,7 @@ class Optimal:
         lp.num_col_ = n + m
         lp.col_cost_ = np.concatenate([self.cost, np.zeros(m)])
         lp.col_lower_ = np.concatenate([self.primary.astype(np.float64), np.zeros(m)])
-        lp.col_upper_ = np.ones(n + m)
+        lp.col_upper_ = np.concatenate([np.where(self.locked & ~self.primary, 0.0, 1.0), np.ones(m)])
         lp.integrality_ = [highspy.HighsVarType.kInteger] * n + [highspy.HighsVarType.kContinuous] * m
         coo = self.a_abs.tocoo()
         k = len(coo.row)
@@ -185,7 +170,6 @@ class Optimal:
         for option, value in (
             ("output_flag", False),
             ("random_seed", 0),
-            ("threads", 1),
             ("mip_rel_gap", 0.0 if n <= EXACT_GAP_CELLS else 1e-4),
             ("mip_abs_gap", 1e-9 if n <= EXACT_GAP_CELLS else 1e-6),
         ):
@@ -288,7 +272,7 @@ class Optimal:
         lp.a_matrix_.index_ = sub.indices.astype(np.int32)
         lp.a_matrix_.value_ = sub.data.astype(np.float64)
         h = new_highs()
-        for option, value in (("output_flag", False), ("random_seed", 0), ("threads", 1)):
+        for option, value in (("output_flag", False), ("random_seed", 0)):
             h.setOptionValue(option, value)
         h.passModel(lp)
         return h
@@ -346,7 +330,7 @@ class Optimal:
                 continue
             covered.add(label)
             near = np.unique(self.a_abs[rows].indices)
-            boundary = near[~suppressed[near]]
+            boundary = near[~suppressed[near] & ~self.locked[near]]
             if len(boundary) == 0:
                 raise AuditFailed(f"primary cell {c} cannot be protected: its equations are all suppressed")
             added += self.add_cover(boundary)
@@ -396,7 +380,7 @@ class Optimal:
     def repair(self, suppressed: np.ndarray) -> np.ndarray:
         """Make a pattern safe with the heuristic's own steps (close, widen, prune)."""
         prune = self.n <= PRUNE_CELLS
-        h = Heuristic(self.grid, self.values, self.primary, self.required, prune=prune)  # type: ignore[arg-type]
+        h = Heuristic(self.grid, self.values, self.primary, self.required, prune, self.locked)  # type: ignore[arg-type]
         s = suppressed | self.primary
         while True:
             h.close_singletons(s)
@@ -406,7 +390,7 @@ class Optimal:
                     h.prune(s)
                 return s
             if h.widen(s, res) == 0:
-                raise AuditFailed("secondary suppression cannot protect the table: every cell is already suppressed")
+                raise AuditFailed(CANNOT_PROTECT)
 
 
 def optimal(
@@ -418,22 +402,23 @@ def optimal(
     cost: Cost = "value",
     time_limit: float = 60.0,
     start: np.ndarray | None = None,
+    locked: np.ndarray | None = None,
 ) -> OptimalSuppression:
     """Minimum-cost safe suppression pattern (cell-ordered arrays, like ``heuristic``).
 
-    ``start``: a pattern to begin from (e.g. the heuristic's); it is audited (and repaired if
-    unsafe) and used as the incumbent, so the answer never costs more than a safe ``start``.
-    Without it the heuristic's pattern is the incumbent (pruned up to ``PRUNE_CELLS`` cells). Each
+    ``start``: a pattern to begin from; it is audited (and repaired if unsafe) and used as the
+    incumbent, so the answer never costs more than a safe ``start``. Without it the fast method's
+    pattern is the incumbent (pruned up to ``PRUNE_CELLS`` cells). ``locked`` cells stay published. Each
     failing master pattern is also repaired with the heuristic's steps, which often improves it.
     On ``time_limit`` the best audited pattern is returned (``proven_optimal=False``); the result
     is always audited safe.
     Raises AuditFailed when no pattern can protect the primaries.
     """
-    opt = Optimal(grid, values, primary, required, cost, time_limit)
+    opt = Optimal(grid, values, primary, required, cost, time_limit, locked)
     prim = opt.primary
     if start is None:
         prune = opt.n <= PRUNE_CELLS
-        best = heuristic(grid, values, prim, opt.required, prune=prune).suppressed  # type: ignore[arg-type]
+        best = hypercube(grid, values, prim, opt.required, cost=cost, prune=prune, locked=locked).suppressed
     else:
         best = np.asarray(start, dtype=bool) | prim
         if not opt.audit(best).ok.all():

@@ -44,6 +44,13 @@ def primary_mask(frequency: np.ndarray, rules: Rules) -> np.ndarray:
     return mask
 
 
+def insider_mask(frequency: np.ndarray, primary: np.ndarray, rules: Rules) -> np.ndarray:
+    """Primary cells with exactly one contributor (known to it), when ``rules.singletons`` protects them."""
+    if rules.singletons == "ignore":
+        return np.zeros(len(primary), dtype=bool)
+    return np.asarray(primary, dtype=bool) & (np.asarray(frequency) == 1)
+
+
 def required_widths(primary: np.ndarray, rules: Rules) -> np.ndarray:
     """Protection width each cell's attacker interval must reach (0 for non-primary cells)."""
     return np.where(np.asarray(primary, dtype=bool), float(rules.protection_width), 0.0)

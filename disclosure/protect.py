@@ -8,30 +8,61 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from disclosure.audit import METHOD_EXACT, AuditReport, report_from
+from disclosure.audit import METHOD_CERTIFIED, METHOD_EXACT, AuditReport, report_from
 from disclosure.errors import DisclosureError
 from disclosure.hierarchy import Hierarchy
-from disclosure.primary import apply_overrides, magnitude_primary, primary_mask, required_widths, tops_for_cells
+from disclosure.hypercube import hypercube
+from disclosure.primary import (
+    apply_overrides,
+    insider_mask,
+    magnitude_primary,
+    primary_mask,
+    required_widths,
+    tops_for_cells,
+)
 from disclosure.rounding import round_conventional
 from disclosure.rules import Rules
-from disclosure.secondary import heuristic
+from disclosure.secondary import Heuristic, Suppression, heuristic
 from disclosure.table import Grid, integer_column
 
-METHODS = ("heuristic", "optimal", "auto")
+METHODS = ("auto", "fast", "optimal", "heuristic")
 AUTO_OPTIMAL_MAX_CELLS = 2_000  # "auto" runs the MILP only where it proves optimality in seconds
+PROOFS = {"exact": METHOD_EXACT, "certificates": METHOD_CERTIFIED}
 
 
-def secondary_pattern(grid, values, primary, required, method: str, prune: bool, time_limit: float = 60.0):
-    """Dispatch to a secondary suppression method; every method returns an audited, safe pattern."""
+def secondary_pattern(
+    grid,
+    values: np.ndarray,
+    primary: np.ndarray,
+    required: np.ndarray,
+    method: str = "auto",
+    prune: bool | None = None,
+    time_limit: float = 60.0,
+    locked: np.ndarray | None = None,
+    insiders: np.ndarray | None = None,
+) -> Suppression:
+    """Dispatch to a secondary suppression method; every method returns an audited, safe pattern.
+
+    ``fast``: certified hypercubes (linear in the table's size), ``optimal``: MILP with a time
+    limit, ``heuristic``: the LP audit-and-repair loop alone; ``auto``: optimal up to
+    ``AUTO_OPTIMAL_MAX_CELLS`` cells, fast above. ``locked`` cells are never suppressed;
+    ``insiders`` are the single-contributor primary cells (see ``Rules.singletons``).
+    """
     if method not in METHODS:
         raise DisclosureError(f"unknown suppression method {method!r}; available: {list(METHODS)}")
     if method == "auto":
-        method = "optimal" if len(values) <= AUTO_OPTIMAL_MAX_CELLS else "heuristic"
+        method = "optimal" if len(values) <= AUTO_OPTIMAL_MAX_CELLS else "fast"
+    if method == "fast":
+        return hypercube(grid, values, primary, required, prune=prune, locked=locked, insiders=insiders)
     if method == "optimal":
         from disclosure.optimal import optimal
 
-        return optimal(grid, values, primary, required, cost="value", time_limit=time_limit)
-    return heuristic(grid, values, primary, required, prune=prune)
+        pattern = optimal(grid, values, primary, required, cost="value", time_limit=time_limit, locked=locked)
+        if insiders is None or not insiders.any():
+            return pattern
+        # the MILP models outsiders; the repair loop adds what the insiders' coalition needs
+        return Heuristic(grid, values, primary, required, False, locked, insiders).run(start=pattern.suppressed)
+    return heuristic(grid, values, primary, required, True if prune is None else prune, locked, insiders)
 
 
 @dataclass
@@ -49,8 +80,8 @@ def protect(
     value: str,
     frequency: str | None = None,
     rules: Rules | None = None,
-    method: str = "heuristic",
-    prune: bool = True,
+    method: str = "auto",
+    prune: bool | None = None,
     must_publish: str | None = None,
     must_suppress: str | None = None,
 ) -> ProtectionResult:
@@ -58,7 +89,8 @@ def protect(
 
     The audit run here is the exact-values attacker (published cells known exactly), which is
     stronger than an attacker who sees rounded values, so the pattern stays safe after rounding.
-    ``prune`` gives back secondary cells that turn out not to be needed (slower, fewer cells hidden).
+    ``method``: see ``secondary_pattern``. ``prune`` gives back secondary cells that turn out not to
+    be needed (slower, fewer cells hidden; default: the method's own choice by table size).
     Raises DisclosureError on invalid input and AuditFailed if no safe pattern is found.
     With magnitude rules (dominance, p%, pq) the frame carries ``top1..topn`` per cell and
     ``frequency`` counts contributors. ``must_publish``/``must_suppress`` name boolean override
@@ -75,22 +107,21 @@ def protect(
     else:
         primary = primary_mask(freq, rules)
         required = required_widths(primary, rules)
+    masks = []
+    for column in (must_publish, must_suppress):
+        mask = np.zeros(grid.size, dtype=bool)
+        if column:
+            mask[cells] = frame[column].fillna(False).astype(bool).to_numpy()
+        masks.append(mask)
     if must_publish or must_suppress:
-        masks = []
-        for column in (must_publish, must_suppress):
-            mask = np.zeros(grid.size, dtype=bool)
-            if column:
-                mask[cells] = frame[column].fillna(False).astype(bool).to_numpy()
-            masks.append(mask)
         primary, required = apply_overrides(primary, required, masks[0], masks[1], rules, label=grid.coords)
-    pattern = secondary_pattern(grid, values, primary, required, method, prune)
-    report = report_from(grid, pattern.intervals, METHOD_EXACT, values.astype(np.float64))
+    insiders = insider_mask(freq, primary, rules)
+    pattern = secondary_pattern(grid, values, primary, required, method, prune, locked=masks[0], insiders=insiders)
+    report = report_from(grid, pattern.intervals, PROOFS[pattern.proof], values.astype(np.float64))
     report.raise_if_failed()
     suppressed = pattern.suppressed
     if must_publish:
-        clash = np.flatnonzero(
-            suppressed & frame[must_publish].fillna(False).astype(bool).to_numpy()[np.argsort(cells)]
-        )
+        clash = np.flatnonzero(suppressed & masks[0])
         if len(clash):
             raise DisclosureError(
                 f"{len(clash)} must-publish cell(s) are needed as secondary suppressions, "
@@ -108,5 +139,6 @@ def protect(
         "primary": int(primary.sum()),
         "secondary": int((suppressed & ~primary).sum()),
         "rounded": int((shown & (rounded != values)).sum()),
+        "insider_unverified": len(pattern.insider_unverified),
     }
     return ProtectionResult(out, report, counts)

@@ -132,7 +132,6 @@ def round_controlled(
     lp.integrality_ = [highspy.HighsVarType.kInteger] * len(free)
     h = new_highs()
     h.setOptionValue("random_seed", 0)
-    h.setOptionValue("threads", 1)
     h.setOptionValue("mip_rel_gap", 0.0)
     h.setOptionValue("mip_abs_gap", 0.0)
     h.setOptionValue("time_limit", float(time_limit))

@@ -28,6 +28,9 @@ class Rules:
     (sliding protection); ``None`` means "as wide as the threshold", so a 3 cannot be told from a
     10+. ``zeros="unsafe"`` makes a zero a primary cell too (use when a zero itself discloses).
     ``rounding_base`` None or 1 disables rounding; the ONS 10-5 rule is threshold 10, base 5.
+    ``singletons="protect"``: a primary cell with one contributor is known to that contributor, who
+    could subtract it from a total; every other primary cell must stay protected against an
+    attacker who knows all such cells (their coalition, which covers each one alone).
 
     Magnitude rules (Hundepool et al. 2012, sec. 4.2; Cox 1981) apply to tables of sums (turnover,
     amounts) where one large contributor could be estimated by a competitor; each is off when None:
@@ -46,8 +49,11 @@ class Rules:
     dominance: tuple[int, float] | None = None
     p_percent: float | None = None
     pq: tuple[float, float] | None = None
+    singletons: Literal["protect", "ignore"] = "protect"
 
     def __post_init__(self) -> None:
+        if self.singletons not in ("protect", "ignore"):
+            raise DisclosureError(f"singletons must be 'protect' or 'ignore', got {self.singletons!r}")
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, int) or self.threshold < 1:
             raise DisclosureError(f"threshold must be an integer >= 1, got {self.threshold!r}")
         if self.zeros not in ("safe", "unsafe"):

@@ -9,23 +9,32 @@ unbounded), so this terminates. The result is safe, not minimal (see README for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
-from disclosure.attacker import Intervals, exact_intervals
+from disclosure.attacker import INF, LP, Intervals, exact_intervals
 from disclosure.errors import AuditFailed
 from disclosure.table import Grid
+
+CANNOT_PROTECT = (
+    "secondary suppression cannot protect the table: every cell that may be hidden already is "
+    "(the others are must-publish, or were published before)"
+)
 
 
 @dataclass
 class Suppression:
-    """Final pattern plus the exact audit that proved it."""
+    """Final pattern plus the audit that proved it: ``proof`` is "exact" (attacker LPs) or
+    "certificates" (verified moves, LPs for the cells no move covers). ``insider_unverified``
+    lists the primary cells proven safe against outsiders only (see ``hypercube``)."""
 
     suppressed: np.ndarray
     intervals: Intervals
     rounds: int
+    proof: str = "exact"
+    insider_unverified: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def _choose(cand: np.ndarray, is_total: np.ndarray, values: np.ndarray, level: np.ndarray, need: float) -> int:
@@ -40,11 +49,26 @@ def _choose(cand: np.ndarray, is_total: np.ndarray, values: np.ndarray, level: n
 
 
 class Heuristic:
+    """Repair loop state. ``locked`` cells are never suppressed (must-publish cells, cells an earlier
+    version published). ``insiders`` are primary cells with one contributor, who knows the value:
+    every other primary must stay protected against an attacker who knows all of them."""
+
     def __init__(
-        self, grid: Grid, values: np.ndarray, primary: np.ndarray, required: np.ndarray, prune: bool = True
+        self,
+        grid: Grid,
+        values: np.ndarray,
+        primary: np.ndarray,
+        required: np.ndarray,
+        prune: bool = True,
+        locked: np.ndarray | None = None,
+        insiders: np.ndarray | None = None,
     ) -> None:
         self.grid = grid
         self.pruning = prune
+        n = len(values)
+        self.locked = np.zeros(n, dtype=bool) if locked is None else np.asarray(locked, dtype=bool)
+        self.insiders = np.zeros(n, dtype=bool) if insiders is None else np.asarray(insiders, dtype=bool)
+        self.outsider_required = np.where(self.insiders, 0.0, required)  # what the insiders' coalition must not narrow
         self.a = grid.constraints
         self.a_abs = abs(self.a).tocsr()
         self.cell_rows = sp.csr_matrix(self.a_abs.T)  # cell -> rows
@@ -63,18 +87,21 @@ class Heuristic:
         while True:
             counts = self.a_abs @ suppressed.astype(np.float64)
             rows = np.flatnonzero(counts == 1)
-            if len(rows) == 0:
-                return
+            before = int(suppressed.sum())
             for r in rows:
                 cells = self._row_cells(int(r))
                 hidden = cells[suppressed[cells]]
                 if len(hidden) != 1:
                     continue
                 s = int(hidden[0])
-                cand = cells[~suppressed[cells]]
+                cand = cells[~suppressed[cells] & ~self.locked[cells]]
+                if len(cand) == 0:
+                    continue  # the audit reports the cell if it needs protection
                 need = max(self.required[s] - self.values[s], 1.0) if self.primary[s] else 1.0
                 pick = _choose(cand, cand == self.row_parent[r], self.values, self.level, need)
                 suppressed[pick] = True
+            if int(suppressed.sum()) == before:  # nothing (more) can be closed: locked rows are the audit's to report
+                return
 
     def escalate(self, suppressed: np.ndarray, c: int) -> int:
         """Suppress the nearest published totals above ``c`` (in every dimension): a primary hemmed in
@@ -91,7 +118,7 @@ class Heuristic:
                     if p == cell or p in seen:
                         continue
                     seen.add(p)
-                    if suppressed[p]:
+                    if suppressed[p] or self.locked[p]:
                         upper.append(p)
                     else:
                         suppressed[p] = True
@@ -119,7 +146,7 @@ class Heuristic:
             cand_parts, total_parts = [], []
             for r in rows:
                 cells = self._row_cells(int(r))
-                cand = cells[~suppressed[cells]]
+                cand = cells[~suppressed[cells] & ~self.locked[cells]]
                 cand_parts.append(cand)
                 total_parts.append(cand == self.row_parent[r])
             cand = np.concatenate(cand_parts) if cand_parts else np.zeros(0, dtype=np.int64)
@@ -127,9 +154,9 @@ class Heuristic:
             if len(cand) == 0:  # its own constraints are all hidden: look anywhere next to the pattern
                 near = (self.a_abs @ suppressed.astype(np.float64)) > 0
                 nearby = np.unique(self.a_abs[np.flatnonzero(near)].indices)
-                cand = nearby[~suppressed[nearby]]
+                cand = nearby[~suppressed[nearby] & ~self.locked[nearby]]
                 if len(cand) == 0:
-                    cand = np.flatnonzero(~suppressed)
+                    cand = np.flatnonzero(~suppressed & ~self.locked)
                 is_total = np.zeros(len(cand), dtype=bool)
             if len(cand) == 0:
                 continue
@@ -156,42 +183,114 @@ class Heuristic:
             near = near[suppressed[near]]
             if len(near) == 0:
                 continue
-            res = exact_intervals(self.a, self.values, suppressed, self.required, truth=self.values, focus=near)
-            if not res.ok.all():
+            if not self.audit(suppressed, focus=near, each_insider=False).ok.all():
                 suppressed[s] = True
+
+    def audit(
+        self,
+        suppressed: np.ndarray,
+        only: np.ndarray | None = None,
+        focus: np.ndarray | None = None,
+        each_insider: bool = True,
+    ) -> Intervals:
+        """Outsider audit; with insiders, also each single contributor on its own (knowing its cell).
+
+        The coalition of all single contributors is tried first: safe against it is safe against
+        each. Cells it narrows are checked against each insider of their component separately, which
+        is the attack that exists (contributors do not pool their figures); the narrowest interval
+        counts (``each_insider=False`` stops at the coalition: stricter, and much cheaper). Insider
+        cells themselves are audited against outsiders here (cubes also keep them safe from each other)."""
+        out = exact_intervals(self.a, self.values, suppressed, self.required, self.values, focus, only)
+        if not self.insiders.any():
+            return out
+        ins = exact_intervals(
+            self.a, self.values, suppressed & ~self.insiders, self.outsider_required, self.values, None, out.cells
+        )
+        narrow = ins.cells[~ins.ok]
+        if len(narrow) and each_insider:
+            lower, upper = self._each_insider(suppressed, narrow, out)
+            at = np.searchsorted(ins.cells, narrow)
+            ins.lower[at], ins.upper[at] = lower, upper
+        at = np.searchsorted(out.cells, ins.cells)
+        narrower = (ins.upper - ins.lower) < (out.upper[at] - out.lower[at])
+        at, pick = at[narrower], np.flatnonzero(narrower)
+        out.lower[at], out.upper[at] = ins.lower[pick], ins.upper[pick]
+        return out
+
+    def _each_insider(self, suppressed: np.ndarray, cells: np.ndarray, out: Intervals) -> tuple[np.ndarray, np.ndarray]:
+        """Per cell, the narrowest interval left by one insider of its component knowing its own cell
+        (the outsider's interval when no insider shares the component). One LP per component, with
+        each insider's cell fixed at its value in turn."""
+        at = np.searchsorted(out.cells, cells)
+        lower, upper = out.lower[at].copy(), out.upper[at].copy()
+        published = np.where(suppressed, 0.0, self.values)
+        for i, k in enumerate(cells.tolist()):
+            members = self._component_cells(suppressed, k)
+            known = members[self.insiders[members] & (members != k)]
+            if len(known) == 0:
+                continue
+            rows = np.unique(self.cell_rows[members].indices)
+            sub = self.a[rows][:, members]
+            rhs = -(self.a[rows] @ published)
+            truth = self.values[members]
+            lp = LP(sub, rhs, rhs, np.zeros(len(members)), np.full(len(members), INF), truth)
+            col = int(np.searchsorted(members, k))
+            for s in np.searchsorted(members, known).tolist():
+                lp.bound(s, truth[s], truth[s], truth)
+                lo, hi = lp.interval(col, float(self.required[k]))
+                lp.bound(s, 0.0, INF, truth)
+                if hi - lo < upper[i] - lower[i]:
+                    lower[i], upper[i] = lo, hi
+        return lower, upper
+
+    def _component_cells(self, suppressed: np.ndarray, cell: int) -> np.ndarray:
+        """Suppressed cells linked to ``cell`` through equations (sorted cell numbers)."""
+        seen = np.zeros(len(suppressed), dtype=bool)
+        seen[cell] = True
+        frontier = np.array([cell])
+        while len(frontier):
+            rows = np.unique(self.cell_rows[frontier].indices)
+            nxt = np.unique(self.a_abs[rows].indices)
+            nxt = nxt[suppressed[nxt] & ~seen[nxt]]
+            seen[nxt] = True
+            frontier = nxt
+        return np.flatnonzero(seen)
 
     def recheck(self, suppressed: np.ndarray, res: Intervals) -> Intervals:
         """Audit again only the cells that failed: hiding more cells only widens intervals."""
         failing = ~res.ok
-        again = exact_intervals(
-            self.a, self.values, suppressed, self.required, truth=self.values, only=res.cells[failing]
-        )
+        again = self.audit(suppressed, only=res.cells[failing])
         where = np.flatnonzero(failing)[np.searchsorted(res.cells[failing], again.cells)]
         res.lower[where], res.upper[where], res.component[where] = again.lower, again.upper, again.component
         return res
 
-    def run(self) -> Suppression:
-        suppressed = self.primary.copy()
+    def run(self, start: np.ndarray | None = None, only: np.ndarray | None = None) -> Suppression:
+        """Repair ``start`` (default: the primaries) until safe; ``only`` limits the audit to those cells
+        (the others are proven safe already, and hiding more cells keeps them so)."""
+        suppressed = self.primary | (False if start is None else np.asarray(start, dtype=bool))
         rounds = 0
         res: Intervals | None = None
         while True:
             rounds += 1
             self.close_singletons(suppressed)
-            if res is None:
-                res = exact_intervals(self.a, self.values, suppressed, self.required, truth=self.values)
-            else:
-                res = self.recheck(suppressed, res)
+            res = self.audit(suppressed, only=only) if res is None else self.recheck(suppressed, res)
             if res.ok.all():
                 if self.pruning:
                     self.prune(suppressed)
-                    res = exact_intervals(self.a, self.values, suppressed, self.required, truth=self.values)
+                    res = self.audit(suppressed, only=only)
                 return Suppression(suppressed, res, rounds)
             if self.widen(suppressed, res) == 0:
-                raise AuditFailed("secondary suppression cannot protect the table: every cell is already suppressed")
+                raise AuditFailed(CANNOT_PROTECT)
 
 
 def heuristic(
-    grid: Grid, values: np.ndarray, primary: np.ndarray, required: np.ndarray, prune: bool = True
+    grid: Grid,
+    values: np.ndarray,
+    primary: np.ndarray,
+    required: np.ndarray,
+    prune: bool = True,
+    locked: np.ndarray | None = None,
+    insiders: np.ndarray | None = None,
 ) -> Suppression:
     """Safe suppression pattern for ``primary`` cells (cell-ordered arrays)."""
-    return Heuristic(grid, values, primary, required, prune).run()
+    return Heuristic(grid, values, primary, required, prune, locked, insiders).run()

@@ -521,7 +521,13 @@ def verify(path: Path, key: Path, as_json: bool):
 @click.option("--protection", type=click.IntRange(min=1), help="Required interval width [default: threshold].")
 @click.option("--round", "rounding_base", type=click.IntRange(min=1), help="Round published counts to this base.")
 @click.option("--total", default="Total", show_default=True, help="The total code of every dimension.")
-@click.option("--method", type=click.Choice(["heuristic", "optimal", "auto"]), default="auto", show_default=True)
+@click.option(
+    "--method",
+    type=click.Choice(["auto", "fast", "optimal", "heuristic"]),
+    default="auto",
+    show_default=True,
+    help="fast: certified hypercubes (large tables); optimal: MILP; auto: optimal up to 2,000 cells.",
+)
 @click.option(
     "--out",
     required=True,

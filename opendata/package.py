@@ -543,6 +543,7 @@ def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, An
             "protection": rules.protection_width,
             "rounding": _rounding(spec),
             "secondary": rules.secondary,
+            "singletons": rules.singletons,
         },
         "tables": per_table,
         "total": total | {"audit_ok": audit_ok},

@@ -47,6 +47,7 @@ def rules_for(spec: DisclosureSpec) -> disclosure.Rules:
         zeros=spec.zeros,
         protection=spec.protection_width,
         rounding_base=spec.rounding_base,
+        singletons=spec.singletons,  # type: ignore[arg-type]
     )
 
 

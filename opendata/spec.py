@@ -132,7 +132,8 @@ class DisclosureSpec:
     zeros: str = "safe"
     protection: int | None = None
     rounding_base: int | None = None
-    secondary: str = "heuristic"
+    secondary: str = "auto"
+    singletons: str = "protect"
 
     @property
     def protection_width(self) -> int:
@@ -347,7 +348,8 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
         zeros=d.get("zeros", "safe"),
         protection=d.get("protection"),
         rounding_base=d.get("rounding", {}).get("base"),
-        secondary=d.get("secondary", "heuristic"),
+        secondary=d.get("secondary", "auto"),
+        singletons=d.get("singletons", "protect"),
     )
     return ReleaseSpec(
         path=path,

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from disclosure import Grid, Hierarchy, Rules, add_totals
 from disclosure.attacker import exact_intervals
-from disclosure.optimal import cell_costs, optimal
+from disclosure.cost import cell_costs
+from disclosure.optimal import optimal
 from disclosure.primary import primary_mask, required_widths
 from disclosure.secondary import heuristic
 

@@ -49,6 +49,11 @@ def test_overrides():
     assert hidden[("N", "b")] == "primary" and result.audit.ok
     report = audit(result.frame, DIMS, rules=Rules(threshold=10))
     assert report.ok
-    frame["keep"] = frame["region"] == "S"
-    with pytest.raises(DisclosureError, match="must-publish"):
+    frame["keep"] = frame["region"] == "S"  # must-publish cells are never hidden: protection goes around them
+    kept = protect(frame, DIMS, value="n", rules=Rules(threshold=10), must_suppress="force", must_publish="keep")
+    status = kept.frame.set_index(["region", "sector"])["status"]
+    assert kept.audit.ok and (status.loc["S"] == "published").all() and status[("N", "b")] == "primary"
+    assert audit(kept.frame, DIMS, rules=Rules(threshold=10)).ok
+    frame["keep"] = ~frame["force"] & (frame["sector"] != "a")  # leaves no second cell in column b
+    with pytest.raises(DisclosureError, match="cannot protect"):
         protect(frame, DIMS, value="n", rules=Rules(threshold=10), must_suppress="force", must_publish="keep")

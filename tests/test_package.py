@@ -114,7 +114,8 @@ def test_layout_and_descriptor(release: Path) -> None:
         "zeros": "safe",
         "protection": 10,
         "rounding": {"base": 5, "method": "conventional"},
-        "secondary": "heuristic",
+        "secondary": "auto",
+        "singletons": "protect",
     }
     assert disclosure["tables"]["provider-by-month"]["job_starts"]["suppressed"] == 3
     assert disclosure["total"] == {

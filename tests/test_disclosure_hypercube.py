@@ -1,0 +1,149 @@
+"""The fast method (certified hypercubes): safe on random 2- to 4-D tables, certificates checked
+independently, single contributors and locked cells respected, same answer every run."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from independent_audit import feasible_intervals
+from test_disclosure_protect import hierarchies
+
+from disclosure import DisclosureError, Grid, Rules, add_totals, protect
+from disclosure.attacker import certified_intervals, exact_intervals
+from disclosure.hypercube import Hypercubes, hypercube
+from disclosure.primary import insider_mask, primary_mask, required_widths
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def tables(draw, ndim: int):
+    width = {2: 4, 3: 2, 4: 2}[ndim]
+    depth = 2 if ndim < 4 else 1
+    dims = {f"d{i}": draw(hierarchies(f"d{i}", max_depth=depth, max_children=width)) for i in range(ndim)}
+    base = pd.MultiIndex.from_product([h.leaves for h in dims.values()], names=list(dims)).to_frame(index=False)
+    base["n"] = draw(st.lists(st.integers(0, 40), min_size=len(base), max_size=len(base)))
+    return add_totals(base, dims, ["n"]), dims
+
+
+def arrays(frame, dims):
+    rules = Rules()
+    grid = Grid.of(dims)
+    values = np.zeros(grid.size, dtype=np.int64)
+    values[grid.cell_index(frame)] = frame["n"].to_numpy()
+    primary = primary_mask(values, rules)
+    return grid, values, primary, required_widths(primary, rules)
+
+
+def independent_check(frame, dims, result) -> None:
+    """The audit written apart from disclosure/ (tests/independent_audit.py) on the exact published values."""
+    public = result.frame.copy()
+    public["published"] = public["published"].mask(public["published"].notna(), public["n"])
+    parents = {d: {c: (h.parent(c) or "") for c in h.codes} for d, h in dims.items()}
+    primary = np.flatnonzero((public["status"] == "primary").to_numpy())
+    got = feasible_intervals(public, parents, public["published"], 1, primary)
+    width = got["upper"] - got["lower"]
+    assert (width >= 10 - 1e-6).all(), got
+
+
+@pytest.mark.parametrize("ndim", [2, 3, 4])
+def test_fast_patterns_pass_the_independent_audit(ndim):
+    @SETTINGS
+    @given(tables(ndim))
+    def check(table):
+        frame, dims = table
+        result = protect(frame, dims, "n", rules=Rules(singletons="ignore"), method="fast", prune=False)
+        assert result.audit.ok
+        independent_check(frame, dims, result)
+
+    check()
+
+
+@SETTINGS
+@given(tables(3))
+def test_certificates_are_inner_bounds_of_the_attackers_intervals(table):
+    frame, dims = table  # add_totals gives the rows in cell order
+    grid, values, primary, required = arrays(frame, dims)
+    run = Hypercubes(grid, values, primary, required)
+    pattern = run.run(prune=False)
+    proven = certified_intervals(grid.constraints, values, pattern.suppressed, required, run.moves())
+    assert proven.ok.all()
+    parents = {d: {c: (h.parent(c) or "") for c in h.codes} for d, h in dims.items()}
+    shown = pd.Series(np.where(pattern.suppressed, np.nan, values))
+    exact = feasible_intervals(frame, parents, shown, 1, proven.cells)  # the independent attacker's min and max
+    assert (proven.lower >= exact["lower"].to_numpy() - 1e-6).all()
+    assert (proven.upper <= exact["upper"].to_numpy() + 1e-6).all()
+
+
+def small_grid():
+    frame = pd.DataFrame(
+        {
+            "r": ["T", "T", "T", "T", "a", "a", "a", "a", "b", "b", "b", "b"],
+            "c": ["T", "x", "y", "z"] * 3,
+            "n": [120, 40, 40, 40, 60, 3, 27, 30, 60, 37, 13, 10],
+        }
+    )
+    from disclosure import Hierarchy
+
+    dims = {"r": Hierarchy.flat("r", ["a", "b"], total="T"), "c": Hierarchy.flat("c", ["x", "y", "z"], total="T")}
+    return frame, dims
+
+
+def test_forged_certificates_are_refused():
+    grid, values, primary, required = arrays(*small_grid())
+    run = Hypercubes(grid, values, primary, required)
+    pattern = run.run(prune=False)
+    moves = run.moves()
+    broken = moves.tolil()
+    broken[0, int(moves[0].indices[0])] = 0  # no longer additive
+    with pytest.raises(DisclosureError, match="additivity"):
+        certified_intervals(grid.constraints, values, pattern.suppressed, required, sp.csr_matrix(broken))
+    shown = pattern.suppressed.copy()
+    shown[moves[0].indices[-1]] = False  # a move through a published cell proves nothing
+    with pytest.raises(DisclosureError, match="published"):
+        certified_intervals(grid.constraints, values, shown, required, moves)
+
+
+def test_single_contributors_cannot_unpick_another_primary():
+    rng = np.random.default_rng(5)
+    frame, dims = small_grid()
+    checked = 0
+    for _ in range(20):
+        frame["n"] = 0
+        leaves = (frame["r"] != "T") & (frame["c"] != "T")
+        frame.loc[leaves, "n"] = rng.choice([1, 1, 2, 3, 12, 25, 40], leaves.sum())
+        frame = add_totals(frame[leaves], dims, ["n"])
+        grid, values, primary, required = arrays(frame, dims)
+        insiders = insider_mask(values, primary, Rules())
+        pattern = hypercube(grid, values, primary, required, insiders=insiders)
+        checked += int(primary.sum()) - len(pattern.insider_unverified)
+        for s in np.flatnonzero(insiders & pattern.suppressed):
+            view = pattern.suppressed.copy()
+            view[s] = False  # contributor s knows its own cell
+            need = required.copy()
+            need[s] = 0
+            need[pattern.insider_unverified] = 0  # reported as proven against outsiders only
+            assert exact_intervals(grid.constraints, values, view, need).ok.all()
+    assert checked > 50  # most primaries are certified against each contributor
+
+
+def test_locked_cells_stay_published_and_determinism():
+    frame, dims = small_grid()
+    grid, values, primary, required = arrays(frame, dims)
+    locked = np.zeros(grid.size, dtype=bool)
+    locked[grid.cell_index(frame)[(frame["r"] == "b").to_numpy()]] = True
+    first = hypercube(grid, values, primary, required, locked=locked, prune=False)
+    again = hypercube(grid, values, primary, required, locked=locked, prune=False)
+    assert not (first.suppressed & locked).any()
+    assert exact_intervals(grid.constraints, values, first.suppressed, required).ok.all()
+    assert np.array_equal(first.suppressed, again.suppressed)
+
+
+def test_auto_picks_optimal_for_small_and_fast_for_large_tables():
+    frame, dims = small_grid()
+    small = protect(frame, dims, "n", method="auto")
+    assert "MILP" not in small.audit.method and small.audit.ok  # the optimal method's audit is exact
+    big = protect(frame, dims, "n", method="fast", prune=False, rules=Rules(singletons="ignore"))
+    assert big.audit.method.startswith("certified moves")
