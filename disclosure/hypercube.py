@@ -269,7 +269,7 @@ class Hypercubes:
             at = np.searchsorted(res.cells, done.intervals.cells)
             res.lower[at], res.upper[at] = done.intervals.lower, done.intervals.upper
             if self.insiders.any():
-                need = np.where(self.insiders, 0.0, self.required)
+                need = np.where(self.insiders | (self.values == 0), 0.0, self.required)  # as in Heuristic
                 coalition = exact_intervals(a, self.values, suppressed & ~self.insiders, need, self.values, None, left)
                 unverified = np.union1d(coalition.cells[~coalition.ok], left[self.insiders[left]])
         if (prune if prune is not None else len(self.values) <= PRUNE_CELLS) and not self.insiders.any():

@@ -68,7 +68,8 @@ class Heuristic:
         n = len(values)
         self.locked = np.zeros(n, dtype=bool) if locked is None else np.asarray(locked, dtype=bool)
         self.insiders = np.zeros(n, dtype=bool) if insiders is None else np.asarray(insiders, dtype=bool)
-        self.outsider_required = np.where(self.insiders, 0.0, required)  # what the insiders' coalition must not narrow
+        # what single contributors must not narrow: other contributors' cells (a zero has none to protect)
+        self.insider_required = np.where(self.insiders | (np.asarray(values) == 0), 0.0, required)
         self.a = grid.constraints
         self.a_abs = abs(self.a).tocsr()
         self.cell_rows = sp.csr_matrix(self.a_abs.T)  # cell -> rows
@@ -204,7 +205,7 @@ class Heuristic:
         if not self.insiders.any():
             return out
         ins = exact_intervals(
-            self.a, self.values, suppressed & ~self.insiders, self.outsider_required, self.values, None, out.cells
+            self.a, self.values, suppressed & ~self.insiders, self.insider_required, self.values, None, out.cells
         )
         narrow = ins.cells[~ins.ok]
         if len(narrow) and each_insider:

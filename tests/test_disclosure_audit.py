@@ -42,7 +42,7 @@ def test_protect_adds_a_secondary_for_the_single_cell():
     assert status["a"] == "primary"
     assert status["b"] == "secondary"  # smallest partner that covers the missing width 7
     assert status["c"] == "published" and status["Total"] == "published"
-    assert res.counts == {"cells": 4, "primary": 1, "secondary": 1, "rounded": 0}
+    assert res.counts == {"cells": 4, "primary": 1, "secondary": 1, "rounded": 0, "insider_unverified": 0}
     assert audit(res.frame, ROW, rules=Rules()).ok
 
 
