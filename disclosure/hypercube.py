@@ -18,9 +18,10 @@ whatever else is suppressed later. That is what makes the method linear in the t
 For each primary cell not yet certified, in a fixed order, the method picks the cube of least cost
 (cells newly suppressed, then their values) among a bounded set of candidates and suppresses its
 corners. Corners may not be ``locked`` cells (must-publish, or published in an earlier version),
-cells shared with another linked table (a cube moves one table only), or cells with a single
-contributor other than the primary itself (that contributor knows the value; see ``insiders``).
-Primary cells no cube can certify (shared cells, locked neighbourhoods) go to the exact LP audit and
+or cells with a single contributor other than the primary itself (that contributor knows the
+value; see ``insiders``). In linked tables a cube is built in the first table holding the cell;
+if it moves a cell another table shares, it is kept only if it is a move of every table (checked
+on the union's equations). Primary cells no cube can certify go to the exact LP audit and
 the heuristic repair loop, which also audit the coalition of single contributors. Optionally, a
 pruning pass then gives back secondary cells the exact audit shows are not needed.
 """
@@ -40,6 +41,7 @@ from disclosure.table import Grid
 
 SIBLINGS = 4  # sibling moves tried per dimension (plus the vertical move)
 CORNER_BUDGET = 40_000  # corners evaluated per primary cell: bounds the work on wide tables
+UNION_TRIES = 20  # candidate cubes checked against linked tables' equations before giving up
 PRUNE_CELLS = 5_000  # up to this many cells the exact-audit pruning pass runs by default
 
 
@@ -135,15 +137,15 @@ class Hypercubes:
         self.grids: list[Grid] = list(grids)
         self.maps: list[np.ndarray] = [np.asarray(m, dtype=np.int64) for m in maps]
         homes = np.zeros(n, dtype=np.int64)
-        self.home = np.full(n, -1, dtype=np.int64)  # grid holding the cell, when exactly one does
+        self.home = np.full(n, -1, dtype=np.int64)  # the first grid holding the cell: cubes are built there
         self.home_cell = np.full(n, -1, dtype=np.int64)
-        for g, umap in enumerate(self.maps):
+        for g, umap in reversed(list(enumerate(self.maps))):
             homes[umap] += 1
             self.home[umap] = g
             self.home_cell[umap] = np.arange(len(umap))
-        self.shared = homes > 1
-        self.home[self.shared] = -1
-        self.blocked = self.locked | self.shared  # never a corner
+        self.shared = homes > 1  # a cube through a shared cell must also be a move of the other tables
+        self.columns = sp.csc_matrix(system.constraints) if self.shared.any() else None
+        self.blocked = self.locked  # never a corner
         self.dims = [_dims(g, self.values[m]) for g, m in zip(self.grids, self.maps, strict=True)]
         self.suppressed = self.primary.copy()
         self.lo = np.where(self.required > 0, self.values, 0.0)  # certified inner bounds
@@ -215,8 +217,12 @@ class Hypercubes:
         new = real & ~self.suppressed[at]
         cost = np.where(new, self.cost[at], 0.0).sum(axis=1)
         spent = np.where(new, v, 0.0).sum(axis=1)
-        pick = np.flatnonzero(ok)[np.lexsort((np.flatnonzero(ok), spent[ok], cost[ok]))[0]]
-        cube, sign = corners[pick][real[pick]], signs[pick][real[pick]]
+        for pick in np.flatnonzero(ok)[np.lexsort((np.flatnonzero(ok), spent[ok], cost[ok]))][:UNION_TRIES]:
+            cube, sign = corners[pick][real[pick]], signs[pick][real[pick]]
+            if not self.shared[cube].any() or not np.any(self.columns[:, cube] @ sign):  # type: ignore[index]
+                break
+        else:
+            return False  # every cheap cube breaks a linked table's equations
         self.suppressed[cube] = True
         down, up = float(t_down[pick]), float(t_up[pick])
         self.cubes.append((cube, sign))
@@ -254,7 +260,7 @@ class Hypercubes:
         Pruning is skipped when single contributors are protected: it could not re-verify them cheaply.
         """
         for cell in self.order():
-            if not self.certified(np.array([cell]))[0] and self.home[cell] >= 0:
+            if not self.certified(np.array([cell]))[0]:
                 self.cube_for(int(cell))
         suppressed = self.suppressed
         a = self.system.constraints

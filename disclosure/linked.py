@@ -31,7 +31,12 @@ from disclosure.table import Grid, integer_column
 
 @dataclass
 class LinkedTable:
-    """One table of a linked set. Rows with equal ``key`` values in different tables are one cell."""
+    """One table of a linked set. Rows with equal ``key`` values in different tables are one cell.
+
+    ``published`` and ``hidden`` name optional boolean columns for cells whose status is already
+    fixed, e.g. by an earlier version: published cells are known to everyone, so they are never
+    suppressed (a cell published before stays published); hidden cells stay suppressed.
+    """
 
     frame: pd.DataFrame
     dims: Mapping[str, Hierarchy]
@@ -39,6 +44,8 @@ class LinkedTable:
     key: str
     frequency: str | None = None
     name: str = ""
+    published: str | None = None
+    hidden: str | None = None
 
 
 @dataclass
@@ -133,6 +140,16 @@ def _union(tables: Sequence[LinkedTable]) -> tuple[UnionSystem, list[np.ndarray]
     return system, cells_of, merged(values, "value"), merged(freqs, "frequency")
 
 
+def _fixed(tables: Sequence[LinkedTable], system: UnionSystem, cells_of: list[np.ndarray], column: str) -> np.ndarray:
+    """Union mask of the cells one of the tables marks in its ``published`` or ``hidden`` column."""
+    out = np.zeros(system.size, dtype=bool)
+    for t, umap, cells in zip(tables, system.union_of, cells_of, strict=True):
+        name = getattr(t, column)
+        if name is not None:
+            out[umap[cells]] |= t.frame[name].fillna(False).astype(bool).to_numpy()
+    return out
+
+
 def protect_linked(
     tables: Sequence[LinkedTable], rules: Rules | None = None, method: str = "auto", prune: bool | None = None
 ) -> list[ProtectionResult]:
@@ -148,7 +165,18 @@ def protect_linked(
     primary = primary_mask(freq, rules)
     required = required_widths(primary, rules)
     insiders = insider_mask(freq, primary, rules)
-    pattern = secondary_pattern(system, values, primary, required, method, prune, insiders=insiders)
+    locked, hidden = (_fixed(tables, system, cells_of, column) for column in ("published", "hidden"))
+    if (locked & hidden).any():
+        raise DisclosureError(
+            f"linked cell {system.coords(int(np.flatnonzero(locked & hidden)[0]))} is both published and hidden"
+        )
+    if (locked & primary).any():
+        cell = system.coords(int(np.flatnonzero(locked & primary)[0]))
+        raise DisclosureError(f"cell {cell} was published but is now a primary cell: it cannot be protected any more")
+    # hidden cells start suppressed (passed as primaries) but need no protection of their own
+    pattern = secondary_pattern(
+        system, values, primary | hidden, required, method, prune, locked=locked, insiders=insiders
+    )
     method_text = PROOFS[pattern.proof] + ", over the union of linked tables"
     report = report_from(system, pattern.intervals, method_text, values.astype(np.float64))  # type: ignore[arg-type]
     report.raise_if_failed()

@@ -528,7 +528,14 @@ def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, An
                 "secondary": sdc.get("secondary"),
                 "suppressed": int((status == "c").sum()),
                 "rounded": sdc.get("rounded"),
-                "audit": {"ok": audit.get("ok"), "checked": audit.get("checked"), "method": audit.get("method")},
+                "singletons_outsider_only": sdc.get("insider_unverified"),
+                "audit": {
+                    "ok": audit.get("ok"),
+                    "checked": audit.get("checked"),
+                    "method": audit.get("method"),
+                    "earlier_versions": audit.get("earlier_versions", []),
+                    **({"earlier_not_linked": audit["earlier_not_linked"]} if "earlier_not_linked" in audit else {}),
+                },
             }
             for key in total:
                 if isinstance(entry[key], int):

@@ -23,7 +23,7 @@ from opendata.diff import PackageContent, check_version, diff, next_version
 from opendata.embargo import default_staging, latest_public
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.package import write_package
-from opendata.protection import protect_tables
+from opendata.protection import EarlierTable, protect_tables
 from opendata.spec import ReleaseSpec, load_spec
 from opendata.validate import validate
 
@@ -61,6 +61,19 @@ class ReleaseSummary:
 def _latest(series_roots: Sequence[Path], name: str) -> Path | None:
     found = [p for p in (latest_public(root, name) for root in series_roots) if p is not None]
     return max(found, key=lambda p: tuple(int(x) for x in p.name.split("."))) if found else None
+
+
+def _earlier_tables(series_roots: Sequence[Path], name: str) -> list[EarlierTable]:
+    """Every table every earlier version of the series published (public tree and staging area)."""
+    out = []
+    for root in series_roots:
+        series = Path(root) / name
+        if not series.is_dir():
+            continue
+        for version in sorted(p for p in series.iterdir() if (p / "datapackage.json").is_file()):
+            content = PackageContent.from_path(version)
+            out += [EarlierTable(version.name, r.name, r.rows) for r in content.resources.values()]
+    return out
 
 
 def mark_revised(tables: list, change) -> list[dict[str, Any]]:
@@ -187,7 +200,8 @@ def cut_release(
     tables = aggregate(spec, report.table, until=until)
     held = held_back(spec, report.table, until) if until else {}
     ahead = mi_ahead_tables(spec, report.table, until) if mi_ahead and until and any(held.values()) else []
-    protected = protect_tables(tables + ahead, spec.disclosure, on_step=step)
+    earlier = _earlier_tables([public, staging], spec.name)
+    protected = protect_tables(tables + ahead, spec.disclosure, on_step=step, earlier=earlier)
     months = tuple(sorted({c for t in tables for d in t.dimensions for c in d.codes if d.levels[c] == "month"}))
     held = {m: {} for m in held} if ahead else held  # published ahead, so nothing is held back
     extra = {"opendata:release": _statement(spec, when, months, cut, held, calendar)}

@@ -163,6 +163,36 @@ def test_second_release_is_versioned_from_the_diff(tmp_path, mi, calendar):
     assert listed(public) == ["1.0.0", "1.1.0"]
     changelog = (public / NAME / "CHANGELOG.md").read_text()
     assert changelog.index("[1.1.0]") < changelog.index("[1.0.0]")
+    assert_successive_release_is_stable_and_safe(public / NAME / "1.0.0", public / NAME / "1.1.0", mi)
+
+
+def assert_successive_release_is_stable_and_safe(v1: Path, v2: Path, mi: Path) -> None:
+    """Issue 3, part 5: the second version was protected together with the first (as published), so
+    every month cell the first published is still published with the same value, and the attacker
+    holding both versions cannot narrow any primary cell of either."""
+    from opendata.audit import audit_package, true_primaries
+    from opendata.diff import PackageContent
+    from opendata.spec import load_spec
+
+    sdc = json.loads((v2 / "datapackage.json").read_text())["opendata:disclosure"]["tables"]
+    assert sdc["provider-by-month"]["referrals"]["audit"]["earlier_versions"] == [
+        "provider-by-month 1.0.0",
+        "cpa-payment-group-by-month 1.0.0",
+    ]
+    old, new = PackageContent.from_path(v1).resources, PackageContent.from_path(v2).resources
+    kept = 0
+    for name in ("provider-by-month", "cpa-payment-group-by-month"):
+        keys = old[name].schema["primaryKey"]
+        both = old[name].rows.merge(new[name].rows, on=keys, suffixes=("_v1", "_v2"))
+        both = both[both["month"] != "Total"]  # the month total spans more months in 1.1.0
+        for measure in ("referrals", "attachments"):
+            shown = both[f"{measure}_v1"].notna()
+            assert shown.any() and (both.loc[shown, f"{measure}_v2"] == both.loc[shown, f"{measure}_v1"]).all()
+            kept += int(shown.sum())
+    assert kept > 100
+    spec = load_spec(SPEC)
+    report = audit_package(v2, [v1], primaries=true_primaries(v2, spec, [mi]))
+    assert report.ok
 
 
 def test_mi_ahead_publishes_later_months_as_separate_provisional_tables(tmp_path, mi, calendar):
