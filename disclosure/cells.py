@@ -17,6 +17,7 @@ import pandas as pd
 
 from disclosure.errors import DisclosureError
 from disclosure.hierarchy import Hierarchy
+from disclosure.primary import top_contributions
 from disclosure.protect import ProtectionResult, protect
 from disclosure.rules import Rules
 from disclosure.table import add_totals
@@ -39,6 +40,9 @@ def protect_cells_file(
     method: str = "auto",
     out: Path,
     public: Path | None = None,
+    contributor: str | None = None,
+    dominance: tuple[int, float] | None = None,
+    p_percent: float | None = None,
 ) -> ProtectionResult:
     """Read base cells, add every total, protect ``value`` and write the full (``out``) and public tables.
 
@@ -46,19 +50,39 @@ def protect_cells_file(
     ``name=hierarchy.csv`` (columns ``code,parent``; top-level codes have ``total`` as parent).
     ``out`` keeps true values and the status, so it is for internal use; ``public`` shows ``[c]``
     for every suppressed cell, without saying which were primary. Rows follow hierarchy order.
+
+    Magnitude rules (``dominance=(n, k)``, ``p_percent``) need to know who contributed what:
+    ``contributor`` names a column, and the file then holds one row per contribution (a unit may
+    appear in many rows); cells are summed per unit, the threshold counts contributors.
     """
     cells, out = Path(cells), Path(out)
     public = None if public is None else Path(public)
-    rules = Rules(threshold=threshold, zeros=zeros, protection=protection, rounding_base=rounding_base)
+    rules = Rules(
+        threshold=threshold,
+        zeros=zeros,
+        protection=protection,
+        rounding_base=rounding_base,
+        dominance=dominance,
+        p_percent=p_percent,
+    )
+    if rules.magnitude and contributor is None:
+        raise DisclosureError("dominance and p% rules need a contributor column (one row per contribution)")
     _check_outputs(cells, out, public)
     specs = _parse_dims(dims, value)
-    base = _read_cells(cells, list(specs), value)
+    units = [contributor] if contributor else []
+    base = _read_cells(cells, [*specs, *units], value)
     hierarchies = {name: _hierarchy(name, path, base[name], cells, total) for name, path in specs.items()}
     _check_codes(base, hierarchies, specs, cells, total)
-    _check_duplicates(base, list(specs), cells)
     base[value] = _integers(base[value], cells, value)
-    frame = add_totals(base, hierarchies, [value])
-    result = protect(frame, hierarchies, value, rules=rules, method=method)
+    if contributor:
+        n = max(rules.top_n, 1)
+        frame = top_contributions(base, list(specs), value, n, contributor=contributor, dims=hierarchies)
+        frame = frame.rename(columns={"total": value})
+        result = protect(frame, hierarchies, value, frequency="contributors", rules=rules, method=method)
+    else:
+        _check_duplicates(base, list(specs), cells)
+        frame = add_totals(base, hierarchies, [value])
+        result = protect(frame, hierarchies, value, rules=rules, method=method)
     names = list(specs)
     protected = result.frame
     full = protected[names].astype(str)

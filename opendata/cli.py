@@ -537,7 +537,27 @@ def verify(path: Path, key: Path, as_json: bool):
 @click.option(
     "--public", type=click.Path(dir_okay=False, path_type=Path), help="The publishable view: suppressed cells as [c]."
 )
-def protect(cells, dims, value, threshold, zeros, protection, rounding_base, total, method, out, public):
+@click.option("--contributor", help="Unit column: CELLS.csv then holds one row per contribution (magnitude tables).")
+@click.option("--dominance", metavar="N,K", help="(n,k) dominance: the N largest contributors exceed K% of the cell.")
+@click.option(
+    "--p-percent", type=click.FloatRange(min=0, min_open=True, max=100), help="p% rule (needs --contributor)."
+)
+def protect(
+    cells,
+    dims,
+    value,
+    threshold,
+    zeros,
+    protection,
+    rounding_base,
+    total,
+    method,
+    out,
+    public,
+    contributor,
+    dominance,
+    p_percent,
+):
     """Protect any table given as base cells, as tau-Argus users know it.
 
     Builds every total, suppresses counts below the threshold, adds secondary suppressions until
@@ -550,6 +570,15 @@ def protect(cells, dims, value, threshold, zeros, protection, rounding_base, tot
     """
     from disclosure.cells import protect_cells_file
 
+    rule = None
+    if dominance is not None:
+        n, _, k = dominance.partition(",")
+        try:
+            rule = (int(n), float(k))
+        except ValueError:
+            raise click.BadParameter(
+                f"expected N,K such as 2,85; got {dominance!r}", param_hint="--dominance"
+            ) from None
     with user_errors():
         result = protect_cells_file(
             cells,
@@ -563,6 +592,9 @@ def protect(cells, dims, value, threshold, zeros, protection, rounding_base, tot
             method=method,
             out=out,
             public=public,
+            contributor=contributor,
+            dominance=rule,
+            p_percent=p_percent,
         )
     c = result.counts
     click.echo(

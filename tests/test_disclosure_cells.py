@@ -172,3 +172,31 @@ def test_errors_name_the_culprit(workdir: Path, setup, kwargs: dict, needles: li
     for needle in needles:
         assert needle in message, (needle, message)
     assert not (workdir / "out.csv").exists()
+
+
+def test_magnitude_rules_from_contributions_through_the_cli(tmp_path: Path) -> None:
+    """--contributor: one row per contribution; a cell one firm dominates is primary and hidden."""
+    import subprocess
+    import sys
+
+    lines = ["region,sector,firm,payments"]
+    for region in ("N", "S"):
+        for sector in ("a", "b", "c"):
+            lines += [f"{region},{sector},{region}{sector}{k},{100 + 10 * k}" for k in range(4)]
+    lines.append("N,a,giant,50000")  # N/a: one firm holds 99% of the cell
+    (tmp_path / "records.csv").write_text("\n".join(lines) + "\n")
+    args = ["records.csv", "--dim", "region", "--dim", "sector", "--value", "payments", "--contributor", "firm"]
+    args += ["--threshold", "3", "--dominance", "1,80", "--p-percent", "10", "--out", "full.csv"]
+    run = subprocess.run([sys.executable, "-m", "opendata.cli", "protect", *args], cwd=tmp_path, capture_output=True)
+    assert run.returncode == 0, run.stderr
+    full = pd.read_csv(tmp_path / "full.csv", dtype=str).set_index(["region", "sector"])
+    assert full.loc[("N", "a"), "status"] == "primary"
+    assert full.loc[("N", "a"), "payments"] == str(50000 + 100 + 110 + 120 + 130)
+    assert (full["status"] != "published").sum() >= 4  # the smallest safe pattern is a rectangle
+    bad = subprocess.run(
+        [sys.executable, "-m", "opendata.cli", "protect", *args[:7], "--p-percent", "10", "--out", "x.csv"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and "contributor" in bad.stderr and "Traceback" not in bad.stderr
