@@ -201,14 +201,16 @@ class Hypercubes:
         idx, sg = idx.reshape(combos, -1), sg.reshape(combos, -1)
         return umap[local + np.where(sg != 0, idx, 0)], sg
 
-    def cube_for(self, cell: int) -> bool:
-        """Suppress the cheapest certifying cube of ``cell``; False when no candidate certifies it."""
+    def cube_for(self, cell: int, outsiders_only: bool = False) -> bool:
+        """Suppress the cheapest certifying cube of ``cell``; False when no candidate certifies it.
+        ``outsiders_only`` lets corners be other single-contributor cells (a proof against outsiders)."""
         corners, signs = self._candidates(cell)
         real = signs != 0
         at = np.where(real, corners, cell)
         v = self.values[at]
         others = real & (at != cell)
-        bad = (others & (self.blocked[at] | self.insiders[at])).any(axis=1)
+        avoid = self.blocked if outsiders_only else self.blocked | self.insiders
+        bad = (others & avoid[at]).any(axis=1)
         t_down = np.where(signs > 0, v, INF).min(axis=1)
         t_up = np.where(signs < 0, v, INF).min(axis=1)
         ok = ~bad & (t_down + t_up >= self.required[cell] - TOL)
@@ -253,21 +255,29 @@ class Hypercubes:
     def run(self, prune: bool | None = None) -> Suppression:
         """Cubes first; the exact LP audit and repair loop for what they leave; then optional pruning.
 
-        The LP path models outsiders; the cells it proves are then checked against the coalition of
-        single contributors (one more LP), and those it narrows are counted in
-        ``insider_unverified`` (checking each contributor alone costs an LP per contributor and cell),
-        as are single-contributor cells the LP path proves.
+        A cell no cube avoiding other single contributors can prove gets a cube that proves it
+        against outsiders and is listed in ``insider_unverified``. The LP path models outsiders;
+        the cells it proves are then checked against the coalition of single contributors (one
+        more LP), and those it narrows are listed too (checking each contributor alone costs an LP
+        per contributor and cell), as are single-contributor cells the LP path proves.
         Pruning is skipped when single contributors are protected: it could not re-verify them cheaply.
         """
         for cell in self.order():
-            if not self.certified(np.array([cell]))[0]:
-                self.cube_for(int(cell))
+            if not self.certified(np.array([cell]))[0] and not self.cube_for(int(cell)) and self.insiders.any():
+                self.cube_for(int(cell), outsiders_only=True)
         suppressed = self.suppressed
         a = self.system.constraints
-        res = certified_intervals(a, self.values, suppressed, self.required, self.moves(), self.insiders)
+        moves = self.moves()
+        res = certified_intervals(a, self.values, suppressed, self.required, moves, self.insiders)
         h = Heuristic(self.system, self.values, self.primary, self.required, False, self.locked)  # type: ignore[arg-type]
         rounds = 0
         unverified = np.zeros(0, dtype=np.int64)
+        if self.insiders.any():
+            outsider = certified_intervals(a, self.values, suppressed, self.required, moves)
+            against_outsiders = ~res.ok & outsider.ok
+            unverified = res.cells[against_outsiders]
+            res.lower[against_outsiders] = outsider.lower[against_outsiders]
+            res.upper[against_outsiders] = outsider.upper[against_outsiders]
         left = res.cells[~res.ok]
         if len(left):  # shared or hemmed-in primaries: the exact attacker decides, the repair loop fixes
             done = h.run(start=suppressed, only=left)
@@ -277,7 +287,8 @@ class Hypercubes:
             if self.insiders.any():
                 need = np.where(self.insiders | (self.values == 0), 0.0, self.required)  # as in Heuristic
                 coalition = exact_intervals(a, self.values, suppressed & ~self.insiders, need, self.values, None, left)
-                unverified = np.union1d(coalition.cells[~coalition.ok], left[self.insiders[left]])
+                lp_only = np.union1d(coalition.cells[~coalition.ok], left[self.insiders[left]])
+                unverified = np.union1d(unverified, lp_only)
         if (prune if prune is not None else len(self.values) <= PRUNE_CELLS) and not self.insiders.any():
             h.prune(suppressed)
             return Suppression(suppressed, h.audit(suppressed), rounds, "exact")
