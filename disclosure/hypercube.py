@@ -145,7 +145,6 @@ class Hypercubes:
             self.home_cell[umap] = np.arange(len(umap))
         self.shared = homes > 1  # a cube through a shared cell must also be a move of the other tables
         self.columns = sp.csc_matrix(system.constraints) if self.shared.any() else None
-        self.blocked = self.locked  # never a corner
         self.dims = [_dims(g, self.values[m]) for g, m in zip(self.grids, self.maps, strict=True)]
         self.suppressed = self.primary.copy()
         self.lo = np.where(self.required > 0, self.values, 0.0)  # certified inner bounds
@@ -156,7 +155,7 @@ class Hypercubes:
         return self.hi[cells] - self.lo[cells] >= self.required[cells] - TOL
 
     def _candidates(self, cell: int) -> tuple[np.ndarray, np.ndarray]:
-        """Corners (system cells, shape combos × corners, -1 padding) and signs of candidate cubes."""
+        """Corners (system cells, shape combos × corners) and signs (0 where a shorter move is padded)."""
         g = int(self.home[cell])
         grid, umap, dims = self.grids[g], self.maps[g], self.dims[g]
         local = int(self.home_cell[cell])
@@ -173,7 +172,7 @@ class Hypercubes:
                         self.values[line],
                         self.values[line] < need_up,
                         np.where(self.suppressed[line], 0.0, self.cost[line]),
-                        self.blocked[line],
+                        self.locked[line],
                     )
                 )
                 sib = sib[key[:SIBLINGS]]
@@ -209,7 +208,7 @@ class Hypercubes:
         at = np.where(real, corners, cell)
         v = self.values[at]
         others = real & (at != cell)
-        avoid = self.blocked if outsiders_only else self.blocked | self.insiders
+        avoid = self.locked if outsiders_only else self.locked | self.insiders
         bad = (others & avoid[at]).any(axis=1)
         t_down = np.where(signs > 0, v, INF).min(axis=1)
         t_up = np.where(signs < 0, v, INF).min(axis=1)
