@@ -29,7 +29,6 @@ pruning pass then gives back secondary cells the exact audit shows are not neede
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,25 +36,12 @@ import scipy.sparse as sp
 from disclosure.attacker import INF, TOL, certified_intervals, exact_intervals
 from disclosure.cost import cell_costs
 from disclosure.secondary import Heuristic, Suppression
-from disclosure.table import Grid
+from disclosure.table import Grid, GridLike
 
 SIBLINGS = 4  # sibling moves tried per dimension (plus the vertical move)
 CORNER_BUDGET = 40_000  # corners evaluated per primary cell: bounds the work on wide tables
 UNION_TRIES = 20  # candidate cubes checked against linked tables' equations before giving up
 PRUNE_CELLS = 5_000  # up to this many cells the exact-audit pruning pass runs by default
-
-
-class System(Protocol):
-    """A table (``Grid``) or linked tables (``UnionSystem``: ``grids`` mapped by ``union_of``)."""
-
-    @property
-    def constraints(self) -> sp.csr_matrix: ...
-
-    @property
-    def row_parent(self) -> np.ndarray: ...
-
-    @property
-    def level(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -113,7 +99,7 @@ class Hypercubes:
 
     def __init__(
         self,
-        system: System,
+        system: GridLike,
         values: np.ndarray,
         primary: np.ndarray,
         required: np.ndarray,
@@ -295,7 +281,7 @@ class Hypercubes:
 
 
 def hypercube(
-    system: System,
+    system: GridLike,
     values: np.ndarray,
     primary: np.ndarray,
     required: np.ndarray,

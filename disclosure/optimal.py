@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Protocol
 
 import highspy
 import numpy as np
@@ -56,25 +55,12 @@ from scipy.sparse.csgraph import connected_components
 from disclosure.attacker import Intervals, exact_intervals, new_highs
 from disclosure.cost import Cost, cell_costs
 from disclosure.errors import AuditFailed
-from disclosure.hypercube import hypercube
+from disclosure.hypercube import PRUNE_CELLS, hypercube
 from disclosure.secondary import CANNOT_PROTECT, Heuristic, Suppression
+from disclosure.table import GridLike
 
 EXACT_GAP_CELLS = 50_000  # up to this many cells the master is solved to a zero gap
 EPS = 1e-6
-PRUNE_CELLS = 5_000  # above this many cells the heuristic's pruning pass (slow) is skipped in starts/repairs
-
-
-class GridLike(Protocol):
-    """What suppression needs of a table (``Grid`` or a linked ``UnionSystem``)."""
-
-    @property
-    def constraints(self) -> sp.csr_matrix: ...
-
-    @property
-    def row_parent(self) -> np.ndarray: ...
-
-    @property
-    def level(self) -> np.ndarray: ...
 
 
 @dataclass

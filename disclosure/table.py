@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -172,6 +173,19 @@ class Grid:
         if not len(frame):
             return np.zeros(0, dtype=np.int64)
         return np.asarray(np.ravel_multi_index(tuple(positions), self.shape), dtype=np.int64)
+
+
+class GridLike(Protocol):
+    """What suppression needs of a table: a ``Grid``, or linked tables (``linked.UnionSystem``)."""
+
+    @property
+    def constraints(self) -> sp.csr_matrix: ...
+
+    @property
+    def row_parent(self) -> np.ndarray: ...
+
+    @property
+    def level(self) -> np.ndarray: ...
 
 
 def integer_column(frame: pd.DataFrame, column: str, cells: np.ndarray, size: int) -> np.ndarray:
