@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
+from scipy.optimize import Bounds, LinearConstraint, milp
 
 import disclosure
 from opendata.aggregate import FREQ_SUFFIX, AggregatedTable, DimensionCodes
@@ -59,6 +61,10 @@ def hierarchy(dim: DimensionCodes) -> disclosure.Hierarchy:
     )
 
 
+AHEAD_SUFFIX = "-mi-ahead"
+PROVISIONAL_SUFFIX = "_provisional"
+
+
 @dataclass(frozen=True)
 class EarlierTable:
     """A table as an earlier version of the dataset published it: the attacker holds it too.
@@ -71,55 +77,267 @@ class EarlierTable:
     frame: pd.DataFrame
 
 
-def _earlier_linked(
-    table: AggregatedTable, earlier: EarlierTable, measure: str, current_keys: set[str], base: int | None
-) -> disclosure.LinkedTable | str:
-    """The earlier table as a linked table with fixed statuses, or why it cannot be linked.
+def _truth_by_key(tables: Sequence[AggregatedTable], keys: Sequence[pd.Series], measure: str) -> pd.DataFrame:
+    """This release's true value (``v``) and frequency (``f``) of every cell holding ``measure``, by key."""
+    parts = [
+        pd.DataFrame(
+            {KEY: k.to_numpy(), "v": t.frame[measure].to_numpy(), "f": t.frame[measure + FREQ_SUFFIX].to_numpy()}
+        )
+        for t, k in zip(tables, keys, strict=True)
+    ]
+    return pd.concat(parts, ignore_index=True).drop_duplicates(KEY).set_index(KEY)
 
-    Its true values come from this release's true counts: months are the same cells (same
-    population key), and its month total is the sum over the months it covered. Cells it
-    published are locked (a cell published before stays published); cells only it holds and
-    hid stay hidden. A published value that no longer matches (a revision) stops the linking.
+
+def _earlier_dims(earlier: EarlierTable, base: AggregatedTable) -> list[DimensionCodes] | str:
+    """The earlier table's dimensions (this release's codes, the months it listed), or why not.
+
+    An MI-ahead table's ``month_provisional`` is its month dimension: its months count the same
+    people as the ordinary months of a later version, so they are the same cells.
     """
-    names = [d.name for d in table.dimensions]
-    if measure not in earlier.frame.columns or not set(names) <= set(earlier.frame.columns):
-        return "different columns"
-    shown = earlier.frame[names].astype(str)
-    dims, month = [], None
-    for d in table.dimensions:
-        present = set(shown[d.name])
-        is_month = any(d.levels.get(c) == "month" for c in d.codes)
-        if not present <= set(d.codes) or (not is_month and present != set(d.codes)):
-            return f"dimension {d.name} has other codes"
-        dims.append(replace(d, codes=tuple(c for c in d.codes if c in present)))
-        month = d if is_month else month
-    truth = table.frame[[*names, measure, measure + FREQ_SUFFIX]]
-    if month is not None:
-        months = [c for c in dims[names.index(month.name)].codes if c != month.total]
-        leaf = truth[truth[month.name].isin(months)]
-        others = [n for n in names if n != month.name]
-        total = leaf.groupby(others, sort=False)[[measure, measure + FREQ_SUFFIX]].sum().reset_index()
-        truth = pd.concat([leaf, total.assign(**{month.name: month.total})], ignore_index=True)
-    frame = shown.merge(truth, on=names, how="left", validate="one_to_one")
-    if frame[measure].isna().any():
-        return "cells missing from this release"
-    value = earlier.frame[measure].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
-    published = ~np.isnan(value)
-    expected = disclosure.round_conventional(frame[measure].to_numpy(dtype=np.int64), base)
-    if (expected[published] != value[published]).any():
-        return f"{int((expected[published] != value[published]).sum())} published value(s) revised since"
+    dims = []
+    for d in base.dimensions:
+        column = next((c for c in (d.name, d.name + PROVISIONAL_SUFFIX) if c in earlier.frame.columns), None)
+        if column is None:
+            return f"it has no column {d.name}"
+        present = set(earlier.frame[column].astype(str))
+        if any(d.levels.get(c) == "month" for c in d.codes):
+            months = tuple(sorted(present - {d.total}))
+            levels = {d.total: "total"} | dict.fromkeys(months, "month")
+            dims.append(
+                replace(
+                    d, codes=(d.total, *months), parents={d.total: ""} | dict.fromkeys(months, d.total), levels=levels
+                )
+            )
+        elif present != set(d.codes):
+            return f"its dimension {d.name} has other codes"
+        else:
+            dims.append(d)
+    return dims
+
+
+def _with_ancestors(grid: disclosure.Grid, seeds: np.ndarray) -> np.ndarray:
+    """``seeds`` (a mask over grid cells) and every cell that aggregates one of them, in any dimension."""
+    out = seeds.copy()
+    ups = []
+    for h in grid.hierarchies:
+        pos = {c: i for i, c in enumerate(h.codes)}
+        ups.append([-1 if h.parent(c) is None else pos[h.parent(c)] for c in h.codes])
+    todo = [tuple(int(x) for x in np.unravel_index(c, grid.shape)) for c in np.flatnonzero(seeds)]
+    while todo:
+        coords = todo.pop()
+        for axis, up in enumerate(ups):
+            if up[coords[axis]] >= 0:
+                above = (*coords[:axis], up[coords[axis]], *coords[axis + 1 :])
+                cell = int(np.ravel_multi_index(above, grid.shape))
+                if not out[cell]:
+                    out[cell] = True
+                    todo.append(above)
+    return out
+
+
+REVISION_LAYERS = 4  # how far from the revised cells the earlier version's own values may differ
+
+
+@dataclass
+class _Earlier:
+    """One earlier table's cells in grid order, with this release's truth where they are shared."""
+
+    name: str
+    version: str
+    grid: disclosure.Grid
+    hierarchies: dict[str, disclosure.Hierarchy]
+    codes: pd.DataFrame  # dimension codes of every grid cell, in grid order
+    key: np.ndarray
+    values: np.ndarray
+    freq: np.ndarray
+    shown: np.ndarray  # what it published (nan where suppressed)
+    own: np.ndarray  # cells that are quantities of the earlier version alone
+
+
+def _earlier_cells(base: AggregatedTable, earlier: EarlierTable, measure: str, truth: pd.DataFrame) -> _Earlier | str:
+    """The earlier table on its grid with this release's true values, or why it cannot be linked.
+
+    Months are the same cells as this release's (same population key); its month total is the
+    sum of the months it covered.
+    """
+    dims = _earlier_dims(earlier, base)
+    if isinstance(dims, str):
+        return dims
+    names = [d.name for d in dims]
+    hierarchies = {d.name: hierarchy(d) for d in dims}
+    grid = disclosure.Grid.of(hierarchies)
+    shown = earlier.frame.rename(columns={n + PROVISIONAL_SUFFIX: n for n in names})
+    shown = grid.codes_frame().merge(shown.astype({n: str for n in names}), on=names, how="left", validate="1:1")
+    frame = shown[names]
     key = population_keys(tuple(dims), frame)
-    frame = frame.assign(**{KEY: key, "_published": published, "_hidden": ~published & ~key.isin(current_keys)})
+    rows = pd.concat([frame, truth.reindex(key.to_numpy()).reset_index(drop=True)], axis=1)
+    month = next((d for d in dims if "month" in d.levels.values()), None)
+    if month is not None:  # an earlier version's month total spans its own months: their sum
+        leaf = rows[month.name] != month.total
+        if rows.loc[leaf, "v"].notna().all():
+            others = [n for n in names if n != month.name]
+            if others:
+                sums = rows[leaf].groupby(others, sort=False)[["v", "f"]].sum().reset_index()
+                at_total = rows.loc[~leaf, others].merge(sums, on=others, how="left")
+                rows.loc[~leaf, ["v", "f"]] = at_total[["v", "f"]].to_numpy()
+            else:
+                rows.loc[~leaf, ["v", "f"]] = rows.loc[leaf, ["v", "f"]].sum().to_numpy()
+    if rows["v"].isna().any():
+        return f"cells it holds are not in this release, e.g. {rows.loc[rows['v'].isna(), names].iloc[0].to_dict()}"
+    return _Earlier(
+        earlier.name,
+        earlier.version,
+        grid,
+        hierarchies,
+        frame,
+        key.to_numpy(dtype=object),
+        rows["v"].to_numpy(dtype=np.int64, copy=True),
+        rows["f"].to_numpy(dtype=np.int64, copy=True),
+        shown[measure].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan),
+        np.zeros(grid.size, dtype=bool),
+    )
+
+
+def _reconcile(parts: list[_Earlier], base: int | None) -> str | None:
+    """Find an earlier version's own quantities, jointly over its tables; None when done, else why not.
+
+    A published value that no longer rounds from this release's truth shows that the version
+    counted other quantities there, and hidden cells nearby may have changed unseen. Its values are
+    found by one HiGHS MILP over all its tables (cells with equal keys are one variable): integers,
+    additive, rounding to what it published, differing from this release's truth as little as
+    possible in total, over the cells within ``k`` equations of the revised ones (``k`` = 1, 2, ...
+    until feasible; the rest equal this release's). The cells that differ, and every total they
+    feed, are its own quantities (own keys); every other cell is the same quantity in both
+    versions. The attacker model knows a published own cell exactly at its value: a subset of what
+    the real attacker, who knows it to its rounding interval only, finds feasible, so every
+    interval it computes is at most as wide as the real one (the safe direction).
+    """
+    codes, uniques = pd.factorize(np.concatenate([p.key for p in parts]), sort=False)
+    bounds = np.cumsum([0] + [p.grid.size for p in parts])
+    maps = [codes[bounds[i] : bounds[i + 1]] for i in range(len(parts))]
+    n = len(uniques)
+    truth, shown = np.zeros(n), np.full(n, np.nan)
+    for p, m in zip(parts, maps, strict=True):
+        truth[m] = p.values
+        shown[m] = np.where(np.isnan(p.shown), shown[m], p.shown)
+    published = ~np.isnan(shown)
+    rounded = disclosure.round_conventional(truth.astype(np.int64), base)
+    revised = published & (rounded != np.nan_to_num(shown))
+    if not revised.any():
+        return None
+
+    def closed(mask: np.ndarray) -> np.ndarray:
+        while True:
+            grown = mask.copy()
+            for p, m in zip(parts, maps, strict=True):
+                grown[m[_with_ancestors(p.grid, grown[m])]] = True
+            if (grown == mask).all():
+                return mask
+            mask = grown
+
+    blocks = []
+    for p, m in zip(parts, maps, strict=True):
+        c = p.grid.constraints.tocoo()
+        blocks.append(sp.csr_matrix((c.data, (c.row, m[c.col])), shape=(c.shape[0], n)))
+    a = sp.vstack(blocks).tocsc()
+    b = max(base or 1, 1)
+    lo_all = np.where(published, np.maximum(shown - b // 2, 0), 0.0)
+    hi_all = np.where(published, shown + (b - b // 2) - 1, np.inf)
+    free = closed(revised)
+    for _ in range(REVISION_LAYERS):
+        near = np.unique(a[:, np.flatnonzero(free)].tocoo().row)
+        free = free | (abs(a[near]).sum(axis=0).A1 > 0)
+        var = np.flatnonzero(free)
+        k = len(var)
+        rows = np.unique(a[:, var].tocoo().row)
+        rhs = -(a[rows] @ np.where(free, 0.0, truth))
+        eye = sp.identity(k, format="csr")  # columns: z' (integers), then p and n with z' - p + n = truth
+        equations = sp.vstack(
+            [sp.hstack([a[rows][:, var], sp.csr_matrix((len(rows), 2 * k))]), sp.hstack([eye, -eye, eye])]
+        )
+        target = np.concatenate([rhs, truth[var]])
+        found = milp(
+            np.concatenate([np.zeros(k), np.ones(2 * k)]),
+            integrality=np.concatenate([np.ones(k), np.zeros(2 * k)]),
+            bounds=Bounds(
+                np.concatenate([lo_all[var], np.zeros(2 * k)]), np.concatenate([hi_all[var], np.full(2 * k, np.inf)])
+            ),
+            constraints=LinearConstraint(equations, target, target),
+        )
+        if found.status == 0:
+            values = truth.copy()
+            values[var] = np.round(found.x[:k])
+            own = closed(values != truth)
+            for p, m in zip(parts, maps, strict=True):
+                p.own = own[m]
+                p.values = np.where(p.own, values[m], p.values).astype(np.int64)
+                # a quantity of the earlier version alone is no primary cell of this release
+                p.freq = np.where(p.own, np.where(p.values > 0, np.iinfo(np.int32).max, 0), p.freq)
+                p.key = np.where(p.own, p.key + f"|version={p.version}", p.key)
+            return None
+    return f"{int(revised.sum())} revised value(s) that no nearby hidden changes explain"
+
+
+def _linked(p: _Earlier, measure: str, current_keys: set[str]) -> disclosure.LinkedTable:
+    """The earlier table with fixed statuses: cells it published are locked (a cell published
+    before stays published); cells only it holds and hid stay hidden."""
+    published = ~np.isnan(p.shown)
+    frame = p.codes.assign(
+        **{
+            measure: p.values,
+            measure + FREQ_SUFFIX: p.freq,
+            KEY: p.key,
+            "_published": published,
+            "_hidden": ~published & ~pd.Series(p.key).isin(current_keys).to_numpy(),
+        }
+    )
     return disclosure.LinkedTable(
         frame,
-        {d.name: hierarchy(d) for d in dims},
+        p.hierarchies,
         measure,
         KEY,
         measure + FREQ_SUFFIX,
-        name=f"{earlier.name} {earlier.version}",
+        name=f"{p.name} {p.version}",
         published="_published",
         hidden="_hidden",
     )
+
+
+def _earlier_links(
+    tables: list[AggregatedTable],
+    holders: list[int],
+    earlier: Sequence[EarlierTable],
+    measure: str,
+    truth: pd.DataFrame,
+    current_keys: set[str],
+    base: int | None,
+) -> tuple[list[disclosure.LinkedTable], list[dict[str, Any]], dict[str, str]]:
+    """Every earlier table holding ``measure`` as a linked table, MI-ahead tables included (their
+    months are the same people as a later version's ordinary months); the rest with the reason."""
+    linked, listed, skipped = [], [], {}
+    for version in dict.fromkeys(e.version for e in earlier):
+        parts = []
+        for e in earlier:
+            if e.version != version or measure not in e.frame.columns:
+                continue
+            home = [i for i in holders if tables[i].spec.name == e.name.removesuffix(AHEAD_SUFFIX)]
+            got = (
+                _earlier_cells(tables[home[0]], e, measure, truth)
+                if home
+                else "no table of this release has its dimensions"
+            )
+            if isinstance(got, str):
+                skipped[f"{e.name} {version}"] = got
+            else:
+                parts.append(got)
+        why = _reconcile(parts, base) if parts else None
+        for p in parts:
+            if why is not None:
+                skipped[f"{p.name} {version}"] = why
+            else:
+                linked.append(_linked(p, measure, current_keys))
+                listed.append({"table": p.name, "version": version, "own_cells": int(p.own.sum())})
+    return linked, listed, skipped
 
 
 def population_keys(dimensions: tuple[DimensionCodes, ...], frame: pd.DataFrame) -> pd.Series:
@@ -176,17 +394,11 @@ def protect_tables(
             dims = {d.name: hierarchy(d) for d in t.dimensions}
             linked.append(disclosure.LinkedTable(frame, dims, measure, KEY, measure + FREQ_SUFFIX, name=t.spec.name))
         current_keys = set(chain.from_iterable(keys[i] for i in holders))
-        versions, skipped = [], {}
-        for e in earlier:
-            home = [i for i in holders if tables[i].spec.name == e.name]
-            if not home:
-                continue
-            got = _earlier_linked(tables[home[0]], e, measure, current_keys, spec.rounding_base)
-            if isinstance(got, str):
-                skipped[f"{e.name} {e.version}"] = got
-            else:
-                linked.append(got)
-                versions.append(got.name)
+        truth = _truth_by_key([tables[i] for i in holders], [keys[i] for i in holders], measure)
+        links, versions, skipped = _earlier_links(
+            tables, holders, earlier, measure, truth, current_keys, spec.rounding_base
+        )
+        linked += links
         try:
             results = disclosure.protect_linked(linked, rules, method=spec.secondary, prune=False)
         except disclosure.DisclosureError as exc:
