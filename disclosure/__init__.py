@@ -7,7 +7,7 @@ Never imports the publishing pipeline: it is a self-contained engine. See README
 from disclosure.audit import AuditFailure, AuditReport, audit
 from disclosure.errors import AuditFailed, DisclosureError
 from disclosure.hierarchy import Hierarchy
-from disclosure.linked import LinkedTable, protect_linked
+from disclosure.linked import KeyedRelations, LinkedTable, protect_linked
 from disclosure.perturbation import (
     KEY_MODULUS,
     PTable,
@@ -37,6 +37,7 @@ __all__ = [
     "DisclosureError",
     "Grid",
     "Hierarchy",
+    "KeyedRelations",
     "LinkedTable",
     "PTable",
     "ProtectionResult",

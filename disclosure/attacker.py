@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from disclosure.errors import DisclosureError
+from disclosure.relations import Relations, stacked
 
 INF = float("inf")
 TOL = 1e-6
@@ -164,8 +165,12 @@ def exact_intervals(
     truth: np.ndarray | None = None,
     focus: np.ndarray | None = None,
     only: np.ndarray | None = None,
+    relations: Relations | None = None,
 ) -> Intervals:
     """Attacker who knows published cells exactly: decomposes into components of suppressed cells.
+
+    ``relations`` (``G x <= h``, see ``disclosure.relations``) are further rows of the attacker's LP;
+    a relation row links the suppressed cells it touches into one component, like an equation.
 
     ``only`` (cell numbers) restricts the result to those checked cells: hiding more cells can only
     widen intervals, so a repair loop re-checks just the cells that failed before.
@@ -190,15 +195,36 @@ def exact_intervals(
     upper[pub_checked] = values[checked[pub_checked]]
     if len(supp) == 0 or not (~pub_checked).any():
         return Intervals(checked, lower, upper, required[checked], comp_of_checked)
-    a = constraints
-    a_s = sp.csr_matrix(a[:, supp])
+    base = np.asarray(truth if truth is not None else values, dtype=np.float64)
+    if relations is not None:
+        relations.check(base)
+    a_eq = sp.csr_matrix(constraints)
+    a_s = sp.csr_matrix(a_eq[:, supp])
     touched = np.flatnonzero(np.diff(a_s.indptr) > 0)
     b = sp.csr_matrix(a_s[touched])
     b_abs = b.copy()
     b_abs.data = np.abs(b_abs.data)
-    adjacency = (b_abs.T @ b_abs).tocsr()
-    n_comp, labels = connected_components(adjacency, directed=False)
-    rhs = -(a[touched] @ pub_vals)
+    n_comp, labels = connected_components((b_abs.T @ b_abs).tocsr(), directed=False)
+    rhs_lo = -(a_eq[touched] @ pub_vals)  # equations: = rhs
+    rhs_hi = rhs_lo.copy()
+    is_eq = np.ones(len(touched), dtype=bool)
+    if relations is not None and relations.rows:
+        # Components come from the equations alone. A relation row enters the LP of each component
+        # it touches, with every cell outside that component fixed at its true value: a subset of
+        # what the attacker finds feasible, so each interval is at most as wide as the real one
+        # (the safe direction), and components stay as small as the equations make them.
+        g = relations.matrix
+        g_s = sp.coo_matrix(g[:, supp])
+        pair = g_s.row.astype(np.int64) * max(n_comp, 1) + labels[g_s.col]
+        pairs, new_row = np.unique(pair, return_inverse=True)
+        r_of = pairs // max(n_comp, 1)
+        inside = np.zeros(len(pairs))
+        np.add.at(inside, new_row, g_s.data * base[supp[g_s.col]])
+        split = sp.csr_matrix((g_s.data, (new_row, g_s.col)), shape=(len(pairs), len(supp)))
+        b = sp.csr_matrix(sp.vstack([b, split]))
+        rhs_lo = np.concatenate([rhs_lo, np.full(len(pairs), -INF)])
+        rhs_hi = np.concatenate([rhs_hi, relations.upper[r_of] - (g[r_of] @ base) + inside])
+        is_eq = np.concatenate([is_eq, np.zeros(len(pairs), dtype=bool)])
     # every touched row belongs to the component of (any of) its suppressed cells
     first_col = b.indices[b.indptr[:-1]]
     row_comp = labels[first_col]
@@ -229,15 +255,16 @@ def exact_intervals(
         cols = col_order[col_bounds[comp] : col_bounds[comp + 1]]
         rows = row_order[row_bounds[comp] : row_bounds[comp + 1]]
         members = todo[todo_comp == comp]
-        if len(cols) == 1 and len(rows) > 0:  # a lone suppressed cell in a constraint is determined
+        eq_rows = rows[is_eq[rows]]
+        if len(cols) == 1 and len(eq_rows) > 0:  # a lone suppressed cell in an equation is determined
             k = int(members[0])
-            r = int(rows[0])
+            r = int(eq_rows[0])
             coef = float(b_csc[:, cols].toarray().ravel()[r])
-            lower[k] = upper[k] = rhs[r] / coef  # recovered from one constraint, as the attacker would
+            lower[k] = upper[k] = rhs_lo[r] / coef  # recovered from one equation, as the attacker would
             continue
         sub = b_csc[:, cols][rows]
         seen = None if truth is None else np.asarray(truth, dtype=np.float64)[supp[cols]]
-        lp = LP(sub, rhs[rows], rhs[rows], np.zeros(len(cols)), np.full(len(cols), INF), seen)
+        lp = LP(sub, rhs_lo[rows], rhs_hi[rows], np.zeros(len(cols)), np.full(len(cols), INF), seen)
         pos = {int(c): i for i, c in enumerate(cols)}
         for k in members:
             lo, hi = lp.interval(pos[int(where_in_supp[checked[k]])], float(required[checked[k]]))
@@ -250,16 +277,19 @@ def interval_intervals(
     col_lo: np.ndarray,
     col_hi: np.ndarray,
     required: np.ndarray,
+    relations: Relations | None = None,
 ) -> Intervals:
-    """Attacker who knows every cell only within ``[col_lo, col_hi]`` (rounded or suppressed): one LP."""
+    """Attacker who knows every cell only within ``[col_lo, col_hi]`` (rounded or suppressed): one LP.
+
+    ``relations`` (``G x <= h``) are further rows of that LP."""
     required = np.asarray(required, dtype=np.float64)
     checked = np.flatnonzero(required > 0)
     lower = np.zeros(len(checked))
     upper = np.zeros(len(checked))
     if len(checked) == 0:
         return Intervals(checked, lower, upper, required[checked], np.zeros(0, dtype=np.int64))
-    m = constraints.shape[0]
-    lp = LP(constraints, np.zeros(m), np.zeros(m), col_lo, col_hi)
+    matrix, row_lo, row_hi = stacked(constraints, relations)
+    lp = LP(matrix, row_lo, row_hi, col_lo, col_hi)
     lp.feasible()
     for k, cell in enumerate(checked):
         lower[k], upper[k] = lp.interval(int(cell), float(required[cell]))
@@ -273,6 +303,7 @@ def certified_intervals(
     required: np.ndarray,
     moves: sp.csr_matrix,
     insiders: np.ndarray | None = None,
+    relations: Relations | None = None,
 ) -> Intervals:
     """Inner bounds of the attacker's intervals proven by ``moves`` (rows of ``±1`` over cells).
 
@@ -282,6 +313,10 @@ def certified_intervals(
     ``[-t_down, t_up]`` (the smallest value on a +1 and on a -1 cell), so each checked cell of the
     move has an interval at least that wide. A move that touches an ``insiders`` cell (one contributor,
     who knows it) proves nothing for any other cell: that contributor holds it fixed.
+
+    With ``relations`` (``G x <= h``, true at ``values``), each move's steps are also limited to
+    ``t * (G d)_r <= slack_r`` on every row, recomputed here from the relations themselves (floored to
+    integers; see ``disclosure.relations``): a move a relation pins proves no width in that direction.
     """
     values = np.asarray(values, dtype=np.float64)
     required = np.asarray(required, dtype=np.float64)
@@ -290,8 +325,8 @@ def certified_intervals(
     hi = values.copy()
     d = sp.csr_matrix(moves)
     if d.nnz:
-        if np.any(d.data != np.round(d.data)) or abs(constraints @ d.T).sum() != 0:
-            raise DisclosureError("a certificate is not a move of the table (breaks an additivity constraint)")
+        if np.any(np.abs(d.data) != 1) or abs(constraints @ d.T).sum() != 0:
+            raise DisclosureError("a certificate is not a ±1 move of the table (breaks an additivity constraint)")
         coo = d.tocoo()
         if not np.asarray(suppressed, dtype=bool)[coo.col].all():
             raise DisclosureError("a certificate moves a published cell")
@@ -300,6 +335,10 @@ def certified_intervals(
         t_up = np.full(d.shape[0], INF)
         np.minimum.at(t_down, coo.row[coo.data > 0], v[coo.data > 0])
         np.minimum.at(t_up, coo.row[coo.data < 0], v[coo.data < 0])
+        if relations is not None and relations.rows:
+            relations.check(values)
+            rel_down, rel_up = relations.limits(d, relations.slack(values))
+            t_down, t_up = np.minimum(t_down, rel_down), np.minimum(t_up, rel_up)
         ins = np.zeros(len(values), dtype=bool) if insiders is None else np.asarray(insiders, dtype=bool)
         n_ins = np.bincount(coo.row, weights=ins[coo.col], minlength=d.shape[0])
         credit = (required[coo.col] > 0) & ((n_ins[coo.row] == 0) | ((n_ins[coo.row] == 1) & ins[coo.col]))

@@ -14,6 +14,9 @@ table the attacker cannot tell from the truth. So every corner's feasible interv
 +1 corner and ``t_up`` the smallest on a -1 corner. A cube with ``t_down + t_up >= required`` is a
 *certificate*: it proves the primary cell safe without solving a linear program, and stays valid
 whatever else is suppressed later. That is what makes the method linear in the table's size.
+With relations ``G x <= h`` (``disclosure.relations``) the steps are further limited to
+``t (G d)_r <= slack_r`` on every row (floored to integers), in the choice of cubes and in the
+independent check of the certificates alike: a corner a relation pins adds no width.
 
 For each primary cell not yet certified, in a fixed order, the method picks the cube of least cost
 (cells newly suppressed, then their values) among a bounded set of candidates and suppresses its
@@ -35,6 +38,7 @@ import scipy.sparse as sp
 
 from disclosure.attacker import INF, TOL, certified_intervals, exact_intervals
 from disclosure.cost import cell_costs
+from disclosure.relations import Relations
 from disclosure.secondary import Heuristic, Suppression
 from disclosure.table import Grid, GridLike
 
@@ -106,10 +110,15 @@ class Hypercubes:
         cost: str = "cells",
         locked: np.ndarray | None = None,
         insiders: np.ndarray | None = None,
+        relations: Relations | None = None,
     ) -> None:
         n = len(values)
         self.system = system
         self.values = np.asarray(values, dtype=np.float64)
+        self.relations = relations if relations is not None and relations.rows else None
+        if self.relations is not None:
+            self.relations.check(self.values)
+            self.slack = self.relations.slack(self.values)
         self.primary = np.asarray(primary, dtype=bool)
         self.required = np.asarray(required, dtype=np.float64)
         self.locked = np.zeros(n, dtype=bool) if locked is None else np.asarray(locked, dtype=bool)
@@ -136,6 +145,7 @@ class Hypercubes:
         self.lo = np.where(self.required > 0, self.values, 0.0)  # certified inner bounds
         self.hi = self.lo.copy()
         self.cubes: list[tuple[np.ndarray, np.ndarray]] = []  # (cells, signs) of every cube suppressed
+        self.steps: list[tuple[float, float]] = []  # (t_down, t_up) each cube was credited with
 
     def certified(self, cells: np.ndarray) -> np.ndarray:
         return self.hi[cells] - self.lo[cells] >= self.required[cells] - TOL
@@ -198,6 +208,14 @@ class Hypercubes:
         bad = (others & avoid[at]).any(axis=1)
         t_down = np.where(signs > 0, v, INF).min(axis=1)
         t_up = np.where(signs < 0, v, INF).min(axis=1)
+        if self.relations is not None:  # relation rows limit the steps too (module docstring)
+            combo, corner = np.nonzero(real)
+            d = sp.csr_matrix(
+                (signs[combo, corner].astype(np.float64), (combo, corners[combo, corner])),
+                shape=(len(corners), len(self.values)),
+            )
+            rel_down, rel_up = self.relations.limits(d, self.slack)
+            t_down, t_up = np.minimum(t_down, rel_down), np.minimum(t_up, rel_up)
         ok = ~bad & (t_down + t_up >= self.required[cell] - TOL)
         if not ok.any():
             return False
@@ -213,6 +231,7 @@ class Hypercubes:
         self.suppressed[cube] = True
         down, up = float(t_down[pick]), float(t_up[pick])
         self.cubes.append((cube, sign))
+        self.steps.append((down, up))
         # every primary corner moves with the cube: credit it too, unless an insider knows a corner
         keep = (cube == cell) if self.insiders[cube].any() else (self.required[cube] > 0)
         credit, s = cube[keep], sign[keep]
@@ -253,12 +272,13 @@ class Hypercubes:
         suppressed = self.suppressed
         a = self.system.constraints
         moves = self.moves()
-        res = certified_intervals(a, self.values, suppressed, self.required, moves, self.insiders)
-        h = Heuristic(self.system, self.values, self.primary, self.required, False, self.locked)  # type: ignore[arg-type]
+        rel = self.relations
+        res = certified_intervals(a, self.values, suppressed, self.required, moves, self.insiders, rel)
+        h = Heuristic(self.system, self.values, self.primary, self.required, False, self.locked, None, rel)  # type: ignore[arg-type]
         rounds = 0
         unverified = np.zeros(0, dtype=np.int64)
         if self.insiders.any():
-            outsider = certified_intervals(a, self.values, suppressed, self.required, moves)
+            outsider = certified_intervals(a, self.values, suppressed, self.required, moves, None, rel)
             against_outsiders = ~res.ok & outsider.ok
             unverified = res.cells[against_outsiders]
             res.lower[against_outsiders] = outsider.lower[against_outsiders]
@@ -271,13 +291,16 @@ class Hypercubes:
             res.lower[at], res.upper[at] = done.intervals.lower, done.intervals.upper
             if self.insiders.any():
                 need = np.where(self.insiders | (self.values == 0), 0.0, self.required)  # as in Heuristic
-                coalition = exact_intervals(a, self.values, suppressed & ~self.insiders, need, self.values, None, left)
+                coalition = exact_intervals(
+                    a, self.values, suppressed & ~self.insiders, need, self.values, None, left, rel
+                )
                 lp_only = np.union1d(coalition.cells[~coalition.ok], left[self.insiders[left]])
                 unverified = np.union1d(unverified, lp_only)
         if (prune if prune is not None else len(self.values) <= PRUNE_CELLS) and not self.insiders.any():
             h.prune(suppressed)
-            return Suppression(suppressed, h.audit(suppressed), rounds, "exact")
-        return Suppression(suppressed, res, rounds, "certificates", unverified)
+            hidden = sp.csr_matrix(abs(moves)) @ (~suppressed).astype(np.float64) == 0
+            return Suppression(suppressed, h.audit(suppressed), rounds, "exact", moves=sp.csr_matrix(moves[hidden]))
+        return Suppression(suppressed, res, rounds, "certificates", unverified, moves)
 
 
 def hypercube(
@@ -290,11 +313,14 @@ def hypercube(
     prune: bool | None = None,
     locked: np.ndarray | None = None,
     insiders: np.ndarray | None = None,
+    relations: Relations | None = None,
 ) -> Suppression:
     """Safe suppression pattern by certified hypercubes (cell-ordered arrays, like ``heuristic``).
+
+    ``relations`` (``G x <= h``) are known to the attacker (``disclosure.relations``).
 
     ``prune`` (default: tables up to ``PRUNE_CELLS`` cells) gives back secondary cells the exact
     audit shows are not needed; the result's intervals are then exact attacker bounds, otherwise
     certified inner bounds (and exact bounds for the cells the LP audit had to check).
     """
-    return Hypercubes(system, values, primary, required, cost, locked, insiders).run(prune)
+    return Hypercubes(system, values, primary, required, cost, locked, insiders, relations).run(prune)

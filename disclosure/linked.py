@@ -11,7 +11,7 @@ A shared cell therefore has one status everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -20,10 +20,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from disclosure.audit import report_from
-from disclosure.errors import DisclosureError
+from disclosure.errors import AuditFailed, DisclosureError
 from disclosure.hierarchy import Hierarchy
+from disclosure.intruders import Intruders, protect_against
 from disclosure.primary import insider_mask, primary_mask, required_widths
 from disclosure.protect import PROOFS, ProtectionResult, secondary_pattern
+from disclosure.relations import Relations
 from disclosure.rounding import round_conventional
 from disclosure.rules import Rules
 from disclosure.table import Grid, integer_column
@@ -48,6 +50,40 @@ class LinkedTable:
     hidden: str | None = None
 
 
+@dataclass(frozen=True)
+class KeyedRelations:
+    """Relations between linked cells named by their keys: ``sum(coef * x[key]) <= upper[row]``.
+
+    ``terms`` has columns ``row``, ``key`` (as in ``LinkedTable.key``) and ``coef``; see
+    ``disclosure.relations`` for what the engine does with them.
+    """
+
+    terms: pd.DataFrame
+    upper: np.ndarray
+
+    def over(self, keys: pd.Index) -> Relations:
+        col = keys.get_indexer(self.terms["key"].astype(str))
+        if (col < 0).any():
+            raise DisclosureError(
+                f"a relation names cell {self.terms['key'].iloc[int(np.argmax(col < 0))]!r}, which no table holds"
+            )
+        row = self.terms["row"].to_numpy(dtype=np.int64)
+        matrix = sp.csr_matrix(
+            (self.terms["coef"].to_numpy(dtype=np.float64), (row, col)), shape=(len(self.upper), len(keys))
+        )
+        return Relations(matrix, self.upper)
+
+
+def _intruders(keys: pd.Index, units_of: Callable[[str], Iterable[str]]) -> Intruders:
+    """Every unit that knows some linked cell, with the cells it knows (``units_of(key)``)."""
+    known: dict[str, list[int]] = {}
+    for cell, key in enumerate(keys):
+        for unit in units_of(key):
+            known.setdefault(unit, []).append(cell)
+    names = sorted(known)
+    return Intruders.from_sets(names, [known[u] for u in names], len(keys))
+
+
 @dataclass
 class UnionSystem:
     """Cells of all tables merged by key, with every table's constraints over the merged cells.
@@ -60,6 +96,7 @@ class UnionSystem:
     names: list[str]
     union_of: list[np.ndarray]  # per table: union cell of each grid cell
     size: int
+    keys: pd.Index  # the key of each union cell
 
     @cached_property
     def _built(self) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -115,7 +152,7 @@ def _union(tables: Sequence[LinkedTable]) -> tuple[UnionSystem, list[np.ndarray]
     for i, (g, umap) in enumerate(zip(grids, union_of, strict=True)):
         if len(np.unique(umap)) != g.size:
             raise DisclosureError(f"table {tables[i].name or i}: key column {tables[i].key!r} repeats within the table")
-    system = UnionSystem(grids, [t.name for t in tables], union_of, len(uniques))
+    system = UnionSystem(grids, [t.name for t in tables], union_of, len(uniques), pd.Index(uniques))
 
     def merged(column_of: list[np.ndarray], what: str) -> np.ndarray:
         out = np.full(system.size, -1, dtype=np.int64)
@@ -151,12 +188,20 @@ def _fixed(tables: Sequence[LinkedTable], system: UnionSystem, cells_of: list[np
 
 
 def protect_linked(
-    tables: Sequence[LinkedTable], rules: Rules | None = None, method: str = "auto", prune: bool | None = None
+    tables: Sequence[LinkedTable],
+    rules: Rules | None = None,
+    method: str = "auto",
+    prune: bool | None = None,
+    relations: KeyedRelations | None = None,
+    intruders: Callable[[str], Iterable[str]] | None = None,
 ) -> list[ProtectionResult]:
     """Protect tables that share cells together; one result per table, in the order given.
 
     Every result carries the same audit report: the exact-values attacker over the union of all
-    tables' constraints. Raises AuditFailed rather than return an unsafe pattern.
+    tables' constraints (and ``relations``, inequalities between cells the attacker also knows).
+    ``intruders`` maps a cell key to the units that know that cell exactly (e.g. the subcontractor
+    whose row it is): every primary cell is then also protected against each unit alone, with all
+    its cells known (``disclosure.intruders``). Raises AuditFailed rather than return an unsafe pattern.
     """
     rules = rules or Rules()
     if not tables:
@@ -173,13 +218,33 @@ def protect_linked(
     if (locked & primary).any():
         cell = system.coords(int(np.flatnonzero(locked & primary)[0]))
         raise DisclosureError(f"cell {cell} was published but is now a primary cell: it cannot be protected any more")
+    bounds = relations.over(system.keys) if relations is not None and len(relations.upper) else None
+    if bounds is not None:
+        bounds.check(values)
     # hidden cells start suppressed (passed as primaries) but need no protection of their own
     pattern = secondary_pattern(
-        system, values, primary | hidden, required, method, prune, locked=locked, insiders=insiders
+        system, values, primary | hidden, required, method, prune, locked=locked, insiders=insiders, relations=bounds
     )
     method_text = PROOFS[pattern.proof] + ", over the union of linked tables"
     report = report_from(system, pattern.intervals, method_text, values.astype(np.float64))  # type: ignore[arg-type]
     report.raise_if_failed()
+    against = None
+    if intruders is not None:
+        units = _intruders(system.keys, intruders)
+        suppressed, against = protect_against(
+            system,
+            values,
+            primary,
+            required,
+            pattern.suppressed,
+            units,
+            locked=locked,
+            moves=pattern.moves,
+            relations=bounds,
+        )
+        if not against.ok:
+            raise AuditFailed(f"{against.failed_pairs} primary cell(s) exposed to an intruder unit")
+        pattern.suppressed = suppressed
     suppressed = pattern.suppressed
     rounded = round_conventional(values, rules.rounding_base)
     status = np.where(primary, "primary", np.where(suppressed, "secondary", "published"))
@@ -198,5 +263,5 @@ def protect_linked(
             "rounded": int((~suppressed & (rounded != values))[mine].sum()),
             "insider_unverified": int(np.isin(mine, pattern.insider_unverified).sum()),
         }
-        results.append(ProtectionResult(out, report, counts))
+        results.append(ProtectionResult(out, report, counts, against.describe() if against else None))
     return results

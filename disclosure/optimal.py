@@ -34,6 +34,14 @@ interval can only widen.
   interval under ``S``: too narrow. So every safe pattern hides a cell of ``B``:
   ``sum_{j in B} y_j >= 1``. ``B`` empty means no pattern can protect ``p``.
 
+**Relations** ``G x <= h`` (``disclosure.relations``) known to the attacker: the audit, the repair
+and the incumbent use them. The no-lone-cell rows and the capacity cuts are derived without them;
+they stay valid, because an attacker with relations is stronger (its intervals lie inside the
+weaker one's), so every pattern safe against it is safe without them and satisfies those cuts.
+The cover cut takes its components and boundary over equations *and* relation rows (a relation
+row links the cells it touches), so the argument above holds unchanged. Each failing master
+pattern gets at least one cut it violates, so the loop ends as before.
+
 (The "missing width" capacity ``sum a_j y_j >= missing`` over ``B`` is *not* used: widening
 depends on how the new free cells combine, not on their values alone.)
 
@@ -56,6 +64,7 @@ from disclosure.attacker import Intervals, exact_intervals, new_highs
 from disclosure.cost import Cost, cell_costs
 from disclosure.errors import AuditFailed
 from disclosure.hypercube import PRUNE_CELLS, hypercube
+from disclosure.relations import Relations, stacked
 from disclosure.secondary import CANNOT_PROTECT, Heuristic, Suppression
 from disclosure.table import GridLike
 
@@ -89,13 +98,23 @@ class Optimal:
         cost: str,
         time_limit: float,
         locked: np.ndarray | None = None,
+        relations: Relations | None = None,
     ) -> None:
         self.grid = grid
+        self.relations = relations
+        if relations is not None:
+            relations.check(np.asarray(values, dtype=np.float64))
         self.locked = np.zeros(len(values), dtype=bool) if locked is None else np.asarray(locked, dtype=bool)
         self.a = sp.csr_matrix(grid.constraints)
         self.a_abs = abs(self.a).tocsr()
         self.a_abs.sort_indices()
         self.a_csc = self.a_abs.tocsc()
+        # equations then relation rows: what links cells in the attacker's LP
+        self.mat, _, self.mat_hi = stacked(self.a, relations)
+        self.rel_slack = np.zeros(0) if relations is None else relations.slack(np.asarray(values, dtype=np.float64))
+        links = abs(self.mat).tocsr()
+        links.sort_indices()
+        self.links, self.links_csc = links, links.tocsc()
         self.row_parent = np.asarray(grid.row_parent, dtype=np.int64)
         self.values = np.asarray(values, dtype=np.float64)
         self.primary = np.asarray(primary, dtype=bool)
@@ -227,7 +246,9 @@ class Optimal:
     # ----- audit and cuts -----
 
     def audit(self, suppressed: np.ndarray) -> Intervals:
-        return exact_intervals(self.a, self.values, suppressed, self.required, truth=self.values)
+        return exact_intervals(
+            self.a, self.values, suppressed, self.required, truth=self.values, relations=self.relations
+        )
 
     def add_capacity(self, weights: np.ndarray, need: float) -> bool:
         """``sum_j min(w_j, need) y_j >= need`` over non-primary cells (primaries' share already taken off)."""
@@ -242,17 +263,22 @@ class Optimal:
         return True
 
     def _component_lp(self, comp: np.ndarray, rows: np.ndarray, suppressed: np.ndarray) -> highspy.Highs:
-        """The attacker's LP over one component: its cells free in ``[0, inf)``, published cells as constants."""
-        sub = sp.csc_matrix(self.a[rows][:, comp])
+        """The attacker's LP over one component: its cells free in ``[0, inf)``, published cells as constants;
+        ``rows`` index equations then relation rows (``<=``)."""
+        sub = sp.csc_matrix(self.mat[rows][:, comp])
         sub.sort_indices()
-        rhs = -(self.a[rows] @ np.where(suppressed, 0.0, self.values))
+        rhs = -(self.mat[rows] @ np.where(suppressed, 0.0, self.values))
+        rel = rows >= self.m
+        upper = rhs.copy()
+        upper[rel] += self.mat_hi[rows[rel]]
+        rhs[rel] = -highspy.kHighsInf
         lp = highspy.HighsLp()
         lp.num_col_, lp.num_row_ = len(comp), len(rows)
         lp.col_cost_ = np.zeros(len(comp))
         lp.col_lower_ = np.zeros(len(comp))
         lp.col_upper_ = np.full(len(comp), highspy.kHighsInf)
         lp.row_lower_ = rhs
-        lp.row_upper_ = rhs
+        lp.row_upper_ = upper
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
         lp.a_matrix_.start_ = sub.indptr.astype(np.int32)
         lp.a_matrix_.index_ = sub.indices.astype(np.int32)
@@ -263,59 +289,68 @@ class Optimal:
         h.passModel(lp)
         return h
 
-    def _reduced(self, h: highspy.Highs, rows: np.ndarray, k: int, cell: int, sign: float) -> np.ndarray | None:
-        """Reduced costs ``g - A^T pi`` over all cells for ``min sign * x_cell`` (None if not solved).
+    def _reduced(
+        self, h: highspy.Highs, rows: np.ndarray, k: int, cell: int, sign: float
+    ) -> tuple[np.ndarray, float] | None:
+        """Reduced costs ``g - A^T pi + G^T mu`` over all cells for ``min sign * x_cell`` and the constant
+        ``mu . slack`` the relation rows add to the width bound (None if not solved).
 
-        Any ``pi`` gives a valid bound (Lagrangian relaxation); the LP's own duals give the tightest."""
+        Any ``pi`` and any ``mu >= 0`` give a valid bound (Lagrangian relaxation: ``min g.x >= g.z - mu.slack
+        - sum_hidden r_j z_j``, ``-inf`` if a hidden cell has ``r_j < 0``); the LP's own duals give the
+        tightest. HiGHS reports ``-mu`` as the dual of a ``<=`` row."""
         h.changeColCost(k, sign)
         h.run()
         ok = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
         h.changeColCost(k, 0.0)
         if not ok:
             return None
-        pi = np.zeros(self.m)
+        pi = np.zeros(self.mat.shape[0])
         pi[rows] = np.asarray(h.getSolution().row_dual)
-        r = -(self.a.T @ pi)
+        pi[self.m :] = np.minimum(pi[self.m :], 0.0)
+        r = -(self.mat.T @ pi)
         r[cell] += sign
-        return r
+        return r, float(-(pi[self.m :] @ self.rel_slack))
 
     def cuts_for(self, suppressed: np.ndarray, res: Intervals) -> int:
         """Cuts for the failing primaries: a capacity cut from the attacker's LP duals when it separates
         the pattern, else the component cover cut (see the module docstring); raises when a component is
         closed (nothing can widen it)."""
         supp = np.flatnonzero(suppressed)
-        a_s = self.a_abs[:, supp]
+        a_s = self.links[:, supp]
         adjacency = (a_s.T @ a_s).tocsr()
         _, labels = connected_components(adjacency, directed=False)
         where = np.full(self.n, -1, dtype=np.int64)
         where[supp] = np.arange(len(supp))
         added = 0
-        lps: dict[int, tuple[highspy.Highs, np.ndarray, np.ndarray]] = {}
+        lps: dict[int, tuple[highspy.Highs, np.ndarray, np.ndarray]] = {}  # component LP, cells, rows
         covered: set[int] = set()
         for c, req in zip(res.cells[~res.ok], res.required[~res.ok], strict=True):
             c = int(c)
             label = int(labels[where[c]])
             if label not in lps:
                 comp = supp[labels == label]
-                rows = np.unique(self.a_csc[:, comp].indices)
+                rows = np.unique(self.links_csc[:, comp].indices)  # equations, then relation rows
                 lps[label] = (self._component_lp(comp, rows, suppressed), comp, rows)
             h, comp, rows = lps[label]
             k = int(np.searchsorted(comp, c))
-            r_max = self._reduced(h, rows, k, c, -1.0)
-            r_min = self._reduced(h, rows, k, c, 1.0)
-            if r_max is not None and r_min is not None:
-                # width <= sum_j y_j [inf * (r_j^- + r'_j^-) + a_j (r_j^+ + r'_j^+)]  (module docstring)
+            got_max = self._reduced(h, rows, k, c, -1.0)
+            got_min = self._reduced(h, rows, k, c, 1.0)
+            if got_max is not None and got_min is not None:
+                (r_max, k_max), (r_min, k_min) = got_max, got_min
+                # width <= k + k' + sum_j y_j [inf * (r_j^- + r'_j^-) + a_j (r_j^+ + r'_j^+)]  (module docstring)
                 neg = np.maximum(-r_max, 0) + np.maximum(-r_min, 0)
                 pos = np.maximum(r_max, 0) + np.maximum(r_min, 0)
                 w = np.where(neg > 1e-9, np.inf, self.values * pos)
                 need = float(req) - float(w[self.primary].sum())
+                if self.relations is not None:
+                    need -= k_max + k_min
                 if need > EPS and float(w[suppressed & ~self.primary].sum()) < need - EPS:
                     added += self.add_capacity(w, need)
                     continue
             if label in covered:
                 continue
             covered.add(label)
-            near = np.unique(self.a_abs[rows].indices)
+            near = np.unique(self.links[rows].indices)
             boundary = near[~suppressed[near] & ~self.locked[near]]
             if len(boundary) == 0:
                 raise AuditFailed(f"primary cell {c} cannot be protected: its equations are all suppressed")
@@ -352,11 +387,13 @@ class Optimal:
             s[j] = False
             t = self.drop_lone(s)
             changed = np.flatnonzero(s != t)
-            near = np.unique(self.a_abs[np.unique(self.a_csc[:, np.append(changed, j)].indices)].indices)
+            near = np.unique(self.links[np.unique(self.links_csc[:, np.append(changed, j)].indices)].indices)
             near = near[t[near]]
             if (
                 len(near)
-                and not exact_intervals(self.a, self.values, t, self.required, truth=self.values, focus=near).ok.all()
+                and not exact_intervals(
+                    self.a, self.values, t, self.required, truth=self.values, focus=near, relations=self.relations
+                ).ok.all()
             ):
                 s[j] = True
             else:
@@ -366,7 +403,7 @@ class Optimal:
     def repair(self, suppressed: np.ndarray) -> np.ndarray:
         """Make a pattern safe with the heuristic's own steps (close, widen, prune)."""
         prune = self.n <= PRUNE_CELLS
-        h = Heuristic(self.grid, self.values, self.primary, self.required, prune, self.locked)  # type: ignore[arg-type]
+        h = Heuristic(self.grid, self.values, self.primary, self.required, prune, self.locked, None, self.relations)  # type: ignore[arg-type]
         s = suppressed | self.primary
         while True:
             h.close_singletons(s)
@@ -389,6 +426,7 @@ def optimal(
     time_limit: float = 60.0,
     start: np.ndarray | None = None,
     locked: np.ndarray | None = None,
+    relations: Relations | None = None,
 ) -> OptimalSuppression:
     """Minimum-cost safe suppression pattern (cell-ordered arrays, like ``heuristic``).
 
@@ -398,13 +436,16 @@ def optimal(
     failing master pattern is also repaired with the heuristic's steps, which often improves it.
     On ``time_limit`` the best audited pattern is returned (``proven_optimal=False``); the result
     is always audited safe.
+    ``relations`` (``G x <= h``) are known to the attacker (``disclosure.relations``).
     Raises AuditFailed when no pattern can protect the primaries.
     """
-    opt = Optimal(grid, values, primary, required, cost, time_limit, locked)
+    opt = Optimal(grid, values, primary, required, cost, time_limit, locked, relations)
     prim = opt.primary
     if start is None:
         prune = opt.n <= PRUNE_CELLS
-        best = hypercube(grid, values, prim, opt.required, cost=cost, prune=prune, locked=locked).suppressed
+        best = hypercube(
+            grid, values, prim, opt.required, cost=cost, prune=prune, locked=locked, relations=relations
+        ).suppressed
     else:
         best = np.asarray(start, dtype=bool) | prim
         if not opt.audit(best).ok.all():

@@ -40,29 +40,55 @@ def secondary_pattern(
     time_limit: float = 60.0,
     locked: np.ndarray | None = None,
     insiders: np.ndarray | None = None,
+    relations=None,
 ) -> Suppression:
     """Dispatch to a secondary suppression method; every method returns an audited, safe pattern.
 
     ``fast``: certified hypercubes (linear in the table's size), ``optimal``: MILP with a time
     limit, ``heuristic``: the LP audit-and-repair loop alone; ``auto``: optimal up to
     ``AUTO_OPTIMAL_MAX_CELLS`` cells, fast above. ``locked`` cells are never suppressed;
-    ``insiders`` are the single-contributor primary cells (see ``Rules.singletons``).
+    ``insiders`` are the single-contributor primary cells (see ``Rules.singletons``); ``relations``
+    (``disclosure.relations.Relations``, ``G x <= h``) are inequalities the attacker knows.
     """
     if method not in METHODS:
         raise DisclosureError(f"unknown suppression method {method!r}; available: {list(METHODS)}")
     if method == "auto":
         method = "optimal" if len(values) <= AUTO_OPTIMAL_MAX_CELLS else "fast"
+
+    def fast() -> Suppression:
+        return hypercube(
+            grid, values, primary, required, prune=prune, locked=locked, insiders=insiders, relations=relations
+        )
+
     if method == "fast":
-        return hypercube(grid, values, primary, required, prune=prune, locked=locked, insiders=insiders)
+        return fast()
     if method == "optimal":
+        from disclosure.errors import AuditFailed
+        from disclosure.hypercube import PRUNE_CELLS
         from disclosure.optimal import optimal
 
-        pattern = optimal(grid, values, primary, required, cost="value", time_limit=time_limit, locked=locked)
-        if insiders is None or not insiders.any():
+        pattern: Suppression = optimal(
+            grid, values, primary, required, cost="value", time_limit=time_limit, locked=locked, relations=relations
+        )
+        if insiders is not None and insiders.any():
+            # the MILP models outsiders; the repair loop adds what the insiders need, then gives back
+            # what the coalition of all single contributors (stricter than each alone) does not need
+            repair = Heuristic(grid, values, primary, required, len(values) <= PRUNE_CELLS, locked, insiders, relations)
+            pattern = repair.run(start=pattern.suppressed)
+        # that repair is greedy (and a time limit may stop the MILP early): never hide more value than
+        # the fast method does on the same input (both patterns are audited)
+        try:
+            alternative = fast()
+        except AuditFailed:
             return pattern
-        # the MILP models outsiders; the repair loop adds what the insiders' coalition needs
-        return Heuristic(grid, values, primary, required, False, locked, insiders).run(start=pattern.suppressed)
-    return heuristic(grid, values, primary, required, True if prune is None else prune, locked, insiders)
+        hidden = np.asarray(values, dtype=np.float64)
+        safe = bool(pattern.intervals.ok.all())
+        if not safe or hidden[alternative.suppressed].sum() < hidden[pattern.suppressed].sum():
+            return alternative
+        return pattern
+    return heuristic(
+        grid, values, primary, required, True if prune is None else prune, locked, insiders, relations=relations
+    )
 
 
 @dataclass
@@ -72,6 +98,7 @@ class ProtectionResult:
     frame: pd.DataFrame
     audit: AuditReport
     counts: dict[str, int]
+    intruders: dict[str, object] | None = None  # what the check against intruder units found (linked tables)
 
 
 def protect(

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from disclosure.attacker import INF, LP, Intervals, exact_intervals
 from disclosure.errors import AuditFailed
+from disclosure.relations import Relations, stacked
 from disclosure.table import Grid
 
 CANNOT_PROTECT = (
@@ -28,13 +29,16 @@ CANNOT_PROTECT = (
 class Suppression:
     """Final pattern plus the audit that proved it: ``proof`` is "exact" (attacker LPs) or
     "certificates" (verified moves, LPs for the cells no move covers). ``insider_unverified``
-    lists the primary cells proven safe against outsiders only (see ``hypercube``)."""
+    lists the primary cells proven safe against outsiders only (see ``hypercube``). ``moves`` (fast
+    method) holds the certificates still valid for the final pattern, as rows of ``±1`` over cells
+    (``attacker.certified_intervals`` checks them)."""
 
     suppressed: np.ndarray
     intervals: Intervals
     rounds: int
     proof: str = "exact"
     insider_unverified: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    moves: sp.csr_matrix | None = None
 
 
 def _choose(cand: np.ndarray, is_total: np.ndarray, values: np.ndarray, level: np.ndarray, need: float) -> int:
@@ -51,7 +55,9 @@ def _choose(cand: np.ndarray, is_total: np.ndarray, values: np.ndarray, level: n
 class Heuristic:
     """Repair loop state. ``locked`` cells are never suppressed (must-publish cells, cells an earlier
     version published). ``insiders`` are primary cells with one contributor, who knows the value:
-    every other primary must stay protected against an attacker who knows all of them."""
+    every other primary must stay protected against an attacker who knows all of them. ``relations``
+    (``G x <= h``, see ``disclosure.relations``) are known to the attacker: every audit uses them, and
+    cells they link count as neighbours (components, pruning)."""
 
     def __init__(
         self,
@@ -62,10 +68,14 @@ class Heuristic:
         prune: bool = True,
         locked: np.ndarray | None = None,
         insiders: np.ndarray | None = None,
+        relations: Relations | None = None,
     ) -> None:
         self.grid = grid
         self.pruning = prune
         n = len(values)
+        self.relations = relations
+        if relations is not None:
+            relations.check(np.asarray(values, dtype=np.float64))
         self.locked = np.zeros(n, dtype=bool) if locked is None else np.asarray(locked, dtype=bool)
         self.insiders = np.zeros(n, dtype=bool) if insiders is None else np.asarray(insiders, dtype=bool)
         # what single contributors must not narrow: other contributors' cells (a zero has none to protect)
@@ -73,6 +83,10 @@ class Heuristic:
         self.a = grid.constraints
         self.a_abs = abs(self.a).tocsr()
         self.cell_rows = sp.csr_matrix(self.a_abs.T)  # cell -> rows
+        # equations and relation rows: what links cells in the attacker's LP
+        self.m, _, self.m_hi = stacked(self.a, relations)
+        self.m_abs = abs(self.m).tocsr()
+        self.link_rows = sp.csr_matrix(self.m_abs.T)  # cell -> equation and relation rows
         self.row_parent = grid.row_parent
         self.values = values.astype(np.float64)
         self.level = grid.level
@@ -180,7 +194,8 @@ class Heuristic:
             if (counts == 1).any():
                 suppressed[s] = True
                 continue
-            near = np.unique(self.a_abs[rows].indices)
+            links = self.link_rows.indices[self.link_rows.indptr[s] : self.link_rows.indptr[s + 1]]
+            near = np.unique(self.m_abs[links].indices)  # s's old component is the union of these cells' ones
             near = near[suppressed[near]]
             if len(near) == 0:
                 continue
@@ -201,11 +216,12 @@ class Heuristic:
         is the attack that exists (contributors do not pool their figures); the narrowest interval
         counts (``each_insider=False`` stops at the coalition: stricter, and much cheaper). Insider
         cells themselves are audited against outsiders here (cubes also keep them safe from each other)."""
-        out = exact_intervals(self.a, self.values, suppressed, self.required, self.values, focus, only)
+        rel = self.relations
+        out = exact_intervals(self.a, self.values, suppressed, self.required, self.values, focus, only, rel)
         if not self.insiders.any():
             return out
         ins = exact_intervals(
-            self.a, self.values, suppressed & ~self.insiders, self.insider_required, self.values, None, out.cells
+            self.a, self.values, suppressed & ~self.insiders, self.insider_required, self.values, None, out.cells, rel
         )
         narrow = ins.cells[~ins.ok]
         if len(narrow) and each_insider:
@@ -230,11 +246,15 @@ class Heuristic:
             known = members[self.insiders[members] & (members != k)]
             if len(known) == 0:
                 continue
-            rows = np.unique(self.cell_rows[members].indices)
-            sub = self.a[rows][:, members]
-            rhs = -(self.a[rows] @ published)
+            rows = np.unique(self.link_rows[members].indices)
+            sub = self.m[rows][:, members]
+            lo = -(self.m[rows] @ published)
+            hi = lo.copy()
+            rel = rows >= self.a.shape[0]  # relation rows: at most their bound minus the published cells
+            lo[rel] = -INF
+            hi[rel] += self.m_hi[rows[rel]]
             truth = self.values[members]
-            lp = LP(sub, rhs, rhs, np.zeros(len(members)), np.full(len(members), INF), truth)
+            lp = LP(sub, lo, hi, np.zeros(len(members)), np.full(len(members), INF), truth)
             col = int(np.searchsorted(members, k))
             for s in np.searchsorted(members, known).tolist():
                 lp.bound(s, truth[s], truth[s], truth)
@@ -245,13 +265,13 @@ class Heuristic:
         return lower, upper
 
     def _component_cells(self, suppressed: np.ndarray, cell: int) -> np.ndarray:
-        """Suppressed cells linked to ``cell`` through equations (sorted cell numbers)."""
+        """Suppressed cells linked to ``cell`` through equations and relation rows (sorted cell numbers)."""
         seen = np.zeros(len(suppressed), dtype=bool)
         seen[cell] = True
         frontier = np.array([cell])
         while len(frontier):
-            rows = np.unique(self.cell_rows[frontier].indices)
-            nxt = np.unique(self.a_abs[rows].indices)
+            rows = np.unique(self.link_rows[frontier].indices)
+            nxt = np.unique(self.m_abs[rows].indices)
             nxt = nxt[suppressed[nxt] & ~seen[nxt]]
             seen[nxt] = True
             frontier = nxt
@@ -292,6 +312,9 @@ def heuristic(
     prune: bool = True,
     locked: np.ndarray | None = None,
     insiders: np.ndarray | None = None,
+    *,
+    relations: Relations | None = None,
 ) -> Suppression:
-    """Safe suppression pattern for ``primary`` cells (cell-ordered arrays)."""
-    return Heuristic(grid, values, primary, required, prune, locked, insiders).run()
+    """Safe suppression pattern for ``primary`` cells (cell-ordered arrays); ``relations`` (``G x <= h``)
+    are known to the attacker (``disclosure.relations``)."""
+    return Heuristic(grid, values, primary, required, prune, locked, insiders, relations).run()

@@ -138,6 +138,25 @@ class Grid:
             )
         return np.asarray(cells, dtype=np.int64)
 
+    def with_ancestors(self, cells: np.ndarray) -> np.ndarray:
+        """``cells`` (a mask over cells) and every cell that aggregates one of them, in any dimension."""
+        out = np.asarray(cells, dtype=bool).copy()
+        ups = []
+        for h in self.hierarchies:
+            pos = {c: i for i, c in enumerate(h.codes)}
+            ups.append([-1 if h.parent(c) is None else pos[h.parent(c)] for c in h.codes])
+        todo = [tuple(int(x) for x in np.unravel_index(c, self.shape)) for c in np.flatnonzero(out)]
+        while todo:
+            coords = todo.pop()
+            for axis, up in enumerate(ups):
+                if up[coords[axis]] >= 0:
+                    above = (*coords[:axis], up[coords[axis]], *coords[axis + 1 :])
+                    cell = int(np.ravel_multi_index(above, self.shape))
+                    if not out[cell]:
+                        out[cell] = True
+                        todo.append(above)
+        return out
+
     def check_additive(self, values: np.ndarray, what: str = "value") -> None:
         """Every parent equals the sum of its children, in every dimension."""
         if self.constraints.shape[0] == 0:

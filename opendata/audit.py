@@ -21,12 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy.optimize import linprog
 
 import disclosure
 from disclosure.attacker import interval_intervals
 from opendata.aggregate import DimensionCodes
 from opendata.errors import OpenDataError
-from opendata.protection import hierarchy, population_keys
+from opendata.protection import AHEAD_SUFFIX, REVISION_LAYERS, hierarchy, population_keys
+from opendata.relations import CUMULATIVE, Relation, relation_rows
 
 
 @dataclass
@@ -136,6 +138,7 @@ def audit_package(
     rules = descriptor["opendata:disclosure"]["rules"]
     base = (rules.get("rounding") or {}).get("base")
     threshold, width = rules["threshold"], rules["protection"]
+    relations = [Relation(**r) for r in rules.get("relations", [])]
     tables = list(newest)
     versions = [descriptor["version"]]
     for old in previous:
@@ -156,11 +159,87 @@ def audit_package(
             threshold,
             width,
             primaries,
+            relations,
         )
     return report
 
 
-def _audit_measure(measure, tables, newest, report, base, threshold, width, primaries) -> None:
+def _intervals(published: np.ndarray, base: int | None, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """What a published value (nan: suppressed) tells: its rounding interval, and what the rules
+    give away (a published non-zero is at least the threshold, a published zero is zero)."""
+    shown = ~np.isnan(published)
+    lo, hi = disclosure.rounding_interval(np.where(shown, published, 0).astype(np.int64), base)
+    lo = np.where(published > 0, np.maximum(lo, threshold), lo)
+    hi = np.where(published == 0, 0, hi)
+    return np.where(shown, lo, 0.0), np.where(shown, hi, np.inf)
+
+
+def _system(grids, keys, intervals) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray, pd.Index]:
+    """One variable per distinct key: every table's equations and the tightest published interval."""
+    codes, uniques = pd.factorize(np.concatenate(keys))
+    bounds = np.cumsum([0] + [g.size for g in grids])
+    col_lo, col_hi = np.zeros(len(uniques)), np.full(len(uniques), np.inf)
+    mats = []
+    for i, grid in enumerate(grids):
+        umap = codes[bounds[i] : bounds[i + 1]]
+        np.maximum.at(col_lo, umap, intervals[i][0])
+        np.minimum.at(col_hi, umap, intervals[i][1])
+        a = grid.constraints.tocoo()
+        mats.append(sp.csr_matrix((a.data, (a.row, umap[a.col])), shape=(a.shape[0], len(uniques))))
+    return sp.vstack(mats, format="csr"), col_lo, col_hi, codes, pd.Index(uniques)
+
+
+def _feasible(a: sp.csr_matrix, lo: np.ndarray, hi: np.ndarray) -> bool:
+    if (lo > hi).any():
+        return False
+    found = linprog(np.zeros(a.shape[1]), A_eq=a, b_eq=np.zeros(a.shape[0]), bounds=np.c_[lo, hi], method="highs")
+    return found.status == 0
+
+
+def _own_quantities(tables, grids, keys, intervals, newest) -> None:
+    """Give an earlier version its own keys where it counted other quantities (a correction).
+
+    Cells whose published intervals disagree between versions were revised; they, every total
+    they feed and, while the versions still contradict each other, every cell within ``k``
+    equations of them (``k`` = 0, 1, ...: hidden cells may have changed unseen) are quantities of
+    the earlier version alone. This is the release's own model (``opendata.protection``).
+    """
+    first: dict[str, tuple[float, float]] = {}
+    conflict = set()
+    for i in sorted(range(len(tables)), key=lambda i: tables[i].version != newest):
+        lo, hi = intervals[i]
+        for j in np.flatnonzero(np.isfinite(hi)):
+            k = keys[i][j]
+            if k in first and (lo[j] > first[k][1] or hi[j] < first[k][0]):
+                conflict.add(k)
+            first.setdefault(k, (lo[j], hi[j]))
+    older = [i for i, t in enumerate(tables) if t.version != newest]
+    own = {i: np.isin(keys[i], list(conflict)) for i in older}
+    original = {i: keys[i].copy() for i in older}
+    for _ in range(REVISION_LAYERS + 1):
+        changed = True
+        while changed:  # the totals they feed, in every table of the same version
+            changed = False
+            for i in older:
+                grown = grids[i].with_ancestors(own[i])
+                for j in older:
+                    if tables[j].version == tables[i].version:
+                        grown_j = own[j] | np.isin(original[j], original[i][grown])
+                        changed |= bool((grown_j != own[j]).any())
+                        own[j] = grown_j
+                changed |= bool((grown != own[i]).any())
+                own[i] = grown
+        for i in older:
+            keys[i] = np.where(own[i], original[i] + "|version=" + tables[i].version, original[i])
+        if not conflict or _feasible(*_system(grids, keys, intervals)[:3]):
+            return
+        for i in older:  # one more layer: cells sharing an equation with an own cell
+            a = grids[i].constraints.tocsr()
+            rows = np.unique(a[:, np.flatnonzero(own[i])].tocoo().row)
+            own[i] = own[i] | (abs(a[rows]).sum(axis=0).A1 > 0)
+
+
+def _audit_measure(measure, tables, newest, report, base, threshold, width, primaries, relations) -> None:
     grids, cell_rows, keys = [], [], []
     for t in tables:
         grid = disclosure.Grid.of({d.name: hierarchy(d) for d in t.dimensions})
@@ -170,36 +249,29 @@ def _audit_measure(measure, tables, newest, report, base, threshold, width, prim
         grids.append(grid)
         cell_rows.append(np.argsort(cells))  # grid cell -> frame row
         keys.append(key)
-    # published intervals per grid cell, with what the rules give away
-    intervals = []
-    for t, rows in zip(tables, cell_rows, strict=True):
-        published = t.frame[measure].to_numpy(dtype="float64", na_value=np.nan)[rows]
-        shown = ~np.isnan(published)
-        lo, hi = disclosure.rounding_interval(np.where(shown, published, 0).astype(np.int64), base)
-        lo = np.where(published > 0, np.maximum(lo, threshold), lo)
-        hi = np.where(published == 0, 0, hi)
-        intervals.append((np.where(shown, lo, 0.0), np.where(shown, hi, np.inf)))
-    # a corrected value is a different quantity: split keys whose published intervals disagree
-    first: dict[str, tuple[float, float]] = {}
-    for i, (lo, hi) in enumerate(intervals):
-        for j in np.flatnonzero(np.isfinite(hi)):
-            k = keys[i][j]
-            if k in first and (lo[j] > first[k][1] or hi[j] < first[k][0]):
-                keys[i][j] = f"{k}@{tables[i].version}"
-            else:
-                first.setdefault(k, (lo[j], hi[j]))
-    codes, uniques = pd.factorize(np.concatenate(keys))
+    intervals = [
+        _intervals(t.frame[measure].to_numpy(dtype="float64", na_value=np.nan)[rows], base, threshold)
+        for t, rows in zip(tables, cell_rows, strict=True)
+    ]
+    _own_quantities(tables, grids, keys, intervals, newest)
+    matrix, col_lo, col_hi, codes, index = _system(grids, keys, intervals)
     bounds = np.cumsum([0] + [g.size for g in grids])
-    col_lo = np.zeros(len(uniques))
-    col_hi = np.full(len(uniques), np.inf)
-    mats = []
-    for i, grid in enumerate(grids):
-        umap = codes[bounds[i] : bounds[i + 1]]
-        np.maximum.at(col_lo, umap, intervals[i][0])
-        np.minimum.at(col_hi, umap, intervals[i][1])
-        a = grid.constraints.tocoo()
-        mats.append(sp.csr_matrix((a.data, (a.row, umap[a.col])), shape=(a.shape[0], len(uniques))))
-    required = np.zeros(len(uniques))
+    known = []
+    for t in tables:  # the other measures as published: what the public knows of them
+        other = {
+            m: _intervals(t.frame[m].to_numpy(dtype="float64", na_value=np.nan), base, threshold)
+            for m in t.measures
+            if m != measure
+        }
+        known.append(other if t.name.endswith(AHEAD_SUFFIX) else other | {CUMULATIVE: (None, None)})
+    frame_keys = []
+    for key, rows in zip(keys, cell_rows, strict=True):
+        out = np.empty(len(rows), dtype=object)
+        out[rows] = key
+        frame_keys.append(pd.Series(out))
+    terms, upper = relation_rows(tables, frame_keys, measure, relations, known)
+    bound = disclosure.KeyedRelations(terms, upper).over(index) if len(upper) else None
+    required = np.zeros(len(index))
     where: dict[int, tuple[int, int]] = {}
     for i, t in enumerate(tables):
         if t.version != newest:
@@ -213,7 +285,7 @@ def _audit_measure(measure, tables, newest, report, base, threshold, width, prim
         required[umap[check]] = width
         for g in np.flatnonzero(check):
             where.setdefault(int(umap[g]), (i, int(g)))
-    result = interval_intervals(sp.vstack(mats, format="csr"), col_lo, col_hi, required)
+    result = interval_intervals(matrix, col_lo, col_hi, required, relations=bound)
     report.checked += len(result.cells)
     for cell, lo, hi, req, ok in zip(result.cells, result.lower, result.upper, result.required, result.ok, strict=True):
         if not ok:

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from opendata.aggregate import DimensionCodes
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.protection import ProtectedTable
+from opendata.relations import spec_relations
 from opendata.spec import ReleaseSpec
 
 DATAPACKAGE_SCHEMA = "https://datapackage.org/profiles/2.0/datapackage.json"
@@ -535,6 +536,8 @@ def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, An
                     "method": audit.get("method"),
                     "earlier_versions": audit.get("earlier_versions", []),
                     **({"earlier_not_linked": audit["earlier_not_linked"]} if "earlier_not_linked" in audit else {}),
+                    "relations": audit.get("relations", []),
+                    "intruders": audit.get("intruders"),
                 },
             }
             for key in total:
@@ -551,6 +554,10 @@ def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, An
             "rounding": _rounding(spec),
             "secondary": rules.secondary,
             "singletons": rules.singletons,
+            # who the pattern is safe against besides outsiders: units that know all their own cells
+            "intruders": list(rules.intruders),
+            # what the attacker model knows between measures (opendata.relations)
+            "relations": [asdict(r) for r in spec_relations(spec)],
         },
         "tables": per_table,
         "total": total | {"audit_ok": audit_ok},

@@ -22,6 +22,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 import disclosure
 from opendata.aggregate import FREQ_SUFFIX, AggregatedTable, DimensionCodes
 from opendata.errors import ReleaseError
+from opendata.relations import CUMULATIVE, Relation, relation_rows
 from opendata.spec import DisclosureSpec, MeasureSpec, TableSpec
 
 KEY = "_population"
@@ -115,26 +116,6 @@ def _earlier_dims(earlier: EarlierTable, base: AggregatedTable) -> list[Dimensio
     return dims
 
 
-def _with_ancestors(grid: disclosure.Grid, seeds: np.ndarray) -> np.ndarray:
-    """``seeds`` (a mask over grid cells) and every cell that aggregates one of them, in any dimension."""
-    out = seeds.copy()
-    ups = []
-    for h in grid.hierarchies:
-        pos = {c: i for i, c in enumerate(h.codes)}
-        ups.append([-1 if h.parent(c) is None else pos[h.parent(c)] for c in h.codes])
-    todo = [tuple(int(x) for x in np.unravel_index(c, grid.shape)) for c in np.flatnonzero(seeds)]
-    while todo:
-        coords = todo.pop()
-        for axis, up in enumerate(ups):
-            if up[coords[axis]] >= 0:
-                above = (*coords[:axis], up[coords[axis]], *coords[axis + 1 :])
-                cell = int(np.ravel_multi_index(above, grid.shape))
-                if not out[cell]:
-                    out[cell] = True
-                    todo.append(above)
-    return out
-
-
 REVISION_LAYERS = 4  # how far from the revised cells the earlier version's own values may differ
 
 
@@ -198,7 +179,7 @@ def _earlier_cells(base: AggregatedTable, earlier: EarlierTable, measure: str, t
     )
 
 
-def _reconcile(parts: list[_Earlier], base: int | None) -> str | None:
+def _reconcile(parts: list[_Earlier], base: int | None, threshold: int) -> str | None:
     """Find an earlier version's own quantities, jointly over its tables; None when done, else why not.
 
     A published value that no longer rounds from this release's truth shows that the version
@@ -210,19 +191,22 @@ def _reconcile(parts: list[_Earlier], base: int | None) -> str | None:
     feed, are its own quantities (own keys); every other cell is the same quantity in both
     versions. The attacker model knows a published own cell exactly at its value: a subset of what
     the real attacker, who knows it to its rounding interval only, finds feasible, so every
-    interval it computes is at most as wide as the real one (the safe direction).
+    interval it computes is at most as wide as the real one (the safe direction). A cell it
+    published that is now a primary cell counted other people then (it was no primary cell), so it
+    is its own quantity too, whatever its rounded value says.
     """
     codes, uniques = pd.factorize(np.concatenate([p.key for p in parts]), sort=False)
     bounds = np.cumsum([0] + [p.grid.size for p in parts])
     maps = [codes[bounds[i] : bounds[i + 1]] for i in range(len(parts))]
     n = len(uniques)
-    truth, shown = np.zeros(n), np.full(n, np.nan)
+    truth, shown, freq = np.zeros(n), np.full(n, np.nan), np.zeros(n)
     for p, m in zip(parts, maps, strict=True):
-        truth[m] = p.values
+        truth[m], freq[m] = p.values, p.freq
         shown[m] = np.where(np.isnan(p.shown), shown[m], p.shown)
     published = ~np.isnan(shown)
     rounded = disclosure.round_conventional(truth.astype(np.int64), base)
-    revised = published & (rounded != np.nan_to_num(shown))
+    forced = published & (freq > 0) & (freq < threshold)
+    revised = published & (rounded != np.nan_to_num(shown)) | forced
     if not revised.any():
         return None
 
@@ -230,7 +214,7 @@ def _reconcile(parts: list[_Earlier], base: int | None) -> str | None:
         while True:
             grown = mask.copy()
             for p, m in zip(parts, maps, strict=True):
-                grown[m[_with_ancestors(p.grid, grown[m])]] = True
+                grown[m[p.grid.with_ancestors(grown[m])]] = True
             if (grown == mask).all():
                 return mask
             mask = grown
@@ -267,7 +251,7 @@ def _reconcile(parts: list[_Earlier], base: int | None) -> str | None:
         if found.status == 0:
             values = truth.copy()
             values[var] = np.round(found.x[:k])
-            own = closed(values != truth)
+            own = closed((values != truth) | forced)
             for p, m in zip(parts, maps, strict=True):
                 p.own = own[m]
                 p.values = np.where(p.own, values[m], p.values).astype(np.int64)
@@ -311,6 +295,7 @@ def _earlier_links(
     truth: pd.DataFrame,
     current_keys: set[str],
     base: int | None,
+    threshold: int,
 ) -> tuple[list[disclosure.LinkedTable], list[dict[str, Any]], dict[str, str]]:
     """Every earlier table holding ``measure`` as a linked table, MI-ahead tables included (their
     months are the same people as a later version's ordinary months); the rest with the reason."""
@@ -330,7 +315,7 @@ def _earlier_links(
                 skipped[f"{e.name} {version}"] = got
             else:
                 parts.append(got)
-        why = _reconcile(parts, base) if parts else None
+        why = _reconcile(parts, base, threshold) if parts else None
         for p in parts:
             if why is not None:
                 skipped[f"{p.name} {version}"] = why
@@ -338,6 +323,40 @@ def _earlier_links(
                 linked.append(_linked(p, measure, current_keys))
                 listed.append({"table": p.name, "version": version, "own_cells": int(p.own.sum())})
     return linked, listed, skipped
+
+
+def _known(table: AggregatedTable, public: pd.DataFrame, measure: str, relations: Sequence[Relation]) -> dict:
+    """What the attacker model knows of the measures related to ``measure`` in ``table``.
+
+    A bounded sum (payments <= 30 x outcomes) is cell by cell: the other measure is taken as
+    known exactly, the strongest attacker (hiding its cells can only widen what they learn), at no
+    cost, since a row over one cell links no cells. Running totals link every month of a row, and
+    an attacker who knew the other measure exactly would pin cells that are safe in fact (its small
+    counts are hidden too), so they are taken against what the measures protected before this one
+    published (exact values; a hidden cell bounds nothing), and not in MI-ahead tables.
+    """
+    out: dict = {}
+    for rel in relations:
+        if measure not in (rel.smaller, rel.larger):
+            continue
+        other = rel.larger if measure == rel.smaller else rel.smaller
+        if other not in table.frame.columns:
+            continue
+        truth = table.frame[other].to_numpy(dtype=np.float64)
+        if not rel.cumulative:
+            out[other] = (truth, truth)
+        elif other in public.columns and not table.spec.name.endswith(AHEAD_SUFFIX):
+            shown = public[other].notna().to_numpy()
+            out[other] = (np.where(shown, truth, 0.0), np.where(shown, truth, np.inf))
+            out[CUMULATIVE] = (None, None)
+    return out
+
+
+def _units_of(levels: Sequence[str]) -> Callable[[str], list[str]]:
+    """The units that know a cell: its ``level=code`` pairs at the intruder levels (its own subcontractor,
+    prime contract and CPA), read off the population key."""
+    wanted = tuple(f"{level}=" for level in levels)
+    return lambda key: [part for part in key.split("|") if part.startswith(wanted)]
 
 
 def population_keys(dimensions: tuple[DimensionCodes, ...], frame: pd.DataFrame) -> pd.Series:
@@ -370,6 +389,7 @@ def protect_tables(
     spec: DisclosureSpec,
     on_step: Callable[[str], None] | None = None,
     earlier: Sequence[EarlierTable] = (),
+    relations: Sequence[Relation] = (),
 ) -> list[ProtectedTable]:
     """Protect every measure across all tables that publish it; refuse if any audit fails.
 
@@ -396,13 +416,52 @@ def protect_tables(
         current_keys = set(chain.from_iterable(keys[i] for i in holders))
         truth = _truth_by_key([tables[i] for i in holders], [keys[i] for i in holders], measure)
         links, versions, skipped = _earlier_links(
-            tables, holders, earlier, measure, truth, current_keys, spec.rounding_base
+            tables, holders, earlier, measure, truth, current_keys, spec.rounding_base, spec.threshold
         )
-        linked += links
-        try:
-            results = disclosure.protect_linked(linked, rules, method=spec.secondary, prune=False)
-        except disclosure.DisclosureError as exc:
-            raise ReleaseError(f"measure {measure}: {exc}; nothing was written") from exc
+        known = [_known(tables[i], publics[i], measure, relations) for i in holders]
+        terms, upper = relation_rows(
+            [tables[i] for i in holders], [keys[i] for i in holders], measure, relations, known
+        )
+
+        options: dict[str, Any] = {
+            "rules": rules,
+            "method": spec.secondary,
+            "prune": False,
+            "relations": disclosure.KeyedRelations(terms, upper),
+            "intruders": _units_of(spec.intruders) if spec.intruders else None,
+        }
+        # A correction, or a relation, can leave no safe pattern: the cells around a changed one were
+        # published before and cannot be hidden now, or a relation holds a cell too tightly. The
+        # release is then protected without the corrected versions, then without the relations, and
+        # the descriptor says what was left out (never silently).
+        revised = {v["version"] for v in versions if v["own_cells"]}
+        kept = [(link, v) for link, v in zip(links, versions, strict=True) if v["version"] not in revised]
+        attempts = [(links, versions, options, [])]
+        if revised:
+            attempts.append(([k for k, _ in kept], [v for _, v in kept], options, ["corrected versions"]))
+        if len(upper):
+            bare = options | {"relations": None}
+            attempts.append(([k for k, _ in kept], [v for _, v in kept], bare, ["corrected versions", "relations"]))
+        chosen, failure = None, None
+        for attempt in attempts:
+            try:
+                results = disclosure.protect_linked(linked + attempt[0], **attempt[2])
+            except disclosure.DisclosureError as exc:
+                failure = exc
+                continue
+            chosen = attempt
+            break
+        if chosen is None:
+            raise ReleaseError(f"measure {measure}: {failure}; nothing was written") from failure
+        left_out = chosen[3]
+        if "corrected versions" in left_out and revised:
+            for v in versions:
+                if v["version"] in revised:
+                    skipped[f"{v['table']} {v['version']}"] = (
+                        "revised since, and no pattern protects this release together with it: "
+                        "differencing the two versions is not protected"
+                    )
+        versions = chosen[1]
         for i, result in zip(holders, results[: len(holders)], strict=True):
             if not result.audit.ok:  # protect_linked never returns an unsafe pattern; this is the guard
                 raise ReleaseError(f"table {tables[i].spec.name}, measure {measure}: disclosure audit failed")
@@ -418,6 +477,17 @@ def protect_tables(
                     "linked_with": [tables[j].spec.name for j in holders if j != i],
                     "earlier_versions": versions,
                     **({"earlier_not_linked": skipped} if skipped else {}),
+                    "relations": [
+                        r.describe()
+                        for r in relations
+                        if measure in (r.smaller, r.larger) and "relations" not in left_out
+                    ],
+                    **(
+                        {"relations_not_modelled": "no pattern protects this measure with them"}
+                        if "relations" in left_out and len(upper)
+                        else {}
+                    ),
+                    "intruders": result.intruders,
                 },
             }
     return [

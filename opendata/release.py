@@ -24,6 +24,7 @@ from opendata.embargo import default_staging, latest_public
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.package import write_package
 from opendata.protection import EarlierTable, protect_tables
+from opendata.relations import spec_relations
 from opendata.spec import ReleaseSpec, load_spec
 from opendata.validate import validate
 
@@ -201,7 +202,9 @@ def cut_release(
     held = held_back(spec, report.table, until) if until else {}
     ahead = mi_ahead_tables(spec, report.table, until) if mi_ahead and until and any(held.values()) else []
     earlier = _earlier_tables([public, staging], spec.name)
-    protected = protect_tables(tables + ahead, spec.disclosure, on_step=step, earlier=earlier)
+    protected = protect_tables(
+        tables + ahead, spec.disclosure, on_step=step, earlier=earlier, relations=spec_relations(spec)
+    )
     months = tuple(sorted({c for t in tables for d in t.dimensions for c in d.codes if d.levels[c] == "month"}))
     held = {m: {} for m in held} if ahead else held  # published ahead, so nothing is held back
     extra = {"opendata:release": _statement(spec, when, months, cut, held, calendar)}

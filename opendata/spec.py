@@ -134,6 +134,8 @@ class DisclosureSpec:
     rounding_base: int | None = None
     secondary: str = "auto"
     singletons: str = "protect"
+    intruders: tuple[str, ...] = ()  # levels of units that know all their own cells
+    relations: tuple[dict[str, Any], ...] | None = None  # stated in the spec; None: read off the input rules
 
     @property
     def protection_width(self) -> int:
@@ -350,7 +352,17 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
         rounding_base=d.get("rounding", {}).get("base"),
         secondary=d.get("secondary", "auto"),
         singletons=d.get("singletons", "protect"),
+        intruders=tuple(d.get("intruders", ())),
+        relations=tuple(d["relations"]) if "relations" in d else None,
     )
+    for r in disclosure.relations or ():
+        unknown = [r[k] for k in ("smaller", "larger") if r[k] not in measures]
+        if unknown:
+            raise SpecError(f"disclosure.relations: {unknown} are not measures of this spec")
+    levels = {level for dim in raw["dimensions"] for level in dim.get("levels", ())}
+    unknown = [level for level in disclosure.intruders if level not in levels]
+    if unknown:
+        raise SpecError(f"disclosure.intruders: {unknown} are not levels of any dimension (levels: {sorted(levels)})")
     return ReleaseSpec(
         path=path,
         name=raw["name"],

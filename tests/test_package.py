@@ -116,6 +116,8 @@ def test_layout_and_descriptor(release: Path) -> None:
         "rounding": {"base": 5, "method": "conventional"},
         "secondary": "auto",
         "singletons": "protect",
+        "intruders": [],
+        "relations": [],
     }
     assert disclosure["tables"]["provider-by-month"]["job_starts"]["suppressed"] == 3
     assert disclosure["total"] == {

@@ -1,0 +1,620 @@
+"""Intruders who know some cells exactly: every primary must stay protected against each of them.
+
+In a month × provider table (provider hierarchy Total > CPA > prime contract > subcontractor) a
+subcontractor knows every cell of its own row, a prime its own rows and its subcontractors', a CPA
+every row under it. An outsider-safe pattern can fail against them: a prime 55 published with
+three subcontractors 10, 10, 25 and three hidden (3, 2, 8) gives an outsider each hidden cell in
+``[2, 14]``, but the subcontractor whose cell is 8 reads the other two off as ``[0, 6]``.
+
+Requirement: every primary cell ``p`` keeps its protection width against an intruder who knows
+exactly all cells of any ONE unit ``u`` that does not itself know ``p`` (a unit that knows ``p``
+cannot be protected against), and against the outsider who knows no cell.
+
+* ``Intruders``: unit names and a sparse boolean ``units × cells`` matrix of what each one knows.
+* ``intruder_intervals``: the check, certificates first, the exact attacker (``exact_intervals``
+  with the unit's cells as published) for the pairs no certificate settles, one call per unit.
+* ``protect_against``: the repair, ``secondary.Heuristic`` run in each failing unit's view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from disclosure.attacker import TOL, exact_intervals
+from disclosure.errors import AuditFailed, DisclosureError
+from disclosure.hypercube import Hypercubes
+from disclosure.relations import Relations
+from disclosure.secondary import Heuristic
+from disclosure.table import Grid
+
+OUTSIDER = "(outsider)"  # the unit that knows no cell: the plain attacker of attacker.py
+METHOD_INTRUDERS = (
+    "intruders: per (primary, unit) pair a verified move none of whose corners the unit knows, else the "
+    "exact-values attacker (HiGHS) with the unit's cells as published, one run per unit"
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Intruders:
+    """Units who know cells exactly: ``knows[u, c]`` is True when unit ``names[u]`` knows cell ``c``."""
+
+    names: tuple[str, ...]
+    knows: sp.csr_matrix
+
+    def __post_init__(self) -> None:
+        names = tuple(str(n) for n in self.names)
+        if len(set(names)) != len(names):
+            raise DisclosureError("intruder names must be distinct")
+        if OUTSIDER in names:
+            raise DisclosureError(f"{OUTSIDER!r} is reserved for the attacker who knows no cell")
+        knows = sp.csr_matrix(self.knows, dtype=bool)
+        if knows.shape[0] != len(names):
+            raise DisclosureError(f"knows has {knows.shape[0]} rows for {len(names)} intruders")
+        knows.eliminate_zeros()
+        knows.sort_indices()
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "knows", knows)
+
+    @classmethod
+    def from_sets(cls, names: Sequence[str], cells_per_unit: Iterable[Iterable[int]], n_cells: int) -> Intruders:
+        """From one collection of cell numbers per unit (in the order of ``names``)."""
+        rows, cols = [], []
+        for u, cells in enumerate(cells_per_unit):
+            c = np.unique(np.asarray(list(cells), dtype=np.int64))
+            if len(c) and (c[0] < 0 or c[-1] >= n_cells):
+                raise DisclosureError(f"intruder {names[u]!r} knows a cell outside 0..{n_cells - 1}")
+            rows.append(np.full(len(c), u, dtype=np.int64))
+            cols.append(c)
+        if len(rows) != len(names):
+            raise DisclosureError(f"{len(rows)} cell sets for {len(names)} intruders")
+        r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+        knows = sp.csr_matrix((np.ones(len(r), dtype=bool), (r, c)), shape=(len(names), n_cells))
+        return cls(tuple(names), knows)
+
+    @classmethod
+    def from_hierarchy(cls, grid: Grid, dimension: str, codes: Sequence[str] | None = None) -> Intruders:
+        """Every code of one dimension (default: all but the total) as a unit that knows all cells of
+        its own code and of every code below it, for every combination of the other dimensions: a
+        subcontractor its row, a prime its row and its subcontractors' rows, a CPA all rows under it."""
+        axis = grid.names.index(dimension)
+        h = grid.hierarchies[axis]
+        codes = [c for c in h.codes if c != h.total] if codes is None else list(codes)
+        pos = {c: i for i, c in enumerate(h.codes)}
+        coord = np.unravel_index(np.arange(grid.size), grid.shape)[axis]
+        by_code = np.argsort(coord, kind="stable")
+        bounds = np.searchsorted(coord[by_code], np.arange(len(h.codes) + 1))
+        sets = []
+        for code in codes:
+            below, stack = [], [code]
+            while stack:
+                c = stack.pop()
+                below.append(pos[c])
+                stack.extend(h.children(c))
+            sets.append(np.concatenate([by_code[bounds[i] : bounds[i + 1]] for i in below]))
+        return cls.from_sets(codes, sets, grid.size)
+
+
+@dataclass(frozen=True)
+class IntruderFailure:
+    """Primary ``cell`` narrowed by ``unit`` (or the ``OUTSIDER``) to ``[lower, upper]``, below ``required``."""
+
+    cell: int
+    unit: str
+    lower: float
+    upper: float
+    required: float
+
+
+@dataclass
+class IntruderReport:
+    """What the check did; ``describe()`` is what a release descriptor records.
+
+    ``pairs`` counts (primary, unit) pairs where the unit does not know the primary. Each is
+    settled ``by_certificate`` (a verified move the unit knows no corner of), ``by_outsider`` (the
+    unit knows no hidden cell of the primary's component, so its interval is the outsider's, which
+    is proven by a move or by LP), ``by_lp`` (the exact attacker with the unit's cells published) or
+    failed (``failed_pairs``; ``failures`` lists them, an outsider failure once for all units).
+    """
+
+    intruders: tuple[str, ...]
+    pairs: int
+    by_certificate: int
+    by_outsider: int
+    by_lp: int
+    failed_pairs: int
+    failures: tuple[IntruderFailure, ...]
+    rejected_moves: int = 0
+    added: int = 0  # protect_against: cells it hid beyond the given pattern
+    rounds: int = 0  # protect_against: repair rounds (each ends with a full check)
+    repaired: tuple[str, ...] = field(default_factory=tuple)  # units a repair ran for, in order
+    moves: sp.csr_matrix | None = field(
+        default=None, repr=False
+    )  # protect_against: the given moves plus the cubes it added
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and self.failed_pairs == 0
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "method": METHOD_INTRUDERS,
+            "intruders": list(self.intruders),
+            "checked_intruders": len(self.intruders),
+            "pairs": self.pairs,
+            "proven_by_certificate": self.by_certificate,
+            "proven_as_outsider": self.by_outsider,
+            "proven_by_lp": self.by_lp,
+            "failed": self.failed_pairs,
+            "rejected_certificates": self.rejected_moves,
+            "added_suppressions": self.added,
+        }
+
+
+def _valid_moves(
+    a: sp.csr_matrix,
+    values: np.ndarray,
+    suppressed: np.ndarray,
+    moves: sp.spmatrix | None,
+    relations: Relations | None,
+) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix, int]:
+    """Verified moves as a bool ``cubes × cells`` corner matrix and, on the same pattern, how far
+    each corner can go down and up (``z - down .. z + up`` stays a table the attacker cannot rule
+    out). A row is dropped (and counted) unless every entry is ±1, ``A d = 0`` exactly and every
+    corner is suppressed: nothing a caller hands in is trusted."""
+    n = len(values)
+    if moves is None:
+        empty = sp.csr_matrix((0, n))
+        return sp.csr_matrix((0, n), dtype=bool), empty, empty, 0
+    d = sp.csr_matrix(moves, dtype=np.float64)
+    if d.shape[1] != n:
+        raise DisclosureError(f"moves have {d.shape[1]} columns for {n} cells")
+    d.sum_duplicates()
+    d.eliminate_zeros()
+    row_of = np.repeat(np.arange(d.shape[0]), np.diff(d.indptr))
+    bad_entry = (np.abs(d.data) != 1.0) | ~suppressed[d.indices]
+    bad = np.bincount(row_of[bad_entry], minlength=d.shape[0]) > 0
+    bad |= np.asarray(abs(a @ d.T).sum(axis=0)).ravel() != 0  # integer data: exact in float64
+    bad |= np.diff(d.indptr) == 0
+    d = sp.csr_matrix(d[np.flatnonzero(~bad)])
+    d.sort_indices()
+    coo = d.tocoo()
+    v = values[coo.col]
+    # z + t d stays non-negative and additive for t in [-t_down, t_up] (smallest value on a +1
+    # corner, on a -1 corner): a +1 corner goes down by t_down and up by t_up, a -1 corner the reverse
+    t_down = np.full(d.shape[0], np.inf)
+    t_up = np.full(d.shape[0], np.inf)
+    np.minimum.at(t_down, coo.row[coo.data > 0], v[coo.data > 0])
+    np.minimum.at(t_up, coo.row[coo.data < 0], v[coo.data < 0])
+    if relations is not None and relations.rows:  # G x <= h limits the steps too (disclosure.relations)
+        relations.check(values)
+        rel_down, rel_up = relations.limits(d, relations.slack(values))
+        t_down, t_up = np.minimum(t_down, rel_down), np.minimum(t_up, rel_up)
+    down = np.where(coo.data > 0, t_down[coo.row], t_up[coo.row])
+    up = np.where(coo.data > 0, t_up[coo.row], t_down[coo.row])
+    corners = sp.csr_matrix((np.ones(len(coo.row), dtype=bool), (coo.row, coo.col)), shape=d.shape)
+    # +1 keeps explicit zeros (a zero corner cannot go down) in the sparse pattern; subtracted when read
+    downs = sp.csr_matrix((down + 1.0, (coo.row, coo.col)), shape=d.shape)
+    ups = sp.csr_matrix((up + 1.0, (coo.row, coo.col)), shape=d.shape)
+    return corners, downs, ups, int(bad.sum())
+
+
+def _components(a: sp.csr_matrix, suppressed: np.ndarray) -> np.ndarray:
+    """Per cell, the label of its connected component of suppressed cells (linked by a shared
+    equation), as ``exact_intervals`` decomposes the attacker; -1 for published cells."""
+    supp = np.flatnonzero(suppressed)
+    labels = np.full(len(suppressed), -1, dtype=np.int64)
+    if len(supp) == 0:
+        return labels
+    b = abs(sp.csr_matrix(a[:, supp]))
+    _, lab = connected_components((b.T @ b).tocsr(), directed=False)
+    labels[supp] = lab
+    return labels
+
+
+def _unit_intervals(
+    a: sp.csr_matrix,
+    values: np.ndarray,
+    suppressed: np.ndarray,
+    required: np.ndarray,
+    known: np.ndarray,
+    cells: np.ndarray,
+    labels: np.ndarray | None,
+    relations: Relations | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact attacker's ``[lower, upper]`` of ``cells`` for the unit knowing ``known`` (its cells are
+    published to it, its own need no protection from it). The LP runs on the equations of the
+    outsider components holding ``cells`` only: the unit's components are parts of those, and no
+    other equation holds one of their cells. Relation rows enter with the cells outside that
+    sub-system at their true values, as ``attacker.exact_intervals`` treats them (the safe direction)."""
+    view = suppressed & ~known
+    need = np.where(known, 0.0, required)
+    lower, upper = values[cells].copy(), values[cells].copy()  # a cell the unit sees is known exactly
+    open_ = view[cells]
+    if not open_.any():
+        return lower, upper
+    cells = cells[open_]
+    assert labels is not None
+    members = np.flatnonzero(np.isin(labels, np.unique(labels[cells])) & suppressed)
+    rows = np.unique(sp.csc_matrix(a[:, members]).indices)
+    sub = sp.csr_matrix(a[rows])
+    cols = np.unique(np.concatenate([sub.indices, members]))
+    sub = sp.csr_matrix(sub[:, cols])
+    rel = None
+    if relations is not None and relations.rows:  # cells outside the sub-system at their true values
+        outside = np.ones(len(values), dtype=bool)
+        outside[cols] = False
+        g = relations.matrix
+        rel = Relations(g[:, cols], relations.upper - g[:, outside] @ values[outside])
+    res = exact_intervals(
+        sub, values[cols], view[cols], need[cols], values[cols], None, np.searchsorted(cols, cells), relations=rel
+    )
+    at = np.searchsorted(res.cells, np.searchsorted(cols, cells))
+    lower[open_], upper[open_] = res.lower[at], res.upper[at]
+    return lower, upper
+
+
+def _certify(
+    corners: sp.csr_matrix,
+    downs: sp.csr_matrix,
+    ups: sp.csr_matrix,
+    knows: sp.csr_matrix,
+    checked: np.ndarray,
+    where: np.ndarray,
+    required: np.ndarray,
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Step 1 of ``intruder_intervals``: the (unit, checked cell) pairs verified moves do not prove
+    ("blocked", units knowing the cell excluded), and which checked cells they prove for the outsider."""
+    n_units, nc = knows.shape[0], len(checked)
+    m = corners.shape[0]
+    dc, uc = downs.tocoo(), ups.tocoo()  # same pattern, same order (both built from one coo)
+    on = where[dc.col] >= 0
+    cube, k = dc.row[on], where[dc.col[on]]
+    down, up = dc.data[on] - 1.0, uc.data[on] - 1.0
+    order = np.lexsort((cube, k))  # by checked cell, then cube
+    cube, k, down, up = cube[order], k[order], down[order], up[order]
+    start = np.searchsorted(k, np.arange(nc + 1))
+    # the outsider: every verified cube through p counts (the hull of their ranges is in p's interval)
+    lo_all, hi_all = np.zeros(nc), np.zeros(nc)
+    np.maximum.at(lo_all, k, down)
+    np.maximum.at(hi_all, k, up)
+    certified = lo_all + hi_all >= required[checked] - TOL
+    # a unit is a candidate for p only if it knows a corner of some cube through p
+    touch = sp.csr_matrix((knows.astype(np.float64) @ corners.T.astype(np.float64)) > 0)
+    touch.sort_indices()
+    incidence = sp.csr_matrix((np.ones(len(k)), (cube, k)), shape=(m, nc))
+    cand = sp.csr_matrix(touch.astype(np.float64) @ incidence).tocoo()
+    keep = certified[cand.col]
+    cu, ck = cand.row[keep], cand.col[keep]
+    # for each candidate (u, p): the hull over the cubes through p that u knows no corner of
+    per = start[ck + 1] - start[ck]
+    owner = np.repeat(np.arange(len(cu)), per)
+    entry = np.repeat(start[ck], per) + (np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per))
+    touched_keys = np.repeat(np.arange(n_units, dtype=np.int64), np.diff(touch.indptr)) * max(m, 1) + touch.indices
+    free = ~np.isin(cu[owner].astype(np.int64) * max(m, 1) + cube[entry], touched_keys)
+    lo_u, hi_u = np.zeros(len(cu)), np.zeros(len(cu))
+    np.maximum.at(lo_u, owner[free], down[entry[free]])
+    np.maximum.at(hi_u, owner[free], up[entry[free]])
+    stuck = lo_u + hi_u < required[checked[ck]] - TOL
+    blocked = sp.csr_matrix((np.ones(int(stuck.sum()), dtype=bool), (cu[stuck], ck[stuck])), shape=(n_units, nc))
+    unc = np.flatnonzero(~certified)
+    blocked = blocked + sp.csr_matrix(  # no certificate: blocked for everyone
+        (np.ones(len(unc) * n_units, dtype=bool), (np.repeat(np.arange(n_units), len(unc)), np.tile(unc, n_units))),
+        shape=(n_units, nc),
+    )
+    known_checked = sp.csr_matrix(knows[:, checked], dtype=bool)
+    blocked = sp.csr_matrix(blocked > known_checked)  # pairs where the unit knows p are not asked about
+    return blocked, certified
+
+
+def _search(
+    system,
+    values: np.ndarray,
+    suppressed: np.ndarray,
+    required: np.ndarray,
+    intruders: Intruders,
+    pairs: sp.csr_matrix,
+    checked: np.ndarray,
+    certified: np.ndarray,
+) -> sp.csr_matrix:
+    """Cubes of already hidden cells that the unit knows no corner of, for the pairs the given
+    moves leave open (and, for the outsider, for the cells they do not prove): the fast method's
+    candidates (``Hypercubes._candidates``) with every published or known cell as a forbidden corner.
+    Found cubes are only candidates: the caller verifies them like any other move."""
+    n = len(values)
+    try:
+        run = Hypercubes(system, values, np.zeros(n, dtype=bool), required)
+    except (AssertionError, AttributeError, TypeError):  # not a Grid or linked system: no cubes to build
+        return sp.csr_matrix((0, n))
+    run.suppressed = suppressed.copy()
+    knows = intruders.knows
+    todo = [(np.zeros(n, dtype=bool), checked[~certified])]
+    for u in sorted(range(len(intruders.names)), key=lambda i: intruders.names[i]):
+        ks = pairs.indices[pairs.indptr[u] : pairs.indptr[u + 1]]
+        if len(ks):
+            known = np.zeros(n, dtype=bool)
+            known[knows.indices[knows.indptr[u] : knows.indptr[u + 1]]] = True
+            todo.append((known, checked[np.sort(ks)]))
+    rows, cols, data = [], [], []
+    for known, cells in todo:
+        run.locked = ~suppressed | known
+        for c in cells.tolist():
+            corners, signs = run._candidates(c)
+            real = signs != 0
+            at = np.where(real, corners, c)
+            v = values[at]
+            t_down = np.where(signs > 0, v, np.inf).min(axis=1)
+            t_up = np.where(signs < 0, v, np.inf).min(axis=1)
+            ok = ~(real & run.locked[at]).any(axis=1) & (t_down + t_up >= required[c] - TOL)
+            if ok.any():
+                pick = int(np.flatnonzero(ok)[0])
+                rows.append(np.full(int(real[pick].sum()), len(rows)))
+                cols.append(corners[pick][real[pick]])
+                data.append(signs[pick][real[pick]].astype(np.float64))
+    if not rows:
+        return sp.csr_matrix((0, n))
+    return sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(len(rows), n))
+
+
+def intruder_intervals(
+    system,
+    values: np.ndarray,
+    suppressed: np.ndarray,
+    required: np.ndarray,
+    intruders: Intruders,
+    moves: sp.spmatrix | None = None,
+    relations: Relations | None = None,
+    search: bool = True,
+) -> IntruderReport:
+    """Check every primary (``required > 0``) against the outsider and each intruder not knowing it.
+
+    ``system``: a ``Grid`` or linked ``UnionSystem`` (its ``constraints`` ``A``, ``A z = 0``);
+    ``moves``: optional certificate cubes (rows of ``±1`` over cells, e.g. ``Hypercubes.moves()``).
+    Why the result is sound:
+
+    1. **Certificates.** A row ``d`` is believed only if it is ``±1``, ``A d = 0`` exactly and every
+       corner is suppressed (checked here). Then for every ``t`` in ``[-t_down, t_up]`` (smallest
+       value on a +1 corner, on a -1 corner) ``z + t d`` is non-negative, additive, and equal to the
+       truth on every cell that is not a corner. A unit that knows no corner sees exactly what it
+       knows in that table too, so it cannot tell it from the truth: a +1 corner ``p`` can be
+       anywhere in ``[z_p - t_down, z_p + t_up]`` for it (reversed on a -1 corner). The attacker's
+       feasible set is convex, so the hull of these ranges over all cubes through ``p`` that the unit
+       knows no corner of lies in its interval (as ``certified_intervals`` combines them). ``p`` is
+       proven against the unit when that hull reaches ``required[p]``; it can fail only for units
+       that know a corner of some cube through ``p`` (or for every unit, if the cubes through ``p``
+       do not prove it even against the outsider): the "blocked" pairs.
+    2. **Decomposition.** Published cells are constants for everyone, so the attacker's LP splits
+       into components of suppressed cells linked by shared equations, and ``p``'s interval depends
+       only on the equations of its component. A unit that knows no suppressed cell of that
+       component adds no constraint to it: its interval for ``p`` is the outsider's, which a
+       certificate proves or one outsider LP checks (``by_outsider``).
+    Search (``search=True``): for each blocked pair left after step 2, and for
+       the outsider on cells no move proves, the fast method's candidate cubes through ``p``
+       (``Hypercubes._candidates``) are scanned for one whose corners are all hidden already, none
+       known to the unit, wide enough; found cubes are only candidates, verified as in step 1,
+       which is then redone with them. Most pairs end here, without an LP.
+    3. **LP.** The remaining pairs (blocked unit, knows a hidden cell of ``p``'s component, does not
+       know ``p``) go to ``exact_intervals`` with the unit's cells published (``suppressed &
+       ~knows[u]``) and no requirement on its own cells: one call per unit over all its primaries,
+       on the sub-system of their components (``_unit_intervals``). The outsider gets one such call
+       for the cells no move proves.
+
+    With ``relations`` (``G x <= h``, ``disclosure.relations``) a move's steps are also limited by
+    the relation rows (``Relations.limits``, as ``certified_intervals`` does), components are taken
+    over the equations and relation rows together, and every LP sees the relations (on the whole
+    system). Units are visited in name order and cells by number, so the
+    result is deterministic.
+    """
+    a = sp.csr_matrix(system.constraints)
+    values = np.asarray(values, dtype=np.float64)
+    suppressed = np.asarray(suppressed, dtype=bool)
+    required = np.asarray(required, dtype=np.float64)
+    n = len(values)
+    if suppressed.shape != (n,) or required.shape != (n,):
+        raise DisclosureError("values, suppressed and required must be cell-ordered arrays of one length")
+    knows = intruders.knows
+    if knows.shape[1] != n:
+        raise DisclosureError(f"intruders know cells of a {knows.shape[1]}-cell system, not {n}")
+    n_units = len(intruders.names)
+    checked = np.flatnonzero(required > 0)
+    nc = len(checked)
+    where = np.full(n, -1, dtype=np.int64)
+    where[checked] = np.arange(nc)
+
+    # 1. certificates (verified here), then for the pairs they leave a search for cubes of hidden cells
+    corners, downs, ups, rejected = _valid_moves(a, values, suppressed, moves, relations)
+    blocked, certified = _certify(corners, downs, ups, knows, checked, where, required)
+    known_checked = sp.csr_matrix(knows[:, checked], dtype=bool)
+
+    # 2. which blocked units know a hidden cell of p's component (else they see what the outsider sees)
+    labels = _components(a, suppressed)  # relation rows do not join components (attacker.exact_intervals)
+    n_comp = int(labels.max()) + 1
+    hidden = np.flatnonzero(suppressed)
+    member = sp.csr_matrix(
+        (np.ones(len(hidden)), (hidden, labels[hidden])), shape=(n, max(n_comp, 1))
+    )  # cells × components
+    unit_comp = sp.csr_matrix((knows.astype(np.float64) @ member) > 0)
+    lab = labels[checked]
+    comp_of = sp.csr_matrix(
+        (np.ones(int((lab >= 0).sum())), (lab[lab >= 0], np.flatnonzero(lab >= 0))), shape=(max(n_comp, 1), nc)
+    )
+    affected = sp.csr_matrix((unit_comp.astype(np.float64) @ comp_of) > 0)
+    lp_pairs = sp.csr_matrix(blocked.multiply(affected), dtype=bool)
+    if search and (lp_pairs.nnz or not certified.all()):
+        found = _search(system, values, suppressed, required, intruders, lp_pairs, checked, certified)
+        if found.shape[0]:  # verified like any other move, then step 1 again with them
+            more = _valid_moves(a, values, suppressed, found, relations)
+            corners, downs, ups = (
+                sp.vstack([x, y], format="csr") for x, y in zip((corners, downs, ups), more[:3], strict=True)
+            )
+            blocked, certified = _certify(corners, downs, ups, knows, checked, where, required)
+            lp_pairs = sp.csr_matrix(blocked.multiply(affected), dtype=bool)
+    lp_pairs.eliminate_zeros()
+    lp_pairs.sort_indices()
+
+    unc = np.flatnonzero(~certified)
+    failures: list[IntruderFailure] = []
+    outsider_fails = np.zeros(nc, dtype=bool)
+    if len(unc):  # the outsider, for the primaries no certificate proves
+        lo, hi = _unit_intervals(
+            a, values, suppressed, required, np.zeros(n, dtype=bool), checked[unc], labels, relations
+        )
+        for k, lo_k, hi_k in zip(unc.tolist(), lo, hi, strict=True):
+            if hi_k - lo_k < required[checked[k]] - TOL:
+                outsider_fails[k] = True
+                failures.append(
+                    IntruderFailure(int(checked[k]), OUTSIDER, float(lo_k), float(hi_k), float(required[checked[k]]))
+                )
+    lp_ok = lp_failed = 0
+    for u in sorted(range(n_units), key=lambda i: intruders.names[i]):
+        ks = lp_pairs.indices[lp_pairs.indptr[u] : lp_pairs.indptr[u + 1]]
+        if len(ks) == 0:
+            continue
+        known = np.zeros(n, dtype=bool)
+        known[knows.indices[knows.indptr[u] : knows.indptr[u + 1]]] = True
+        cells = checked[ks]
+        lo, hi = _unit_intervals(a, values, suppressed, required, known, cells, labels, relations)
+        bad = hi - lo < required[cells] - TOL
+        lp_failed += int(bad.sum())
+        lp_ok += int((~bad).sum())
+        name = intruders.names[u]
+        failures += [
+            IntruderFailure(int(c), name, float(x) + 0.0, float(y), float(required[c]))
+            for c, x, y in zip(cells[bad].tolist(), lo[bad], hi[bad], strict=True)
+        ]
+
+    pairs = n_units * nc - known_checked.nnz
+    n_blocked = blocked.nnz
+    outsider_pairs = sp.csr_matrix(blocked > lp_pairs)
+    outsider_failed = int(outsider_fails[outsider_pairs.indices].sum()) if outsider_pairs.nnz else 0
+    failures.sort(key=lambda f: (f.unit != OUTSIDER, f.unit, f.cell))
+    return IntruderReport(
+        intruders=tuple(sorted(intruders.names)),
+        pairs=int(pairs),
+        by_certificate=int(pairs - n_blocked),
+        by_outsider=int(outsider_pairs.nnz - outsider_failed),
+        by_lp=lp_ok,
+        failed_pairs=lp_failed + outsider_failed,
+        failures=tuple(failures),
+        rejected_moves=rejected,
+    )
+
+
+def _label(system, cell: int) -> str:
+    coords = getattr(system, "coords", None)
+    return f"{cell} {coords(cell)}" if coords is not None else str(cell)
+
+
+def protect_against(
+    system,
+    values: np.ndarray,
+    primary: np.ndarray,
+    required: np.ndarray,
+    suppressed: np.ndarray,
+    intruders: Intruders,
+    locked: np.ndarray | None = None,
+    moves: sp.spmatrix | None = None,
+    relations: Relations | None = None,
+    cubes: bool = True,
+) -> tuple[np.ndarray, IntruderReport]:
+    """Hide further cells until ``intruder_intervals`` passes; returns the pattern and the final check.
+
+    Each round checks every pair, then repairs the failing units in name order (the outsider
+    first): the unit's failing primaries are checked again against the current pattern (an earlier
+    unit's repair may have fixed them). Each still failing primary first gets the cheapest
+    certifying hypercube whose corners the unit does not know and that are not ``locked``
+    (``Hypercubes.cube_for``, with ``cubes=True``; relation rows limit its steps): all its corners hidden, it
+    proves the primary against that unit (see ``intruder_intervals``), usually with one or two new
+    cells. For the primaries no such cube exists for, ``secondary.Heuristic`` runs in the
+    unit's view: cells it knows are published to it (``start = suppressed & ~knows[u]``, primaries
+    and requirements it knows dropped) and may not be hidden (``locked | knows[u]``: hiding a cell
+    the intruder knows is useless against it), auditing those primaries only (``only=``), without
+    pruning. Its extra cells are added to the pattern.
+
+    Termination: a cube is chosen only if it proves the primary against the unit, and the
+    Heuristic returns only once the unit's primaries pass in its view, so every round with a
+    failure hides at least one more cell (or adds a cube of hidden cells the check's search missed,
+    which proves the pair next round); hiding more only widens every interval against every unit
+    (fewer constants in each unit's LP; moves need only their corners hidden), so what passed
+    before stays passed. A round that does neither while failures remain raises.
+    The report's ``moves`` are the given moves plus the cubes added: hand them to a later check.
+    Determinism: units by name, cells by number, and the Heuristic is deterministic.
+    A primary that cannot be protected against a unit (``AuditFailed`` from the Heuristic) raises
+    ``AuditFailed`` naming the unit and the cells.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    primary = np.asarray(primary, dtype=bool)
+    required = np.asarray(required, dtype=np.float64)
+    n = len(values)
+    locked = np.zeros(n, dtype=bool) if locked is None else np.asarray(locked, dtype=bool)
+    start = np.asarray(suppressed, dtype=bool) | primary
+    pattern = start.copy()
+    extra = {} if relations is None else {"relations": relations}
+    knows = intruders.knows
+    index = {name: u for u, name in enumerate(intruders.names)}
+    rounds = 0
+    repaired: list[str] = []
+    a = sp.csr_matrix(system.constraints)
+    new_moves: list[sp.csr_matrix] = []
+    check = intruder_intervals(system, values, pattern, required, intruders, moves, relations)
+    while not check.ok:
+        rounds += 1
+        before = int(pattern.sum())
+        failing: dict[str, list[int]] = {}
+        for f in check.failures:
+            failing.setdefault(f.unit, []).append(f.cell)
+        labels = None
+        for name in sorted(failing, key=lambda s: (s != OUTSIDER, s)):
+            known = np.zeros(n, dtype=bool)
+            if name != OUTSIDER:
+                u = index[name]
+                known[knows.indices[knows.indptr[u] : knows.indptr[u + 1]]] = True
+            cells = np.unique(np.asarray(failing[name], dtype=np.int64))
+            if labels is None:  # components of the current pattern
+                labels = _components(a, pattern)
+            lo, hi = _unit_intervals(a, values, pattern, required, known, cells, labels, relations)
+            cells = cells[hi - lo < required[cells] - TOL]
+            if len(cells) == 0:  # an earlier unit's repair fixed them
+                continue
+            need = np.where(known, 0.0, required)
+            if cubes:  # a cube of cells the unit does not know proves p against it
+                run = Hypercubes(system, values, primary & ~known, need, locked=locked | known, relations=relations)
+                run.suppressed = pattern.copy()
+                proven = np.array([run.cube_for(int(c)) for c in cells], dtype=bool)
+                if run.cubes:
+                    new_moves.append(run.moves())
+                    pattern |= run.suppressed
+                    labels = None
+                cells = cells[~proven]
+                if len(cells) == 0:
+                    repaired.append(name)
+                    continue
+            heuristic = Heuristic(system, values, primary & ~known, need, prune=False, locked=locked | known, **extra)
+            try:
+                done = heuristic.run(start=pattern & ~known, only=cells)
+            except AuditFailed as exc:
+                where = ", ".join(_label(system, int(c)) for c in cells[:3])
+                more = f" (+{len(cells) - 3} more)" if len(cells) > 3 else ""
+                raise AuditFailed(f"cannot protect cell(s) {where}{more} against intruder {name!r}: {exc}") from exc
+            if (done.suppressed & ~pattern).any():
+                pattern |= done.suppressed
+                labels = None
+            repaired.append(name)
+        if int(pattern.sum()) == before and not new_moves:  # cannot happen (see above); never loop for ever
+            raise AuditFailed(f"intruder repair made no progress; failures: {check.failures[:3]}")
+        moves = _stack(moves, new_moves, n)
+        new_moves = []
+        check = intruder_intervals(system, values, pattern, required, intruders, moves, relations)
+    report = replace(check, added=int((pattern & ~start).sum()), rounds=rounds, repaired=tuple(repaired))
+    report.moves = _stack(moves, [], n)
+    return pattern, report
+
+
+def _stack(moves: sp.spmatrix | None, more: list[sp.csr_matrix], n: int) -> sp.csr_matrix:
+    parts = ([] if moves is None else [sp.csr_matrix(moves, dtype=np.float64)]) + more
+    return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, n))

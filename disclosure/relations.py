@@ -1,0 +1,108 @@
+"""Relations between cells beyond additivity: linear inequalities ``G x <= h`` the attacker knows.
+
+Measures bound each other (sustainment payments ``S_c <= 30 * O_c`` in the same cell, running sums
+of attachments never above those of referrals, ...). Each measure is protected on its own, with
+the attacker assumed to know every *other* measure exactly: that is the strongest attacker for
+this measure (hiding cells of another measure only widens every interval), so a pattern safe
+against it is safe against the real one. The relations then become rows of linear inequalities
+over this measure's cells with constants moved to the right-hand side: ``G x <= h`` (``G`` sparse,
+any real coefficients, ``h`` finite). The true table ``z`` satisfies them (``check``).
+
+Why every method stays sound with them:
+
+* The attacker's LP gains the rows of ``G`` restricted to the suppressed cells, with right-hand
+  side ``h - G[:, published] z[published]``; the true table is still feasible, so every LP optimum
+  is a feasible table and the "seen range" inner bounds stay valid. A row links every suppressed
+  cell it touches into one component, exactly like an equation.
+* A move ``d`` (``A d = 0``) keeps ``z + t d`` feasible while ``t (G d)_r <= slack_r`` for every row,
+  ``slack = h - G z >= 0`` (``slack``). So besides non-negativity, ``t_up <= min slack_r / (G d)_r``
+  over rows with ``(G d)_r > 0`` and ``t_down <= min slack_r / -(G d)_r`` over rows with
+  ``(G d)_r < 0`` (``limits``). Both are floored: counts are integers and the attacker's bounds are
+  tightened to integers, so only integer steps ``z + t d`` (integer tables) prove width; with the
+  floor the certificate holds even against an integer-programming attacker. A row that a move
+  touches with slack 0 pins it in that direction: it proves nothing there.
+* Cuts of the optimal method derived without relations stay valid (the attacker without them is
+  weaker: its intervals contain the stronger one's), and its component cover cuts take the cells
+  of relation rows into the component's boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from disclosure.errors import DisclosureError
+
+TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Relations:
+    """``matrix @ x <= upper`` over the cells of one table (columns in cell order)."""
+
+    matrix: sp.csr_matrix
+    upper: np.ndarray
+
+    def __post_init__(self) -> None:
+        matrix = sp.csr_matrix(self.matrix, dtype=np.float64)
+        matrix.sum_duplicates()
+        matrix.eliminate_zeros()
+        matrix.sort_indices()
+        upper = np.asarray(self.upper, dtype=np.float64).ravel()
+        if upper.shape != (matrix.shape[0],):
+            raise DisclosureError(f"relations: {matrix.shape[0]} rows but {len(upper)} upper bounds")
+        if not np.isfinite(upper).all() or not np.isfinite(matrix.data).all():
+            raise DisclosureError("relations: coefficients and upper bounds must be finite")
+        object.__setattr__(self, "matrix", matrix)
+        object.__setattr__(self, "upper", upper)
+
+    @property
+    def rows(self) -> int:
+        return int(self.matrix.shape[0])
+
+    def slack(self, values: np.ndarray) -> np.ndarray:
+        """``h - G z``: how far each row is from binding at ``values``."""
+        return self.upper - self.matrix @ np.asarray(values, dtype=np.float64)
+
+    def check(self, values: np.ndarray) -> None:
+        """Raise DisclosureError if ``values`` (the true table) violate a row."""
+        if self.matrix.shape[1] != len(values):
+            raise DisclosureError(f"relations cover {self.matrix.shape[1]} cells, the table has {len(values)}")
+        s = self.slack(values)
+        bad = np.flatnonzero(s < -TOL * (1.0 + np.abs(self.upper)))
+        if len(bad):
+            raise DisclosureError(
+                f"the true values violate {len(bad)} relation row(s), e.g. row {int(bad[0])} by {float(-s[bad[0]]):g}"
+            )
+
+    def limits(self, moves: sp.spmatrix, slack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per move (row of ``moves``): the largest integer steps ``(t_down, t_up)`` the relations allow
+        (``inf`` where no row limits it), given ``slack`` at the true table (module docstring)."""
+        d = sp.csr_matrix(moves, dtype=np.float64)
+        gd = sp.csr_matrix(self.matrix @ d.T)
+        gd.eliminate_zeros()
+        gd = gd.tocoo()
+        ratio = np.maximum(slack[gd.row], 0.0) / np.abs(gd.data)
+        down = np.full(d.shape[0], np.inf)
+        up = np.full(d.shape[0], np.inf)
+        pos = gd.data > 0
+        np.minimum.at(up, gd.col[pos], ratio[pos])
+        np.minimum.at(down, gd.col[~pos], ratio[~pos])
+        return _floor(down), _floor(up)
+
+
+def _floor(t: np.ndarray) -> np.ndarray:
+    return np.where(np.isinf(t), t, np.floor(t + TOL))
+
+
+def stacked(constraints: sp.spmatrix, relations: Relations | None) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Equations and relation rows as one system ``lo <= M x <= hi`` (equations first)."""
+    a = sp.csr_matrix(constraints)
+    m = a.shape[0]
+    if relations is None or relations.rows == 0:
+        return a, np.zeros(m), np.zeros(m)
+    k = relations.rows
+    matrix = sp.csr_matrix(sp.vstack([a, relations.matrix]))
+    return matrix, np.concatenate([np.zeros(m), np.full(k, -np.inf)]), np.concatenate([np.zeros(m), relations.upper])

@@ -1,0 +1,143 @@
+"""Relations between measures that the spec's rules imply, as the attacker can use them.
+
+Each measure is protected on its own, but the measures of a release describe the same people, and
+the spec's rules make them bound each other:
+
+* **order of events**: a ``date_order`` rule (earlier ``X``, later ``Y``) with every ``Y`` needing
+  an ``X`` (``X`` required, or a ``requires`` rule) means everyone counted by the measure of ``Y``
+  up to a month was counted by the measure of ``X`` up to that month. So, per cell of the other
+  dimensions and per month, running sums obey ``cum Y <= cum X`` (attachments <= referrals, job
+  starts <= attachments, job outcomes <= job starts). It holds in tables whose months start where
+  the MI starts, not in the MI-ahead tables, which start at the cut-off.
+* **bounded sums**: a summed field with a maximum ``K`` that requires a date (sustainment payments,
+  at most 30, require a job outcome) and shares its period with the count of that date gives, in
+  every cell, ``sum <= K * count``: a cell with no job outcome has no sustainment payment.
+
+Protecting measure ``m``, the attacker is assumed to know every other measure exactly (the worst
+case: hiding cells of the other measures can only widen what they learn, so a pattern safe against
+this attacker stays safe whatever the other measures hide). The relations then become linear
+inequalities ``G x <= h`` over ``m``'s cells with constants from the other measures' true values,
+which the engine (``disclosure.Relations``) uses in its cubes, its certificate checker and its LPs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from opendata.spec import ReleaseSpec
+
+CUMULATIVE = "*cumulative"  # a key of ``known``: this table's months start where the MI starts
+
+
+@dataclass(frozen=True)
+class Relation:
+    """``smaller <= factor * larger``: cell by cell, or on running sums over the months (``cumulative``)."""
+
+    smaller: str
+    larger: str
+    factor: float = 1.0
+    cumulative: bool = False
+
+    def describe(self) -> str:
+        if self.cumulative:
+            return f"running total of {self.smaller} <= running total of {self.larger}"
+        return f"{self.smaller} <= {self.factor:g} x {self.larger}"
+
+
+def spec_relations(spec: ReleaseSpec) -> tuple[Relation, ...]:
+    """The relations between the spec's measures: as the spec states them (``disclosure.relations``,
+    e.g. for pre-aggregated MI, which has no record rules), else as its input rules imply."""
+    if spec.disclosure.relations is not None:
+        return tuple(Relation(**r) for r in spec.disclosure.relations)
+    rules = spec.input.rules
+    fields = {f.name: f for f in spec.input.fields}
+    needs = {(r.a, r.b) for r in rules if r.rule == "requires"}  # (if, then)
+    counts = {m.field: m.name for m in spec.measures.values() if m.aggregate == "count" and m.field == m.period}
+    out = []
+    for r in rules:
+        if r.rule != "date_order" or r.a not in counts or r.b not in counts:
+            continue
+        if fields[r.a].required or (r.b, r.a) in needs:
+            out.append(Relation(counts[r.b], counts[r.a], cumulative=True))
+    for m in spec.measures.values():
+        f = fields.get(m.field)
+        if m.aggregate != "sum" or f is None or not isinstance(f.maximum, int):
+            continue
+        dates = [then for when, then in needs if when == m.field and then == m.period and then in counts]
+        if dates:
+            out.append(Relation(m.name, counts[dates[0]], float(f.maximum)))
+    return tuple(out)
+
+
+def relation_rows(
+    tables: Sequence[Any],
+    keys: Sequence[pd.Series],
+    measure: str,
+    relations: Sequence[Relation],
+    known: Sequence[Mapping[str, tuple[np.ndarray, np.ndarray]]],
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Inequalities over ``measure``'s cells: ``terms`` (row, key, coef) and ``upper``, per ``G x <= h``.
+
+    ``tables`` have ``dimensions`` and ``frame`` (dimension codes per row); ``known[i]`` gives, per
+    other measure, what the attacker knows of its cells in table ``i`` as bounds ``(lo, hi)`` per
+    row: the true values for the release (see the module docstring), the published intervals for
+    an audit from the published files. A table whose months do not start where the MI starts (the
+    MI-ahead tables) is given without the cumulative relations by leaving them out of ``known``.
+    Rows whose bound is infinite (the other cell hidden) say nothing and are left out.
+    """
+    terms, upper = [], []
+    row = 0
+    for table, key, bounds in zip(tables, keys, known, strict=True):
+        names = [d.name for d in table.dimensions]
+        month = next((d for d in table.dimensions if "month" in d.levels.values()), None)
+        for rel in relations:
+            if measure not in (rel.smaller, rel.larger):
+                continue
+            other = rel.larger if measure == rel.smaller else rel.smaller
+            if other not in bounds or (rel.cumulative and (month is None or CUMULATIVE not in bounds)):
+                continue
+            lo, hi = bounds[other]
+            if measure == rel.smaller:  # x <= f * larger
+                mine, bound = 1.0, rel.factor * np.asarray(hi, dtype=np.float64)
+            else:  # smaller <= f * x
+                mine, bound = -rel.factor, -np.asarray(lo, dtype=np.float64)
+            if not rel.cumulative:
+                keep = np.flatnonzero(np.isfinite(bound))
+                terms.append(
+                    pd.DataFrame({"row": row + np.arange(len(keep)), "key": key.to_numpy()[keep], "coef": mine})
+                )
+                upper.append(bound[keep])
+                row += len(keep)
+                continue
+            leaf = (table.frame[month.name] != month.total).to_numpy()
+            others = [n for n in names if n != month.name]
+            frame = pd.DataFrame({"key": key.to_numpy()[leaf], "bound": bound[leaf]})
+            frame["group"] = (
+                table.frame.loc[leaf, others].astype(str).agg("|".join, axis=1).to_numpy() if others else ""
+            )
+            frame["month"] = table.frame.loc[leaf, month.name].to_numpy()
+            frame = frame.sort_values(["group", "month"], kind="mergesort").reset_index(drop=True)
+            groups = frame["group"].to_numpy()
+            cum = frame.groupby("group", sort=False)["bound"].cumsum().to_numpy()
+            # row r (group g, month position i) holds the cells of g at month positions <= i
+            starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(frame) else np.zeros(0, dtype=int)
+            first = np.repeat(starts, np.diff(np.r_[starts, len(frame)]))
+            keep = np.flatnonzero(np.isfinite(cum))
+            lengths = keep - first[keep] + 1
+            cells = (
+                np.concatenate([np.arange(s, k + 1) for s, k in zip(first[keep], keep, strict=True)])
+                if len(keep)
+                else np.zeros(0, dtype=int)
+            )
+            rows = row + np.repeat(np.arange(len(keep)), lengths)
+            terms.append(pd.DataFrame({"row": rows, "key": frame["key"].to_numpy()[cells], "coef": mine}))
+            upper.append(cum[keep])
+            row += len(keep)
+    if not terms:
+        return pd.DataFrame({"row": np.zeros(0, dtype=np.int64), "key": [], "coef": []}), np.zeros(0)
+    return pd.concat(terms, ignore_index=True), np.concatenate(upper)

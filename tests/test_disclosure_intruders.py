@@ -1,0 +1,273 @@
+"""Intruders who know their own cells (a subcontractor its row, a prime its rows and its
+subcontractors', a CPA every row under it): the check finds what they narrow, the repair closes it,
+an LP attacker written here (highspy directly, not disclosure.attacker) confirms, forged
+certificates are not believed, and the same input gives the same output."""
+
+import highspy
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from independent_audit import additivity_matrix
+
+from disclosure import AuditFailed, Grid, Hierarchy, Rules, add_totals
+from disclosure.attacker import certified_intervals, exact_intervals
+from disclosure.hypercube import Hypercubes
+from disclosure.intruders import OUTSIDER, Intruders, intruder_intervals, protect_against
+from disclosure.primary import primary_mask, required_widths
+from disclosure.relations import Relations
+
+RULES = Rules(singletons="ignore")  # threshold 10, protection 10
+
+
+def build(months: list[str], parents: dict[str, str], cells: dict[tuple[str, str], int]):
+    """Full month × provider table from leaf values, with arrays in cell order."""
+    dims = {"month": Hierarchy.flat("month", months), "provider": Hierarchy.from_parents("provider", parents)}
+    leaves = dims["provider"].leaves
+    base = pd.DataFrame([(m, s, cells[(m, s)]) for m in months for s in leaves], columns=["month", "provider", "n"])
+    frame = add_totals(base, dims, ["n"])  # rows in cell order
+    grid = Grid.of(dims)
+    values = np.zeros(grid.size, dtype=np.int64)
+    values[grid.cell_index(frame)] = frame["n"].to_numpy()
+    primary = primary_mask(values, RULES)
+    return frame, dims, grid, values, primary, required_widths(primary, RULES)
+
+
+def example():
+    """One prime P1 with six subcontractors; in M1 three are published (10, 10, 25), three hidden (3, 2, 8)."""
+    months = ["M1", "M2", "M3"]
+    parents = {"C1": "Total", "P1": "C1", **{f"S{i}": "P1" for i in range(1, 7)}}
+    parents |= {"C2": "Total", "P2": "C2", **{f"S{i}": "P2" for i in range(7, 10)}}
+    rng = np.random.default_rng(1)
+    cells = {(m, f"S{i}"): int(rng.integers(15, 40)) for m in months for i in range(1, 10)}
+    cells |= {("M1", "S1"): 10, ("M1", "S2"): 10, ("M1", "S3"): 25, ("M1", "S4"): 3, ("M1", "S5"): 2, ("M1", "S6"): 8}
+    return build(months, parents, cells)
+
+
+def cell(grid, month: str, provider: str) -> int:
+    return int(
+        np.ravel_multi_index(
+            (grid.hierarchies[0].codes.index(month), grid.hierarchies[1].codes.index(provider)), grid.shape
+        )
+    )
+
+
+def fast(grid, values, primary, required):
+    run = Hypercubes(grid, values, primary, required)
+    return run.run(prune=False).suppressed, run.moves()
+
+
+def test_a_subcontractor_narrows_its_siblings_and_the_repair_closes_it():
+    frame, dims, grid, values, primary, required = example()
+    suppressed, moves = fast(grid, values, primary, required)
+    # the fast pattern is safe against the outsider (certificates, and the exact attacker agrees)
+    assert certified_intervals(grid.constraints, values, suppressed, required, moves).ok.all()
+    assert exact_intervals(grid.constraints, values, suppressed, required).ok.all()
+    intruders = Intruders.from_hierarchy(grid, "provider")
+    check = intruder_intervals(grid, values, suppressed, required, intruders, moves)
+    assert not check.ok
+    s4, s5 = cell(grid, "M1", "S4"), cell(grid, "M1", "S5")
+    assert {(f.unit, f.cell) for f in check.failures} == {("S6", s4), ("S6", s5)}
+    for f in check.failures:  # S6 knows its own 8: the other two add up to 5
+        assert (f.lower, f.upper) == (0.0, 5.0)
+    assert check.pairs == check.by_certificate + check.by_outsider + check.by_lp + check.failed_pairs
+    assert check.intruders == tuple(sorted(intruders.names))
+
+    fixed, report = protect_against(grid, values, primary, required, suppressed, intruders, moves=moves)
+    assert report.ok and report.repaired == ("S6",)
+    assert (fixed >= suppressed).all() and report.added == int((fixed & ~suppressed).sum()) > 0
+    assert intruder_intervals(grid, values, fixed, required, intruders, report.moves).ok
+    assert intruder_intervals(grid, values, fixed, required, intruders, search=False).ok  # by LP alone too
+    assert independent_failures(frame, dims, fixed, values, required) == []
+    described = report.describe()
+    assert described["intruders"] == sorted(intruders.names)
+    assert (
+        described["pairs"]
+        == described["proven_by_certificate"] + described["proven_as_outsider"] + described["proven_by_lp"]
+    )
+
+
+def test_the_heuristic_alone_repairs_too():
+    frame, dims, grid, values, primary, required = example()
+    suppressed, moves = fast(grid, values, primary, required)
+    intruders = Intruders.from_hierarchy(grid, "provider")
+    fixed, report = protect_against(grid, values, primary, required, suppressed, intruders, moves=moves, cubes=False)
+    assert report.ok
+    assert independent_failures(frame, dims, fixed, values, required) == []
+
+
+def test_an_unprotectable_primary_names_the_unit_and_the_cell():
+    _, _, grid, values, primary, required = example()
+    suppressed, moves = fast(grid, values, primary, required)
+    intruders = Intruders.from_hierarchy(grid, "provider")
+    with pytest.raises(AuditFailed, match=r"'provider': 'S4'.*against intruder 'S6'"):
+        protect_against(grid, values, primary, required, suppressed, intruders, locked=~suppressed, moves=moves)
+
+
+def test_relations_limit_certificates_and_reach_the_lp():
+    _, _, grid, values, primary, required = example()
+    suppressed, moves = fast(grid, values, primary, required)
+    intruders = Intruders.from_hierarchy(grid, "provider")
+    fixed, report = protect_against(grid, values, primary, required, suppressed, intruders, moves=moves)
+    s4, s5 = cell(grid, "M1", "S4"), cell(grid, "M1", "S5")
+    none = Relations(sp.csr_matrix((0, grid.size)), np.zeros(0))
+    same = intruder_intervals(grid, values, fixed, required, intruders, report.moves, relations=none)
+    assert same.ok and same.by_certificate == report.by_certificate
+    # S4 + S5 <= 5 and S4 - S5 <= 1 (both tight): every move through them is pinned in some direction
+    pin = Relations(
+        sp.csr_matrix(([1.0, 1.0, 1.0, -1.0], ([0, 0, 1, 1], [s4, s5, s4, s5])), shape=(2, grid.size)), [5, 1]
+    )
+    check = intruder_intervals(grid, values, fixed, required, intruders, report.moves, relations=pin)
+    failed = {(f.unit, f.cell) for f in check.failures}
+    assert (OUTSIDER, s4) in failed and (OUTSIDER, s5) in failed
+    assert check.by_certificate < report.by_certificate
+
+
+def test_forged_certificates_are_not_believed():
+    _, _, grid, values, primary, required = example()
+    suppressed, moves = fast(grid, values, primary, required)
+    intruders = Intruders.from_hierarchy(grid, "provider")
+    n = grid.size
+    s4, s5, s1 = cell(grid, "M1", "S4"), cell(grid, "M1", "S5"), cell(grid, "M1", "S1")
+    s4b, s1b = cell(grid, "M2", "S4"), cell(grid, "M2", "S1")
+    # (1) +S4 -S5 in M1 keeps P1's month total but breaks both rows' totals: A d != 0
+    broken = sp.csr_matrix(([1.0, -1.0], ([0, 0], [s4, s5])), shape=(1, n))
+    # (2) a genuine move of the table (A d = 0) that needs S1's published cells
+    published = sp.csr_matrix(([1.0, -1.0, -1.0, 1.0], ([0, 0, 0, 0], [s4, s1, s4b, s1b])), shape=(1, n))
+    assert abs(grid.constraints @ published.T).sum() == 0 and not suppressed[s1]
+    # (3) a ±2 move is not a certificate either
+    doubled = sp.csr_matrix(moves[:1] * 2)
+    forged = sp.vstack([moves, broken, published, doubled], format="csr")
+    check = intruder_intervals(grid, values, suppressed, required, intruders, forged)
+    assert check.rejected_moves == 3
+    assert {(f.unit, f.cell) for f in check.failures} == {("S6", s4), ("S6", s5)}
+    # with S1's cells hidden the same move is a real certificate against S6
+    both = suppressed.copy()
+    both[[s1, s1b]] = True
+    ok = intruder_intervals(grid, values, both, required, intruders, sp.vstack([moves, published], format="csr"))
+    assert ok.rejected_moves == 0 and not any(f.cell == s4 for f in ok.failures)
+
+
+def test_same_input_same_output():
+    _, _, grid, values, primary, required = example()
+    suppressed, moves = fast(grid, values, primary, required)
+    intruders = Intruders.from_hierarchy(grid, "provider")
+    runs = [protect_against(grid, values, primary, required, suppressed, intruders, moves=moves) for _ in range(2)]
+    assert np.array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1].describe() == runs[1][1].describe()
+    assert runs[0][1].failures == runs[1][1].failures
+    assert (runs[0][1].moves != runs[1][1].moves).nnz == 0
+    # the order the units are given in does not matter either
+    order = np.argsort(intruders.names)[::-1]
+    shuffled = Intruders(tuple(intruders.names[i] for i in order), intruders.knows[order])
+    again = protect_against(grid, values, primary, required, suppressed, shuffled, moves=moves)
+    assert np.array_equal(again[0], runs[0][0])
+
+
+def test_from_sets_matches_from_hierarchy():
+    grid = example()[2]
+    by_tree = Intruders.from_hierarchy(grid, "provider", ["P2", "S7"])
+    s7 = [cell(grid, m, "S7") for m in ["Total", "M1", "M2", "M3"]]
+    p2 = [cell(grid, m, c) for m in ["Total", "M1", "M2", "M3"] for c in ["P2", "S7", "S8", "S9"]]
+    by_sets = Intruders.from_sets(["P2", "S7"], [p2, s7], grid.size)
+    assert by_tree.names == by_sets.names
+    assert (by_tree.knows != by_sets.knows).nnz == 0
+
+
+# -- the independent attacker -----------------------------------------------------------------
+
+
+def independent_failures(frame, dims, suppressed, values, required) -> list[tuple[str, int]]:
+    """(unit, cell) pairs where a unit of the provider hierarchy (or the outsider) narrows a primary
+    it does not know below its width: every cell a variable, published and known cells fixed to
+    the truth, every additivity equation, x >= 0; min and max of each primary by HiGHS directly."""
+    parents = {d: {c: (h.parent(c) or "") for c in h.codes} for d, h in dims.items()}
+    matrix = additivity_matrix(frame, parents)
+    provider = frame["provider"].to_numpy()
+    tree = parents["provider"]
+
+    def below(code: str) -> set[str]:
+        out = {code}
+        grew = True
+        while grew:
+            more = {c for c, p in tree.items() if p in out} - out
+            grew = bool(more)
+            out |= more
+        return out
+
+    units = [(OUTSIDER, set())] + [(c, below(c)) for c in tree if tree[c]]
+    primaries = np.flatnonzero(required > 0)
+    csc = matrix.tocsc()
+    bad = []
+    for name, codes in units:
+        known = np.isin(provider, list(codes))
+        fixed = ~suppressed | known
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = len(values), matrix.shape[0]
+        lp.col_cost_ = np.zeros(len(values))
+        lp.col_lower_ = np.where(fixed, values, 0.0).astype(np.float64)
+        lp.col_upper_ = np.where(fixed, values, highspy.kHighsInf).astype(np.float64)
+        lp.row_lower_ = lp.row_upper_ = np.zeros(matrix.shape[0])
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = csc.indptr, csc.indices, csc.data
+        solver = highspy.Highs()
+        solver.setOptionValue("output_flag", False)
+        solver.passModel(lp)
+        for p in primaries:
+            if known[p]:
+                continue
+            ends = []
+            for sense in (1.0, -1.0):
+                solver.changeColCost(int(p), sense)
+                solver.run()
+                status = solver.getModelStatus()
+                if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kUnbounded):
+                    solver.clearSolver()  # a warm start can end in "unknown": solve again from scratch
+                    solver.run()
+                    status = solver.getModelStatus()
+                if status == highspy.HighsModelStatus.kUnbounded:
+                    ends.append(np.inf)
+                else:
+                    assert status == highspy.HighsModelStatus.kOptimal, solver.modelStatusToString(status)
+                    ends.append(sense * solver.getInfo().objective_function_value)
+            solver.changeColCost(int(p), 0.0)
+            lo, hi = np.ceil(ends[0] - 1e-6), np.floor(ends[1] + 1e-6) if np.isfinite(ends[1]) else np.inf
+            if hi - lo < required[p] - 1e-6:
+                bad.append((name, int(p)))
+    return bad
+
+
+@st.composite
+def month_provider_tables(draw):
+    """Random month × (CPA > prime > subcontractor) tables; every code has at least two children
+    (a lone child's row would equal its parent's, which the child then knows)."""
+    months = [f"M{i}" for i in range(draw(st.integers(2, 4)))]
+    parents: dict[str, str] = {}
+    for c in range(draw(st.integers(2, 3))):
+        parents[f"C{c}"] = "Total"
+        for p in range(draw(st.integers(2, 3))):
+            parents[f"C{c}P{p}"] = f"C{c}"
+            for s in range(draw(st.integers(2, 3))):
+                parents[f"C{c}P{p}S{s}"] = f"C{c}P{p}"
+    subs = [c for c in parents if "S" in c]
+    value = st.one_of(st.integers(0, 12), st.integers(0, 40))
+    cells = {(m, s): draw(value) for m in months for s in subs}
+    return build(months, parents, cells)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(month_provider_tables())
+def test_repaired_fast_patterns_survive_every_intruder(table):
+    frame, dims, grid, values, primary, required = table
+    suppressed, moves = fast(grid, values, primary, required)
+    intruders = Intruders.from_hierarchy(grid, "provider")
+    fixed, report = protect_against(grid, values, primary, required, suppressed, intruders, moves=moves)
+    assert report.ok and (fixed >= suppressed).all()
+    assert report.pairs == report.by_certificate + report.by_outsider + report.by_lp
+    assert independent_failures(frame, dims, fixed, values, required) == []
+    # and the check agrees with the independent attacker on the fast pattern before the repair
+    before = intruder_intervals(grid, values, suppressed, required, intruders, moves)
+    expected = sorted(independent_failures(frame, dims, suppressed, values, required))
+    assert sorted((f.unit, f.cell) for f in before.failures) == expected

@@ -1,0 +1,77 @@
+"""Relations between measures read off the spec's rules: the right ones, and true of real MI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from opendata.aggregate import aggregate
+from opendata.protection import population_keys
+from opendata.relations import CUMULATIVE, Relation, relation_rows, spec_relations
+from opendata.sample import write_sample
+from opendata.spec import load_spec
+from opendata.validate import validate
+
+SPEC = Path(__file__).parent.parent / "specs" / "work-programme.yaml"
+
+
+def test_the_work_programme_rules_give_the_order_of_events_and_the_payment_bound():
+    assert set(spec_relations(load_spec(SPEC))) == {
+        Relation("attachments", "referrals", cumulative=True),
+        Relation("job_starts", "attachments", cumulative=True),
+        Relation("job_outcomes", "job_starts", cumulative=True),
+        Relation("sustainment_payments", "job_outcomes", 30.0),
+    }
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mi")
+    write_sample(out, 3000, 5, months=8, formats=("csv",))
+    spec = load_spec(SPEC)
+    report = validate(spec, sorted(out.glob("*.csv")))
+    return spec, aggregate(spec, report.table)
+
+
+def _rows(table, measure, relations, known):
+    keys = population_keys(table.dimensions, table.frame)
+    terms, upper = relation_rows([table], [keys], measure, relations, [known])
+    index = pd.Index(keys)
+    g = sp.csr_matrix(
+        (terms["coef"].to_numpy(), (terms["row"].to_numpy(), index.get_indexer(terms["key"]))),
+        shape=(len(upper), len(keys)),
+    )
+    return g, upper
+
+
+@pytest.mark.parametrize("measure", ["referrals", "attachments", "job_starts", "job_outcomes", "sustainment_payments"])
+def test_true_counts_satisfy_every_relation_row(tables, measure):
+    """The rows are facts about the MI: the true table satisfies each (else the model is wrong),
+    and some are tight somewhere (else they would say nothing)."""
+    spec, aggregated = tables
+    relations = spec_relations(spec)
+    for table in aggregated:
+        if measure not in table.frame.columns:
+            continue
+        known = {m: (table.frame[m].to_numpy(),) * 2 for m in table.frame.columns if m in spec.measures}
+        g, upper = _rows(table, measure, relations, known | {CUMULATIVE: (None, None)})
+        assert g.shape[0] > 0
+        slack = upper - g @ table.frame[measure].to_numpy(dtype=np.float64)
+        assert (slack >= -1e-9).all()
+        assert (slack < 1).any()
+
+
+def test_hidden_other_cells_give_no_row_and_months_after_the_cut_off_no_running_sums(tables):
+    spec, aggregated = tables
+    table = aggregated[0]
+    relations = spec_relations(spec)
+    values = table.frame["referrals"].to_numpy(dtype=np.float64)
+    hidden = np.where(np.arange(len(values)) % 2 == 0, np.inf, values)
+    full, _ = _rows(table, "attachments", relations, [{"referrals": (values, values), CUMULATIVE: (None, None)}][0])
+    part, _ = _rows(table, "attachments", relations, {"referrals": (values, hidden), CUMULATIVE: (None, None)})
+    none, _ = _rows(table, "attachments", relations, {"referrals": (values, values)})
+    assert 0 < part.shape[0] < full.shape[0] and none.shape[0] == 0
