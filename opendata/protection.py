@@ -325,7 +325,9 @@ def _earlier_links(
     return linked, listed, skipped
 
 
-def _known(table: AggregatedTable, public: pd.DataFrame, measure: str, relations: Sequence[Relation]) -> dict:
+def _known(
+    table: AggregatedTable, public: pd.DataFrame, measure: str, relations: Sequence[Relation]
+) -> tuple[dict, list[Relation]]:
     """What the attacker model knows of the measures related to ``measure`` in ``table``.
 
     A bounded sum (payments <= 30 x outcomes) is cell by cell: the other measure is taken as
@@ -333,9 +335,11 @@ def _known(table: AggregatedTable, public: pd.DataFrame, measure: str, relations
     cost, since a row over one cell links no cells. Running totals link every month of a row, and
     an attacker who knew the other measure exactly would pin cells that are safe in fact (its small
     counts are hidden too), so they are taken against what the measures protected before this one
-    published (exact values; a hidden cell bounds nothing), and not in MI-ahead tables.
+    published (exact values; a hidden cell bounds nothing), and not in MI-ahead tables. Also returns
+    the relations it used, for the descriptor.
     """
     out: dict = {}
+    used = []
     for rel in relations:
         if measure not in (rel.smaller, rel.larger):
             continue
@@ -345,11 +349,13 @@ def _known(table: AggregatedTable, public: pd.DataFrame, measure: str, relations
         truth = table.frame[other].to_numpy(dtype=np.float64)
         if not rel.cumulative:
             out[other] = (truth, truth)
+            used.append(rel)
         elif other in public.columns and not table.spec.name.endswith(AHEAD_SUFFIX):
             shown = public[other].notna().to_numpy()
             out[other] = (np.where(shown, truth, 0.0), np.where(shown, truth, np.inf))
             out[CUMULATIVE] = (None, None)
-    return out
+            used.append(rel)
+    return out, used
 
 
 def _units_of(levels: Sequence[str]) -> Callable[[str], list[str]]:
@@ -418,7 +424,11 @@ def protect_tables(
         links, versions, skipped = _earlier_links(
             tables, holders, earlier, measure, truth, current_keys, spec.rounding_base, spec.threshold
         )
-        known = [_known(tables[i], publics[i], measure, relations) for i in holders]
+        known, modelled = [], []
+        for i in holders:
+            got, used = _known(tables[i], publics[i], measure, relations)
+            known.append(got)
+            modelled += [r for r in used if r not in modelled]
         terms, upper = relation_rows(
             [tables[i] for i in holders], [keys[i] for i in holders], measure, relations, known
         )
@@ -477,11 +487,7 @@ def protect_tables(
                     "linked_with": [tables[j].spec.name for j in holders if j != i],
                     "earlier_versions": versions,
                     **({"earlier_not_linked": skipped} if skipped else {}),
-                    "relations": [
-                        r.describe()
-                        for r in relations
-                        if measure in (r.smaller, r.larger) and "relations" not in left_out
-                    ],
+                    "relations": [r.describe() for r in modelled if "relations" not in left_out],
                     **(
                         {"relations_not_modelled": "no pattern protects this measure with them"}
                         if "relations" in left_out and len(upper)
