@@ -24,6 +24,10 @@ from disclosure.relations import Relations, stacked
 
 INF = float("inf")
 TOL = 1e-6
+# Deterministic retries when HiGHS ends with a status other than optimal, infeasible or unbounded:
+# the same LP from scratch without presolve, then with the dual simplex. Each changes how the LP is
+# solved, never what it is, so any answer they give is the LP's answer.
+RETRIES = (("presolve", "off"), ("simplex_strategy", 1))
 
 
 def new_highs() -> highspy.Highs:
@@ -120,6 +124,14 @@ class LP:
         self.h.run()
         status = self.h.getModelStatus()
         S = highspy.HighsModelStatus
+        settled = (S.kOptimal, S.kInfeasible, S.kUnbounded, S.kUnboundedOrInfeasible)
+        for option, value in RETRIES:  # a numerical failure ("Unknown"): the same LP, solved another way
+            if status in settled:
+                break
+            self.h.clearSolver()
+            self.h.setOptionValue(option, value)
+            self.h.run()
+            status = self.h.getModelStatus()
         if status == S.kOptimal:
             x = np.asarray(self.h.getSolution().col_value, dtype=np.float64)
             np.minimum(self.lo_seen, x, out=self.lo_seen)
@@ -129,7 +141,10 @@ class LP:
             raise DisclosureError("published values are inconsistent with the table's additivity (LP infeasible)")
         if status in (S.kUnbounded, S.kUnboundedOrInfeasible) and col is not None and self.feasible():
             return None
-        raise DisclosureError(f"LP solver failed: {self.h.modelStatusToString(status)}")
+        raise DisclosureError(
+            f"LP solver failed: {self.h.modelStatusToString(status)} (also from scratch, without presolve and "
+            "with the dual simplex)"
+        )
 
     def bound(self, col: int, lo: float, hi: float, seen: np.ndarray) -> None:
         """Change one column's bounds; ``seen`` (a point feasible under the new bounds, e.g. the true
