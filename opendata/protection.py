@@ -456,9 +456,11 @@ def protect_tables(
         for attempt in attempts:
             try:
                 results = disclosure.protect_linked(linked + attempt[0], **attempt[2])
-            except disclosure.DisclosureError as exc:
+            except disclosure.AuditFailed as exc:  # no safe pattern: try with less; bad input fails at once
                 failure = exc
                 continue
+            except disclosure.DisclosureError as exc:
+                raise ReleaseError(f"measure {measure}: {exc}; nothing was written") from exc
             chosen = attempt
             break
         if chosen is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,26 @@ def test_hidden_other_cells_give_no_row_and_months_after_the_cut_off_no_running_
     part, _ = _rows(table, "attachments", relations, {"referrals": (values, hidden), CUMULATIVE: (None, None)})
     none, _ = _rows(table, "attachments", relations, {"referrals": (values, values)})
     assert 0 < part.shape[0] < full.shape[0] and none.shape[0] == 0
+
+
+def test_a_stated_relation_the_mi_breaks_is_refused_and_nothing_is_written(tmp_path):
+    """A spec that states a false relation is a spec error, not something to drop quietly."""
+    from opendata.errors import ReleaseError
+    from opendata.release import cut_release
+
+    text = SPEC.read_text().replace("codelists/", f"{SPEC.parent}/codelists/")
+    text = text.replace(
+        "  secondary: auto\n",
+        "  secondary: auto\n  relations: [{smaller: referrals, larger: attachments, cumulative: true}]\n",
+    )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    write_sample(tmp_path / "mi", 1000, 3, months=2, formats=("csv",))
+    with pytest.raises(ReleaseError, match=r"measure .*violate .*relation row"):
+        cut_release(
+            spec,
+            sorted((tmp_path / "mi").glob("*.csv")),
+            tmp_path / "releases",
+            release_time=datetime(2026, 11, 12, 9, 30, tzinfo=UTC),
+        )
+    assert not (tmp_path / "releases").exists() and not (tmp_path / "staging").exists()
