@@ -113,6 +113,7 @@ class LP:
         self.hi_seen = np.full(self.n, -INF) if seen is None else np.asarray(seen, dtype=np.float64).copy()
         self._cost_col: int | None = None
         self._feasible: bool | None = None
+        self.x: np.ndarray | None = None  # the last optimal solution: a feasible table
 
     def _solve(self, col: int | None, sign: float) -> float | None:
         """Minimise ``sign * x_col`` (0 objective if ``col`` is None); None when unbounded."""
@@ -121,21 +122,12 @@ class LP:
         if col is not None:
             self.h.changeColCost(col, sign)
         self._cost_col = col
-        self.h.run()
-        status = self.h.getModelStatus()
+        status = self.run()
         S = highspy.HighsModelStatus
-        settled = (S.kOptimal, S.kInfeasible, S.kUnbounded, S.kUnboundedOrInfeasible)
-        for option, value in RETRIES:  # a numerical failure ("Unknown"): the same LP, solved another way
-            if status in settled:
-                break
-            self.h.clearSolver()
-            self.h.setOptionValue(option, value)
-            self.h.run()
-            status = self.h.getModelStatus()
         if status == S.kOptimal:
-            x = np.asarray(self.h.getSolution().col_value, dtype=np.float64)
-            np.minimum(self.lo_seen, x, out=self.lo_seen)
-            np.maximum(self.hi_seen, x, out=self.hi_seen)
+            assert self.x is not None
+            np.minimum(self.lo_seen, self.x, out=self.lo_seen)
+            np.maximum(self.hi_seen, self.x, out=self.hi_seen)
             return float(self.h.getInfo().objective_function_value)
         if status == S.kInfeasible:
             raise DisclosureError("published values are inconsistent with the table's additivity (LP infeasible)")
@@ -145,6 +137,24 @@ class LP:
             f"LP solver failed: {self.h.modelStatusToString(status)} (also from scratch, without presolve and "
             "with the dual simplex)"
         )
+
+    def run(self) -> highspy.HighsModelStatus:
+        """Solve; a status other than optimal, infeasible or unbounded (a numerical failure,
+        "Unknown") is retried on the same LP solved another way (``RETRIES``). Keeps the solution
+        in ``x`` when optimal."""
+        self.h.run()
+        status = self.h.getModelStatus()
+        S = highspy.HighsModelStatus
+        for option, value in RETRIES:
+            if status in (S.kOptimal, S.kInfeasible, S.kUnbounded, S.kUnboundedOrInfeasible):
+                break
+            self.h.clearSolver()
+            self.h.setOptionValue(option, value)
+            self.h.run()
+            status = self.h.getModelStatus()
+        if status == S.kOptimal:
+            self.x = np.asarray(self.h.getSolution().col_value, dtype=np.float64)
+        return status
 
     def bound(self, col: int, lo: float, hi: float, seen: np.ndarray) -> None:
         """Change one column's bounds; ``seen`` (a point feasible under the new bounds, e.g. the true

@@ -21,11 +21,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+import highspy
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from disclosure.attacker import TOL, exact_intervals
+from disclosure.attacker import INF, LP, TOL, exact_intervals
 from disclosure.errors import AuditFailed, DisclosureError
 from disclosure.hypercube import Hypercubes
 from disclosure.relations import Relations
@@ -126,6 +127,7 @@ class IntruderReport:
     pairs: int
     by_certificate: int
     by_outsider: int
+    by_tables: int
     by_lp: int
     failed_pairs: int
     failures: tuple[IntruderFailure, ...]
@@ -149,6 +151,7 @@ class IntruderReport:
             "pairs": self.pairs,
             "proven_by_certificate": self.by_certificate,
             "proven_as_outsider": self.by_outsider,
+            "proven_by_feasible_tables": self.by_tables,
             "proven_by_lp": self.by_lp,
             "failed": self.failed_pairs,
             "rejected_certificates": self.rejected_moves,
@@ -332,33 +335,269 @@ def _search(
     except (AssertionError, AttributeError, TypeError):  # not a Grid or linked system: no cubes to build
         return sp.csr_matrix((0, n))
     run.suppressed = suppressed.copy()
+    run.locked = ~suppressed  # candidates ranked as for the outsider, once per cell
     knows = intruders.knows
-    todo = [(np.zeros(n, dtype=bool), checked[~certified])]
-    for u in sorted(range(len(intruders.names)), key=lambda i: intruders.names[i]):
-        ks = pairs.indices[pairs.indptr[u] : pairs.indptr[u + 1]]
-        if len(ks):
-            known = np.zeros(n, dtype=bool)
-            known[knows.indices[knows.indptr[u] : knows.indptr[u + 1]]] = True
-            todo.append((known, checked[np.sort(ks)]))
+    need = sp.csc_matrix(pairs, dtype=bool)  # units × checked cells
+    outsider = ~certified
     rows, cols, data = [], [], []
-    for known, cells in todo:
-        run.locked = ~suppressed | known
-        for c in cells.tolist():
-            corners, signs = run._candidates(c)
-            real = signs != 0
-            at = np.where(real, corners, c)
-            v = values[at]
-            t_down = np.where(signs > 0, v, np.inf).min(axis=1)
-            t_up = np.where(signs < 0, v, np.inf).min(axis=1)
-            ok = ~(real & run.locked[at]).any(axis=1) & (t_down + t_up >= required[c] - TOL)
-            if ok.any():
-                pick = int(np.flatnonzero(ok)[0])
+    for k in np.flatnonzero(outsider | (np.diff(need.indptr) > 0)).tolist():
+        c = int(checked[k])
+        corners, signs = run._candidates(c)
+        real = signs != 0
+        at = np.where(real, corners, c)
+        v = values[at]
+        t_down = np.where(signs > 0, v, np.inf).min(axis=1)
+        t_up = np.where(signs < 0, v, np.inf).min(axis=1)
+        usable = ~(real & run.locked[at]).any(axis=1) & (t_down + t_up >= required[c] - TOL)
+        if not usable.any():
+            continue
+        units = need.indices[need.indptr[k] : need.indptr[k + 1]]
+        views = [None] if outsider[k] else []
+        views += sorted(units.tolist(), key=lambda i: intruders.names[i])
+        picked: set[int] = set()
+        for u in views:
+            ok = usable
+            if u is not None:
+                own = knows.indices[knows.indptr[u] : knows.indptr[u + 1]]
+                ok = usable & ~(real & np.isin(at, own)).any(axis=1)
+            if ok.any() and (pick := int(np.flatnonzero(ok)[0])) not in picked:
+                picked.add(pick)
                 rows.append(np.full(int(real[pick].sum()), len(rows)))
                 cols.append(corners[pick][real[pick]])
                 data.append(signs[pick][real[pick]].astype(np.float64))
     if not rows:
         return sp.csr_matrix((0, n))
     return sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(len(rows), n))
+
+
+@dataclass
+class _Settled:
+    failures: list[IntruderFailure]
+    outsider_fails: np.ndarray  # per checked cell: the outsider narrows it
+    by_tables: int = 0
+    by_lp: int = 0
+    failed: int = 0
+
+
+class _Tables:
+    """Feasible tables of one component found so far (the truth first), over its suppressed cells.
+
+    Each is an optimal solution of an LP whose constraints are the outsider's plus some unit's cells
+    fixed at the truth, so it is a table the outsider cannot rule out; a unit that knows no cell on
+    which it differs from the truth cannot rule it out either. Grown in place (capacity doubling)."""
+
+    def __init__(self, truth: np.ndarray) -> None:
+        self.truth = truth
+        self.x = np.empty((8, len(truth)))
+        self.moved = np.zeros((8, len(truth)), dtype=bool)
+        self.count = 0
+        self.add(truth)
+
+    def add(self, x: np.ndarray) -> None:
+        if self.count == len(self.x):
+            self.x = np.vstack([self.x, np.empty_like(self.x)])
+            self.moved = np.vstack([self.moved, np.zeros_like(self.moved)])
+        self.x[self.count] = x
+        self.moved[self.count] = np.abs(x - self.truth) > TOL
+        self.count += 1
+
+    def hull(self, fixed: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per column, the integer hull of its values over the tables that leave ``fixed`` unmoved."""
+        valid = ~self.moved[: self.count][:, fixed].any(axis=1)
+        seen = self.x[: self.count][valid][:, cols]
+        return np.ceil(seen.min(axis=0) - TOL), np.floor(seen.max(axis=0) + TOL)
+
+
+class _Moves:
+    """The outsider's LPs over one component's suppressed cells ``x`` (true values ``z``): the
+    equations touching them (every other cell in those is published, or it would be in the
+    component) and the relation rows touching them with every other cell at its true value, as
+    ``attacker.exact_intervals`` builds them; a unit's view holds its cells at the truth (``fix``).
+
+    ``extreme`` is the attacker's ``min``/``max`` of a cell (one LP, only the objective changes).
+    ``short`` is a second LP, in deviations ``x = z + up - down`` (``up >= 0``, ``0 <= down <= z``),
+    that finds the least total deviation moving a cell by a given step: a few cycles of the table,
+    as a cube is. It touches few cells, so few units know one of them, and the table it gives proves
+    the same cell against every other unit without an LP of their own (``_Tables``). Its objective
+    never changes (only one bound per solve), so each solve starts from the last basis."""
+
+    def __init__(
+        self, a_csc: sp.csc_matrix, values: np.ndarray, members: np.ndarray, relations: Relations | None
+    ) -> None:
+        rows = np.unique(a_csc[:, members].indices)
+        block = sp.csr_matrix(a_csc[:, members][rows])
+        lo = hi = np.zeros(len(rows))  # in deviations: A d = 0, G d <= h - G z
+        if relations is not None and relations.rows:
+            g_m = sp.csr_matrix(sp.csc_matrix(relations.matrix)[:, members])
+            touch = np.flatnonzero(np.diff(g_m.indptr) > 0)
+            block = sp.vstack([block, g_m[touch]], format="csr")
+            lo = np.concatenate([lo, np.full(len(touch), -INF)])
+            hi = np.concatenate([hi, relations.slack(values)[touch]])
+        self.m = m = len(members)
+        self.z = values[members]
+        at_z = block @ self.z
+        self.attack = LP(block, lo + at_z, hi + at_z, np.zeros(m), np.full(m, INF), self.z)
+        self.deviate = LP(sp.hstack([block, -block], format="csc"), lo, hi, np.zeros(2 * m), self._caps())
+        self.deviate.h.changeColsCost(2 * m, np.arange(2 * m, dtype=np.int32), np.ones(2 * m))
+        self.deviate.h.setOptionValue("simplex_strategy", 1)  # dual: only bounds change between solves
+        self.fixed = np.zeros(0, dtype=np.int64)
+
+    def _caps(self) -> np.ndarray:
+        return np.concatenate([np.full(self.m, highspy.kHighsInf), self.z])
+
+    def fix(self, cells: np.ndarray) -> None:
+        """Hold ``cells`` (component positions) at the truth, releasing those held before."""
+        for release, cols in ((True, self.fixed), (False, np.asarray(cells, dtype=np.int64))):
+            k = len(cols)
+            if k == 0:
+                continue
+            at = cols.astype(np.int32)
+            both = np.concatenate([cols, cols + self.m]).astype(np.int32)
+            if release:
+                self.attack.h.changeColsBounds(k, at, np.zeros(k), np.full(k, highspy.kHighsInf))
+                self.deviate.h.changeColsBounds(2 * k, both, np.zeros(2 * k), self._caps()[both])
+            else:
+                self.attack.h.changeColsBounds(k, at, self.z[cols], self.z[cols])
+                self.deviate.h.changeColsBounds(2 * k, both, np.zeros(2 * k), np.zeros(2 * k))
+        self.fixed = np.asarray(cells, dtype=np.int64)
+
+    def extreme(self, j: int, sign: float) -> np.ndarray | None:
+        """The table with the largest (``sign=1``) or smallest ``x_j``; None when unbounded."""
+        return None if self.attack._solve(j, -sign) is None else self.attack.x
+
+    def short(self, j: int, step: float) -> np.ndarray | None:
+        """The table moving ``x_j`` by ``step`` (up if positive) at the least total deviation; None
+        if none does. Any solver outcome but optimal or infeasible is an error, never a guess."""
+        col = j if step > 0 else self.m + j
+        cap = highspy.kHighsInf if step > 0 else float(self.z[j])
+        h = self.deviate.h
+        h.changeColBounds(col, abs(step), cap)
+        try:
+            status = self.deviate.run()
+        finally:
+            h.changeColBounds(col, 0.0, 0.0 if j in self.fixed else cap)
+        S = highspy.HighsModelStatus
+        if status == S.kOptimal:
+            x = self.deviate.x
+            return self.z + x[: self.m] - x[self.m :]
+        if status in (S.kInfeasible, S.kUnboundedOrInfeasible):
+            return None
+        raise DisclosureError(f"LP solver failed on an intruder's view: {h.modelStatusToString(status)}")
+
+
+def _prove(
+    moves: _Moves, tables: _Tables, fixed: np.ndarray, cols: np.ndarray, need: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intervals of ``cols`` in the view ``moves`` models now (``fixed`` held at the truth).
+
+    First the hull of the tables found so far. For a column it does not prove: the attacker's
+    ``max`` and ``min`` (exact; stopping once wide enough); if wide enough, a short move up and one
+    down spanning the width join the tables, for the units after this one. Also returns which
+    columns needed an LP."""
+    lo, hi = tables.hull(fixed, cols)
+    solved = hi - lo < need - TOL
+    for i in np.flatnonzero(solved):
+        j, z = int(cols[i]), float(moves.z[cols[i]])
+        top = moves.extreme(j, 1.0)
+        if top is None:  # unbounded above
+            hi[i] = INF
+            continue
+        tables.add(top)
+        hi[i] = max(hi[i], np.floor(top[j] + TOL))
+        if hi[i] - lo[i] < need[i] - TOL:
+            bottom = moves.extreme(j, -1.0)
+            assert bottom is not None  # x >= 0 bounds the minimum
+            tables.add(bottom)
+            lo[i] = min(lo[i], np.ceil(bottom[j] - TOL))
+        if hi[i] - lo[i] < need[i] - TOL:
+            continue  # narrowed: [lo, hi] is the exact interval
+        up = min(hi[i] - z, need[i])
+        for step in (up, -(need[i] - up)):
+            if step and (short := moves.short(j, step)) is not None:
+                tables.add(short)
+    return lo, hi, solved
+
+
+def _settle(
+    a: sp.csr_matrix,
+    values: np.ndarray,
+    suppressed: np.ndarray,
+    required: np.ndarray,
+    intruders: Intruders,
+    pairs: sp.csr_matrix,
+    checked: np.ndarray,
+    outsider: np.ndarray,
+    labels: np.ndarray,
+    relations: Relations | None,
+) -> _Settled:
+    """Step 3 of ``intruder_intervals``: the pairs neither certificates nor decomposition settle, and
+    the outsider on the cells no certificate proves (``outsider``, indices into ``checked``).
+
+    Per component of suppressed cells, one LP: the outsider first (``min``/``max`` of each cell),
+    then each unit in name order with its cells of the component fixed at the truth (bounds), for
+    its cells the tables found so far do not already prove. Every solution is kept (``_Tables``):
+    a table is one the unit cannot rule out if it differs from the truth on no cell the unit knows,
+    and the unit's interval contains the hull of those tables' values (its feasible set is convex),
+    so most pairs are proven without an LP of their own. A pair the tables do not prove gets its
+    exact interval from the unit's LP (both directions), which is then the failure reported.
+    """
+    n_units = len(intruders.names)
+    nc = len(checked)
+    out = _Settled([], np.zeros(nc, dtype=bool))
+    wanted = np.zeros(nc, dtype=bool)
+    wanted[outsider] = True
+    wanted[pairs.indices] = True
+    ks_all = np.flatnonzero(wanted)
+    if len(ks_all) == 0:
+        return out
+    a_csc = sp.csc_matrix(a)
+    by_label = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[by_label], np.arange(int(labels.max()) + 2))
+    is_outsider = np.zeros(nc, dtype=bool)
+    is_outsider[outsider] = True
+    pairs_csc = sp.csc_matrix(pairs)
+    knows = intruders.knows
+    order = sorted(range(n_units), key=lambda i: intruders.names[i])
+    rank = np.empty(n_units, dtype=np.int64)
+    rank[order] = np.arange(n_units)
+    comp = labels[checked[ks_all]]
+    for c in np.unique(comp):
+        members = np.sort(by_label[bounds[c] : bounds[c + 1]])
+        ks = ks_all[comp == c]
+        cols = np.searchsorted(members, checked[ks])
+        moves = _Moves(a_csc, values, members, relations)
+        tables = _Tables(values[members])
+        need = required[checked[ks]]
+
+        lo, hi, _ = _prove(moves, tables, moves.fixed, cols, need)
+        bad = is_outsider[ks] & (hi - lo < need - TOL)
+        out.outsider_fails[ks[bad]] = True
+        out.failures += [
+            IntruderFailure(int(checked[k]), OUTSIDER, float(x), float(y), float(r))
+            for k, x, y, r in zip(ks[bad], lo[bad], hi[bad], need[bad], strict=True)
+        ]
+        sub = pairs_csc[:, ks].tocoo()  # (unit, position in ks)
+        fixes = {}
+        for u in set(sub.row.tolist()):
+            known = knows.indices[knows.indptr[u] : knows.indptr[u + 1]]
+            fixes[u] = np.searchsorted(members, known[np.isin(known, members)])
+        # units knowing more first: a table that holds a CPA's cells holds those of every unit
+        # below it, so their pairs are mostly proven by the CPA's tables
+        for u in sorted(fixes, key=lambda i: (-len(fixes[i]), rank[i])):
+            sel = np.zeros(len(ks), dtype=bool)
+            sel[sub.col[sub.row == u]] = True
+            fixed = fixes[u]
+            moves.fix(fixed)
+            lo, hi, solved = _prove(moves, tables, fixed, cols[sel], need[sel])
+            bad = hi - lo < need[sel] - TOL
+            out.failed += int(bad.sum())
+            out.by_tables += int((~bad & ~solved).sum())
+            out.by_lp += int((~bad & solved).sum())
+            out.failures += [
+                IntruderFailure(int(checked[k]), intruders.names[u], float(x) + 0.0, float(y), float(r))
+                for k, x, y, r in zip(ks[sel][bad], lo[bad], hi[bad], need[sel][bad], strict=True)
+            ]
+    return out
 
 
 def intruder_intervals(
@@ -458,35 +697,8 @@ def intruder_intervals(
     lp_pairs.sort_indices()
 
     unc = np.flatnonzero(~certified)
-    failures: list[IntruderFailure] = []
-    outsider_fails = np.zeros(nc, dtype=bool)
-    if len(unc):  # the outsider, for the primaries no certificate proves
-        lo, hi = _unit_intervals(
-            a, values, suppressed, required, np.zeros(n, dtype=bool), checked[unc], labels, relations
-        )
-        for k, lo_k, hi_k in zip(unc.tolist(), lo, hi, strict=True):
-            if hi_k - lo_k < required[checked[k]] - TOL:
-                outsider_fails[k] = True
-                failures.append(
-                    IntruderFailure(int(checked[k]), OUTSIDER, float(lo_k), float(hi_k), float(required[checked[k]]))
-                )
-    lp_ok = lp_failed = 0
-    for u in sorted(range(n_units), key=lambda i: intruders.names[i]):
-        ks = lp_pairs.indices[lp_pairs.indptr[u] : lp_pairs.indptr[u + 1]]
-        if len(ks) == 0:
-            continue
-        known = np.zeros(n, dtype=bool)
-        known[knows.indices[knows.indptr[u] : knows.indptr[u + 1]]] = True
-        cells = checked[ks]
-        lo, hi = _unit_intervals(a, values, suppressed, required, known, cells, labels, relations)
-        bad = hi - lo < required[cells] - TOL
-        lp_failed += int(bad.sum())
-        lp_ok += int((~bad).sum())
-        name = intruders.names[u]
-        failures += [
-            IntruderFailure(int(c), name, float(x) + 0.0, float(y), float(required[c]))
-            for c, x, y in zip(cells[bad].tolist(), lo[bad], hi[bad], strict=True)
-        ]
+    settled = _settle(a, values, suppressed, required, intruders, lp_pairs, checked, unc, labels, relations)
+    failures, outsider_fails = settled.failures, settled.outsider_fails
 
     pairs = n_units * nc - known_checked.nnz
     n_blocked = blocked.nnz
@@ -498,8 +710,9 @@ def intruder_intervals(
         pairs=int(pairs),
         by_certificate=int(pairs - n_blocked),
         by_outsider=int(outsider_pairs.nnz - outsider_failed),
-        by_lp=lp_ok,
-        failed_pairs=lp_failed + outsider_failed,
+        by_tables=settled.by_tables,
+        by_lp=settled.by_lp,
+        failed_pairs=settled.failed + outsider_failed,
         failures=tuple(failures),
         rejected_moves=rejected,
     )

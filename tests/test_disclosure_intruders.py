@@ -72,7 +72,7 @@ def test_a_subcontractor_narrows_its_siblings_and_the_repair_closes_it():
     assert {(f.unit, f.cell) for f in check.failures} == {("S6", s4), ("S6", s5)}
     for f in check.failures:  # S6 knows its own 8: the other two add up to 5
         assert (f.lower, f.upper) == (0.0, 5.0)
-    assert check.pairs == check.by_certificate + check.by_outsider + check.by_lp + check.failed_pairs
+    assert check.pairs == check.by_certificate + check.by_outsider + check.by_tables + check.by_lp + check.failed_pairs
     assert check.intruders == tuple(sorted(intruders.names))
 
     fixed, report = protect_against(grid, values, primary, required, suppressed, intruders, moves=moves)
@@ -85,7 +85,10 @@ def test_a_subcontractor_narrows_its_siblings_and_the_repair_closes_it():
     assert described["intruders"] == sorted(intruders.names)
     assert (
         described["pairs"]
-        == described["proven_by_certificate"] + described["proven_as_outsider"] + described["proven_by_lp"]
+        == described["proven_by_certificate"]
+        + described["proven_as_outsider"]
+        + described["proven_by_feasible_tables"]
+        + described["proven_by_lp"]
     )
 
 
@@ -265,7 +268,7 @@ def test_repaired_fast_patterns_survive_every_intruder(table):
     intruders = Intruders.from_hierarchy(grid, "provider")
     fixed, report = protect_against(grid, values, primary, required, suppressed, intruders, moves=moves)
     assert report.ok and (fixed >= suppressed).all()
-    assert report.pairs == report.by_certificate + report.by_outsider + report.by_lp
+    assert report.pairs == report.by_certificate + report.by_outsider + report.by_tables + report.by_lp
     assert independent_failures(frame, dims, fixed, values, required) == []
     # and the check agrees with the independent attacker on the fast pattern before the repair
     before = intruder_intervals(grid, values, suppressed, required, intruders, moves)
