@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from disclosure.optimal import NODES
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "disclosure"
 TABLES = ROOT / "tests" / "tables" / "small_tables.json"
@@ -124,7 +126,7 @@ def _protected(frame: pd.DataFrame, dims, method: str, lp_check: bool) -> dict:
     return out
 
 
-def _optimal(frame: pd.DataFrame, dims, time_limit: float) -> dict:
+def _optimal(frame: pd.DataFrame, dims, nodes: int) -> dict:
     """``disclosure.optimal.optimal`` (cost "cells") on the grid, re-audited by the exact attacker."""
     from disclosure import Grid, Rules
     from disclosure.attacker import exact_intervals
@@ -138,7 +140,7 @@ def _optimal(frame: pd.DataFrame, dims, time_limit: float) -> dict:
     values[grid.cell_index(frame)] = frame["n"].to_numpy()
     primary = primary_mask(values, rules)
     required = required_widths(primary, rules)
-    res = optimal(grid, values, primary, required, cost="cells", time_limit=time_limit)
+    res = optimal(grid, values, primary, required, cost="cells", nodes=nodes)
     check = exact_intervals(grid.constraints, values, res.suppressed, required)
     return dict(
         cells=int(grid.size),
@@ -168,7 +170,7 @@ def child(spec: dict, t0: float) -> None:
         frame, dims, extra = pd.read_parquet(spec["path"]), dims_for(size), {}
     t1 = time.perf_counter()
     if method == "optimal":
-        out = _optimal(frame, dims, spec["time_limit"])
+        out = _optimal(frame, dims, spec["nodes"])
     else:
         out = _protected(frame, dims, method, spec["lp_check"])
     out.update(extra, method=method, size=size, load_s=round(t1 - t0, 2), child_s=round(time.perf_counter() - t0, 2))
@@ -277,14 +279,14 @@ def case_cells(size: str) -> int:
     return (1 + n_cpa * (1 + n_prime * (1 + n_sub))) * other
 
 
-def run_case(size: str, method: str, timeout: float, time_limit: float, lp_check: bool = False) -> dict:
+def run_case(size: str, method: str, timeout: float, nodes: int, lp_check: bool = False) -> dict:
     """One case as a whole subprocess under its own wrapper; the child's JSON line plus wall time and peak RSS."""
     path = OUT / f"table_{size}.parquet"
     if size != FIVE_D and not path.exists():
         OUT.mkdir(parents=True, exist_ok=True)
         make_table(size).to_parquet(path, index=False)
     lp_check = lp_check and method == "fast" and case_cells(size) <= LP_CHECK_MAX_CELLS
-    spec = dict(size=size, method=method, path=str(path), time_limit=time_limit, lp_check=lp_check)
+    spec = dict(size=size, method=method, path=str(path), nodes=nodes, lp_check=lp_check)
     child = CHILD.format(bench=str(ROOT / "bench"), spec=spec)
     wrapped = subprocess.run(
         [sys.executable, "-c", WRAPPER, child, str(timeout)], capture_output=True, text=True, cwd=ROOT
@@ -376,7 +378,7 @@ def compare_small(path: Path = TABLES) -> dict:
         t1 = time.perf_counter()
         h = heuristic(grid, values, primary, required, prune=True)
         t2 = time.perf_counter()
-        o = optimal(grid, values, primary, required, cost="cells", time_limit=60)
+        o = optimal(grid, values, primary, required, cost="cells")
         t3 = time.perf_counter()
         rows.append(
             {
@@ -449,7 +451,9 @@ def main() -> None:
         "--lp-check", action="store_true", help=f"re-audit fast by exact LPs (up to {LP_CHECK_MAX_CELLS:,} cells)"
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case (whole process)")
-    parser.add_argument("--time-limit", type=float, default=300.0, help="optimal method's own time limit")
+    parser.add_argument(
+        "--nodes", type=int, default=NODES, help="optimal method's branch-and-bound node budget (deterministic work)"
+    )
     parser.add_argument("--write-tables", action="store_true", help="regenerate the small-table set and exit")
     parser.add_argument("--skip-small", action="store_true")
     args = parser.parse_args()
@@ -466,7 +470,7 @@ def main() -> None:
         results = []
     for size in args.sizes:
         for method in methods_for(size, args.methods, optimal_sizes):
-            r = run_case(size, method, args.timeout, args.time_limit, args.lp_check)
+            r = run_case(size, method, args.timeout, args.nodes, args.lp_check)
             results = [x for x in results if (x["size"], x["method"]) != (size, method)] + [r]
             print(json.dumps(r), flush=True)
             store.write_text(json.dumps(results, indent=1) + "\n")

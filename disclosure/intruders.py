@@ -384,7 +384,11 @@ class _Tables:
 
     Each is an optimal solution of an LP whose constraints are the outsider's plus some unit's cells
     fixed at the truth, so it is a table the outsider cannot rule out; a unit that knows no cell on
-    which it differs from the truth cannot rule it out either. Grown in place (capacity doubling)."""
+    which it differs from the truth cannot rule it out either. Grown in place (capacity doubling)
+    up to ``BUDGET`` stored values; beyond it tables are no longer kept (a fixed count, so the
+    result never depends on the machine), and pairs they would have proven get their own LP."""
+
+    BUDGET = 8_000_000
 
     def __init__(self, truth: np.ndarray) -> None:
         self.truth = truth
@@ -395,6 +399,8 @@ class _Tables:
 
     def add(self, x: np.ndarray) -> None:
         if self.count == len(self.x):
+            if 2 * self.x.size > self.BUDGET:
+                return
             self.x = np.vstack([self.x, np.empty_like(self.x)])
             self.moved = np.vstack([self.moved, np.zeros_like(self.moved)])
         self.x[self.count] = x
@@ -404,7 +410,7 @@ class _Tables:
     def hull(self, fixed: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per column, the integer hull of its values over the tables that leave ``fixed`` unmoved."""
         valid = ~self.moved[: self.count][:, fixed].any(axis=1)
-        seen = self.x[: self.count][valid][:, cols]
+        seen = self.x[: self.count, cols][valid]
         return np.ceil(seen.min(axis=0) - TOL), np.floor(seen.max(axis=0) + TOL)
 
 

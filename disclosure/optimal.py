@@ -46,13 +46,18 @@ pattern gets at least one cut it violates, so the loop ends as before.
 depends on how the new free cells combine, not on their values alone.)
 
 Safety is never traded for optimality: the incumbent is always an audited pattern (the caller's
-``start`` or the fast method's, repaired if need be), and on a time limit the best audited pattern
+``start`` or the fast method's, repaired if need be), and when the node budget runs out the best audited pattern
 is returned with ``proven_optimal=False``.
+
+Determinism: the work is bounded by counts, never by the clock. ``nodes`` caps the
+branch-and-bound nodes of all master solves together (HiGHS ``mip_max_nodes``, given what is left
+before each solve) and ``MAX_ROUNDS`` the master solves; HiGHS runs with a fixed seed. So the same
+input gives the same pattern on any machine and under any load; a slower machine takes longer, it
+does not stop sooner with another answer.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import highspy
@@ -69,6 +74,8 @@ from disclosure.secondary import CANNOT_PROTECT, Heuristic, Suppression
 from disclosure.table import GridLike
 
 EXACT_GAP_CELLS = 50_000  # up to this many cells the master is solved to a zero gap
+NODES = 20_000  # default branch-and-bound node budget over all master solves (deterministic work)
+MAX_ROUNDS = 500  # master solves at most
 EPS = 1e-6
 
 
@@ -96,7 +103,7 @@ class Optimal:
         primary: np.ndarray,
         required: np.ndarray,
         cost: str,
-        time_limit: float,
+        nodes: int,
         locked: np.ndarray | None = None,
         relations: Relations | None = None,
     ) -> None:
@@ -122,7 +129,7 @@ class Optimal:
         self.cost = cell_costs(self.values, cost)
         self.n = len(self.values)
         self.m = self.a.shape[0]
-        self.deadline = time.monotonic() + max(float(time_limit), 0.0)
+        self.nodes_left = max(int(nodes), 0)
         self.cut_keys: set[bytes] = set()
         self.n_cuts = 0
         self.h = self._master()
@@ -220,18 +227,18 @@ class Optimal:
         return True
 
     def solve_master(self) -> tuple[np.ndarray | None, float, bool]:
-        """Solve the master within the time left: (pattern or None, proven lower bound, solved to optimality).
+        """Solve the master within the nodes left: (pattern or None, proven lower bound, solved to optimality).
 
         The incumbent is not passed as a MIP start: with highspy 1.16 a ``setSolution`` start made
         ``getSolution`` return the start while the reported objective was the better optimum's.
         """
-        left = self.deadline - time.monotonic()
-        if left <= 0:
+        if self.nodes_left <= 0:
             return None, -np.inf, False
-        self.h.setOptionValue("time_limit", left)
+        self.h.setOptionValue("mip_max_nodes", self.nodes_left)
         self.h.run()
         status = self.h.getModelStatus()
         info = self.h.getInfo()
+        self.nodes_left -= max(int(info.mip_node_count), 1)
         S = highspy.HighsModelStatus
         if status == S.kInfeasible:
             raise AuditFailed("no suppression pattern can protect every primary cell")
@@ -423,7 +430,7 @@ def optimal(
     required: np.ndarray,
     *,
     cost: Cost = "value",
-    time_limit: float = 60.0,
+    nodes: int = NODES,
     start: np.ndarray | None = None,
     locked: np.ndarray | None = None,
     relations: Relations | None = None,
@@ -434,12 +441,13 @@ def optimal(
     incumbent, so the answer never costs more than a safe ``start``. Without it the fast method's
     pattern is the incumbent (pruned up to ``PRUNE_CELLS`` cells). ``locked`` cells stay published. Each
     failing master pattern is also repaired with the heuristic's steps, which often improves it.
-    On ``time_limit`` the best audited pattern is returned (``proven_optimal=False``); the result
-    is always audited safe.
+    When ``nodes`` (branch-and-bound nodes over all master solves) or ``MAX_ROUNDS`` run out, the
+    best audited pattern is returned (``proven_optimal=False``, ``lower_bound`` gives the gap);
+    the result is always audited safe and, the budget being work, not time, reproducible.
     ``relations`` (``G x <= h``) are known to the attacker (``disclosure.relations``).
     Raises AuditFailed when no pattern can protect the primaries.
     """
-    opt = Optimal(grid, values, primary, required, cost, time_limit, locked, relations)
+    opt = Optimal(grid, values, primary, required, cost, nodes, locked, relations)
     prim = opt.primary
     if start is None:
         prune = opt.n <= PRUNE_CELLS
@@ -463,7 +471,7 @@ def optimal(
             proven = True
             break
         if pattern is None:
-            break  # time limit before the master found anything better
+            break  # node budget spent before the master found anything better
         res = opt.audit(pattern)
         if res.ok.all():
             pattern = opt.drop_lone(pattern)
@@ -480,7 +488,7 @@ def optimal(
         c = opt.pattern_cost(repaired)
         if c < best_cost - EPS:
             best, best_cost = repaired, c
-        if time.monotonic() >= opt.deadline:
+        if opt.nodes_left <= 0 or rounds >= MAX_ROUNDS:
             break
     best = opt.drop_free(best)
     res = opt.audit(best)

@@ -12,6 +12,7 @@ from disclosure.audit import METHOD_CERTIFIED, METHOD_EXACT, AuditReport, report
 from disclosure.errors import DisclosureError
 from disclosure.hierarchy import Hierarchy
 from disclosure.hypercube import hypercube
+from disclosure.optimal import NODES
 from disclosure.primary import (
     apply_overrides,
     insider_mask,
@@ -37,15 +38,15 @@ def secondary_pattern(
     required: np.ndarray,
     method: str = "auto",
     prune: bool | None = None,
-    time_limit: float = 60.0,
+    nodes: int = NODES,
     locked: np.ndarray | None = None,
     insiders: np.ndarray | None = None,
     relations=None,
 ) -> Suppression:
     """Dispatch to a secondary suppression method; every method returns an audited, safe pattern.
 
-    ``fast``: certified hypercubes (linear in the table's size), ``optimal``: MILP with a time
-    limit, ``heuristic``: the LP audit-and-repair loop alone; ``auto``: optimal up to
+    ``fast``: certified hypercubes (linear in the table's size), ``optimal``: MILP within a
+    deterministic node budget (``nodes``), ``heuristic``: the LP audit-and-repair loop alone; ``auto``: optimal up to
     ``AUTO_OPTIMAL_MAX_CELLS`` cells, fast above. ``locked`` cells are never suppressed;
     ``insiders`` are the single-contributor primary cells (see ``Rules.singletons``); ``relations``
     (``disclosure.relations.Relations``, ``G x <= h``) are inequalities the attacker knows.
@@ -68,14 +69,14 @@ def secondary_pattern(
         from disclosure.optimal import optimal
 
         pattern: Suppression = optimal(
-            grid, values, primary, required, cost="value", time_limit=time_limit, locked=locked, relations=relations
+            grid, values, primary, required, cost="value", nodes=nodes, locked=locked, relations=relations
         )
         if insiders is not None and insiders.any():
             # the MILP models outsiders; the repair loop adds what the insiders need, then gives back
             # what the coalition of all single contributors (stricter than each alone) does not need
             repair = Heuristic(grid, values, primary, required, len(values) <= PRUNE_CELLS, locked, insiders, relations)
             pattern = repair.run(start=pattern.suppressed)
-        # that repair is greedy (and a time limit may stop the MILP early): never hide more value than
+        # that repair is greedy (and the node budget may stop the MILP early): never hide more value than
         # the fast method does on the same input (both patterns are audited)
         try:
             alternative = fast()

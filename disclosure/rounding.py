@@ -61,7 +61,7 @@ def controlled_rounding_interval(rounded: np.ndarray, base: int | None) -> tuple
 
 
 def round_controlled(
-    values: np.ndarray, constraints: sp.spmatrix, base: int | None, *, time_limit: float = 60.0
+    values: np.ndarray, constraints: sp.spmatrix, base: int | None, *, nodes: int = 100_000
 ) -> np.ndarray:
     """Zero-restricted controlled rounding: adjacent multiples of ``base`` that keep ``constraints @ x == 0``.
 
@@ -76,9 +76,9 @@ def round_controlled(
     randomised check. With hierarchies in *both* dimensions, or with 3 or more dimensions, there may
     be none (Causey, Cox & Ernst 1985; the tests hold a 2×2×2 and a 3×3 counterexample: an odd
     cycle of "exactly one of these two goes up"), and then this raises ``DisclosureError``. It
-    also raises when ``time_limit`` (seconds) passes before any rounding is found; if it passes
-    after one is found, the best one is returned (additive and adjacent, but maybe not minimal and,
-    being time-dependent, maybe not reproducible).
+    also raises when ``nodes`` branch-and-bound nodes (HiGHS ``mip_max_nodes``, a count of work,
+    not time) pass before any rounding is found; if they pass after one is found, the best one is
+    returned (additive and adjacent, maybe not minimal, but the same on every machine).
 
     References: L. H. Cox, L. R. Ernst, "Controlled rounding", INFOR 20 (1982); B. D. Causey,
     L. H. Cox, L. R. Ernst, "Applications of transportation theory to statistical problems", JASA 80
@@ -134,7 +134,7 @@ def round_controlled(
     h.setOptionValue("random_seed", 0)
     h.setOptionValue("mip_rel_gap", 0.0)
     h.setOptionValue("mip_abs_gap", 0.0)
-    h.setOptionValue("time_limit", float(time_limit))
+    h.setOptionValue("mip_max_nodes", int(nodes))
     h.passModel(lp)
     h.run()
     status = h.getModelStatus()
@@ -146,10 +146,11 @@ def round_controlled(
             "always feasible for 3-D tables or tables with hierarchies in more than one dimension (only 2-D tables "
             "with totals are guaranteed); use conventional rounding, another base, or round sub-tables"
         )
-    if not (status == S.kOptimal or (status == S.kTimeLimit and has_solution)):
+    limit = status in (S.kSolutionLimit, S.kIterationLimit)  # the node budget, a count of work
+    if not (status == S.kOptimal or (limit and has_solution)):
         raise DisclosureError(
             f"controlled rounding failed: {h.modelStatusToString(status)}"
-            + (f" after {time_limit:g} s without a feasible rounding" if status == S.kTimeLimit else "")
+            + (f" after {nodes} nodes without a feasible rounding" if limit else "")
         )
     y = np.rint(np.asarray(h.getSolution().col_value, dtype=np.float64)).astype(np.int64)
     out = floor.copy()

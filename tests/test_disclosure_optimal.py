@@ -165,12 +165,12 @@ def test_deterministic():
     assert runs[0].rounds == runs[1].rounds and runs[0].cuts == runs[1].cuts
 
 
-def test_time_limit_returns_safe_start():
+def test_node_budget_returns_safe_start():
     dims = {"a": flat("a", 4), "b": flat("b", 4), "c": flat("c", 3)}
     rng = np.random.default_rng(11)
     grid, values, primary, required = problem(dims, list(np.where(rng.random(48) < 0.3, 3, rng.integers(0, 50, 48))))
     heur = heuristic(grid, values, primary, required, prune=True).suppressed
-    res = optimal(grid, values, primary, required, cost="cells", time_limit=0.0)
+    res = optimal(grid, values, primary, required, cost="cells", nodes=0)
     assert not res.proven_optimal
     assert safe(grid, values, res.suppressed, required)
     assert res.suppressed.sum() <= heur.sum()
