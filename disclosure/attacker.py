@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from disclosure.errors import DisclosureError
+from disclosure.errors import DisclosureError, Inconsistent, SolverFailed
 from disclosure.relations import Relations, stacked
 
 INF = float("inf")
@@ -130,12 +130,13 @@ class LP:
             np.maximum(self.hi_seen, self.x, out=self.hi_seen)
             return float(self.h.getInfo().objective_function_value)
         if status == S.kInfeasible:
-            raise DisclosureError("published values are inconsistent with the table's additivity (LP infeasible)")
+            raise Inconsistent("published values are inconsistent with the table's additivity (LP infeasible)")
         if status in (S.kUnbounded, S.kUnboundedOrInfeasible) and col is not None and self.feasible():
             return None
-        raise DisclosureError(
+        raise SolverFailed(
             f"LP solver failed: {self.h.modelStatusToString(status)} (also from scratch, without presolve and "
-            "with the dual simplex)"
+            "with the dual simplex)",
+            col,
         )
 
     def run(self) -> highspy.HighsModelStatus:
@@ -319,6 +320,51 @@ def interval_intervals(
     for k, cell in enumerate(checked):
         lower[k], upper[k] = lp.interval(int(cell), float(required[cell]))
     return Intervals(checked, lower, upper, required[checked], np.zeros(len(checked), dtype=np.int64))
+
+
+def conflicts(
+    constraints: sp.spmatrix,
+    col_lo: np.ndarray,
+    col_hi: np.ndarray,
+    relations: Relations | None = None,
+    limit: int = 20,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where an infeasible system contradicts itself, to name it to a person.
+
+    Returns the columns whose own bounds cross (``col_lo > col_hi``), and otherwise the equations
+    and relation rows that carry a violation in the least-violation table: the LP
+    ``min sum(s+ + s- + t)`` s.t. ``A x + s+ - s- = 0``, ``G x - t <= h``, ``col_lo <= x <= col_hi``,
+    always feasible. Each list holds at most ``limit`` entries, largest violation first."""
+    lo = np.asarray(col_lo, dtype=np.float64)
+    hi = np.asarray(col_hi, dtype=np.float64)
+    crossed = np.flatnonzero(lo > hi + TOL)
+    empty = np.zeros(0, dtype=np.int64)
+    if len(crossed):
+        return crossed[:limit], empty, empty
+    a = sp.csr_matrix(constraints)
+    m, n = a.shape
+    g = relations.matrix if relations is not None and relations.rows else sp.csr_matrix((0, n))
+    k = g.shape[0]
+    eye_m, eye_k = sp.identity(m, format="csr"), sp.identity(k, format="csr")
+    top = sp.hstack([a, eye_m, -eye_m, sp.csr_matrix((m, k))])
+    bottom = sp.hstack([g, sp.csr_matrix((k, 2 * m)), -eye_k])
+    matrix = sp.vstack([top, bottom], format="csc")
+    row_hi = np.concatenate([np.zeros(m), relations.upper if k else np.zeros(0)])
+    row_lo = np.concatenate([np.zeros(m), np.full(k, -INF)])
+    lp = LP(
+        matrix, row_lo, row_hi, np.concatenate([lo, np.zeros(2 * m + k)]), np.concatenate([hi, np.full(2 * m + k, INF)])
+    )
+    lp.h.changeColsCost(2 * m + k, np.arange(n, n + 2 * m + k, dtype=np.int32), np.ones(2 * m + k))
+    if lp.run() != highspy.HighsModelStatus.kOptimal:
+        return empty, empty, empty
+    x = lp.x
+    eq = x[n : n + m] + x[n + m : n + 2 * m]
+    rel = x[n + 2 * m :]
+    eq_rows = np.flatnonzero(eq > TOL)
+    rel_rows = np.flatnonzero(rel > TOL)
+    eq_rows = eq_rows[np.argsort(-eq[eq_rows], kind="stable")][:limit]
+    rel_rows = rel_rows[np.argsort(-rel[rel_rows], kind="stable")][:limit]
+    return empty, eq_rows, rel_rows
 
 
 def certified_intervals(

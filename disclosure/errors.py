@@ -13,3 +13,16 @@ class DisclosureError(ValueError):
 
 class AuditFailed(DisclosureError):
     """A primary cell can be recovered, or narrowed below its protection level, by an attacker."""
+
+
+class Inconsistent(DisclosureError):
+    """What is published contradicts itself: no table satisfies every equation and interval."""
+
+
+class SolverFailed(DisclosureError):
+    """HiGHS settled nothing (not optimal, infeasible or unbounded) even after the deterministic
+    retries, while bounding column ``cell`` (None: while checking feasibility)."""
+
+    def __init__(self, message: str, cell: int | None = None) -> None:
+        super().__init__(message)
+        self.cell = cell

@@ -24,7 +24,8 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 import disclosure
-from disclosure.attacker import interval_intervals
+from disclosure.attacker import conflicts, interval_intervals
+from disclosure.errors import Inconsistent, SolverFailed
 from opendata.aggregate import DimensionCodes
 from opendata.errors import OpenDataError
 from opendata.protection import AHEAD_SUFFIX, REVISION_LAYERS, hierarchy, population_keys
@@ -285,7 +286,13 @@ def _audit_measure(measure, tables, newest, report, base, threshold, width, prim
         required[umap[check]] = width
         for g in np.flatnonzero(check):
             where.setdefault(int(umap[g]), (i, int(g)))
-    result = interval_intervals(matrix, col_lo, col_hi, required, relations=bound)
+    try:
+        result = interval_intervals(matrix, col_lo, col_hi, required, relations=bound)
+    except Inconsistent:
+        raise AuditInconsistent(measure, _contradiction(tables, grids, codes, matrix, col_lo, col_hi, bound)) from None
+    except SolverFailed as exc:
+        cell = "" if exc.cell is None else f" while bounding {_name_keys(tables, grids, codes, exc.cell)[0]}"
+        raise AuditError(f"{measure}: {exc}{cell}") from None
     report.checked += len(result.cells)
     for cell, lo, hi, req, ok in zip(result.cells, result.lower, result.upper, result.required, result.ok, strict=True):
         if not ok:
@@ -293,6 +300,54 @@ def _audit_measure(measure, tables, newest, report, base, threshold, width, prim
             report.exposed.append(
                 Exposure(newest, tables[i].name, measure, grids[i].coords(g), float(lo), float(hi), float(req))
             )
+
+
+class AuditError(OpenDataError):
+    """The audit could not be completed (the solver settled nothing); names the cell it was on."""
+
+
+class AuditInconsistent(AuditError):
+    """The published versions contradict each other (or themselves): no table fits them all."""
+
+    def __init__(self, measure: str, where: list[str]) -> None:
+        self.where = where
+        lines = "\n".join(f"  {w}" for w in where) or "  (the solver could not locate it)"
+        super().__init__(
+            f"{measure}: the published values cannot all be true under the hierarchies, across the versions "
+            f"audited together; the contradiction is at:\n{lines}"
+        )
+
+
+def _name_cell(table: PublishedTable, grid, cell: int) -> str:
+    where = ", ".join(f"{k}={v}" for k, v in grid.coords(cell).items())
+    return f"{table.name} {table.version} ({where})"
+
+
+def _name_keys(tables, grids, codes, column: int) -> list[str]:
+    """Every published cell that counts the variable ``column`` (one per table and version)."""
+    bounds = np.cumsum([0] + [g.size for g in grids])
+    return [
+        _name_cell(t, g, int(hit[0]))
+        for i, (t, g) in enumerate(zip(tables, grids, strict=True))
+        if len(hit := np.flatnonzero(codes[bounds[i] : bounds[i + 1]] == column))
+    ] or [f"variable {column}"]
+
+
+def _contradiction(tables, grids, codes, matrix, col_lo, col_hi, bound) -> list[str]:
+    """Name the cells where the versions contradict each other (``disclosure.attacker.conflicts``)."""
+    crossed, eq_rows, rel_rows = conflicts(matrix, col_lo, col_hi, bound)
+    out = [
+        " and ".join(_name_keys(tables, grids, codes, int(j))) + ": the same count, published with values that "
+        "cannot both be true"
+        for j in crossed
+    ]
+    offsets = np.cumsum([0] + [g.constraints.shape[0] for g in grids])
+    for r in eq_rows.tolist():
+        i = int(np.searchsorted(offsets, r, side="right") - 1)
+        total = int(grids[i].row_parent[r - offsets[i]])
+        out.append(f"{_name_cell(tables[i], grids[i], total)}: cannot be the sum of its parts as published")
+    out += [f"relation row {int(r)} between measures cannot hold as published" for r in rel_rows]
+    return out
 
 
 def true_primaries(version_dir: str | Path, spec, inputs: Sequence[str | Path]) -> dict[tuple[str, str], pd.Series]:

@@ -94,3 +94,43 @@ def test_public_audit_holds_every_suppressed_cell_to_the_width(tree):
     suppressed = sum(int(t.frame[m].isna().sum()) for t in tables for m in t.measures)
     assert not report.primaries_known
     assert 0 < report.checked <= suppressed
+
+
+def test_published_values_that_contradict_each_other_are_named_not_a_solver_failure(tree, tmp_path):
+    """A total that cannot be the sum of its parts: the audit names the cells, exits 1, no traceback."""
+    _, version = tree
+    copy = tmp_path / "1.0.0"
+    shutil.copytree(version, copy)
+    parquet = copy / "data" / "provider-by-month.parquet"
+    frame = pd.read_parquet(parquet)
+    prime = frame["provider"].astype(str).str.match(r"P\d+$") & (frame["month"] != "Total")
+    row = int(np.flatnonzero(prime & frame["referrals"].notna())[0])
+    frame.loc[row, "referrals"] = frame.loc[row, "referrals"] + 1000
+    frame.to_parquet(parquet)
+    run = subprocess.run(
+        [sys.executable, "-m", "opendata.cli", "audit", copy], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr and "Unknown" not in run.stderr
+    assert "cannot all be true" in run.stderr and "cannot be the sum of its parts" in run.stderr
+    assert f"provider-by-month 1.0.0 (month={frame.loc[row, 'month']}, provider=" in run.stderr
+
+
+def test_a_solver_that_settles_nothing_names_the_cell(tree, monkeypatch):
+    """HiGHS ending without an answer (even after the deterministic retries) is an error naming the
+    cell being bounded, never a guessed interval."""
+    import highspy
+
+    from disclosure.attacker import LP
+    from opendata.audit import AuditError
+
+    _, version = tree
+    solve = LP.run
+
+    def unsettled(self):
+        status = solve(self)
+        return highspy.HighsModelStatus.kUnknown if self._cost_col is not None else status
+
+    monkeypatch.setattr(LP, "run", unsettled)
+    with pytest.raises(AuditError, match=r"while bounding provider-by-month 1\.0\.0 \(month="):
+        audit_package(version)
