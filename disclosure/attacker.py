@@ -124,12 +124,18 @@ class LP:
         self._cost_col = col
         status = self.run()
         S = highspy.HighsModelStatus
+        if status == S.kInfeasible and col is not None:
+            # only the objective changed since the system was feasible (or never checked): a warm
+            # start that ends "infeasible" is a numerical slip until a fresh solve confirms it
+            status = self.run(fresh=True)
         if status == S.kOptimal:
             assert self.x is not None
             np.minimum(self.lo_seen, self.x, out=self.lo_seen)
             np.maximum(self.hi_seen, self.x, out=self.hi_seen)
             return float(self.h.getInfo().objective_function_value)
         if status == S.kInfeasible:
+            if col is not None and self.feasible():  # the system has a solution: the solver slipped
+                raise SolverFailed("LP solver reported a feasible system infeasible (also from scratch)", col)
             raise Inconsistent("published values are inconsistent with the table's additivity (LP infeasible)")
         if status in (S.kUnbounded, S.kUnboundedOrInfeasible) and col is not None and self.feasible():
             return None
@@ -139,15 +145,20 @@ class LP:
             col,
         )
 
-    def run(self) -> highspy.HighsModelStatus:
+    def run(self, fresh: bool = False) -> highspy.HighsModelStatus:
         """Solve; a status other than optimal, infeasible or unbounded (a numerical failure,
-        "Unknown") is retried on the same LP solved another way (``RETRIES``). Keeps the solution
-        in ``x`` when optimal."""
+        "Unknown") is retried on the same LP solved another way (``RETRIES``). ``fresh``: start
+        from scratch and retry "infeasible" too. Keeps the solution in ``x`` when optimal."""
+        if fresh:
+            self.h.clearSolver()
         self.h.run()
         status = self.h.getModelStatus()
         S = highspy.HighsModelStatus
-        for option, value in RETRIES:
-            if status in (S.kOptimal, S.kInfeasible, S.kUnbounded, S.kUnboundedOrInfeasible):
+        settled = (S.kOptimal, S.kInfeasible, S.kUnbounded, S.kUnboundedOrInfeasible, S.kIterationLimit)
+        if fresh:
+            settled = tuple(x for x in settled if x != S.kInfeasible)
+        for option, value in RETRIES:  # (an iteration limit is only reached where a caller set one)
+            if status in settled:
                 break
             self.h.clearSolver()
             self.h.setOptionValue(option, value)
@@ -165,9 +176,16 @@ class LP:
         self.hi_seen = self.lo_seen.copy()
 
     def feasible(self) -> bool:
+        """Whether the system has a solution at all (zero objective, from scratch: trusted)."""
         if self._feasible is None:
-            self._solve(None, 0.0)  # raises when infeasible
-            self._feasible = True
+            if self._cost_col is not None:
+                self.h.changeColCost(self._cost_col, 0.0)
+                self._cost_col = None
+            status = self.run(fresh=True)
+            S = highspy.HighsModelStatus
+            if status not in (S.kOptimal, S.kInfeasible):
+                raise SolverFailed(f"LP solver failed: {self.h.modelStatusToString(status)} (feasibility check)")
+            self._feasible = status == S.kOptimal
         return self._feasible
 
     def interval(self, col: int, required: float) -> tuple[float, float]:
@@ -316,7 +334,8 @@ def interval_intervals(
         return Intervals(checked, lower, upper, required[checked], np.zeros(0, dtype=np.int64))
     matrix, row_lo, row_hi = stacked(constraints, relations)
     lp = LP(matrix, row_lo, row_hi, col_lo, col_hi)
-    lp.feasible()
+    if not lp.feasible():
+        raise Inconsistent("published values are inconsistent with the table's additivity (LP infeasible)")
     for k, cell in enumerate(checked):
         lower[k], upper[k] = lp.interval(int(cell), float(required[cell]))
     return Intervals(checked, lower, upper, required[checked], np.zeros(len(checked), dtype=np.int64))

@@ -33,6 +33,7 @@ from disclosure.relations import Relations
 from disclosure.secondary import Heuristic
 from disclosure.table import Grid
 
+SHORT_MOVE_ITERATIONS = 500  # simplex iterations a short move may take (``_Moves.short``)
 OUTSIDER = "(outsider)"  # the unit that knows no cell: the plain attacker of attacker.py
 METHOD_INTRUDERS = (
     "intruders: per (primary, unit) pair a verified move none of whose corners the unit knows, else the "
@@ -446,6 +447,9 @@ class _Moves:
         self.deviate = LP(sp.hstack([block, -block], format="csc"), lo, hi, np.zeros(2 * m), self._caps())
         self.deviate.h.changeColsCost(2 * m, np.arange(2 * m, dtype=np.int32), np.ones(2 * m))
         self.deviate.h.setOptionValue("simplex_strategy", 1)  # dual: only bounds change between solves
+        # a short move is an optional shortcut: bounded by deterministic work (simplex iterations),
+        # never by time; a solve that reaches the bound simply gives no table
+        self.deviate.h.setOptionValue("simplex_iteration_limit", SHORT_MOVE_ITERATIONS)
         self.fixed = np.zeros(0, dtype=np.int64)
 
     def _caps(self) -> np.ndarray:
@@ -486,7 +490,7 @@ class _Moves:
         if status == S.kOptimal:
             x = self.deviate.x
             return self.z + x[: self.m] - x[self.m :]
-        if status in (S.kInfeasible, S.kUnboundedOrInfeasible):
+        if status in (S.kInfeasible, S.kUnboundedOrInfeasible, S.kIterationLimit):
             return None
         raise DisclosureError(f"LP solver failed on an intruder's view: {h.modelStatusToString(status)}")
 

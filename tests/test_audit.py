@@ -127,10 +127,31 @@ def test_a_solver_that_settles_nothing_names_the_cell(tree, monkeypatch):
     _, version = tree
     solve = LP.run
 
-    def unsettled(self):
-        status = solve(self)
+    def unsettled(self, fresh=False):
+        status = solve(self, fresh)
         return highspy.HighsModelStatus.kUnknown if self._cost_col is not None else status
 
     monkeypatch.setattr(LP, "run", unsettled)
     with pytest.raises(AuditError, match=r"while bounding provider-by-month 1\.0\.0 \(month="):
         audit_package(version)
+
+
+def test_a_warm_start_that_ends_infeasible_is_solved_again_from_scratch(tree, monkeypatch):
+    """The audit-across-versions failure: after a feasible check, HiGHS called one objective's LP
+    infeasible. Only a fresh solve may say so; here every warm start slips and the answer holds."""
+    import highspy
+
+    from disclosure.attacker import LP
+
+    _, version = tree
+    expected = audit_package(version)
+    solve = LP.run
+
+    def slipping(self, fresh=False):
+        status = solve(self, fresh)
+        return highspy.HighsModelStatus.kInfeasible if not fresh and self._cost_col is not None else status
+
+    monkeypatch.setattr(LP, "run", slipping)
+    again = audit_package(version)
+    assert again.checked == expected.checked and again.ok == expected.ok
+    assert [e.describe() for e in again.exposed] == [e.describe() for e in expected.exposed]
