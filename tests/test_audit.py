@@ -155,3 +155,35 @@ def test_a_warm_start_that_ends_infeasible_is_solved_again_from_scratch(tree, mo
     again = audit_package(version)
     assert again.checked == expected.checked and again.ok == expected.ok
     assert [e.describe() for e in again.exposed] == [e.describe() for e in expected.exposed]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ahead", [False, True], ids=["plain", "mi-ahead"])
+def test_cli_audit_across_two_versions_finishes_and_agrees_with_the_release(tmp_path, ahead):
+    """The audit-across-versions scenario through the CLI: two calendar releases of one MI (the
+    second covers one more quarter), each published, then the publisher's audit of the newer with
+    the older. It must finish, pass (both releases audited themselves together) and say how many
+    cells it checked."""
+    calendar = ROOT / "specs" / "calendar.yaml"
+
+    def cli(*args) -> subprocess.CompletedProcess:
+        run = subprocess.run(
+            [sys.executable, "-m", "opendata.cli", *map(str, args)], capture_output=True, text=True, timeout=900
+        )
+        assert run.returncode == 0, run.stderr + run.stdout
+        return run
+
+    cli(
+        "sample", "--out", tmp_path / "mi", "--start", "2025-10", "--months", 9, "--rows", 3000, "--format", "csv", "-q"
+    )
+    mi = tmp_path / "mi" / "work-programme-mi.csv"
+    out = tmp_path / "releases"
+    extra = ["--mi-ahead"] if ahead else []
+    for when in ("2026-07-09T08:30:00+00:00", "2026-10-08T08:30:00+00:00"):
+        cli("release", SPEC, mi, "--out", out, "--calendar", calendar, "--release-time", when, *extra, "-q")
+        cli("publish", "--out", out, "-q")
+    old, new = sorted(p for p in (out / NAME).iterdir() if p.is_dir())
+    run = cli("audit", new, "--previous", old, "--spec", SPEC, "--mi", mi)
+    assert f"in {old.name}, {new.name}" in run.stdout or f"in {new.name}, {old.name}" in run.stdout
+    checked = int(run.stdout.split("checked ")[1].split()[0].replace(",", ""))
+    assert checked > 0
