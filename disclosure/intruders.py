@@ -36,8 +36,9 @@ from disclosure.table import Grid
 SHORT_MOVE_ITERATIONS = 500  # simplex iterations a short move may take (``_Moves.short``)
 OUTSIDER = "(outsider)"  # the unit that knows no cell: the plain attacker of attacker.py
 METHOD_INTRUDERS = (
-    "intruders: per (primary, unit) pair a verified move none of whose corners the unit knows, else the "
-    "exact-values attacker (HiGHS) with the unit's cells as published, one run per unit"
+    "intruders: per (primary, unit) pair a verified move none of whose corners the unit knows, or a feasible "
+    "table (an LP solution) that leaves every cell the unit knows at its true value, else the exact-values "
+    "attacker (HiGHS) with the unit's cells held at their true values"
 )
 
 

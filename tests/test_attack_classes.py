@@ -5,14 +5,16 @@ Each scenario is rebuilt from ``opendata sample`` through the real CLI; the atta
 cells the insider knows, recomputed from the MI) and must not narrow any primary cell (true frequency
 1..9) below width 10. ``test_attacker_finds_*`` prove the attacker is not vacuous.
 
-Insiders (units that know all their own cells) are attacked at the engine level
-(``tests/test_disclosure_intruders.py``): protection against them is off in the shipped spec (too
-slow at release size), so a release-level insider scenario here would only show that.
+Insiders (units that know all their own cells): protection against them is off in the shipped
+spec (too slow at release size, see the README), so their scenario releases with a copy of the
+spec that switches it on (``disclosure.intruders``); the engine-level tests are in
+``tests/test_disclosure_intruders.py``.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -303,3 +305,53 @@ def test_corrections_linked_with_the_earlier_version(corrected_tree):
     )
     intervals = model.intervals(targets)
     assert not failures(model, intervals, truth), failures(model, intervals, truth)[:20]
+
+
+@pytest.fixture(scope="module")
+def insider_release(tmp_path_factory) -> tuple[Path, Path]:
+    """One release of a small sample with the spec's own switch for insider protection on."""
+    work = tmp_path_factory.mktemp("insiders")
+    specs = work / "specs"
+    shutil.copytree(ROOT / "specs", specs)
+    spec = specs / SPEC.name
+    text = spec.read_text()
+    switch = "  # off here; switch it on with: intruders: [subcontractor, prime_contract, cpa]"
+    assert switch in text
+    spec.write_text(text.replace(switch, "  intruders: [subcontractor, prime_contract, cpa]"))
+    opendata("sample", "--out", work / "mi", "--rows", 4000, "--months", 2, "--seed", 4, "--format", "csv", "-q")
+    mi = work / "mi" / "work-programme-mi.csv"
+    opendata("release", spec, mi, "--out", work / "releases", "--release-time", "2026-11-12T09:30:00+00:00", "-q")
+    opendata("publish", "--out", work / "releases", "-q")
+    return mi, work / "releases" / NAME / "1.0.0"
+
+
+@pytest.mark.slow
+def test_insiders_cannot_narrow_other_units_cells(insider_release):
+    """Scenario 4: each subcontractor, prime and CPA knows all its own cells (true values, from the
+    MI). Against a deterministic spread of 15 of them, no primary cell the insider does not know is
+    narrowed below the width; and the descriptor names the intruders the pattern is safe against."""
+    mi, version = insider_release
+    descriptor = json.loads((version / "datapackage.json").read_text())["opendata:disclosure"]
+    named = [m["audit"]["intruders"]["intruders"] for t in descriptor["tables"].values() for m in t.values()]
+    tables = load_version(version)
+    model, truth, targets = attack(tables, {"1.0.0": read_mi([mi])})
+    provider = next(t for t in tables if t.name == "provider-by-month").frame["provider"].astype(str)
+    units = {
+        "subcontractor": sorted(c for c in provider.unique() if c.startswith("S")),
+        "prime": sorted(c for c in provider.unique() if c.startswith("P")),
+        "cpa": sorted(c for c in provider.unique() if c.startswith("CPA")),
+    }
+    insiders = [
+        (kind, codes[i]) for kind, codes in units.items() for i in np.linspace(0, len(codes) - 1, 5).astype(int)
+    ]
+    bad = []
+    for kind, code in insiders:
+        mine = insider_vars(model, kind, code)
+        known = {k: float(truth[k]) for k in mine}
+        theirs = np.array([t for t in targets if t not in mine], dtype=np.int64)
+        intervals = model.intervals(theirs, known=known, seed=truth)
+        bad += [f"{kind} {code}: {f}" for f in failures(model, intervals, truth)]
+    assert not bad, bad[:20]
+    assert descriptor["rules"]["intruders"] == ["subcontractor", "prime_contract", "cpa"]
+    assert named and all(f"cpa={units['cpa'][0]}" in n for n in named)
+    assert all(f"subcontractor={units['subcontractor'][0]}" in n for n in named[:5])  # provider-by-month
