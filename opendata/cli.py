@@ -343,7 +343,9 @@ def access(name: str, version: str, who: str, public: Path, staging):
     from opendata.embargo import default_staging, grant_pre_release_access
 
     with user_errors():
-        path = grant_pre_release_access(staging or default_staging(public), name, version, who, datetime.now(UTC))
+        path = grant_pre_release_access(
+            staging or default_staging(public), name, version, who, datetime.now(UTC), public
+        )
     out.print(f"access granted to {who}: {path}")
 
 

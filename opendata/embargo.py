@@ -48,6 +48,22 @@ def default_staging(public: Path) -> Path:
     return Path(public).resolve().parent / "staging"
 
 
+class StagingExposed(ReleaseError):
+    """The staging area lies inside the public tree (or the other way round): a static host would
+    serve embargoed releases."""
+
+
+def keep_apart(staging: Path, public: Path) -> None:
+    """Refuse a staging area inside the public tree, or a public tree inside staging (symlinks
+    resolved): anything a host serves from the tree would include the embargoed versions."""
+    s, p = Path(staging).resolve(), Path(public).resolve()
+    if s == p or s.is_relative_to(p) or p.is_relative_to(s):
+        raise StagingExposed(
+            f"staging area {staging} and public tree {public} overlap: a host serving {public} would publish "
+            "embargoed releases; put the staging area beside the public tree (the default), never inside it"
+        )
+
+
 def _aware(now: datetime) -> datetime:
     if now.tzinfo is None:
         raise ValueError("times must be timezone-aware")
@@ -138,6 +154,7 @@ def publish(
     from opendata.catalog import write_catalog
 
     now = _aware(now)
+    keep_apart(staging, public)
     summary = PublishSummary()
     for staged in staged_releases(staging):
         if staged.release_at > now:
@@ -169,9 +186,13 @@ def access_log(staged: StagedRelease) -> Path:
     return staged.path.parent / f"{staged.version}.access-log.jsonl"
 
 
-def grant_pre_release_access(staging: Path, name: str, version: str, who: str, now: datetime) -> Path:
+def grant_pre_release_access(
+    staging: Path, name: str, version: str, who: str, now: datetime, public: Path | None = None
+) -> Path:
     """Open a staged release to a named person, at most 24 hours before release; log every request."""
     now = _aware(now)
+    if public is not None:
+        keep_apart(staging, public)
     path = Path(staging) / name / version
     if not (path / "datapackage.json").is_file():
         raise AccessRefused(f"no staged release {name} {version} in {staging}")

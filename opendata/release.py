@@ -20,7 +20,7 @@ import pandas as pd
 from opendata.aggregate import MI_AHEAD, aggregate, held_back, mi_ahead_tables
 from opendata.calendar import Calendar, cutoff_for, load_calendar, next_release, until_month
 from opendata.diff import PackageContent, check_version, diff, next_version
-from opendata.embargo import default_staging, latest_public
+from opendata.embargo import default_staging, keep_apart, latest_public
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.package import write_package
 from opendata.protection import EarlierTable, protect_tables
@@ -181,6 +181,7 @@ def cut_release(
         raise ReleaseError(f"--version {version!r} is not a semantic version such as 1.2.0")
     public = Path(out_root)
     staging = Path(staging) if staging is not None else default_staging(public)
+    keep_apart(staging, public)
     now = (now or datetime.now(UTC)).astimezone(UTC)
     when = _release_time(spec, calendar, release_time, now)
 

@@ -227,3 +227,31 @@ def test_a_corrupt_staged_release_is_reported_and_nothing_is_published(tmp_path,
     with pytest.raises(ReleaseError, match="unreadable"):
         publish(tmp_path / "staging", tmp_path / "releases", at + MINUTE)
     assert not (tmp_path / "releases").exists()
+
+
+@pytest.mark.parametrize("inside", ["staging-in-public", "public-in-staging", "same"])
+def test_staging_inside_the_public_tree_is_refused_by_release_publish_and_access(tmp_path, mi, inside):
+    """A host serving the public tree would serve a staging area inside it: release, publish and
+    access refuse, naming both paths, through the CLI; nothing is written."""
+    import subprocess
+    import sys
+
+    public, staging = {
+        "staging-in-public": (tmp_path / "releases", tmp_path / "releases" / "staging"),
+        "public-in-staging": (tmp_path / "staging" / "releases", tmp_path / "staging"),
+        "same": (tmp_path / "releases", tmp_path / "releases"),
+    }[inside]
+
+    def cli(*args) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "opendata.cli", *map(str, args)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+    runs = [
+        cli("release", SPEC, mi, "--out", public, "--staging", staging, "--release-time", "2030-01-03T09:30:00+00:00"),
+        cli("publish", "--out", public, "--staging", staging),
+        cli("access", NAME, "1.0.0", "--who", "Minister for Employment", "--out", public, "--staging", staging),
+    ]
+    for run in runs:
+        assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
+        assert "overlap" in run.stderr and str(staging) in run.stderr and str(public) in run.stderr
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
