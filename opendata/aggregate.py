@@ -14,6 +14,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from opendata.errors import InputError
 from opendata.spec import DimensionSpec, MeasureSpec, ReleaseSpec, TableSpec
 
 FREQ_SUFFIX = "_freq"
@@ -47,8 +48,18 @@ class AggregatedTable:
     frame: pd.DataFrame
 
 
+MAX_MONTHS = 1200  # a month dimension longer than a century is a data error, not a table to build
+
+
 def month_codes(months: list[str], dim: DimensionSpec) -> DimensionCodes:
-    """A flat month dimension covering every month from the first to the last, gaps included."""
+    """A flat month dimension covering every month from the first to the last, gaps included.
+    Refused past ``MAX_MONTHS`` (dates far outside the MI's period would otherwise build a table
+    of every month in between): the spec's date ``minimum``/``maximum`` name the rows first."""
+    if months and (n := (pd.Period(max(months)) - pd.Period(min(months))).n + 1) > MAX_MONTHS:
+        raise InputError(
+            f"{dim.name}: the data spans {n:,} months ({min(months)} to {max(months)}), more than {MAX_MONTHS:,}; "
+            "give the date fields a plausible minimum and maximum in the spec so the rows are named"
+        )
     span = pd.period_range(min(months), max(months), freq="M").strftime("%Y-%m").tolist() if months else []
     codes = (dim.total_code, *span)
     return DimensionCodes(

@@ -257,28 +257,47 @@ def _parse(ftype: str, col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.Chunke
             return pc.cast(_null_where(bad, col), pa.int64()), bad
         return pc.cast(col, pa.int64()), None
     if ftype == "date":
-        if pa.types.is_date(kind):
-            return pc.cast(col, pa.date32()), None
-        if pa.types.is_timestamp(kind):
-            days = pc.cast(pc.cast(col, pa.timestamp("s")), pa.date32())
-            bad = pc.not_equal(pc.cast(days, pa.timestamp("s")), pc.cast(col, pa.timestamp("s")))
-            return _null_where(bad, days), bad if pc.any(bad).as_py() else None
-        if not pa.types.is_string(kind):
-            col = _as_text(col)
-        try:  # fast path: Arrow's cast takes exactly YYYY-MM-DD and rejects impossible dates
-            return pc.cast(col, pa.date32()), None
-        except pa.ArrowInvalid:
-            pass
-        # Dates have few distinct values: judge each distinct value once, then mark its rows.
-        wrong = [v for v in pc.unique(col).to_pylist() if v is not None and not _valid_date(v)]
-        bad = pc.is_valid(pc.index_in(col, value_set=_strings(wrong)))
-        return pc.cast(_null_where(bad, col), pa.date32()), bad
+        return _calendar_dates(*_parse_date(kind, col))
     if ftype == "yearmonth":
         bad = pc.invert(pc.match_substring_regex(col, YEARMONTH_RE))
         if pc.any(bad).as_py():
             return _null_where(bad, col), bad
         return col, None
     raise ValueError(f"unknown field type {ftype!r}")  # the spec schema rules this out
+
+
+def _parse_date(kind: pa.DataType, col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
+    if pa.types.is_date(kind):
+        return pc.cast(col, pa.date32()), None
+    if pa.types.is_timestamp(kind):
+        days = pc.cast(pc.cast(col, pa.timestamp("s")), pa.date32())
+        bad = pc.not_equal(pc.cast(days, pa.timestamp("s")), pc.cast(col, pa.timestamp("s")))
+        return _null_where(bad, days), bad if pc.any(bad).as_py() else None
+    if not pa.types.is_string(kind):
+        col = _as_text(col)
+    try:  # fast path: Arrow's cast takes exactly YYYY-MM-DD and rejects impossible dates
+        return pc.cast(col, pa.date32()), None
+    except pa.ArrowInvalid:
+        pass
+    # Dates have few distinct values: judge each distinct value once, then mark its rows.
+    wrong = [v for v in pc.unique(col).to_pylist() if v is not None and not _valid_date(v)]
+    bad = pc.is_valid(pc.index_in(col, value_set=_strings(wrong)))
+    return pc.cast(_null_where(bad, col), pa.date32()), bad
+
+
+FIRST_DAY = (dt.date(1, 1, 1) - dt.date(1970, 1, 1)).days  # Arrow takes year 0 and below; Python does not
+
+
+def _calendar_dates(
+    days: pa.ChunkedArray, bad: pa.ChunkedArray | None
+) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
+    """Year 0 and earlier (which Arrow's cast accepts) are not valid dates either."""
+    low = pc.min(pc.cast(days, pa.int32())).as_py()
+    if low is None or low >= FIRST_DAY:
+        return days, bad
+    early = pc.fill_null(pc.less(pc.cast(days, pa.int32()), FIRST_DAY), False)
+    bad = early if bad is None else pc.or_(pc.fill_null(bad, False), early)
+    return _null_where(early, days), bad
 
 
 def _bound(f: FieldSpec, value: int | str) -> pa.Scalar:

@@ -650,3 +650,29 @@ def test_any_text_in_a_count_is_either_accepted_or_reported_at_its_cell(value):
     else:
         assert not report.ok
         assert any(p.row == 2 or p.row is None for p in report.problems)
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [("0000-01-01", "type"), ("9999-12-31", "maximum"), ("2099-01-01", "maximum"), ("1900-01-01", "minimum")],
+)
+def test_dates_outside_the_plausible_range_are_named_before_any_aggregation(spec, tmp_path, value, rule):
+    """Year 0 was a traceback (Arrow takes it, Python's date does not); 9999-12-31 passed and made
+    the release build a month column for every month up to year 9999."""
+    rows = good_rows(spec, 3)
+    rows[1]["referral_date"] = value
+    for field in ("attachment_date", "action_plan_date", "job_start_date", "job_outcome_date"):
+        rows[1][field] = ""
+    rows[1]["sustainment_payments"] = "0"
+    report = validate(spec, [write_csv(tmp_path / "mi.csv", rows)])
+    [problem] = report.problems
+    assert (problem.row, problem.column, problem.value, problem.rule) == (2, "referral_date", value, rule)
+
+
+def test_a_month_dimension_longer_than_a_century_is_refused(spec):
+    from opendata.aggregate import MAX_MONTHS, month_codes
+
+    month = spec.dimensions["month"]
+    assert len(month_codes(["2011-06", "2013-05"], month).codes) == 25
+    with pytest.raises(InputError, match=f"more than {MAX_MONTHS:,}"):
+        month_codes(["2011-06", "9999-12"], month)
