@@ -193,6 +193,9 @@ def schema_message(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}{hint}"
 
 
+FORMULA_STARTS = frozenset("=+-@\t\r")  # OWASP: cells a spreadsheet may evaluate as a formula
+
+
 def read_codelist(path: Path) -> CodeList:
     """Read a code list CSV with columns code,label,parent[,level]."""
     try:
@@ -204,6 +207,15 @@ def read_codelist(path: Path) -> CodeList:
         raise SpecError(f"code list {path} cannot be read as UTF-8 CSV: {exc}") from None
     if not rows or not {"code", "label", "parent"} <= set(rows[0]):
         raise SpecError(f"code list {path} needs a header with columns code,label,parent[,level]")
+    for line, r in enumerate(rows, start=2):  # codes and labels reach published CSVs, spreadsheets, READMEs
+        for column in ("code", "label", "parent", "level"):
+            text = r.get(column) or ""
+            if text[:1] in FORMULA_STARTS:
+                raise SpecError(
+                    f"code list {path} line {line}, column {column}: {text[:40]!r} starts with {text[:1]!r}, which a "
+                    "spreadsheet would run as a formula (CSV injection); codes and labels may not start with "
+                    "=, +, -, @, tab or carriage return"
+                )
     codes = tuple(r["code"] for r in rows)
     if len(set(codes)) != len(codes):
         dupes = sorted({c for c in codes if codes.count(c) > 1})

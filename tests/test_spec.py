@@ -85,3 +85,21 @@ def test_not_yaml_and_missing(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(SpecError, match="must be a mapping"):
         load_spec(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+@pytest.mark.parametrize("column", ["code", "label"])
+def test_code_list_text_a_spreadsheet_would_run_is_refused(tmp_path, start, column):
+    """Codes and labels reach published CSVs, spreadsheets and READMEs: one starting like a formula
+    (OWASP CSV injection) is refused when the spec loads, naming the file, line and column."""
+    path = write_variant(tmp_path, lambda r: None)
+    codelist = tmp_path / "codelists" / "payment-groups.csv"
+    lines = codelist.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    at = header.index(column)
+    cells[at] = f'"{start}HYPERLINK(""http://x"")"' if column == "label" else f'"{start}PG1"'
+    lines[1] = ",".join(cells)
+    codelist.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SpecError, match=rf"payment-groups.csv line 2, column {column}: .* formula"):
+        load_spec(path)
