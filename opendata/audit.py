@@ -291,8 +291,11 @@ def _audit_measure(measure, tables, newest, report, base, threshold, width, prim
     except Inconsistent:
         raise AuditInconsistent(measure, _contradiction(tables, grids, codes, matrix, col_lo, col_hi, bound)) from None
     except SolverFailed as exc:
-        cell = "" if exc.cell is None else f" while bounding {_name_keys(tables, grids, codes, exc.cell)[0]}"
-        raise AuditError(f"{measure}: {exc}{cell}") from None
+        what = "the system's feasibility" if exc.cell is None else _name_keys(tables, grids, codes, exc.cell)[0]
+        raise AuditError(
+            f"{measure}: the LP solver ended without an answer while bounding {what} (also from scratch, without "
+            "presolve and with the dual simplex); the audit is incomplete, so nothing is claimed about it"
+        ) from None
     report.checked += len(result.cells)
     for cell, lo, hi, req, ok in zip(result.cells, result.lower, result.upper, result.required, result.ok, strict=True):
         if not ok:

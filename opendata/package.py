@@ -625,7 +625,15 @@ def _json(value: Any) -> Any:
 
 
 def _md(text: Any) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """Spec text (titles, descriptions, publisher, licences) as inert Markdown on one line: HTML
+    escaped (no ``<script>``), Markdown punctuation backslashed (no links, images, headings or
+    emphasis it did not mean), so a hostile spec cannot inject markup into the README."""
+    flat = " ".join(str(text).split()).replace("<", "&lt;").replace(">", "&gt;")
+    out = "".join("\\" + ch if ch in MARKDOWN_PUNCTUATION else ch for ch in flat)
+    return "\\" + out if out[:1] in "-+" and out else out
+
+
+MARKDOWN_PUNCTUATION = frozenset("\\`*_[]#!|~")
 
 
 def _readme(spec: ReleaseSpec, tables: list[ProtectedTable], descriptor: Mapping[str, Any]) -> str:
@@ -633,8 +641,8 @@ def _readme(spec: ReleaseSpec, tables: list[ProtectedTable], descriptor: Mapping
     version, created = descriptor["version"], descriptor["created"]
     disclosure = descriptor["opendata:disclosure"]
     rules = disclosure["rules"]
-    lines = [f"# {spec.title}", "", f"Version {version}, created {created}. Package name `{spec.name}`."]
-    lines += ["", f"**What this is:** {KIND_NOTES.get(spec.kind, spec.kind)}", "", spec.description]
+    lines = [f"# {_md(spec.title)}", "", f"Version {version}, created {created}. Package name `{spec.name}`."]
+    lines += ["", f"**What this is:** {KIND_NOTES.get(spec.kind, spec.kind)}", "", _md(spec.description)]
     release = descriptor.get("opendata:release")
     if release:
         lines += ["", "## Release", ""] + [f"- {line}" for line in release.get("statement", [])]
@@ -654,9 +662,9 @@ def _readme(spec: ReleaseSpec, tables: list[ProtectedTable], descriptor: Mapping
 
     lines += ["", "## Tables", ""]
     for t in tables:
-        lines += [f"### {t.spec.title}", "", f"File `data/{t.spec.name}.csv` (and `data/{t.spec.name}.parquet`)."]
+        lines += [f"### {_md(t.spec.title)}", "", f"File `data/{t.spec.name}.csv` (and `data/{t.spec.name}.parquet`)."]
         if t.spec.description:
-            lines += ["", t.spec.description]
+            lines += ["", _md(t.spec.description)]
         lines += ["", "| Column | Kind | Title | Description |", "| --- | --- | --- | --- |"]
         for d in t.dimensions:
             lines.append(f"| `{d.name}` | dimension ({len(d.codes)} codes) | {_md(d.title)} | {_md(d.description)} |")
@@ -720,18 +728,18 @@ def _readme(spec: ReleaseSpec, tables: list[ProtectedTable], descriptor: Mapping
     ]
 
     year = created[:4]
-    publisher = spec.publisher.get("title", "")
-    licences = ", ".join(lic.get("title") or lic.get("name", "") for lic in spec.licenses)
+    publisher = _md(spec.publisher.get("title", ""))
+    licences = ", ".join(_md(lic.get("title") or lic.get("name", "")) for lic in spec.licenses)
     lines += [
         "",
         "## Licence and citation",
         "",
         f"Licence: {licences}.",
         "",
-        f"Cite as: {publisher} ({year}). *{spec.title}*, version {version} [data set].",
+        f"Cite as: {publisher} ({year}). *{_md(spec.title)}*, version {version} [data set].",
     ]
     if spec.sources:
-        lines += ["", "Sources: " + "; ".join(s.get("title", "") for s in spec.sources) + "."]
+        lines += ["", "Sources: " + "; ".join(_md(s.get("title", "")) for s in spec.sources) + "."]
 
     lines += ["", "## Files", "", "| File | Bytes | SHA-256 |", "| --- | --- | --- |"]
     for r in descriptor["resources"]:

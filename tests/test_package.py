@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -302,3 +303,19 @@ def test_rejects_bad_version_and_naive_time(spec: ReleaseSpec, tmp_path: Path) -
     with pytest.raises(ReleaseError, match="overwrite version"):
         write_package(spec, make_tables(spec), tmp_path, "1.0.0", CREATED, extra={"version": "2"})
     assert not (tmp_path / "tiny-mi" / "1.0.0").exists()
+
+
+def test_spec_text_reaches_the_readme_inert(spec: ReleaseSpec, tmp_path: Path) -> None:
+    """A hostile spec title and description: no raw HTML, no link, no injected heading in README.md."""
+    from dataclasses import replace
+
+    hostile = replace(
+        spec,
+        title="<script>alert(1)</script> Referrals",
+        description="[click](javascript:alert(1))\n# Injected heading\n<img src=x onerror=alert(1)>",
+    )
+    path = write_package(hostile, make_tables(hostile), tmp_path, "1.0.0", CREATED, extra=EXTRA)
+    text = (path / "README.md").read_text(encoding="utf-8")
+    assert "<script>" not in text and "<img" not in text
+    assert not re.search(r"(?<!\\)\]\(javascript:", text) and "\n# Injected" not in text  # escaped: plain text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Referrals" in text
