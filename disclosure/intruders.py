@@ -544,9 +544,9 @@ def _settle(
     """Step 3 of ``intruder_intervals``: the pairs neither certificates nor decomposition settle, and
     the outsider on the cells no certificate proves (``outsider``, indices into ``checked``).
 
-    Per component of suppressed cells, one LP: the outsider first (``min``/``max`` of each cell),
-    then each unit in name order with its cells of the component fixed at the truth (bounds), for
-    its cells the tables found so far do not already prove. Every solution is kept (``_Tables``):
+    Per component of suppressed cells, one pair of LPs (``_Moves``): the outsider first, then each
+    unit (knowing most cells first, then by name) with its cells of the component held at the
+    truth, for its cells the tables found so far do not already prove. Every solution is kept (``_Tables``):
     a table is one the unit cannot rule out if it differs from the truth on no cell the unit knows,
     and the unit's interval contains the hull of those tables' values (its feasible set is convex),
     so most pairs are proven without an LP of their own. A pair the tables do not prove gets its
