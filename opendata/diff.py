@@ -925,9 +925,11 @@ def next_version(previous: str, d: PackageDiff) -> str:
 
 
 def check_version(previous: str, requested: str, d: PackageDiff) -> str:
-    """Accept an explicit version only if it is higher than ``previous`` and bumps at least what the diff needs.
+    """Accept an explicit version only if it is higher than ``previous`` and is the kind of release
+    the diff makes (MAJOR, MINOR or PATCH): a smaller bump would hide a change, a larger one would
+    announce one (e.g. breaking changes) that is not there.
 
-    Returns ``requested``; raises ReleaseError naming the changes that need the larger bump.
+    Returns ``requested``; raises ReleaseError naming the changes and the version to use.
     """
     old = _parse(previous, "previous version")
     new = _parse(requested, "version")
@@ -944,7 +946,14 @@ def check_version(previous: str, requested: str, d: PackageDiff) -> str:
         more = f"; and {len(why) - 3} more" if len(why) > 3 else ""
         raise ReleaseError(
             f"version {requested} is a {given} release after {previous}, but the changes need a {level} release "
-            f"({'; '.join(why[:3])}{more}); use {next_version(previous, d)} or higher"
+            f"({'; '.join(why[:3])}{more}); use {next_version(previous, d)}"
+        )
+    if RANK[given] > RANK[level]:
+        why = [text for lvl, text in d.reasons() if lvl == level]
+        raise ReleaseError(
+            f"version {requested} is a {given} release after {previous}, but the changes are a {level} release "
+            f"({'; '.join(why[:3]) or 'no change of a higher kind'}): a {given} release would announce changes "
+            f"that are not there; use {next_version(previous, d)}"
         )
     if (given == "major" and new[1:3] != (0, 0)) or (given == "minor" and new[2] != 0):
         reset = f"{new[0]}.0.0" if given == "major" else f"{new[0]}.{new[1]}.0"

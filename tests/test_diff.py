@@ -120,7 +120,8 @@ def test_appended_month_is_minor_and_reports_exactly_the_new_rows(
     assert totals.rows_added == [] and len(totals.values) == 6 and totals.corrections == []
     assert d.resource("hierarchy-month").rows_added == [("2024-03",)]
     assert d.resource("hierarchy-provider").change == "unchanged"
-    assert check_version("1.0.0", "2.0.0", d) == "2.0.0"  # a larger bump than needed is allowed
+    with pytest.raises(ReleaseError, match=r"2\.0\.0 is a major release after 1\.0\.0, but the changes are a minor"):
+        check_version("1.0.0", "2.0.0", d)  # a larger bump announces changes that are not there
 
 
 def test_one_corrected_value_is_patch(spec: ReleaseSpec, base: PackageContent, tmp_path: Path) -> None:
@@ -130,6 +131,11 @@ def test_one_corrected_value_is_patch(spec: ReleaseSpec, base: PackageContent, t
     tables[0].frame.loc[row, "referrals"] = old + 5
     d = diff(base, _write(spec, tables, tmp_path, "1.0.1"))
     assert bump(d) == "patch" and next_version("1.0.0", d) == "1.0.1"
+    for bigger in ("2.0.0", "1.1.0"):  # issue: "--version 2.0.0 on a patch-level change is staged"
+        with pytest.raises(
+            ReleaseError, match=rf"{bigger} is a \w+ release after 1\.0\.0, but the changes are a patch.*use 1\.0\.1"
+        ):
+            check_version("1.0.0", bigger, d)
     [change] = [v for r in d.resources for v in r.values]
     assert (change.key, change.field, change.old, change.new, change.new_data) == (
         ("2024-01", "A1"),
