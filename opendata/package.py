@@ -160,6 +160,32 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+TMP_PREFIX = ".tmp-"  # .tmp-<version>-<pid>-<random>: a package being written
+
+
+def sweep_stale(dataset_dir: Path) -> list[Path]:
+    """Remove half-written packages left by a killed process (its pid no longer runs; a name
+    without a pid is from an older writer and stale too). A live writer's directory is kept."""
+    removed = []
+    for path in sorted(Path(dataset_dir).glob(f"{TMP_PREFIX}*")):
+        match = re.fullmatch(rf"{re.escape(TMP_PREFIX)}.+?-(\d+)-[^-]+", path.name)
+        if match and _running(int(match.group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or a number no process can have
+        return False
+    except PermissionError:  # runs, as another user
+        return True
+    return True
+
+
 def write_package(
     spec: ReleaseSpec,
     tables: list[ProtectedTable],
@@ -187,7 +213,8 @@ def write_package(
     hierarchies = _hierarchies(tables)
 
     dataset_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=dataset_dir))
+    sweep_stale(dataset_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{version}-{os.getpid()}-", dir=dataset_dir))
     try:
         os.chmod(tmp, 0o755)
         resources = _write_resources(tmp, tables, hierarchies)

@@ -319,3 +319,23 @@ def test_spec_text_reaches_the_readme_inert(spec: ReleaseSpec, tmp_path: Path) -
     assert "<script>" not in text and "<img" not in text
     assert not re.search(r"(?<!\\)\]\(javascript:", text) and "\n# Injected" not in text  # escaped: plain text
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Referrals" in text
+
+
+def test_half_written_packages_of_killed_processes_are_swept(spec: ReleaseSpec, tmp_path: Path) -> None:
+    """A `release` killed mid-write leaves `.tmp-*` in staging; the next write removes it, but not
+    the directory of a writer that still runs."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    series = tmp_path / spec.name
+    stale = series / f".tmp-1.0.0-{int(dead.stdout)}-abcd1234"
+    legacy = series / ".tmp-1.0.0-k2j4h5g6"
+    live = series / f".tmp-1.0.0-{os.getpid()}-efgh5678"
+    for d in (stale, legacy, live):
+        (d / "data").mkdir(parents=True)
+        (d / "data" / "half.csv").write_text("month,referrals\n")
+    write_package(spec, make_tables(spec), tmp_path, "1.0.0", CREATED, extra=EXTRA)
+    assert not stale.exists() and not legacy.exists() and live.exists()
+    assert sorted(p.name for p in series.iterdir()) == sorted(["1.0.0", live.name])
