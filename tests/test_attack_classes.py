@@ -50,6 +50,17 @@ def opendata(*args) -> subprocess.CompletedProcess:
     return run
 
 
+def one_release(work: Path, spec: Path, rows: int, months: int, seed: int) -> tuple[Path, Path]:
+    """A sample MI, released with ``spec`` and published: (the MI, the published 1.0.0)."""
+    opendata(
+        "sample", "--out", work / "mi", "--rows", rows, "--months", months, "--seed", seed, "--format", "csv", "-q"
+    )
+    mi = work / "mi" / "work-programme-mi.csv"
+    opendata("release", spec, mi, "--out", work / "releases", "--release-time", "2026-11-12T09:30:00+00:00", "-q")
+    opendata("publish", "--out", work / "releases", "-q")
+    return mi, work / "releases" / NAME / "1.0.0"
+
+
 def spread(targets: np.ndarray, limit: int = MAX_TARGETS) -> np.ndarray:
     """At most ``limit`` targets, evenly spread (deterministic)."""
     targets = np.asarray(sorted(set(int(t) for t in targets)))
@@ -244,12 +255,7 @@ def test_mi_ahead_tables_linked_with_the_next_version(mi_ahead_tree):
 
 @pytest.fixture(scope="module")
 def single_release(tmp_path_factory) -> tuple[Path, Path]:
-    work = tmp_path_factory.mktemp("single")
-    opendata("sample", "--out", work / "mi", "--rows", 1500, "--months", 3, "--seed", 2, "--format", "csv", "-q")
-    mi = work / "mi" / "work-programme-mi.csv"
-    opendata("release", SPEC, mi, "--out", work / "releases", "--release-time", "2026-11-12T09:30:00+00:00", "-q")
-    opendata("publish", "--out", work / "releases", "-q")
-    return mi, work / "releases" / NAME / "1.0.0"
+    return one_release(tmp_path_factory.mktemp("single"), SPEC, rows=1500, months=3, seed=2)
 
 
 @pytest.mark.slow
@@ -318,11 +324,7 @@ def insider_release(tmp_path_factory) -> tuple[Path, Path]:
     switch = "  # off here; switch it on with: intruders: [subcontractor, prime_contract, cpa]"
     assert switch in text
     spec.write_text(text.replace(switch, "  intruders: [subcontractor, prime_contract, cpa]"))
-    opendata("sample", "--out", work / "mi", "--rows", 4000, "--months", 2, "--seed", 4, "--format", "csv", "-q")
-    mi = work / "mi" / "work-programme-mi.csv"
-    opendata("release", spec, mi, "--out", work / "releases", "--release-time", "2026-11-12T09:30:00+00:00", "-q")
-    opendata("publish", "--out", work / "releases", "-q")
-    return mi, work / "releases" / NAME / "1.0.0"
+    return one_release(work, spec, rows=4000, months=2, seed=4)
 
 
 @pytest.mark.slow
