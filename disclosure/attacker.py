@@ -23,6 +23,7 @@ from disclosure.errors import DisclosureError, Inconsistent, SolverFailed
 from disclosure.relations import Relations, stacked
 
 INF = float("inf")
+INCONSISTENT = "published values are inconsistent with the table's additivity (LP infeasible)"
 TOL = 1e-6
 # Deterministic retries when HiGHS ends with a status other than optimal, infeasible or unbounded:
 # the same LP from scratch without presolve, then with the dual simplex. Each changes how the LP is
@@ -136,7 +137,7 @@ class LP:
         if status == S.kInfeasible:
             if col is not None and self.feasible():  # the system has a solution: the solver slipped
                 raise SolverFailed("LP solver reported a feasible system infeasible (also from scratch)", col)
-            raise Inconsistent("published values are inconsistent with the table's additivity (LP infeasible)")
+            raise Inconsistent(INCONSISTENT)
         if status in (S.kUnbounded, S.kUnboundedOrInfeasible) and col is not None and self.feasible():
             return None
         raise SolverFailed(
@@ -335,7 +336,7 @@ def interval_intervals(
     matrix, row_lo, row_hi = stacked(constraints, relations)
     lp = LP(matrix, row_lo, row_hi, col_lo, col_hi)
     if not lp.feasible():
-        raise Inconsistent("published values are inconsistent with the table's additivity (LP infeasible)")
+        raise Inconsistent(INCONSISTENT)
     for k, cell in enumerate(checked):
         lower[k], upper[k] = lp.interval(int(cell), float(required[cell]))
     return Intervals(checked, lower, upper, required[checked], np.zeros(len(checked), dtype=np.int64))
