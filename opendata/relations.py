@@ -141,3 +141,64 @@ def relation_rows(
     if not terms:
         return pd.DataFrame({"row": np.zeros(0, dtype=np.int64), "key": [], "coef": []}), np.zeros(0)
     return pd.concat(terms, ignore_index=True), np.concatenate(upper)
+
+
+def joint_rows(
+    tables: Sequence[Any], relations: Sequence[Relation], running: Sequence[bool]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The relations as inequalities between the cells of two measures, both unknown to the attacker.
+
+    Returns ``terms`` (``row``, ``table``, ``position``: index into ``tables`` and row of its
+    frame, ``measure``, ``coef``) and ``upper`` (all 0): per table, ``smaller - factor * larger
+    <= 0`` cell by cell, and for running totals the same over the months up to each month, where
+    ``running[i]`` says table ``i``'s months start where the MI starts. Rows are written only for
+    cells that are leaves in every dimension but the month: a total's row is the sum of its
+    children's rows (both measures are additive), so the attacker's feasible set is the same
+    without it, and the rows stay few. ``tables`` have ``dimensions`` and ``frame`` (codes per
+    row, and a column per measure they hold).
+    """
+    parts, row = [], 0
+    for i, (table, cumulative_ok) in enumerate(zip(tables, running, strict=True)):
+        month = next((d for d in table.dimensions if "month" in d.levels.values()), None)
+        leaf = np.ones(len(table.frame), dtype=bool)
+        for dim in table.dimensions:
+            if dim is month:
+                leaf &= (table.frame[dim.name] != dim.total).to_numpy()
+            else:
+                leaf &= ~table.frame[dim.name].isin(set(dim.parents.values())).to_numpy()
+        cells = np.flatnonzero(leaf)
+        for rel in relations:
+            if rel.smaller not in table.frame.columns or rel.larger not in table.frame.columns:
+                continue
+            if not rel.cumulative:
+                rows, members = row + np.arange(len(cells)), cells
+            elif month is not None and cumulative_ok:
+                others = [d.name for d in table.dimensions if d is not month]
+                order = pd.DataFrame(
+                    {
+                        "position": cells,
+                        "group": table.frame.iloc[cells][others].astype(str).agg("|".join, axis=1).to_numpy()
+                        if others
+                        else "",
+                        "month": table.frame.iloc[cells][month.name].to_numpy(),
+                    }
+                ).sort_values(["group", "month"], kind="mergesort", ignore_index=True)
+                groups = order["group"].to_numpy()
+                starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(order) else np.zeros(0, int)
+                first = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+                # row r (a group's month at position r) holds the group's cells at positions first[r]..r
+                lengths = np.arange(len(order)) - first + 1
+                rows = row + np.repeat(np.arange(len(order)), lengths)
+                picks = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+                members = order["position"].to_numpy()[np.repeat(first, lengths) + picks]
+            else:
+                continue
+            for measure, coef in ((rel.smaller, 1.0), (rel.larger, -rel.factor)):
+                parts.append(
+                    pd.DataFrame({"row": rows, "table": i, "position": members, "measure": measure, "coef": coef})
+                )
+            row = int(rows.max()) + 1 if len(rows) else row
+    columns = ["row", "table", "position", "measure", "coef"]
+    if not parts:
+        return pd.DataFrame({c: [] for c in columns}), np.zeros(0)
+    return pd.concat(parts, ignore_index=True)[columns], np.zeros(row)
