@@ -28,10 +28,6 @@ TOL = 1e-6
 # Deterministic retries when HiGHS ends with a status other than optimal, infeasible or unbounded:
 # the same LP from scratch without presolve, then with the dual simplex. Each changes how the LP is
 # solved, never what it is, so any answer they give is the LP's answer.
-SWEEPS = 64  # objectives over many columns at once before one LP per column (``LP.sweep``)
-SWEEP_GAIN = 50
-LOCAL_CELLS = 64  # hidden cells in the neighbourhood LP of one cell (``local_intervals``)
-SWEEP_FROM = 16  # columns of one component worth a sweep
 RETRIES = (("presolve", "off"), ("simplex_strategy", 1))
 
 
@@ -193,46 +189,6 @@ class LP:
             self._feasible = status == S.kOptimal
         return self._feasible
 
-    def sweep(self, cols: np.ndarray, required: np.ndarray) -> None:
-        """Widen the seen ranges of many columns with a few LPs instead of two per column.
-
-        Each round optimises one objective over the columns still short of ``required``: all up,
-        all down, then signs from a generator with a fixed seed (deterministic). Every optimum is
-        a feasible table, so the ranges stay inner bounds. Rounds go on while each settles at least
-        ``1/SWEEP_GAIN`` of the columns left (at most ``SWEEPS`` rounds); ``interval`` then solves
-        only for the columns the sweep did not settle."""
-        rng = np.random.default_rng(0)
-        cols = np.asarray(cols, dtype=np.int64)
-        need = np.asarray(required, dtype=np.float64)
-        if self._cost_col is not None:
-            self.h.changeColCost(self._cost_col, 0.0)
-            self._cost_col = None
-        last = np.zeros(0, dtype=np.int32)
-        before = len(cols) + 1
-        for r in range(SWEEPS):
-            width = np.floor(self.hi_seen[cols] + TOL) - np.ceil(self.lo_seen[cols] - TOL)
-            pending = cols[width < need - TOL].astype(np.int32)
-            if len(pending) < SWEEP_FROM or (r > 2 and before - len(pending) < len(pending) / SWEEP_GAIN):
-                break
-            before = len(pending)
-            sign = (
-                np.ones(len(pending))
-                if r == 0
-                else -np.ones(len(pending))
-                if r == 1
-                else rng.choice([-1.0, 1.0], len(pending))
-            )
-            if len(last):
-                self.h.changeColsCost(len(last), last, np.zeros(len(last)))
-            self.h.changeColsCost(len(pending), pending, -sign)
-            last = pending
-            if self.run() == highspy.HighsModelStatus.kOptimal:
-                assert self.x is not None
-                np.minimum(self.lo_seen, self.x, out=self.lo_seen)
-                np.maximum(self.hi_seen, self.x, out=self.hi_seen)
-        if len(last):
-            self.h.changeColsCost(len(last), last, np.zeros(len(last)))
-
     def interval(self, col: int, required: float) -> tuple[float, float]:
         """Attacker bounds of ``x_col``; stops early (inner bound) once ``required`` width is proven."""
         if _int_hi(self.hi_seen[col]) - _int_lo(self.lo_seen[col]) >= required - TOL:
@@ -293,21 +249,27 @@ def exact_intervals(
     b = sp.csr_matrix(a_s[touched])
     b_abs = b.copy()
     b_abs.data = np.abs(b_abs.data)
+    n_comp, labels = connected_components((b_abs.T @ b_abs).tocsr(), directed=False)
     rhs_lo = -(a_eq[touched] @ pub_vals)  # equations: = rhs
     rhs_hi = rhs_lo.copy()
     is_eq = np.ones(len(touched), dtype=bool)
     if relations is not None and relations.rows:
-        # A relation row is one more row of the attacker's LP, with the published cells it holds at
-        # their values; it links the suppressed cells it touches into one component, like an equation.
-        g_s = sp.csr_matrix(relations.matrix[:, supp])
-        rel = np.flatnonzero(np.diff(g_s.indptr) > 0)
-        b = sp.csr_matrix(sp.vstack([b, g_s[rel]]))
-        b_abs = b.copy()
-        b_abs.data = np.abs(b_abs.data)
-        rhs_lo = np.concatenate([rhs_lo, np.full(len(rel), -INF)])
-        rhs_hi = np.concatenate([rhs_hi, relations.upper[rel] - relations.matrix[rel] @ pub_vals])
-        is_eq = np.concatenate([is_eq, np.zeros(len(rel), dtype=bool)])
-    n_comp, labels = connected_components((b_abs.T @ b_abs).tocsr(), directed=False)
+        # Components come from the equations alone. A relation row enters the LP of each component
+        # it touches, with every cell outside that component fixed at its true value: a subset of
+        # what the attacker finds feasible, so each interval is at most as wide as the real one
+        # (the safe direction), and components stay as small as the equations make them.
+        g = relations.matrix
+        g_s = sp.coo_matrix(g[:, supp])
+        pair = g_s.row.astype(np.int64) * max(n_comp, 1) + labels[g_s.col]
+        pairs, new_row = np.unique(pair, return_inverse=True)
+        r_of = pairs // max(n_comp, 1)
+        inside = np.zeros(len(pairs))
+        np.add.at(inside, new_row, g_s.data * base[supp[g_s.col]])
+        split = sp.csr_matrix((g_s.data, (new_row, g_s.col)), shape=(len(pairs), len(supp)))
+        b = sp.csr_matrix(sp.vstack([b, split]))
+        rhs_lo = np.concatenate([rhs_lo, np.full(len(pairs), -INF)])
+        rhs_hi = np.concatenate([rhs_hi, relations.upper[r_of] - (g[r_of] @ base) + inside])
+        is_eq = np.concatenate([is_eq, np.zeros(len(pairs), dtype=bool)])
     # every touched row belongs to the component of (any of) its suppressed cells
     first_col = b.indices[b.indptr[:-1]]
     row_comp = labels[first_col]
@@ -345,80 +307,14 @@ def exact_intervals(
             coef = float(b_csc[:, cols].toarray().ravel()[r])
             lower[k] = upper[k] = rhs_lo[r] / coef  # recovered from one equation, as the attacker would
             continue
-        if truth is not None and len(cols) > LOCAL_CELLS:  # small LPs around each cell settle most
-            near = local_intervals(constraints, base, suppressed, checked[members], required, relations)
-            lower[members], upper[members] = near.lower, near.upper
-            members = members[~near.ok]
-            if not len(members):
-                continue
         sub = b_csc[:, cols][rows]
         seen = None if truth is None else np.asarray(truth, dtype=np.float64)[supp[cols]]
         lp = LP(sub, rhs_lo[rows], rhs_hi[rows], np.zeros(len(cols)), np.full(len(cols), INF), seen)
         pos = {int(c): i for i, c in enumerate(cols)}
-        if len(members) >= SWEEP_FROM:
-            at = np.array([pos[int(where_in_supp[checked[k]])] for k in members])
-            lp.sweep(at, required[checked[members]])
         for k in members:
             lo, hi = lp.interval(pos[int(where_in_supp[checked[k]])], float(required[checked[k]]))
             lower[k], upper[k] = lo, hi
     return Intervals(checked[keep], lower[keep], upper[keep], required[checked][keep], comp_of_checked[keep])
-
-
-def local_intervals(
-    constraints: sp.csr_matrix,
-    values: np.ndarray,
-    suppressed: np.ndarray,
-    cells: np.ndarray,
-    required: np.ndarray,
-    relations: Relations | None = None,
-    size: int = LOCAL_CELLS,
-) -> Intervals:
-    """Inner bounds of the exact attacker's intervals for ``cells`` (suppressed), from small LPs.
-
-    For each cell, the hidden cells nearest it (breadth first along equations and relation rows,
-    at most ``size``) are the variables; every other cell is held at its true value. Every
-    solution is then a table the attacker cannot tell from the truth (it agrees with everything
-    published), so each bound found is an inner bound of the attacker's interval: a cell proven
-    wide enough here is safe, whatever the rest of the table does, and stays safe when more cells
-    are hidden. A cell not proven here is not known to be unsafe: the caller asks the exact LP.
-    Solutions are kept: a later cell whose seen range is already wide enough costs no LP.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    cells = np.asarray(cells, dtype=np.int64)
-    matrix, row_lo, row_hi = stacked(constraints, relations)
-    by_col = matrix.tocsc()
-    hidden = np.asarray(suppressed, dtype=bool)
-    full = matrix @ values
-    lo_seen, hi_seen = values.copy(), values.copy()
-    lower, upper = np.zeros(len(cells)), np.zeros(len(cells))
-    for k, cell in enumerate(cells):
-        need = float(required[cell])
-        if _int_hi(hi_seen[cell]) - _int_lo(lo_seen[cell]) >= need - TOL:
-            lower[k], upper[k] = _int_lo(lo_seen[cell]), _int_hi(hi_seen[cell])
-            continue
-        near = [int(cell)]
-        taken = {int(cell)}
-        frontier = near
-        while frontier and len(near) < size:
-            rows = np.unique(
-                np.concatenate([by_col.indices[by_col.indptr[c] : by_col.indptr[c + 1]] for c in frontier])
-            )
-            reached = np.unique(np.concatenate([matrix.indices[matrix.indptr[r] : matrix.indptr[r + 1]] for r in rows]))
-            frontier = [int(c) for c in reached if hidden[c] and int(c) not in taken][: size - len(near)]
-            near += frontier
-            taken.update(frontier)
-        var = np.array(sorted(near), dtype=np.int64)
-        rows = np.unique(by_col[:, var].tocoo().row)
-        sub = matrix[rows][:, var]
-        outside = full[rows] - sub @ values[var]
-        lp = LP(
-            sub, row_lo[rows] - outside, row_hi[rows] - outside, np.zeros(len(var)), np.full(len(var), INF), values[var]
-        )
-        at = int(np.searchsorted(var, cell))
-        lower[k], upper[k] = lp.interval(at, need)
-        np.minimum.at(lo_seen, var, lp.lo_seen)
-        np.maximum.at(hi_seen, var, lp.hi_seen)
-    return Intervals(cells, lower, upper, np.asarray(required, dtype=np.float64)[cells], np.full(len(cells), -1))
 
 
 def interval_intervals(
@@ -441,7 +337,6 @@ def interval_intervals(
     lp = LP(matrix, row_lo, row_hi, col_lo, col_hi)
     if not lp.feasible():
         raise Inconsistent(INCONSISTENT)
-    lp.sweep(checked, required[checked])
     for k, cell in enumerate(checked):
         lower[k], upper[k] = lp.interval(int(cell), float(required[cell]))
     return Intervals(checked, lower, upper, required[checked], np.zeros(len(checked), dtype=np.int64))

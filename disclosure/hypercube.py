@@ -141,7 +141,6 @@ class Hypercubes:
         self.shared = homes > 1  # a cube through a shared cell must also be a move of the other tables
         self.columns = sp.csc_matrix(system.constraints) if self.shared.any() else None
         self.dims = [_dims(g, self.values[m]) for g, m in zip(self.grids, self.maps, strict=True)]
-        self.parallel: list[list[int]] = list(getattr(system, "parallel", None) or [[g] for g in range(len(grids))])
         self.suppressed = self.primary.copy()
         self.lo = np.where(self.required > 0, self.values, 0.0)  # certified inner bounds
         self.hi = self.lo.copy()
@@ -152,8 +151,7 @@ class Hypercubes:
         return self.hi[cells] - self.lo[cells] >= self.required[cells] - TOL
 
     def _candidates(self, cell: int) -> tuple[np.ndarray, np.ndarray]:
-        """Corners (cells of the cell's home grid, shape combos × corners) and signs (0 where a shorter
-        move is padded)."""
+        """Corners (system cells, shape combos × corners) and signs (0 where a shorter move is padded)."""
         g = int(self.home[cell])
         grid, umap, dims = self.grids[g], self.maps[g], self.dims[g]
         local = int(self.home_cell[cell])
@@ -196,65 +194,29 @@ class Hypercubes:
             sg = sg * sign.reshape(shape)
         combos = int(np.prod(sg.shape[:n]))
         idx, sg = idx.reshape(combos, -1), sg.reshape(combos, -1)
-        return local + np.where(sg != 0, idx, 0), sg
-
-    def runs(self, g: int) -> list[list[int]]:
-        """The grids a cube of grid ``g`` may move together: ``g`` alone, then every run of its
-        parallel grids (in the order given) holding it, shortest first."""
-        together = self.parallel[g]
-        at = together.index(g)
-        out = [[g]]
-        for length in range(2, len(together) + 1):
-            for start in range(max(0, at - length + 1), min(at, len(together) - length) + 1):
-                out.append(together[start : start + length])
-        return out
+        return umap[local + np.where(sg != 0, idx, 0)], sg
 
     def cube_for(self, cell: int, outsiders_only: bool = False) -> bool:
         """Suppress the cheapest certifying cube of ``cell``; False when no candidate certifies it.
-        ``outsiders_only`` lets corners be other single-contributor cells (a proof against outsiders).
-
-        Where the relations pin the cube in one grid, the same cube moved together in parallel grids
-        (the other measures of the table) may keep every relation row: running totals of two
-        measures moved alike do not change their difference. More grids only add corners, so a
-        candidate must have room in each grid alone; the relations decide among those."""
-        local, signs = self._candidates(cell)
-        real = signs != 0
-        need = self.required[cell] - TOL
-        avoid = self.locked if outsiders_only else self.locked | self.insiders
-        room: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        for run in self.runs(int(self.home[cell])):
-            for g in run:
-                if g not in room:
-                    at = np.where(real, self.maps[g][local], cell)
-                    v = self.values[at]
-                    bad = (real & (at != cell) & avoid[at]).any(axis=1)
-                    down = np.where(signs > 0, v, INF).min(axis=1)
-                    up = np.where(signs < 0, v, INF).min(axis=1)
-                    room[g] = (~bad & (down + up >= need), down, up)
-            viable = np.logical_and.reduce([room[g][0] for g in run])
-            if not viable.any():
-                continue
-            keep = np.flatnonzero(viable)
-            corners = np.concatenate([self.maps[g][local[keep]] for g in run], axis=1)
-            t_down = np.minimum.reduce([room[g][1][keep] for g in run])
-            t_up = np.minimum.reduce([room[g][2][keep] for g in run])
-            if self._cube(cell, corners, np.tile(signs[keep], (1, len(run))), t_down, t_up):
-                return True
-        return False
-
-    def _cube(self, cell: int, corners: np.ndarray, signs: np.ndarray, t_down: np.ndarray, t_up: np.ndarray) -> bool:
-        """Suppress the cheapest of the candidate cubes (rows, with their steps by values alone) that
-        certifies ``cell`` once the relations have limited the steps."""
+        ``outsiders_only`` lets corners be other single-contributor cells (a proof against outsiders)."""
+        corners, signs = self._candidates(cell)
         real = signs != 0
         at = np.where(real, corners, cell)
         v = self.values[at]
+        others = real & (at != cell)
+        avoid = self.locked if outsiders_only else self.locked | self.insiders
+        bad = (others & avoid[at]).any(axis=1)
+        t_down = np.where(signs > 0, v, INF).min(axis=1)
+        t_up = np.where(signs < 0, v, INF).min(axis=1)
         if self.relations is not None:  # relation rows limit the steps too (module docstring)
             combo, corner = np.nonzero(real)
-            rel_down, rel_up = self.relations.steps(
-                combo, corners[combo, corner], signs[combo, corner].astype(np.float64), len(corners), self.slack
+            d = sp.csr_matrix(
+                (signs[combo, corner].astype(np.float64), (combo, corners[combo, corner])),
+                shape=(len(corners), len(self.values)),
             )
+            rel_down, rel_up = self.relations.limits(d, self.slack)
             t_down, t_up = np.minimum(t_down, rel_down), np.minimum(t_up, rel_up)
-        ok = t_down + t_up >= self.required[cell] - TOL
+        ok = ~bad & (t_down + t_up >= self.required[cell] - TOL)
         if not ok.any():
             return False
         new = real & ~self.suppressed[at]
@@ -327,14 +289,13 @@ class Hypercubes:
             suppressed, rounds = done.suppressed, done.rounds
             at = np.searchsorted(res.cells, done.intervals.cells)
             res.lower[at], res.upper[at] = done.intervals.lower, done.intervals.upper
-        if len(left) and self.insiders.any():  # cells proven by LPs, against the coalition of insiders
-            need = np.where(self.insiders | (self.values == 0), 0.0, self.required)  # as in Heuristic
-            check = left[need[left] > 0]
-            coalition = exact_intervals(
-                a, self.values, suppressed & ~self.insiders, need, self.values, None, check, rel
-            )
-            narrow = coalition.cells[~coalition.ok]
-            unverified = np.union1d(unverified, np.union1d(narrow, left[self.insiders[left]]))
+            if self.insiders.any():
+                need = np.where(self.insiders | (self.values == 0), 0.0, self.required)  # as in Heuristic
+                coalition = exact_intervals(
+                    a, self.values, suppressed & ~self.insiders, need, self.values, None, left, rel
+                )
+                lp_only = np.union1d(coalition.cells[~coalition.ok], left[self.insiders[left]])
+                unverified = np.union1d(unverified, lp_only)
         if (prune if prune is not None else len(self.values) <= PRUNE_CELLS) and not self.insiders.any():
             h.prune(suppressed)
             hidden = sp.csr_matrix(abs(moves)) @ (~suppressed).astype(np.float64) == 0

@@ -12,7 +12,7 @@ A shared cell therefore has one status everywhere.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -38,10 +38,6 @@ class LinkedTable:
     ``published`` and ``hidden`` name optional boolean columns for cells whose status is already
     fixed, e.g. by an earlier version: published cells are known to everyone, so they are never
     suppressed (a cell published before stays published); hidden cells stay suppressed.
-
-    ``parallel`` names a set of tables with the same dimensions that hold different quantities of
-    the same cells (the measures of one published table, which relations bind to each other): the
-    fast method may then move them together (``disclosure.hypercube``).
     """
 
     frame: pd.DataFrame
@@ -52,7 +48,6 @@ class LinkedTable:
     name: str = ""
     published: str | None = None
     hidden: str | None = None
-    parallel: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +97,6 @@ class UnionSystem:
     union_of: list[np.ndarray]  # per table: union cell of each grid cell
     size: int
     keys: pd.Index  # the key of each union cell
-    parallel: list[list[int]] = field(default_factory=list)  # per table: the tables parallel to it, itself included
 
     @cached_property
     def _built(self) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -140,13 +134,6 @@ class UnionSystem:
         return {"table": self.names[t], **where} if self.names[t] else where
 
 
-def _same_tree(a: Grid, b: Grid) -> bool:
-    return a.shape == b.shape and all(
-        g.codes == h.codes and all(g.parent(c) == h.parent(c) for c in g.codes)
-        for g, h in zip(a.hierarchies, b.hierarchies, strict=True)
-    )
-
-
 def _union(tables: Sequence[LinkedTable]) -> tuple[UnionSystem, list[np.ndarray], np.ndarray, np.ndarray]:
     grids, cells_of, keys = [], [], []
     for t in tables:
@@ -166,15 +153,6 @@ def _union(tables: Sequence[LinkedTable]) -> tuple[UnionSystem, list[np.ndarray]
         if len(np.unique(umap)) != g.size:
             raise DisclosureError(f"table {tables[i].name or i}: key column {tables[i].key!r} repeats within the table")
     system = UnionSystem(grids, [t.name for t in tables], union_of, len(uniques), pd.Index(uniques))
-    for i, t in enumerate(tables):
-        together = [j for j, u in enumerate(tables) if t.parallel is not None and u.parallel == t.parallel] or [i]
-        for j in together:
-            pair = f"tables {t.name or i} and {tables[j].name or j} are parallel but"
-            if not _same_tree(grids[i], grids[j]):
-                raise DisclosureError(f"{pair} differ in codes")
-            if j != i and np.intersect1d(union_of[i], union_of[j]).size:
-                raise DisclosureError(f"{pair} share cells")
-        system.parallel.append(together)
 
     def merged(column_of: list[np.ndarray], what: str) -> np.ndarray:
         out = np.full(system.size, -1, dtype=np.int64)

@@ -29,7 +29,6 @@ Why every method stays sound with them:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -81,39 +80,17 @@ class Relations:
     def limits(self, moves: sp.spmatrix, slack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per move (row of ``moves``): the largest integer steps ``(t_down, t_up)`` the relations allow
         (``inf`` where no row limits it), given ``slack`` at the true table (module docstring)."""
-        d = sp.coo_matrix(moves, dtype=np.float64)
-        return self.steps(d.row.astype(np.int64), d.col.astype(np.int64), d.data, d.shape[0], slack)
-
-    def steps(
-        self, move: np.ndarray, cell: np.ndarray, sign: np.ndarray, moves: int, slack: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``limits`` of moves given as entries (``move``, ``cell``, ``sign``): numpy only, as the
-        fast method calls it for every candidate cube."""
-        by_cell = self.by_cell
-        count = by_cell.indptr[cell + 1] - by_cell.indptr[cell]
-        down = np.full(moves, np.inf)
-        up = np.full(moves, np.inf)
-        total = int(count.sum())
-        if total == 0:
-            return down, up
-        at = np.repeat(by_cell.indptr[cell] - np.cumsum(count) + count, count) + np.arange(total)
-        rows = by_cell.indices[at]
-        key = np.repeat(move, count) * self.rows + rows
-        keys, inverse = np.unique(key, return_inverse=True)
-        gd = np.bincount(inverse, weights=by_cell.data[at] * np.repeat(sign, count))
-        live = np.abs(gd) > TOL
-        keys, gd = keys[live], gd[live]
-        ratio = np.maximum(slack[keys % self.rows], 0.0) / np.abs(gd)
-        which = keys // self.rows
-        pos = gd > 0
-        np.minimum.at(up, which[pos], ratio[pos])
-        np.minimum.at(down, which[~pos], ratio[~pos])
+        d = sp.csr_matrix(moves, dtype=np.float64)
+        gd = sp.csr_matrix(self.matrix @ d.T)
+        gd.eliminate_zeros()
+        gd = gd.tocoo()
+        ratio = np.maximum(slack[gd.row], 0.0) / np.abs(gd.data)
+        down = np.full(d.shape[0], np.inf)
+        up = np.full(d.shape[0], np.inf)
+        pos = gd.data > 0
+        np.minimum.at(up, gd.col[pos], ratio[pos])
+        np.minimum.at(down, gd.col[~pos], ratio[~pos])
         return _floor(down), _floor(up)
-
-    @cached_property
-    def by_cell(self) -> sp.csr_matrix:
-        """``G`` transposed, rows by cell: what ``steps`` reads a move's rows from."""
-        return sp.csr_matrix(self.matrix.T)
 
 
 def _floor(t: np.ndarray) -> np.ndarray:

@@ -1,11 +1,9 @@
 """The attacker audit of a published package, from the published files alone.
 
 An outsider sees the published tables (rounded values, ``[c]`` cells), the hierarchies, the rules
-in the descriptor and every earlier version of the dataset. For each group of measures that the
-spec's relations bind (attachments <= referrals, ...; a measure no relation touches is a group
-alone) this module builds one linear system over all of that: one variable per measure and
-distinct population (the same cell in two linked tables, or in two versions, is one variable),
-every table's additivity equations, the relations as rows between the measures' variables, every
+in the descriptor and every earlier version of the dataset. For each measure this module builds
+one linear system over all of that: one variable per distinct population (the same cell in two
+linked tables, or in two versions, is one variable), every table's additivity equations, every
 published value as its rounding interval, and what the rules themselves give away (a published
 non-zero count is at least the threshold; a published zero is zero). It then solves min and max
 of every cell that must be protected. Which cells are primary is not public: the publisher passes
@@ -30,8 +28,8 @@ from disclosure.attacker import conflicts, interval_intervals
 from disclosure.errors import Inconsistent, SolverFailed
 from opendata.aggregate import DimensionCodes
 from opendata.errors import OpenDataError
-from opendata.protection import AHEAD_SUFFIX, REVISION_LAYERS, hierarchy, measure_groups, population_keys, tagged
-from opendata.relations import Relation, joint_rows
+from opendata.protection import AHEAD_SUFFIX, REVISION_LAYERS, hierarchy, population_keys
+from opendata.relations import CUMULATIVE, Relation, relation_rows
 
 
 @dataclass
@@ -152,10 +150,10 @@ def audit_package(
         versions.append(d["version"])
     report = PackageAudit(descriptor["name"], versions, primaries is not None)
     measures = list(dict.fromkeys(m for t in newest for m in t.measures))
-    for group in measure_groups(measures, relations):
-        _audit_group(
-            group,
-            [t for t in tables if any(m in t.measures for m in group)],
+    for measure in measures:
+        _audit_measure(
+            measure,
+            [t for t in tables if measure in t.measures],
             descriptor["version"],
             report,
             base,
@@ -242,66 +240,52 @@ def _own_quantities(tables, grids, keys, intervals, newest) -> None:
             own[i] = own[i] | (abs(a[rows]).sum(axis=0).A1 > 0)
 
 
-def _audit_group(group, tables, newest, report, base, threshold, width, primaries, relations) -> None:
-    """One attacker over the measures that relations bind: every measure's cells are variables and
-    the relations are rows between them (the release protects them the same way)."""
-    entries, grids, cell_rows, keys, intervals = [], [], [], [], []
-    for m in group:
-        held = [i for i, t in enumerate(tables) if m in t.measures]
-        own_grids, own_rows, own_keys = [], [], []
-        for i in held:
-            t = tables[i]
-            grid = disclosure.Grid.of({d.name: hierarchy(d) for d in t.dimensions})
-            cells = grid.cell_index(t.frame)
-            key = np.empty(grid.size, dtype=object)
-            key[cells] = population_keys(t.dimensions, t.frame).to_numpy()
-            own_grids.append(grid)
-            own_rows.append(np.argsort(cells))  # grid cell -> frame row
-            own_keys.append(key)
-        own_intervals = [
-            _intervals(tables[i].frame[m].to_numpy(dtype="float64", na_value=np.nan)[rows], base, threshold)
-            for i, rows in zip(held, own_rows, strict=True)
-        ]
-        _own_quantities([tables[i] for i in held], own_grids, own_keys, own_intervals, newest)
-        entries += [(m, i) for i in held]
-        grids += own_grids
-        cell_rows += own_rows
-        keys += [tagged(m, key) for key in own_keys]
-        intervals += own_intervals
+def _audit_measure(measure, tables, newest, report, base, threshold, width, primaries, relations) -> None:
+    grids, cell_rows, keys = [], [], []
+    for t in tables:
+        grid = disclosure.Grid.of({d.name: hierarchy(d) for d in t.dimensions})
+        cells = grid.cell_index(t.frame)
+        key = np.empty(grid.size, dtype=object)
+        key[cells] = population_keys(t.dimensions, t.frame).to_numpy()
+        grids.append(grid)
+        cell_rows.append(np.argsort(cells))  # grid cell -> frame row
+        keys.append(key)
+    intervals = [
+        _intervals(t.frame[measure].to_numpy(dtype="float64", na_value=np.nan)[rows], base, threshold)
+        for t, rows in zip(tables, cell_rows, strict=True)
+    ]
+    _own_quantities(tables, grids, keys, intervals, newest)
     matrix, col_lo, col_hi, codes, index = _system(grids, keys, intervals)
     bounds = np.cumsum([0] + [g.size for g in grids])
-    held = sorted({i for _, i in entries})
-    terms, upper = joint_rows(
-        [tables[i] for i in held],
-        [r for r in relations if r.smaller in group and r.larger in group],
-        [not tables[i].name.endswith(AHEAD_SUFFIX) for i in held],
-    )
-    bound = None
-    if len(upper):
-        key = np.empty(len(terms), dtype=object)
-        for e, (m, i) in enumerate(entries):  # each frame row's variable, per table and measure
-            mine = ((terms["table"] == held.index(i)) & (terms["measure"] == m)).to_numpy()
-            by_row = np.empty(len(cell_rows[e]), dtype=object)
-            by_row[cell_rows[e]] = keys[e]
-            key[mine] = by_row[terms["position"].to_numpy(dtype=np.int64)[mine]]
-        keyed = pd.DataFrame({"row": terms["row"], "key": key, "coef": terms["coef"]})
-        bound = disclosure.KeyedRelations(keyed, upper).over(index)
-    tables = [tables[i] for _, i in entries]  # one per system block, as ``grids``
-    measure = ", ".join(group)
+    known = []
+    for t in tables:  # the other measures as published: what the public knows of them
+        other = {
+            m: _intervals(t.frame[m].to_numpy(dtype="float64", na_value=np.nan), base, threshold)
+            for m in t.measures
+            if m != measure
+        }
+        known.append(other if t.name.endswith(AHEAD_SUFFIX) else other | {CUMULATIVE: (None, None)})
+    frame_keys = []
+    for key, rows in zip(keys, cell_rows, strict=True):
+        out = np.empty(len(rows), dtype=object)
+        out[rows] = key
+        frame_keys.append(pd.Series(out))
+    terms, upper = relation_rows(tables, frame_keys, measure, relations, known)
+    bound = disclosure.KeyedRelations(terms, upper).over(index) if len(upper) else None
     required = np.zeros(len(index))
     where: dict[int, tuple[int, int]] = {}
-    for e, (m, t) in enumerate(zip([m for m, _ in entries], tables, strict=True)):
+    for i, t in enumerate(tables):
         if t.version != newest:
             continue
-        rows = cell_rows[e]
-        if primaries is not None and (t.name, m) in primaries:
-            check = primaries[(t.name, m)].to_numpy(dtype=bool)[rows]
+        rows = cell_rows[i]
+        if primaries is not None and (t.name, measure) in primaries:
+            check = primaries[(t.name, measure)].to_numpy(dtype=bool)[rows]
         else:
-            check = ~np.isfinite(intervals[e][1])
-        umap = codes[bounds[e] : bounds[e + 1]]
+            check = ~np.isfinite(intervals[i][1])
+        umap = codes[bounds[i] : bounds[i + 1]]
         required[umap[check]] = width
         for g in np.flatnonzero(check):
-            where.setdefault(int(umap[g]), (e, int(g)))
+            where.setdefault(int(umap[g]), (i, int(g)))
     try:
         result = interval_intervals(matrix, col_lo, col_hi, required, relations=bound)
     except Inconsistent:
@@ -315,9 +299,9 @@ def _audit_group(group, tables, newest, report, base, threshold, width, primarie
     report.checked += len(result.cells)
     for cell, lo, hi, req, ok in zip(result.cells, result.lower, result.upper, result.required, result.ok, strict=True):
         if not ok:
-            e, g = where[int(cell)]
+            i, g = where[int(cell)]
             report.exposed.append(
-                Exposure(newest, tables[e].name, entries[e][0], grids[e].coords(g), float(lo), float(hi), float(req))
+                Exposure(newest, tables[i].name, measure, grids[i].coords(g), float(lo), float(hi), float(req))
             )
 
 

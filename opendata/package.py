@@ -563,13 +563,7 @@ def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, An
                     "method": audit.get("method"),
                     "earlier_versions": audit.get("earlier_versions", []),
                     **({"earlier_not_linked": audit["earlier_not_linked"]} if "earlier_not_linked" in audit else {}),
-                    "measures_protected_with": audit.get("measures_protected_with", []),
                     "relations": audit.get("relations", []),
-                    **(
-                        {"relations_not_modelled": audit["relations_not_modelled"]}
-                        if "relations_not_modelled" in audit
-                        else {}
-                    ),
                     "intruders": audit.get("intruders"),
                 },
             }

@@ -22,7 +22,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 import disclosure
 from opendata.aggregate import FREQ_SUFFIX, AggregatedTable, DimensionCodes
 from opendata.errors import ReleaseError
-from opendata.relations import Relation, joint_rows
+from opendata.relations import CUMULATIVE, Relation, relation_rows
 from opendata.spec import DisclosureSpec, MeasureSpec, TableSpec
 
 KEY = "_population"
@@ -270,7 +270,7 @@ def _linked(p: _Earlier, measure: str, current_keys: set[str]) -> disclosure.Lin
         **{
             measure: p.values,
             measure + FREQ_SUFFIX: p.freq,
-            KEY: tagged(measure, p.key),
+            KEY: p.key,
             "_published": published,
             "_hidden": ~published & ~pd.Series(p.key).isin(current_keys).to_numpy(),
         }
@@ -325,32 +325,44 @@ def _earlier_links(
     return linked, listed, skipped
 
 
-def measure_groups(measures: Sequence[str], relations: Sequence[Relation]) -> list[list[str]]:
-    """The measures that relations connect, in the order given: each group is protected as one system."""
-    group = {m: {m} for m in measures}
+def _known(
+    table: AggregatedTable, public: pd.DataFrame, measure: str, relations: Sequence[Relation]
+) -> tuple[dict, list[Relation]]:
+    """What the attacker model knows of the measures related to ``measure`` in ``table``.
+
+    A bounded sum (payments <= 30 x outcomes) is cell by cell: the other measure is taken as
+    known exactly, the strongest attacker (hiding its cells can only widen what they learn), at no
+    cost, since a row over one cell links no cells. Running totals link every month of a row, and
+    an attacker who knew the other measure exactly would pin cells that are safe in fact (its small
+    counts are hidden too), so they are taken against what the measures protected before this one
+    published (exact values; a hidden cell bounds nothing), and not in MI-ahead tables. Also returns
+    the relations it used, for the descriptor.
+    """
+    out: dict = {}
+    used = []
     for rel in relations:
-        if rel.smaller in group and rel.larger in group:
-            merged = group[rel.smaller] | group[rel.larger]
-            for m in merged:
-                group[m] = merged
-    out: list[list[str]] = []
-    for m in measures:
-        members = [x for x in measures if x in group[m]]
-        if members not in out:
-            out.append(members)
-    return out
-
-
-def tagged(measure: str, keys: Any) -> np.ndarray:
-    """Cell keys of one measure in a system of several: the measure, ``#``, the population key."""
-    return (measure + "#" + pd.Series(keys, dtype=object).astype(str)).to_numpy(dtype=object)
+        if measure not in (rel.smaller, rel.larger):
+            continue
+        other = rel.larger if measure == rel.smaller else rel.smaller
+        if other not in table.frame.columns:
+            continue
+        truth = table.frame[other].to_numpy(dtype=np.float64)
+        if not rel.cumulative:
+            out[other] = (truth, truth)
+            used.append(rel)
+        elif other in public.columns and not table.spec.name.endswith(AHEAD_SUFFIX):
+            shown = public[other].notna().to_numpy()
+            out[other] = (np.where(shown, truth, 0.0), np.where(shown, truth, np.inf))
+            out[CUMULATIVE] = (None, None)
+            used.append(rel)
+    return out, used
 
 
 def _units_of(levels: Sequence[str]) -> Callable[[str], list[str]]:
     """The units that know a cell: its ``level=code`` pairs at the intruder levels (its own subcontractor,
     prime contract and CPA), read off the population key."""
     wanted = tuple(f"{level}=" for level in levels)
-    return lambda key: [part for part in key.partition("#")[2].split("|") if part.startswith(wanted)]
+    return lambda key: [part for part in key.split("|") if part.startswith(wanted)]
 
 
 def population_keys(dimensions: tuple[DimensionCodes, ...], frame: pd.DataFrame) -> pd.Series:
@@ -387,54 +399,40 @@ def protect_tables(
 ) -> list[ProtectedTable]:
     """Protect every measure across all tables that publish it; refuse if any audit fails.
 
-    Measures that ``relations`` connect (attachments <= referrals, ...) are protected as one
-    system: every cell of each is a variable of one attacker, with the relations as rows between
-    them, so no published value of one measure can pin a hidden cell of another. ``earlier``: the
-    tables earlier versions of the dataset published. They join the linked system with their
-    statuses fixed, so differencing versions recovers nothing and cells published before stay
-    published (stable patterns).
+    ``earlier``: the tables earlier versions of the dataset published. They join each measure's
+    linked system with their statuses fixed, so differencing versions recovers nothing and cells
+    published before stay published (stable patterns).
     """
     rules = rules_for(spec)
     keys = [population_keys(t.dimensions, t.frame) for t in tables]
     publics = [t.frame[[d.name for d in t.dimensions]].copy() for t in tables]
     sdcs: list[dict[str, dict[str, Any]]] = [{} for _ in tables]
     measures = list(dict.fromkeys(m.name for t in tables for m in t.measures))
-    for group in measure_groups(measures, relations):
-        holders = {m: [i for i, t in enumerate(tables) if m in t.spec.measures] for m in group}
+    for measure in measures:
+        holders = [i for i, t in enumerate(tables) if measure in t.spec.measures]
         if on_step:
-            names = dict.fromkeys(tables[i].spec.name for m in group for i in holders[m])
-            on_step(f"protecting {', '.join(group)} in {', '.join(names)}")
-        current, slots = [], []
-        links: dict[str, list] = {}
-        versions: dict[str, list] = {}
-        skipped: dict[str, dict] = {}
-        for m in group:
-            for i in holders[m]:
-                t = tables[i]
-                dims = [d.name for d in t.dimensions]
-                frame = t.frame[[*dims, m, m + FREQ_SUFFIX]].assign(**{KEY: tagged(m, keys[i])})
-                name = t.spec.name if len(group) == 1 else f"{t.spec.name} ({m})"
-                hierarchies = {d.name: hierarchy(d) for d in t.dimensions}
-                current.append(
-                    disclosure.LinkedTable(frame, hierarchies, m, KEY, m + FREQ_SUFFIX, name=name, parallel=t.spec.name)
-                )
-                slots.append((m, i))
-            current_keys = set(chain.from_iterable(keys[i] for i in holders[m]))
-            truth = _truth_by_key([tables[i] for i in holders[m]], [keys[i] for i in holders[m]], m)
-            links[m], versions[m], skipped[m] = _earlier_links(
-                tables, holders[m], earlier, m, truth, current_keys, spec.rounding_base, spec.threshold
-            )
-        modelled = [r for r in relations if r.smaller in group and r.larger in group]
-        held = sorted({i for m in group for i in holders[m]})
-        terms, upper = joint_rows(
-            [tables[i] for i in held], modelled, [not tables[i].spec.name.endswith(AHEAD_SUFFIX) for i in held]
+            on_step(f"protecting {measure} in {', '.join(tables[i].spec.name for i in holders)}")
+        linked = []
+        for i in holders:
+            t = tables[i]
+            names = [d.name for d in t.dimensions]
+            frame = t.frame[[*names, measure, measure + FREQ_SUFFIX]].assign(**{KEY: keys[i]})
+            dims = {d.name: hierarchy(d) for d in t.dimensions}
+            linked.append(disclosure.LinkedTable(frame, dims, measure, KEY, measure + FREQ_SUFFIX, name=t.spec.name))
+        current_keys = set(chain.from_iterable(keys[i] for i in holders))
+        truth = _truth_by_key([tables[i] for i in holders], [keys[i] for i in holders], measure)
+        links, versions, skipped = _earlier_links(
+            tables, holders, earlier, measure, truth, current_keys, spec.rounding_base, spec.threshold
         )
-        population = np.concatenate([keys[i].to_numpy(dtype=object) for i in held])
-        offset = np.cumsum([0] + [len(keys[i]) for i in held])
-        where = offset[terms["table"].to_numpy(dtype=np.int64)] + terms["position"].to_numpy(dtype=np.int64)
-        terms = pd.DataFrame(
-            {"row": terms["row"], "key": (terms["measure"] + "#" + population[where]).to_numpy(), "coef": terms["coef"]}
+        known, modelled = [], []
+        for i in holders:
+            got, used = _known(tables[i], publics[i], measure, relations)
+            known.append(got)
+            modelled += [r for r in used if r not in modelled]
+        terms, upper = relation_rows(
+            [tables[i] for i in holders], [keys[i] for i in holders], measure, relations, known
         )
+
         options: dict[str, Any] = {
             "rules": rules,
             "method": spec.secondary,
@@ -446,60 +444,55 @@ def protect_tables(
         # published before and cannot be hidden now, or a relation holds a cell too tightly. The
         # release is then protected without the corrected versions, then without the relations, and
         # the descriptor says what was left out (never silently).
-        revised = {m: {v["version"] for v in versions[m] if v["own_cells"]} for m in group}
-        every = [link for m in group for link in links[m]]
-        unrevised = [
-            link for m in group for link, v in zip(links[m], versions[m], strict=True) if v["version"] not in revised[m]
-        ]
-        attempts = [(every, options, [])]
-        if any(revised.values()):
-            attempts.append((unrevised, options, ["corrected versions"]))
+        revised = {v["version"] for v in versions if v["own_cells"]}
+        kept = [(link, v) for link, v in zip(links, versions, strict=True) if v["version"] not in revised]
+        attempts = [(links, versions, options, [])]
+        if revised:
+            attempts.append(([k for k, _ in kept], [v for _, v in kept], options, ["corrected versions"]))
         if len(upper):
-            attempts.append((unrevised, options | {"relations": None}, ["corrected versions", "relations"]))
+            bare = options | {"relations": None}
+            attempts.append(([k for k, _ in kept], [v for _, v in kept], bare, ["corrected versions", "relations"]))
         chosen, failure = None, None
         for attempt in attempts:
             try:
-                results = disclosure.protect_linked(current + attempt[0], **attempt[1])
+                results = disclosure.protect_linked(linked + attempt[0], **attempt[2])
             except disclosure.AuditFailed as exc:  # no safe pattern: try with less; bad input fails at once
                 failure = exc
                 continue
             except disclosure.DisclosureError as exc:
-                raise ReleaseError(f"measure {', '.join(group)}: {exc}; nothing was written") from exc
+                raise ReleaseError(f"measure {measure}: {exc}; nothing was written") from exc
             chosen = attempt
             break
         if chosen is None:
-            raise ReleaseError(f"measure {', '.join(group)}: {failure}; nothing was written") from failure
-        left_out = chosen[2]
-        for m in group:
-            if "corrected versions" in left_out:
-                for v in versions[m]:
-                    if v["version"] in revised[m]:
-                        skipped[m][f"{v['table']} {v['version']}"] = (
-                            "revised since, and no pattern protects this release together with it: "
-                            "differencing the two versions is not protected"
-                        )
-                versions[m] = [v for v in versions[m] if v["version"] not in revised[m]]
-        for (m, i), result in zip(slots, results, strict=False):
+            raise ReleaseError(f"measure {measure}: {failure}; nothing was written") from failure
+        left_out = chosen[3]
+        if "corrected versions" in left_out and revised:
+            for v in versions:
+                if v["version"] in revised:
+                    skipped[f"{v['table']} {v['version']}"] = (
+                        "revised since, and no pattern protects this release together with it: "
+                        "differencing the two versions is not protected"
+                    )
+        versions = chosen[1]
+        for i, result in zip(holders, results[: len(holders)], strict=True):
             if not result.audit.ok:  # protect_linked never returns an unsafe pattern; this is the guard
-                raise ReleaseError(f"table {tables[i].spec.name}, measure {m}: disclosure audit failed")
+                raise ReleaseError(f"table {tables[i].spec.name}, measure {measure}: disclosure audit failed")
             suppressed = result.frame["status"] != "published"
-            publics[i][m] = result.frame["published"].astype("Int64").to_numpy()
-            publics[i][m + "_status"] = suppressed.map({True: "c", False: ""}).to_numpy()
-            mine = [r.describe() for r in modelled if m in (r.smaller, r.larger)]
-            sdcs[i][m] = {
+            publics[i][measure] = result.frame["published"].astype("Int64").to_numpy()
+            publics[i][measure + "_status"] = suppressed.map({True: "c", False: ""}).to_numpy()
+            sdcs[i][measure] = {
                 **{k: int(v) for k, v in result.counts.items()},
                 "audit": {
                     "ok": bool(result.audit.ok),
                     "checked": int(result.audit.checked),
                     "method": result.audit.method,
-                    "linked_with": [tables[j].spec.name for j in holders[m] if j != i],
-                    "measures_protected_with": [x for x in group if x != m],
-                    "earlier_versions": versions[m],
-                    **({"earlier_not_linked": skipped[m]} if skipped[m] else {}),
-                    "relations": mine if "relations" not in left_out else [],
+                    "linked_with": [tables[j].spec.name for j in holders if j != i],
+                    "earlier_versions": versions,
+                    **({"earlier_not_linked": skipped} if skipped else {}),
+                    "relations": [r.describe() for r in modelled if "relations" not in left_out],
                     **(
-                        {"relations_not_modelled": "no pattern protects these measures with them"}
-                        if "relations" in left_out and mine
+                        {"relations_not_modelled": "no pattern protects this measure with them"}
+                        if "relations" in left_out and len(upper)
                         else {}
                     ),
                     "intruders": result.intruders,

@@ -259,6 +259,12 @@ def single_release(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 19, part 2 (open): running totals are modelled per measure against the cells the measures "
+    "protected earlier published; an attacker who combines the hidden cells of two measures in one LP still "
+    "narrows a cell (attachments CPA11 PG3 2011-07, true 1, to [0, 6])",
+)
 def test_relations_between_measures(single_release):
     mi, version = single_release
     tables = load_version(version)
