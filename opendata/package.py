@@ -564,6 +564,11 @@ def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, An
                     "earlier_versions": audit.get("earlier_versions", []),
                     **({"earlier_not_linked": audit["earlier_not_linked"]} if "earlier_not_linked" in audit else {}),
                     "relations": audit.get("relations", []),
+                    **(
+                        {"relations_not_modelled": audit["relations_not_modelled"]}
+                        if "relations_not_modelled" in audit
+                        else {}
+                    ),
                     "intruders": audit.get("intruders"),
                 },
             }
