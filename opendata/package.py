@@ -182,7 +182,7 @@ def _running(pid: int) -> bool:
     except (ProcessLookupError, OverflowError):  # gone, or a number no process can have
         return False
     except PermissionError:  # runs, as another user
-        return True
+        pass
     return True
 
 
@@ -656,6 +656,9 @@ def _json(value: Any) -> Any:
 # --- README ----------------------------------------------------------------------------------
 
 
+MARKDOWN_PUNCTUATION = frozenset("\\`*_[]#!|~")
+
+
 def _md(text: Any) -> str:
     """Spec text (titles, descriptions, publisher, licences) as inert Markdown on one line: HTML
     escaped (no ``<script>``), Markdown punctuation backslashed (no links, images, headings or
@@ -663,9 +666,6 @@ def _md(text: Any) -> str:
     flat = " ".join(str(text).split()).replace("<", "&lt;").replace(">", "&gt;")
     out = "".join("\\" + ch if ch in MARKDOWN_PUNCTUATION else ch for ch in flat)
     return "\\" + out if out[:1] in "-+" and out else out
-
-
-MARKDOWN_PUNCTUATION = frozenset("\\`*_[]#!|~")
 
 
 def _readme(spec: ReleaseSpec, tables: list[ProtectedTable], descriptor: Mapping[str, Any]) -> str:
