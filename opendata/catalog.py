@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from opendata.errors import ReleaseError
-from opendata.package import DESCRIPTOR_FILE, ID_NAMESPACE, PARQUET_MEDIATYPE, SEMVER, PackageInfo, rfc3339
+from opendata.package import DESCRIPTOR_FILE, ID_NAMESPACE, PARQUET_MEDIATYPE, SEMVER, PackageInfo, rfc3339, semver_key
 from opendata.signing import (
     CATALOG_FILE,
     SIGNATURE_SUFFIX,
@@ -207,19 +207,6 @@ class CatalogFiles:
     withheld: tuple[str, ...]  # "name version" under embargo at ``now``, left out
     signed: tuple[Path, ...]  # descriptors signed by this run (previously unsigned)
     written: tuple[Path, ...]  # files whose bytes changed
-
-
-def semver_key(version: str) -> tuple:
-    """SemVer 2.0.0 precedence: a pre-release sorts before its release; build metadata breaks ties only."""
-    match = SEMVER.match(version)
-    if not match:
-        raise ValueError(f"{version!r} is not SemVer")
-    major, minor, patch, pre, build = match.groups()
-    if pre is None:
-        pre_key: tuple = (1,)
-    else:
-        pre_key = (0, *((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")))
-    return (int(major), int(minor), int(patch), pre_key, build or "")
 
 
 def _digest(path: Path) -> tuple[int, str]:

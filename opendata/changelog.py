@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from opendata.diff import PackageDiff, ResourceDiff
-from opendata.package import rfc3339
+from opendata.package import SEMVER, rfc3339, semver_key
 
 CHANGELOG_FILE = "CHANGELOG.md"
 MAX_LISTED = 5
@@ -95,7 +95,8 @@ def append_changelog(series_dir: str | Path, entry: str) -> Path:
     """Put ``entry`` at the top of ``series_dir/CHANGELOG.md``, atomically (temp file + os.replace).
 
     An existing section for the same version is replaced, so re-running a release after a crash
-    leaves one entry per version rather than two.
+    leaves one entry per version rather than two; sections stay newest version first, so an entry
+    repaired after a crash lands where it belongs.
     """
     series_dir = Path(series_dir)
     series_dir.mkdir(parents=True, exist_ok=True)
@@ -111,9 +112,21 @@ def append_changelog(series_dir: str | Path, entry: str) -> Path:
         header = f"# Changelog: {series_dir.name}\n\nEvery published version, newest first.\n\n"
     sections = _sections(text[first.start() :]) if first else []
     kept = [s for s in sections if HEADING.match(s)[1] != version]  # type: ignore[index]
-    body = [entry.rstrip("\n") + "\n", *(s.rstrip("\n") + "\n" for s in kept)]
+    ordered = sorted([entry, *kept], key=_section_key, reverse=True)
+    body = [s.rstrip("\n") + "\n" for s in ordered]
     _atomic_write(path, header.rstrip("\n") + "\n\n" + "\n".join(body))
     return path
+
+
+def changelog_versions(series_dir: str | Path) -> set[str]:
+    """The versions ``series_dir/CHANGELOG.md`` has an entry for."""
+    path = Path(series_dir) / CHANGELOG_FILE
+    return set(HEADING.findall(path.read_text(encoding="utf-8"))) if path.is_file() else set()
+
+
+def _section_key(section: str) -> tuple:
+    version = HEADING.match(section)[1]  # type: ignore[index]
+    return (1, semver_key(version)) if SEMVER.match(version) else (0, ())  # a hand-made heading sorts last
 
 
 def _sections(text: str) -> list[str]:

@@ -5,22 +5,37 @@ release time has come into the public tree (one ``rename`` each, so a version ap
 not at all), appends the changelog and regenerates the catalogue. Nothing staged is reachable from
 the public tree, its catalogue or a mirror before then. Named people may see a staged release at
 most 24 hours early (UKSA Code of Practice); every request is logged beside it.
+
+Publishing is safe against crashes and races. One publisher works on a tree at a time (an
+exclusive ``flock`` on ``<tree>/.publish.lock``; the kernel releases it when a process dies, so a
+killed publisher never leaves the tree locked). Every step can be re-run: the moment a version
+becomes public is written into its staged descriptor before the move, a move interrupted after its
+copy is finished by the next run, and every run gives each public version its changelog entry if
+a crash left it without one, then rebuilds the catalogue. So a re-run after a crash at any point
+finishes what the first run started.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from opendata.changelog import append_changelog, changelog_entry
+from opendata.changelog import append_changelog, changelog_entry, changelog_versions
 from opendata.diff import PackageContent, diff
 from opendata.errors import OpenDataError, ReleaseError, ReleaseExists
+from opendata.package import DESCRIPTOR_FILE, rfc3339, semver_key
 
 PRE_RELEASE_WINDOW = timedelta(hours=24)
+LOCK_FILE = ".publish.lock"  # a dot-file: never served, synced or catalogued
+LOCK_WAIT = 120.0  # seconds a second publisher waits for the first before giving up
 
 
 class AccessRefused(OpenDataError):
@@ -70,10 +85,6 @@ def _aware(now: datetime) -> datetime:
     return now.astimezone(UTC)
 
 
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in version.split("."))
-
-
 def read_staged(path: Path) -> StagedRelease:
     try:
         descriptor = json.loads((path / "datapackage.json").read_text(encoding="utf-8"))
@@ -108,11 +119,47 @@ def staged_releases(staging: Path) -> list[StagedRelease]:
         for v in sorted(series.iterdir())
         if v.is_dir() and not v.name.startswith(".") and (v / "datapackage.json").is_file()
     ]
-    return sorted(found, key=lambda s: (s.release_at, s.name, _version_key(s.version)))
+    return sorted(found, key=lambda s: (s.release_at, s.name, semver_key(s.version)))
+
+
+class PublishBusy(ReleaseError):
+    """Another ``publish`` holds the tree's lock (and kept it past ``LOCK_WAIT``)."""
+
+
+@contextmanager
+def publish_lock(public: Path, wait: float = LOCK_WAIT) -> Iterator[None]:
+    """Hold the tree's publish lock: waits up to ``wait`` seconds for another publisher to finish.
+
+    ``flock`` locks belong to the open file, and the kernel drops them when the holder exits or is
+    killed, so a stale lock file never blocks anyone (its content, the holder's pid, is only for
+    the message)."""
+    public = Path(public)
+    public.mkdir(parents=True, exist_ok=True)
+    fd = os.open(public / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                    raise PublishBusy(
+                        f"another `opendata publish` (pid {holder}) is publishing into {public} and did not finish "
+                        f"within {wait:g} s; nothing was done. Run publish again when it has finished."
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _move(source: Path, target: Path) -> None:
-    """Rename into place; across file systems copy to a hidden temp dir beside the target first."""
+    """Rename into place; across file systems copy to a hidden temp dir beside the target first
+    (a copy left by a killed run is discarded and made again)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(source, target)
@@ -124,18 +171,79 @@ def _move(source: Path, target: Path) -> None:
         shutil.rmtree(source)
 
 
-def latest_public(public: Path, name: str, before: str | None = None) -> Path | None:
+def _same_package(a: Path, b: Path) -> bool:
+    """Whether two version directories hold the same descriptor: a move that copied across file
+    systems and was killed before removing its source leaves both."""
+    try:
+        return (a / DESCRIPTOR_FILE).read_bytes() == (b / DESCRIPTOR_FILE).read_bytes()
+    except OSError:
+        return False
+
+
+def _stamp_published(staged: StagedRelease, now: datetime) -> None:
+    """Record in the staged descriptor the moment the version becomes public (atomically, before the
+    move; diffs ignore ``opendata:release``, so the content is unchanged)."""
+    path = staged.path / DESCRIPTOR_FILE
+    descriptor = json.loads(path.read_text(encoding="utf-8"))
+    descriptor["opendata:release"]["published"] = rfc3339(now)
+    temp = path.with_name(f".{DESCRIPTOR_FILE}.publish")
+    temp.write_text(json.dumps(descriptor, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(temp, path)
+
+
+def published_at(version_dir: Path) -> datetime:
+    """When a public version became public: ``opendata:release.published``, else its release time."""
+    release = json.loads((Path(version_dir) / DESCRIPTOR_FILE).read_text(encoding="utf-8")).get("opendata:release")
+    release = release if isinstance(release, dict) else {}
+    text = release.get("published") or release.get("time")
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(UTC)
+
+
+def public_versions(public: Path, name: str) -> list[str]:
+    """Version numbers of one series in the public tree, oldest first."""
     series = Path(public) / name
     if not series.is_dir():
-        return None
-    versions = [
+        return []
+    found = [
         p.name
         for p in series.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and (p / "datapackage.json").is_file()
+        if p.is_dir() and not p.name.startswith(".") and (p / DESCRIPTOR_FILE).is_file()
     ]
+    return sorted(found, key=semver_key)
+
+
+def _diff(previous: Path | None, current: Path):
+    return diff(PackageContent.from_path(previous), PackageContent.from_path(current)) if previous else None
+
+
+def repair_changelogs(public: Path) -> list[str]:
+    """Give every public version without a changelog entry its entry ("name version" returned).
+
+    A publisher killed between the move and the changelog append leaves such a version; the
+    entry is made from the same diff the first run would have used (against the version before)."""
+    repaired = []
+    for series in sorted(p for p in Path(public).iterdir() if p.is_dir() and not p.name.startswith(".")):
+        versions = public_versions(public, series.name)
+        logged = changelog_versions(series)
+        for i, version in enumerate(versions):
+            if version in logged:
+                continue
+            previous = series / versions[i - 1] if i else None
+            current = series / version
+            change = _diff(previous, current)
+            entry = changelog_entry(
+                series.name, version, previous.name if previous else None, change, published_at(current)
+            )
+            append_changelog(series, entry)
+            repaired.append(f"{series.name} {version}")
+    return repaired
+
+
+def latest_public(public: Path, name: str, before: str | None = None) -> Path | None:
+    versions = public_versions(public, name)
     if before is not None:
-        versions = [v for v in versions if _version_key(v) < _version_key(before)]
-    return series / max(versions, key=_version_key) if versions else None
+        versions = [v for v in versions if semver_key(v) < semver_key(before)]
+    return Path(public) / name / versions[-1] if versions else None
 
 
 def publish(
@@ -156,27 +264,33 @@ def publish(
     now = _aware(now)
     keep_apart(staging, public)
     summary = PublishSummary()
-    for staged in staged_releases(staging):
-        if staged.release_at > now:
-            summary.waiting.append(staged)
-            continue
-        target = Path(public) / staged.name / staged.version
-        if target.exists():
-            raise ReleaseExists(
-                f"{target} is already published; staged {staged.path} would overwrite it (published versions are "
-                "never overwritten)"
-            )
-        summary.published.append(staged)
-        if dry_run:
-            continue
-        previous = latest_public(public, staged.name, before=staged.version)
-        change = diff(PackageContent.from_path(previous), PackageContent.from_path(staged.path)) if previous else None
-        _move(staged.path, target)
-        entry = changelog_entry(
-            staged.name, staged.version, previous.name if previous else None, change, staged.release_at
-        )
-        append_changelog(Path(public) / staged.name, entry)
-    if not dry_run and Path(public).is_dir():
+    found = staged_releases(staging)  # a corrupt staged release stops everything before any change
+    due = [s for s in found if s.release_at <= now]
+    if dry_run or not (due or Path(public).is_dir()):
+        summary.published, summary.waiting = (due if dry_run else []), [s for s in found if s not in due]
+        return summary
+    with publish_lock(public):
+        for staged in staged_releases(staging):
+            if staged.release_at > now:
+                summary.waiting.append(staged)
+                continue
+            target = Path(public) / staged.name / staged.version
+            if target.exists():
+                if not _same_package(staged.path, target):
+                    raise ReleaseExists(
+                        f"{target} is already published; staged {staged.path} would overwrite it (published "
+                        "versions are never overwritten)"
+                    )
+                shutil.rmtree(staged.path)  # a move killed after its copy: finish it
+                continue
+            summary.published.append(staged)
+            previous = latest_public(public, staged.name, before=staged.version)
+            change = _diff(previous, staged.path)
+            _stamp_published(staged, now)
+            _move(staged.path, target)
+            entry = changelog_entry(staged.name, staged.version, previous.name if previous else None, change, now)
+            append_changelog(Path(public) / staged.name, entry)
+        repair_changelogs(public)
         files = write_catalog(Path(public), base_url=base_url, signer=signer, now=now)
         summary.catalog_written = [str(p) for p in files.written]
     return summary
