@@ -23,7 +23,8 @@ demo: $(STAMP)
 		echo "$(DEMO_VERSION) is already published and is never overwritten; remove it to cut the demo again"; \
 	else \
 		$(BIN)/opendata release specs/work-programme.yaml mi/*.csv --out releases/ \
-			--calendar specs/calendar.yaml --release-time 2026-11-12T09:30:00+00:00; \
+			--calendar specs/calendar.yaml --release-time 2026-11-12T09:30:00+00:00 \
+			--late --reason "demonstration on synthetic sample data, cut after its scheduled time"; \
 	fi
 	$(BIN)/opendata publish --out releases/
 

@@ -399,15 +399,22 @@ def _catalog_json(versions: list[_Version], title: str, base: str | None, stamp:
 def _version_entry(v: _Version) -> dict[str, Any]:
     by_path = {f.path: f for f in v.files}
     descriptor = by_path[f"{v.rel}/{DESCRIPTOR_FILE}"]
+    release = v.info.descriptor.get("opendata:release")
+    release = release if isinstance(release, dict) else {}
     return {
         "version": v.info.version,
         "id": v.info.id,
         "created": v.info.created,
+        # when it became public, and whether it went out as pre-announced (orderly release)
+        **{k: release[k] for k in RELEASE_FACTS if k in release},
         "path": v.rel,
         "descriptor": _file_dict(descriptor),
         "signed": f"{descriptor.path}{SIGNATURE_SUFFIX}" in by_path,
         "files": [_file_dict(f) for f in v.files],
     }
+
+
+RELEASE_FACTS = ("published", "pre_announced", "orderly", "unscheduled", "late", "reason")
 
 
 def _file_dict(f: CatalogFile) -> dict[str, Any]:

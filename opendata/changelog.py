@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from opendata.diff import PackageDiff, ResourceDiff
-from opendata.package import SEMVER, rfc3339, semver_key
+from opendata.package import SEMVER, markdown_text, rfc3339, semver_key
 
 CHANGELOG_FILE = "CHANGELOG.md"
 MAX_LISTED = 5
@@ -26,15 +27,26 @@ BUMP_TEXT = {
 }
 
 
-def changelog_entry(name: str, version: str, previous: str | None, d: PackageDiff | None, released: datetime) -> str:
-    """A Markdown section for one version; ``previous``/``d`` are None for the first release of a series."""
-    lines = [f"## [{version}] - {rfc3339(released)[:10]}", ""]
+def changelog_entry(
+    name: str,
+    version: str,
+    previous: str | None,
+    d: PackageDiff | None,
+    published: datetime,
+    notes: Sequence[str] = (),
+) -> str:
+    """A Markdown section for one version; ``previous``/``d`` are None for the first release of a series.
+
+    ``published`` is the moment it became public; ``notes`` what the release says about its timing
+    and reason (``opendata:release.notes``: non-standard, late, why)."""
+    lines = [f"## [{version}] - {rfc3339(published)[:10]}", ""]
+    said = [markdown_text(n) for n in notes]
     if previous is None or d is None:
-        lines += [f"First release of `{name}`, published {rfc3339(released)}.", ""]
+        lines += [" ".join([f"First release of `{name}`, published {rfc3339(published)}.", *said]), ""]
         return "\n".join(lines)
     level = d.bump
     lines.append(f"{BUMP_TEXT[level] if level else 'No changes to the data.'} Previous version: {previous}.")
-    lines.append(f"Published {rfc3339(released)}.")
+    lines.append(" ".join([f"Published {rfc3339(published)}.", *said]))
     bullets = [f"- Package metadata: {c.describe()}." for c in d.metadata]
     for r in d.changed:
         bullets += [f"- {line}" for line in _resource_lines(r)]

@@ -181,6 +181,9 @@ def validate(spec: Path, files: tuple[Path, ...], as_json: bool, quiet: bool):
     is_flag=True,
     help="Also publish the months after the cut-off as separate provisional [p] MI tables (rec 1c).",
 )
+@click.option("--unscheduled", is_flag=True, help="A release at a time not in --calendar (needs --reason).")
+@click.option("--late", is_flag=True, help="Stage a release whose time has already passed (needs --reason).")
+@click.option("--reason", help="Why: published with the release (and with its corrections, if any).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
 def release(
@@ -192,6 +195,9 @@ def release(
     version,
     release_time,
     mi_ahead: bool,
+    unscheduled: bool,
+    late: bool,
+    reason,
     as_json: bool,
     quiet: bool,
 ):
@@ -200,6 +206,8 @@ def release(
     The package is written to the staging area (never the public tree) stamped with its release
     time; `opendata publish` makes it public when that time comes. Nothing is written unless every
     step passes, including the disclosure audit of every table; no version is ever overwritten.
+    With --calendar, the release time must be one of the dataset's entries (else --unscheduled),
+    and a time already past is refused (else --late); both need --reason and say so in the package.
 
     \b
     Example:
@@ -233,6 +241,9 @@ def release(
                 release_time=when,
                 calendar=calendar,
                 mi_ahead=mi_ahead,
+                unscheduled=unscheduled,
+                late=late,
+                reason=reason,
                 on_step=lambda s: progress.update(task, description=s),
             )
         except ValidationFailed as exc:

@@ -191,10 +191,20 @@ def _stamp_published(staged: StagedRelease, now: datetime) -> None:
     os.replace(temp, path)
 
 
+def _release(version_dir: Path) -> dict:
+    release = json.loads((Path(version_dir) / DESCRIPTOR_FILE).read_text(encoding="utf-8")).get("opendata:release")
+    return release if isinstance(release, dict) else {}
+
+
+def _notes(version_dir: Path) -> list[str]:
+    """What the release says about its timing and reason, for the changelog."""
+    notes = _release(version_dir).get("notes")
+    return [str(n) for n in notes] if isinstance(notes, list) else []
+
+
 def published_at(version_dir: Path) -> datetime:
     """When a public version became public: ``opendata:release.published``, else its release time."""
-    release = json.loads((Path(version_dir) / DESCRIPTOR_FILE).read_text(encoding="utf-8")).get("opendata:release")
-    release = release if isinstance(release, dict) else {}
+    release = _release(version_dir)
     text = release.get("published") or release.get("time")
     return datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(UTC)
 
@@ -232,7 +242,12 @@ def repair_changelogs(public: Path) -> list[str]:
             current = series / version
             change = _diff(previous, current)
             entry = changelog_entry(
-                series.name, version, previous.name if previous else None, change, published_at(current)
+                series.name,
+                version,
+                previous.name if previous else None,
+                change,
+                published_at(current),
+                _notes(current),
             )
             append_changelog(series, entry)
             repaired.append(f"{series.name} {version}")
@@ -288,7 +303,9 @@ def publish(
             change = _diff(previous, staged.path)
             _stamp_published(staged, now)
             _move(staged.path, target)
-            entry = changelog_entry(staged.name, staged.version, previous.name if previous else None, change, now)
+            entry = changelog_entry(
+                staged.name, staged.version, previous.name if previous else None, change, now, _notes(target)
+            )
             append_changelog(Path(public) / staged.name, entry)
         repair_changelogs(public)
         files = write_catalog(Path(public), base_url=base_url, signer=signer, now=now)

@@ -674,13 +674,16 @@ def _json(value: Any) -> Any:
 MARKDOWN_PUNCTUATION = frozenset("\\`*_[]#!|~")
 
 
-def _md(text: Any) -> str:
+def markdown_text(text: Any) -> str:
     """Spec text (titles, descriptions, publisher, licences) as inert Markdown on one line: HTML
     escaped (no ``<script>``), Markdown punctuation backslashed (no links, images, headings or
     emphasis it did not mean), so a hostile spec cannot inject markup into the README."""
     flat = " ".join(str(text).split()).replace("<", "&lt;").replace(">", "&gt;")
     out = "".join("\\" + ch if ch in MARKDOWN_PUNCTUATION else ch for ch in flat)
     return "\\" + out if out[:1] in "-+" and out else out
+
+
+_md = markdown_text  # short, for the README template below
 
 
 def _readme(spec: ReleaseSpec, tables: list[ProtectedTable], descriptor: Mapping[str, Any]) -> str:
@@ -692,13 +695,13 @@ def _readme(spec: ReleaseSpec, tables: list[ProtectedTable], descriptor: Mapping
     lines += ["", f"**What this is:** {KIND_NOTES.get(spec.kind, spec.kind)}", "", _md(spec.description)]
     release = descriptor.get("opendata:release")
     if release:
-        lines += ["", "## Release", ""] + [f"- {line}" for line in release.get("statement", [])]
+        lines += ["", "## Release", ""] + [f"- {_md(line)}" for line in release.get("statement", [])]
     revisions = descriptor.get("opendata:revisions")
     if revisions:
+        lines += ["", "## Revisions", ""]
+        if release and release.get("reason"):
+            lines += [f"Reason for the correction: {_md(release['reason'])}", ""]
         lines += [
-            "",
-            "## Revisions",
-            "",
             f"This version corrects {revisions['count']} published value(s) of version {revisions['previous']}. "
             "Corrected cells carry the status `r` (revised) in the Parquet files; the first ones are:",
             "",
@@ -709,7 +712,11 @@ def _readme(spec: ReleaseSpec, tables: list[ProtectedTable], descriptor: Mapping
 
     lines += ["", "## Tables", ""]
     for t in tables:
-        lines += [f"### {_md(t.spec.title)}", "", f"File `data/{t.spec.name}.csv` (and `data/{t.spec.name}.parquet`)."]
+        lines += [
+            f"### {_md(t.spec.title)}",
+            "",
+            f"File `data/{t.spec.name}.csv` (and `data/{t.spec.name}.parquet`).",
+        ]
         if t.spec.description:
             lines += ["", _md(t.spec.description)]
         lines += ["", "| Column | Kind | Title | Description |", "| --- | --- | --- | --- |"]

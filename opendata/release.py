@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from opendata.aggregate import MI_AHEAD, aggregate, held_back, mi_ahead_tables
-from opendata.calendar import Calendar, cutoff_for, load_calendar, next_release, until_month
+from opendata.calendar import LONDON, STANDARD_TIME, Calendar, cutoff_for, load_calendar, next_release, until_month
 from opendata.diff import PackageContent, check_version, diff, next_version
 from opendata.embargo import default_staging, keep_apart, latest_public
 from opendata.errors import ReleaseError, ReleaseExists
@@ -32,10 +32,11 @@ SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 KIND_STATEMENT = {
     "management information": (
         "This is management information, not official statistics. It is published voluntarily in line with the "
-        "Code of Practice for Statistics (orderly release, pre-announced, 09:30)."
+        "Code of Practice for Statistics"
     ),
-    "official statistics": "These are official statistics, produced under the Code of Practice for Statistics.",
+    "official statistics": "These are official statistics, produced under the Code of Practice for Statistics",
 }
+ORDERLY = " (orderly release, pre-announced, 09:30)"  # claimed only when the calendar and the clock agree
 
 
 @dataclass
@@ -112,28 +113,103 @@ def _refuse_existing(public: Path, staging: Path, name: str, version: str) -> No
             )
 
 
-def _release_time(spec: ReleaseSpec, calendar: Calendar | None, given: datetime | None, now: datetime) -> datetime:
-    if given is not None:
-        if given.tzinfo is None:
-            raise ReleaseError("the release time needs a UTC offset, e.g. 2026-12-10T09:30:00+00:00")
-        return given.astimezone(UTC)
-    if calendar is None or spec.name not in calendar.datasets:
-        raise ReleaseError(f"no release time: pass --release-time or a --calendar that schedules {spec.name}")
-    scheduled = next_release(calendar, spec.name, now)
-    if scheduled is None:
-        raise ReleaseError(f"the calendar has no release of {spec.name} after {now:%Y-%m-%d %H:%M}Z")
-    return scheduled.release_at_utc
+@dataclass(frozen=True)
+class Timing:
+    """When a release goes out and what may be said about it (UKSA Code: orderly release).
+
+    ``scheduled``: the time is an entry of the dataset's release calendar (pre-announced);
+    ``unscheduled``/``late``: declared a non-standard or a late release; ``reason``: why (required
+    for those two, optional otherwise, e.g. what a correction corrects)."""
+
+    when: datetime
+    scheduled: bool
+    unscheduled: bool = False
+    late: bool = False
+    reason: str | None = None
+
+    @property
+    def orderly(self) -> bool:
+        """Pre-announced in the calendar, at 09:30 London, and not late: all the Code's claim needs."""
+        local = self.when.astimezone(LONDON).timetz().replace(tzinfo=None)
+        return self.scheduled and local == STANDARD_TIME and not self.late
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"pre_announced": self.scheduled, "orderly": self.orderly}
+        out |= {"unscheduled": True} if self.unscheduled else {}
+        out |= {"late": True} if self.late else {}
+        return out | ({"reason": self.reason} if self.reason else {})
+
+    def statement(self) -> list[str]:
+        """The sentences the package, its README and the changelog carry about a non-standard time."""
+        lines = ["Non-standard release: not pre-announced in the release calendar."] if self.unscheduled else []
+        lines += ["Late release: staged after its release time had passed."] if self.late else []
+        return lines + ([f"Reason: {self.reason}"] if self.reason else [])
+
+
+def release_timing(
+    name: str,
+    calendar: Calendar | None,
+    given: datetime | None,
+    now: datetime,
+    *,
+    unscheduled: bool = False,
+    late: bool = False,
+    reason: str | None = None,
+) -> Timing:
+    """The release time, checked against the calendar and the clock.
+
+    With a calendar that schedules the dataset, a time must be one of its entries, unless the
+    release is declared non-standard (``unscheduled``). A time already past is refused unless
+    declared ``late``. Both need a ``reason``: a release is pre-announced, and the record must not
+    say it was on time or scheduled when it was not."""
+    reason = " ".join((reason or "").split()) or None
+    if (unscheduled or late) and not reason:
+        raise ReleaseError('an unscheduled or late release needs --reason "…" (it is published with the release)')
+    own = calendar.releases(name) if calendar is not None and name in calendar.datasets else []
+    if given is None:
+        if not own:
+            raise ReleaseError(f"no release time: pass --release-time or a --calendar that schedules {name}")
+        upcoming = next_release(calendar, name, now)  # type: ignore[arg-type]
+        if upcoming is None:
+            raise ReleaseError(f"the calendar has no release of {name} after {now:%Y-%m-%d %H:%M}Z")
+        when = upcoming.release_at_utc
+    elif given.tzinfo is None:
+        raise ReleaseError("the release time needs a UTC offset, e.g. 2026-12-10T09:30:00+00:00")
+    else:
+        when = given.astimezone(UTC)
+    scheduled = any(r.release_at_utc == when for r in own)
+    if scheduled and unscheduled:
+        raise ReleaseError(f"{when:%Y-%m-%dT%H:%M}Z is in the release calendar for {name}: it is not unscheduled")
+    if own and not scheduled and not unscheduled:
+        entries = ", ".join(f"{r.release_at_utc:%Y-%m-%dT%H:%M}Z" for r in own if r.release_at_utc > now)
+        raise ReleaseError(
+            f"{when:%Y-%m-%dT%H:%M}Z is not a release of {name} in the calendar (upcoming: {entries or 'none'}); "
+            'a release at another time is non-standard: pass --unscheduled --reason "…", and the package says so'
+        )
+    if when < now and not late:
+        raise ReleaseError(
+            f"the release time {when:%Y-%m-%dT%H:%M}Z has already passed (now {now:%Y-%m-%dT%H:%M}Z); releases are "
+            'announced before their time. To stage it anyway pass --late --reason "…"; the package says it was late'
+        )
+    if late and when >= now:
+        raise ReleaseError(f"--late given, but the release time {when:%Y-%m-%dT%H:%M}Z has not passed yet")
+    return Timing(when, scheduled, unscheduled, late, reason)
 
 
 def _statement(
-    spec: ReleaseSpec, when: datetime, months: tuple[str, ...], cut: Any, held: dict, calendar: Calendar | None
+    spec: ReleaseSpec, timing: Timing, months: tuple[str, ...], cut: Any, held: dict, calendar: Calendar | None
 ) -> dict[str, Any]:
     """What the package is, when it was released, what it covers and what comes next (descriptor + README)."""
-    lines = [KIND_STATEMENT.get(spec.kind, spec.kind), f"Released {when:%Y-%m-%dT%H:%M}Z."]
+    when = timing.when
+    kind = KIND_STATEMENT.get(spec.kind, spec.kind.rstrip("."))
+    lines = [f"{kind}{ORDERLY if timing.orderly else ''}.", f"Release time {when:%Y-%m-%dT%H:%M}Z."]
+    lines += timing.statement()
     if months:
         lines.append(f"Covers events from {months[0]} to {months[-1]}.")
     info: dict[str, Any] = {
         "time": when,
+        **timing.as_dict(),
+        "notes": timing.statement(),
         "kind": spec.kind,
         "period": {"from": months[0], "to": months[-1]} if months else None,
     }
@@ -170,9 +246,15 @@ def cut_release(
     calendar: Calendar | str | Path | None = None,
     now: datetime | None = None,
     mi_ahead: bool = False,
+    unscheduled: bool = False,
+    late: bool = False,
+    reason: str | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> ReleaseSummary:
-    """Validate, aggregate, protect and package MI as a new immutable version in the staging area."""
+    """Validate, aggregate, protect and package MI as a new immutable version in the staging area.
+
+    ``unscheduled``/``late`` declare a release outside the calendar or after its time, with a
+    ``reason`` (see ``release_timing``); the reason of a correction is shown with its revisions."""
     step = on_step or (lambda _: None)
     spec = spec if isinstance(spec, ReleaseSpec) else load_spec(spec)
     if calendar is not None and not isinstance(calendar, Calendar):
@@ -183,7 +265,8 @@ def cut_release(
     staging = Path(staging) if staging is not None else default_staging(public)
     keep_apart(staging, public)
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    when = _release_time(spec, calendar, release_time, now)
+    timing = release_timing(spec.name, calendar, release_time, now, unscheduled=unscheduled, late=late, reason=reason)
+    when = timing.when
 
     cut = None
     if calendar is not None and spec.name in calendar.datasets and calendar.dataset(spec.name).cutoff_from:
@@ -208,7 +291,7 @@ def cut_release(
     )
     months = tuple(sorted({c for t in tables for d in t.dimensions for c in d.codes if d.levels[c] == "month"}))
     held = {m: {} for m in held} if ahead else held  # published ahead, so nothing is held back
-    extra = {"opendata:release": _statement(spec, when, months, cut, held, calendar)}
+    extra = {"opendata:release": _statement(spec, timing, months, cut, held, calendar)}
     if ahead:
         extra["opendata:release"]["mi_ahead"] = {"resources": [t.spec.name for t in ahead], "statement": MI_AHEAD}
         extra["opendata:release"]["statement"].append(MI_AHEAD)

@@ -21,12 +21,16 @@ def test_aggregated_release_publishes_the_same_counts_as_records(tmp_path):
         [tmp_path / "mi" / "work-programme-mi.csv"],
         tmp_path / "a",
         release_time=WHEN,
+        late=True,
+        reason="test",
     )
     counts = cut_release(
         ROOT / "specs" / "work-programme-aggregated.yaml",
         [tmp_path / "mi" / "work-programme-mi-aggregated.csv"],
         tmp_path / "b",
         release_time=WHEN,
+        late=True,
+        reason="test",
     )
     assert counts.rows_read < records.rows_read
     for table in ("provider-by-month", "cpa-payment-group-by-month"):

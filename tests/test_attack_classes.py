@@ -39,6 +39,7 @@ SPEC = ROOT / "specs" / "work-programme.yaml"
 CALENDAR = ROOT / "specs" / "calendar.yaml"
 NAME = "work-programme-subcontractor-mi"
 WIDTH = 10
+LATE = ("--late", "--reason", "tests release after the release time")
 MAX_TARGETS = 400  # per attack: a deterministic spread of the relevant primaries (runtime)
 
 
@@ -56,7 +57,9 @@ def one_release(work: Path, spec: Path, rows: int, months: int, seed: int) -> tu
         "sample", "--out", work / "mi", "--rows", rows, "--months", months, "--seed", seed, "--format", "csv", "-q"
     )
     mi = work / "mi" / "work-programme-mi.csv"
-    opendata("release", spec, mi, "--out", work / "releases", "--release-time", "2026-11-12T09:30:00+00:00", "-q")
+    opendata(
+        "release", spec, mi, "--out", work / "releases", "--release-time", "2026-11-12T09:30:00+00:00", *LATE, "-q"
+    )
     opendata("publish", "--out", work / "releases", "-q")
     return mi, work / "releases" / NAME / "1.0.0"
 
@@ -230,7 +233,7 @@ def mi_ahead_tree(tmp_path_factory) -> tuple[Path, Path]:
     mi = work / "mi" / "work-programme-mi.csv"
     out = work / "releases"
     for when, extra in (("2026-07-09T08:30:00+00:00", ["--mi-ahead"]), ("2026-10-08T08:30:00+00:00", [])):
-        opendata("release", SPEC, mi, "--out", out, "--calendar", CALENDAR, "--release-time", when, *extra, "-q")
+        opendata("release", SPEC, mi, "--out", out, "--calendar", CALENDAR, "--release-time", when, *extra, *LATE, "-q")
         opendata("publish", "--out", out, "-q")
     return mi, out / NAME
 
@@ -280,7 +283,7 @@ def corrected_tree(tmp_path_factory) -> tuple[Path, Path, Path]:
     opendata("sample", "--out", work / "mi", "--rows", 2000, "--months", 4, "--seed", 3, "--format", "csv", "-q")
     mi = work / "mi" / "work-programme-mi.csv"
     out = work / "releases"
-    opendata("release", SPEC, mi, "--out", out, "--release-time", "2026-11-12T09:30:00+00:00", "-q")
+    opendata("release", SPEC, mi, "--out", out, "--release-time", "2026-11-12T09:30:00+00:00", *LATE, "-q")
     opendata("publish", "--out", out, "-q")
     records = pd.read_csv(mi, dtype=str, keep_default_na=False)
     first = records["referral_date"].str[:7].min()
@@ -292,7 +295,7 @@ def corrected_tree(tmp_path_factory) -> tuple[Path, Path, Path]:
     fixed = work / "fixed" / "work-programme-mi.csv"
     fixed.parent.mkdir()
     records.drop(index=drop).to_csv(fixed, index=False)
-    run = opendata("release", SPEC, fixed, "--out", out, "--release-time", "2026-11-26T09:30:00+00:00", "--json")
+    run = opendata("release", SPEC, fixed, "--out", out, "--release-time", "2026-11-26T09:30:00+00:00", *LATE, "--json")
     assert json.loads(run.stdout)["bump"] == "patch"
     opendata("publish", "--out", out, "-q")
     return mi, fixed, out / NAME

@@ -30,7 +30,7 @@ def tree(tmp_path_factory) -> tuple[Path, Path]:
     work = tmp_path_factory.mktemp("audit")
     write_sample(work / "mi", 2500, 21, months=3, formats=("csv",))
     mi = work / "mi" / "work-programme-mi.csv"
-    cut_release(SPEC, [mi], work / "releases", release_time=WHEN)
+    cut_release(SPEC, [mi], work / "releases", release_time=WHEN, late=True, reason="test")
     publish(work / "staging", work / "releases", WHEN + timedelta(minutes=1))
     return mi, work / "releases" / NAME / "1.0.0"
 
@@ -181,7 +181,22 @@ def test_cli_audit_across_two_versions_finishes_and_agrees_with_the_release(tmp_
     out = tmp_path / "releases"
     extra = ["--mi-ahead"] if ahead else []
     for when in ("2026-07-09T08:30:00+00:00", "2026-10-08T08:30:00+00:00"):
-        cli("release", SPEC, mi, "--out", out, "--calendar", calendar, "--release-time", when, *extra, "-q")
+        cli(
+            "release",
+            SPEC,
+            mi,
+            "--out",
+            out,
+            "--calendar",
+            calendar,
+            "--release-time",
+            when,
+            *extra,
+            "--late",
+            "--reason",
+            "test",
+            "-q",
+        )
         cli("publish", "--out", out, "-q")
     old, new = sorted(p for p in (out / NAME).iterdir() if p.is_dir())
     run = cli("audit", new, "--previous", old, "--spec", SPEC, "--mi", mi)

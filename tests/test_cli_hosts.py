@@ -31,7 +31,21 @@ def test_sign_publish_verify_sync_and_diff(tmp_path):
     ok(opendata("keys", "generate", "--private", tmp_path / "k.key", "--public", tmp_path / "k.pub"))
     assert opendata("keys", "generate", "--private", tmp_path / "k.key", "--public", tmp_path / "k.pub").returncode == 1
     public = tmp_path / "releases"
-    ok(opendata("release", SPEC, mi, "--out", public, "--release-time", "2026-11-12T09:30:00+00:00", "-q"))
+    ok(
+        opendata(
+            "release",
+            SPEC,
+            mi,
+            "--out",
+            public,
+            "--release-time",
+            "2026-11-12T09:30:00+00:00",
+            "--late",
+            "--reason",
+            "test",
+            "-q",
+        )
+    )
     ok(opendata("publish", "--out", public, "--key", tmp_path / "k.key"))
     ok(opendata("verify", public, "--key", tmp_path / "k.pub"))
     ok(opendata("verify", public / NAME / "1.0.0", "--key", tmp_path / "k.pub"))

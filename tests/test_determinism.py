@@ -69,7 +69,7 @@ def test_protect_and_release_write_the_same_bytes_idle_and_under_load(tmp_path):
         opendata("protect", cells, "--dim", "a", "--dim", "b", "--dim", "c", "--value", "n", "--method", "optimal",
                  "--out", out / "cells.csv", "--public", out / "public.csv")  # fmt: skip
         opendata("release", SPEC, mi, "--out", out / "releases", "--staging", out / "staging",
-                 "--release-time", "2026-10-01T08:30:00+00:00", "-q")  # fmt: skip
+                 "--release-time", "2026-10-01T08:30:00+00:00", "--late", "--reason", "test", "-q")  # fmt: skip
         return out
 
     idle = run("idle")

@@ -7,6 +7,7 @@ catalogue before its release time.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "work-programme.yaml"
 NAME = "work-programme-subcontractor-mi"
 MINUTE = timedelta(minutes=1)
+DAY = timedelta(days=1)
 
 
 def release(day: str, official: str, covers: str, announced: str = "2025-01-02") -> dict:
@@ -60,7 +62,11 @@ def calendar(tmp_path) -> Path:
                 "name": NAME,
                 "title": "Work Programme subcontractor MI",
                 "cutoff_from": "wp-official",
-                "releases": [release("2026-02-19", "mi", "2011-09-30"), release("2026-07-16", "mi", "2011-09-30")],
+                "releases": [
+                    release("2026-02-18", "mi", "2011-08-31"),
+                    release("2026-02-19", "mi", "2011-09-30"),
+                    release("2026-07-16", "mi", "2011-09-30"),
+                ],
             },
         ]
     }
@@ -109,8 +115,17 @@ def test_published_the_minute_after_0930_never_before(tmp_path, mi, calendar, wh
 def test_cutoff_when_the_latest_official_release_is_still_embargoed(tmp_path, mi, calendar):
     """Cut for 09:29:59 on official release day: that release is embargoed, so the earlier cut-off holds."""
     day = datetime(2026, 2, 19, 9, 30, tzinfo=UTC)
-    early = cut_release(SPEC, [mi], tmp_path / "a", release_time=day - timedelta(seconds=1), calendar=calendar)
-    on_time = cut_release(SPEC, [mi], tmp_path / "b", release_time=day, calendar=calendar)
+    early = cut_release(
+        SPEC,
+        [mi],
+        tmp_path / "a",
+        release_time=day - timedelta(seconds=1),
+        calendar=calendar,
+        now=day - DAY,
+        unscheduled=True,
+        reason="a test of the cut-off edge",
+    )
+    on_time = cut_release(SPEC, [mi], tmp_path / "b", release_time=day, calendar=calendar, now=day - DAY)
     assert early.cutoff == "2011-08-31" and on_time.cutoff == "2011-09-30"
     assert set(early.held_back["referrals"]) == {"2011-09", "2011-10", "2011-11"}
     assert set(on_time.held_back["referrals"]) == {"2011-10", "2011-11"}
@@ -126,13 +141,16 @@ def test_cutoff_when_the_latest_official_release_is_still_embargoed(tmp_path, mi
 
 def test_no_official_statistics_yet_means_no_release(tmp_path, mi, calendar):
     with pytest.raises(ReleaseError, match="no official statistics are published"):
-        cut_release(SPEC, [mi], tmp_path, release_time=datetime(2025, 12, 1, 9, 30, tzinfo=UTC), calendar=calendar)
+        at = datetime(2025, 12, 1, 9, 30, tzinfo=UTC)
+        cut_release(
+            SPEC, [mi], tmp_path, release_time=at, calendar=calendar, now=at - DAY, unscheduled=True, reason="x"
+        )
     assert not (tmp_path / "staging").exists()
 
 
 def test_pre_release_access_at_25_and_23_hours(tmp_path, mi, calendar):
     at = datetime(2026, 2, 19, 9, 30, tzinfo=UTC)
-    summary = cut_release(SPEC, [mi], tmp_path / "releases", release_time=at, calendar=calendar)
+    summary = cut_release(SPEC, [mi], tmp_path / "releases", release_time=at, calendar=calendar, now=at - 2 * DAY)
     staging = tmp_path / "staging"
     who = "Minister for Employment"
     with pytest.raises(AccessRefused, match="opens at"):
@@ -153,12 +171,14 @@ def test_second_release_is_versioned_from_the_diff(tmp_path, mi, calendar):
     public, staging = tmp_path / "releases", tmp_path / "staging"
     first = datetime(2026, 2, 18, 9, 30, tzinfo=UTC)
     second = datetime(2026, 2, 19, 9, 30, tzinfo=UTC)
-    assert cut_release(SPEC, [mi], public, release_time=first, calendar=calendar).version == "1.0.0"
+    assert cut_release(SPEC, [mi], public, release_time=first, calendar=calendar, now=first - DAY).version == "1.0.0"
     publish(staging, public, first + MINUTE)
-    summary = cut_release(SPEC, [mi], public, release_time=second, calendar=calendar)
+    summary = cut_release(SPEC, [mi], public, release_time=second, calendar=calendar, now=first + MINUTE)
     assert (summary.version, summary.bump) == ("1.1.0", "minor")
     with pytest.raises(ReleaseError, match="nothing changed"):
-        cut_release(SPEC, [mi], public, release_time=second + timedelta(days=1), calendar=calendar)
+        cut_release(
+            SPEC, [mi], public, release_time=second + DAY, calendar=calendar, now=second, unscheduled=True, reason="x"
+        )
     publish(staging, public, second + MINUTE)
     assert listed(public) == ["1.0.0", "1.1.0"]
     changelog = (public / NAME / "CHANGELOG.md").read_text()
@@ -203,7 +223,17 @@ def test_mi_ahead_publishes_later_months_as_separate_provisional_tables(tmp_path
     from opendata.spec import load_spec
 
     at = datetime(2026, 2, 19, 9, 29, tzinfo=UTC)  # cut-off 2011-08-31: Sept to Nov are ahead
-    summary = cut_release(SPEC, [mi], tmp_path / "releases", release_time=at, calendar=calendar, mi_ahead=True)
+    summary = cut_release(
+        SPEC,
+        [mi],
+        tmp_path / "releases",
+        release_time=at,
+        calendar=calendar,
+        mi_ahead=True,
+        now=at - DAY,
+        unscheduled=True,
+        reason="a test of the cut-off edge",
+    )
     descriptor = json.loads((summary.path / "datapackage.json").read_text())
     names = [r["name"] for r in descriptor["resources"]]
     assert "provider-by-month-mi-ahead" in names and "cpa-payment-group-by-month-mi-ahead" in names
@@ -220,7 +250,7 @@ def test_mi_ahead_publishes_later_months_as_separate_provisional_tables(tmp_path
 
 def test_a_corrupt_staged_release_is_reported_and_nothing_is_published(tmp_path, mi, calendar):
     at = datetime(2026, 2, 19, 9, 30, tzinfo=UTC)
-    cut_release(SPEC, [mi], tmp_path / "releases", release_time=at, calendar=calendar)
+    cut_release(SPEC, [mi], tmp_path / "releases", release_time=at, calendar=calendar, now=at - DAY)
     broken = tmp_path / "staging" / "other" / "1.0.0"
     broken.mkdir(parents=True)
     (broken / "datapackage.json").write_text("{broken")
@@ -255,3 +285,74 @@ def test_staging_inside_the_public_tree_is_refused_by_release_publish_and_access
         assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
         assert "overlap" in run.stderr and str(staging) in run.stderr and str(public) in run.stderr
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_the_calendar_is_enforced_and_every_record_says_what_happened(tmp_path, mi):
+    """Finding 1 replayed with the real clock: a past time outside the calendar and not at 09:30
+    is refused; declared unscheduled and late with a reason, the descriptor, README, changelog
+    and catalogue say so, and nothing claims "pre-announced, 09:30"."""
+    import subprocess
+    import sys
+
+    def cli(*args) -> subprocess.CompletedProcess:
+        run = subprocess.run(
+            [sys.executable, "-m", "opendata.cli", *map(str, args)], capture_output=True, text=True, timeout=300
+        )
+        assert "Traceback" not in run.stderr, run.stderr
+        return run
+
+    calendar = ROOT / "specs" / "calendar.yaml"
+    public, staging = tmp_path / "releases", tmp_path / "staging"
+    base = ("release", SPEC, mi, "--out", public, "--calendar", calendar, "--release-time", "2026-11-26T14:00:00+00:00")
+    refused = cli(*base)
+    assert refused.returncode == 1 and "not a release of" in refused.stderr and "--unscheduled" in refused.stderr
+    late = cli(*base, "--unscheduled", "--reason", "x")
+    assert late.returncode == 1 and "already passed" in late.stderr and "--late" in late.stderr
+    no_reason = cli(*base, "--unscheduled", "--late")
+    assert no_reason.returncode == 1 and "--reason" in no_reason.stderr
+    assert not public.exists() and not staging.exists()
+
+    reason = "Correcting [an error](javascript:alert(1)) found after the scheduled release"
+    assert cli(*base, "--unscheduled", "--late", "--reason", reason, "-q").returncode == 0
+    assert cli("publish", "--out", public, "-q").returncode == 0
+    version = public / NAME / "1.0.0"
+    release = json.loads((version / "datapackage.json").read_text())["opendata:release"]
+    assert release["pre_announced"] is False and release["orderly"] is False
+    assert release["unscheduled"] is True and release["late"] is True and release["reason"] == reason
+    assert release["published"] >= "2026-11-27"  # when it became public, by the real clock
+    statement = " ".join(release["statement"])
+    assert (
+        "pre-announced, 09:30" not in statement and "Non-standard release" in statement and "Late release" in statement
+    )
+    readme = (version / "README.md").read_text()
+    assert "Non-standard release" in readme and not re.search(r"(?<!\\)\]\(javascript:", readme)  # inert text
+    changelog = (public / NAME / "CHANGELOG.md").read_text()
+    assert (
+        "Non-standard release" in changelog and "Late release" in changelog and "found after the scheduled" in changelog
+    )
+    assert f"published {release['published']}" in changelog  # the moment it became public, not the release time
+    entry = json.loads((public / "catalog.json").read_text())["packages"][0]["versions"][0]
+    assert entry["orderly"] is False and entry["reason"] == reason and entry["published"] == release["published"]
+
+
+def test_a_scheduled_0930_release_claims_orderly_release(tmp_path, mi, calendar):
+    at = datetime(2026, 2, 19, 9, 30, tzinfo=UTC)
+    summary = cut_release(SPEC, [mi], tmp_path / "releases", release_time=at, calendar=calendar, now=at - DAY)
+    release = json.loads((summary.path / "datapackage.json").read_text())["opendata:release"]
+    assert release["pre_announced"] and release["orderly"] and "reason" not in release
+    assert "(orderly release, pre-announced, 09:30)." in release["statement"][0]
+    with pytest.raises(ReleaseError, match="--late given"):
+        cut_release(
+            SPEC, [mi], tmp_path / "other", release_time=at, calendar=calendar, now=at - DAY, late=True, reason="x"
+        )
+    with pytest.raises(ReleaseError, match="is in the release calendar"):
+        cut_release(
+            SPEC,
+            [mi],
+            tmp_path / "other",
+            release_time=at,
+            calendar=calendar,
+            now=at - DAY,
+            unscheduled=True,
+            reason="x",
+        )

@@ -145,7 +145,7 @@ def test_release_killed_mid_write_leaves_nothing_after_the_next_run(prepared: Pa
     work = copy_of(prepared, tmp_path)
     shutil.rmtree(work / "staging" / NAME / SECOND_VERSION)
     args = [SPEC, work / "mi" / "work-programme-mi.csv", "--out", work / "releases", "--staging", work / "staging"]
-    args += ["--release-time", "2026-02-19T09:30:00+00:00", "-q"]
+    args += ["--release-time", "2026-02-19T09:30:00+00:00", "--late", "--reason", "test", "-q"]
     killed(work, "writing", "release", *args)
     assert list((work / "staging" / NAME).glob(".tmp-*")), "the kill should have left a half-written package"
     cli("release", *args)

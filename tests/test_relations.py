@@ -97,5 +97,7 @@ def test_a_stated_relation_the_mi_breaks_is_refused_and_nothing_is_written(tmp_p
             sorted((tmp_path / "mi").glob("*.csv")),
             tmp_path / "releases",
             release_time=datetime(2026, 11, 12, 9, 30, tzinfo=UTC),
+            late=True,
+            reason="test",
         )
     assert not (tmp_path / "releases").exists() and not (tmp_path / "staging").exists()

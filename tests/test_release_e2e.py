@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "work-programme.yaml"
 NAME = "work-programme-subcontractor-mi"
 WHEN = "2026-11-12T09:30:00+00:00"  # a past release time: publish makes it public at once
+LATE = ("--late", "--reason", "tests release after the release time")
 
 
 def opendata(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -40,7 +41,7 @@ def released(tmp_path_factory) -> tuple[Path, Path, Path]:
     mi = work / "mi" / "work-programme-mi.csv"
     run = opendata("validate", SPEC, mi)
     assert run.returncode == 0, run.stderr + run.stdout
-    run = opendata("release", SPEC, mi, "--out", work / "releases", "--release-time", WHEN)
+    run = opendata("release", SPEC, mi, "--out", work / "releases", "--release-time", WHEN, *LATE)
     assert run.returncode == 0, run.stderr + run.stdout
     assert "audit passed" in run.stdout
     assert not (work / "releases").exists(), "release must stage, not publish"
@@ -167,7 +168,7 @@ def test_shared_cells_agree_across_linked_tables(released):
 
 def test_same_input_gives_identical_bytes(released, tmp_path):
     mi, _, version = released
-    run = opendata("release", SPEC, mi, "--out", tmp_path / "releases", "--release-time", WHEN, "--quiet")
+    run = opendata("release", SPEC, mi, "--out", tmp_path / "releases", "--release-time", WHEN, *LATE, "--quiet")
     assert run.returncode == 0, run.stderr
     again = tmp_path / "staging" / NAME / "1.0.0"
     first = sorted(p.relative_to(version) for p in version.rglob("*") if p.is_file())
@@ -180,7 +181,7 @@ def test_same_input_gives_identical_bytes(released, tmp_path):
 def test_published_version_is_never_overwritten(released):
     mi, releases, version = released
     before = {p: p.read_bytes() for p in version.rglob("*") if p.is_file()}
-    run = opendata("release", SPEC, mi, "--out", releases, "--release-time", WHEN, "--version", "1.0.0")
+    run = opendata("release", SPEC, mi, "--out", releases, "--release-time", WHEN, *LATE, "--version", "1.0.0")
     assert run.returncode == 1
     assert "never overwritten" in run.stderr
     assert "Traceback" not in run.stderr
@@ -196,7 +197,7 @@ def test_bad_mi_writes_nothing(released, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join([lines[0], ",".join(row), *lines[2:]]) + "\n")
     out = tmp_path / "releases"
-    run = opendata("release", SPEC, bad, "--out", out, "--release-time", WHEN, "--json")
+    run = opendata("release", SPEC, bad, "--out", out, "--release-time", WHEN, *LATE, "--json")
     assert run.returncode == 1
     problems = json.loads(run.stdout)["problems"]
     assert [(p["row"], p["column"], p["value"], p["rule"]) for p in problems] == [(1, "cpa", "CPA99", "codelist")]
@@ -208,7 +209,7 @@ def test_bad_mi_writes_nothing(released, tmp_path):
     ("args", "message"),
     [
         (["validate", "nope.yaml", "x.csv"], "does not exist"),
-        (["release", SPEC, "missing.csv", "--out", "r", "--release-time", WHEN], "missing.csv"),
+        (["release", SPEC, "missing.csv", "--out", "r", "--release-time", WHEN, *LATE], "missing.csv"),
         (["release", SPEC, "x.csv", "--release-time", "tomorrow"], "not an ISO 8601 time"),
         (["release", SPEC, "x.csv", "--release-time", "2026-12-03T09:30"], "no UTC offset"),
         (["release", SPEC, "x.csv", "--version", "one"], "not a semantic version"),
@@ -245,7 +246,7 @@ def test_cli_release_refuses_every_malformed_input(tmp_path, name, make, rule, r
 
     paths = make(load_spec(SPEC), tmp_path)
     out = tmp_path / "releases"
-    run = opendata("release", SPEC, *paths, "--out", out, "--release-time", WHEN, "--json")
+    run = opendata("release", SPEC, *paths, "--out", out, "--release-time", WHEN, *LATE, "--json")
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
     problems = json.loads(run.stdout)["problems"]
