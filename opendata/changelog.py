@@ -52,7 +52,7 @@ def changelog_entry(
         bullets += [f"- {line}" for line in _resource_lines(r)]
     if bullets:
         lines += ["", *bullets]
-    lines.append("")
+    lines += ["", f"Every changed cell: `opendata diff {name}@{previous} {name}@{version}`.", ""]
     return "\n".join(lines)
 
 

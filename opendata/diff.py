@@ -50,7 +50,8 @@ Bump = Literal["major", "minor", "patch"]
 RANK: dict[str | None, int] = {None: 0, "patch": 1, "minor": 2, "major": 3}
 
 # Descriptor keys that differ between versions by construction, so they are not "changes".
-VOLATILE_KEYS = frozenset({"id", "version", "created", "resources", "opendata:release"})
+# ``opendata:revisions`` lists the corrections, which the rows themselves report.
+VOLATILE_KEYS = frozenset({"id", "version", "created", "resources", "opendata:release", "opendata:revisions"})
 # Resource keys describing the file rather than the content (checked by PackageInfo.verify instead).
 FILE_KEYS = frozenset({"name", "path", "bytes", "hash", "schema"})
 # Field properties that are the field's structure; everything else on a field is metadata.
@@ -385,9 +386,15 @@ class CellChange:
 
     def describe(self, key_names: tuple[str, ...]) -> str:
         where = ", ".join(f"{k}={v}" for k, v in zip(key_names, self.key, strict=True))
-        old = f"[{self.old_status}]" if self.old_status else _show(self.old)
-        new = f"[{self.new_status}]" if self.new_status else _show(self.new)
-        return f"{where}: {self.field} {old} -> {new}"
+        return f"{where}: {self.field} {_cell(self.old, self.old_status)} -> {_cell(self.new, self.new_status)}"
+
+
+def _cell(value: Any, status: str) -> str:
+    """A cell as a reader sees it: shorthand for a missing value (``[c]``), else the value with its
+    annotation (``27890 [r]``)."""
+    if status in pkg.MISSING_LABELS:
+        return f"[{status}]"
+    return f"{_show(value)} [{status}]" if status else _show(value)
 
 
 @dataclass
@@ -554,10 +561,14 @@ def _short(values: Iterable[Any], n: int = 5) -> str:
     return ", ".join(items[:n]) + more
 
 
+SHOWN = 80  # characters of one value in text output (JSON output keeps it whole)
+
+
 def _show(value: Any) -> str:
     if value is None:
         return "(none)"
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= SHOWN else text[: SHOWN - 1] + "…"
 
 
 def _codes(codes: Mapping[str, list[str]]) -> str:
@@ -684,7 +695,11 @@ def _compare_rows(old: ResourceContent, new: ResourceContent, out: ResourceDiff)
             a, b = (a.astype("Float64"), b.astype("Float64")) if numeric else (a.astype("string"), b.astype("string"))
         sa = prior[old.status_column(name)] if old.status_column(name) else pd.Series("", index=prior.index)
         sb = both[new.status_column(name)] if new.status_column(name) else pd.Series("", index=both.index)
-        status_changed = (sa != sb).to_numpy(dtype=bool)
+        # A suppression status is a missing-value code ([c], [z], [x]); an annotation of a published
+        # value ([r] revised, [p] provisional) is not: a corrected value is a value change, and an
+        # annotation alone (the same value, no longer flagged) is no change at all.
+        hidden_a, hidden_b = sa.isin(list(pkg.MISSING_LABELS)), sb.isin(list(pkg.MISSING_LABELS))
+        status_changed = ((hidden_a != hidden_b) | (hidden_a & hidden_b & (sa != sb))).to_numpy(dtype=bool)
         na_a, na_b = a.isna().to_numpy(dtype=bool), b.isna().to_numpy(dtype=bool)
         unequal = (a != b).fillna(False).to_numpy(dtype=bool)
         value_changed = ~status_changed & ((na_a != na_b) | (~na_a & ~na_b & unequal))

@@ -8,6 +8,7 @@ from ``disclosure/`` that sees only the published files.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -253,3 +254,48 @@ def test_cli_release_refuses_every_malformed_input(tmp_path, name, make, rule, r
     assert any(p["rule"] == rule and p["row"] == row for p in problems), problems[:3]
     assert not out.exists() or not any(out.rglob("*")), "something was written"
     assert not (tmp_path / "staging").exists(), "something was staged"
+
+
+def test_a_correction_is_reported_as_corrections_with_its_reason_and_a_rerun_changes_nothing(tmp_path):
+    """Finding 3 of the release-integrity issue, replayed: corrected values are corrections (old ->
+    new [r]) in text and JSON, never suppression changes; the changelog is short text with the
+    reason; the same correction released again stages nothing."""
+    run = opendata("sample", "--out", tmp_path / "mi", "--rows", 2500, "--seed", 3, "--months", 3, "--format", "csv")
+    assert run.returncode == 0, run.stderr
+    mi = tmp_path / "mi" / "work-programme-mi.csv"
+    out = tmp_path / "releases"
+    assert opendata("release", SPEC, mi, "--out", out, "--release-time", WHEN, *LATE, "-q").returncode == 0
+    assert opendata("publish", "--out", out, "-q").returncode == 0
+    lines = mi.read_text().splitlines(keepends=True)
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text("".join(line for i, line in enumerate(lines) if i == 0 or i % 9))  # duplicates removed
+    reason = "Duplicate referrals removed from one subcontractor's MI"
+    again = ("release", SPEC, fixed, "--out", out, "--release-time", "2026-11-13T09:30:00+00:00", "--late")
+    run = opendata(*again, "--reason", reason, "--json")
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert json.loads(run.stdout)["version"] == "1.0.1"
+    assert opendata("publish", "--out", out, "-q").returncode == 0
+    revised = json.loads((out / NAME / "1.0.1" / "datapackage.json").read_text())["opendata:revisions"]["count"]
+    assert revised > 0
+
+    as_json = opendata("diff", f"{NAME}@1.0.0", f"{NAME}@1.0.1", "--root", out, "--json")
+    summary = json.loads(as_json.stdout)["summary"]
+    assert summary["corrections"] == summary["values_changed"] == revised
+    assert summary["metadata_changes"] == 0  # the revisions list is not a metadata change
+    text = opendata("diff", f"{NAME}@1.0.0", f"{NAME}@1.0.1", "--root", out).stdout
+    assert re.search(r": \w+ \d+ -> \d+ \[r\]", text), text
+    flags = {
+        (c["old_status"], c["new_status"])
+        for r in json.loads(as_json.stdout)["resources"]
+        for c in r["status_changed"]["changes"]
+    }
+    assert not any("r" in pair for pair in flags), flags  # a revision flag is not a suppression status
+
+    changelog = (out / NAME / "CHANGELOG.md").read_text()
+    assert max(len(line) for line in changelog.splitlines()) < 600
+    assert reason in changelog and f"opendata diff {NAME}@1.0.0 {NAME}@1.0.1" in changelog
+    assert f"Reason for the correction: {reason}" in (out / NAME / "1.0.1" / "README.md").read_text()
+
+    rerun = opendata(*again, "--reason", reason)
+    assert rerun.returncode == 1 and "nothing changed" in rerun.stderr, rerun.stderr
+    assert not (tmp_path / "staging" / NAME).exists() or not any((tmp_path / "staging" / NAME).iterdir())
