@@ -360,6 +360,64 @@ def access(name: str, version: str, who: str, public: Path, staging):
     out.print(f"access granted to {who}: {path}")
 
 
+@main.command()
+@click.argument("name")
+@click.argument("version")
+@click.option("--reason", required=True, help="Why it is withdrawn (logged beside the release).")
+@public_option("public")
+@staging_option
+def unstage(name: str, version: str, reason: str, public: Path, staging):
+    """Withdraw a staged release before it is public (kept under staging/NAME/.withdrawn/, logged).
+
+    \b
+    Example:
+      opendata unstage work-programme-subcontractor-mi 1.1.0 --reason "Wrong MI extract"
+    """
+    from opendata.embargo import default_staging
+    from opendata.embargo import unstage as run
+
+    with user_errors():
+        kept = run(staging or default_staging(public), name, version, reason, datetime.now(UTC), public)
+    out.print(f"withdrew {name} {version}; kept at {kept}")
+
+
+@main.command()
+@click.argument("name")
+@click.argument("version")
+@click.option("--to", "to_text", required=True, help="New release time, ISO 8601 with offset.")
+@click.option("--reason", required=True, help="Why it moves (logged, and stated in the package).")
+@click.option("--calendar", type=click.Path(dir_okay=False, path_type=Path), help="Release calendar to check against.")
+@click.option("--unscheduled", is_flag=True, help="The new time is not in the calendar (a non-standard release).")
+@public_option("public")
+@staging_option
+def reschedule(name: str, version: str, to_text: str, reason: str, calendar, unscheduled: bool, public: Path, staging):
+    """Move a staged release to another release time (same rules as `release`; the cut-off must not change).
+
+    \b
+    Example:
+      opendata reschedule work-programme-subcontractor-mi 1.1.0 --to 2027-01-14T09:30:00+00:00 \\
+          --calendar specs/calendar.yaml --reason "Moved with the official statistics"
+    """
+    from opendata.calendar import load_calendar
+    from opendata.embargo import default_staging
+    from opendata.embargo import reschedule as run
+
+    to = parse_time(to_text)
+    with user_errors():
+        staged = run(
+            staging or default_staging(public),
+            name,
+            version,
+            to,
+            reason,
+            datetime.now(UTC),
+            calendar=load_calendar(calendar) if calendar else None,
+            unscheduled=unscheduled,
+            public=public,
+        )
+    out.print(f"{name} {version} now releases at {staged.release_at:%Y-%m-%d %H:%M}Z")
+
+
 @main.group(invoke_without_command=True)
 @click.option(
     "--file",

@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from opendata.calendar import Calendar, cutoff_for
 from opendata.changelog import append_changelog, changelog_entry, changelog_versions
 from opendata.diff import PackageContent, diff
 from opendata.errors import OpenDataError, ReleaseError, ReleaseExists
-from opendata.package import DESCRIPTOR_FILE, rfc3339, semver_key
+from opendata.package import DESCRIPTOR_FILE, README_FILE, retimed_readme, rfc3339, semver_key
+from opendata.schedule import release_timing, retimed
 
 PRE_RELEASE_WINDOW = timedelta(hours=24)
 LOCK_FILE = ".publish.lock"  # a dot-file: never served, synced or catalogued
@@ -311,6 +313,121 @@ def publish(
         files = write_catalog(Path(public), base_url=base_url, signer=signer, now=now)
         summary.catalog_written = [str(p) for p in files.written]
     return summary
+
+
+class StagingError(ReleaseError):
+    """An unstage or reschedule that would break a rule (already public, not the latest, cut-off moves)."""
+
+
+def staging_log(staging: Path, name: str, version: str) -> Path:
+    """Every unstage and reschedule of a staged version, one JSON object per line, beside it."""
+    return Path(staging) / name / f"{version}.staging-log.jsonl"
+
+
+def _log(path: Path, entry: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as log:
+        log.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        log.flush()
+        os.fsync(log.fileno())
+
+
+def _staged(staging: Path, public: Path | None, name: str, version: str) -> StagedRelease:
+    if public is not None:
+        keep_apart(staging, public)
+        if (Path(public) / name / version / DESCRIPTOR_FILE).is_file():
+            raise StagingError(
+                f"{name} {version} is already public; a published version is never withdrawn or moved "
+                "(publish a correction instead)"
+            )
+    path = Path(staging) / name / version
+    if not (path / DESCRIPTOR_FILE).is_file():
+        raise StagingError(f"no staged release {name} {version} in {staging}")
+    return read_staged(path)
+
+
+def _reason(reason: str | None) -> str:
+    text = " ".join((reason or "").split())
+    if not text:
+        raise StagingError('a reason is required (--reason "…"); it is logged beside the release')
+    return text
+
+
+def unstage(staging: Path, name: str, version: str, reason: str, now: datetime, public: Path | None = None) -> Path:
+    """Withdraw a staged (not yet public) version: it moves to ``staging/<name>/.withdrawn/`` (kept
+    for the record, never published) and the withdrawal is logged. Only the latest staged version
+    of a series may go: a later one was versioned and diffed against it."""
+    now, reason = _aware(now), _reason(reason)
+    staged = _staged(staging, public, name, version)
+    later = [
+        s.version for s in staged_releases(staging) if s.name == name and semver_key(s.version) > semver_key(version)
+    ]
+    if later:
+        raise StagingError(f"{name} {', '.join(later)} is staged after {version} and builds on it: unstage it first")
+    keep = Path(staging) / name / ".withdrawn" / f"{version}-{now:%Y%m%dT%H%M%SZ}"
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(staged.path, keep)
+    _log(
+        staging_log(staging, name, version),
+        {"time": rfc3339(now), "action": "unstage", "reason": reason, "kept": str(keep)},
+    )
+    return keep
+
+
+def reschedule(
+    staging: Path,
+    name: str,
+    version: str,
+    to: datetime,
+    reason: str,
+    now: datetime,
+    *,
+    calendar: Calendar | None = None,
+    unscheduled: bool = False,
+    public: Path | None = None,
+) -> StagedRelease:
+    """Move a staged version's release time. The new time follows the release rules (a calendar
+    entry, else ``unscheduled``; never in the past) and must keep the package's cut-off: a release
+    whose data would be cut differently at the new time is cut again instead. The descriptor and
+    the README's Release section are rewritten to match; the move is logged."""
+    now, reason = _aware(now), _reason(reason)
+    staged = _staged(staging, public, name, version)
+    path = staged.path / DESCRIPTOR_FILE
+    descriptor = json.loads(path.read_text(encoding="utf-8"))
+    info = descriptor["opendata:release"]
+    timing = release_timing(name, calendar, to, now, unscheduled=unscheduled, reason=reason)
+    covers = (info.get("cutoff") or {}).get("covers")
+    if covers is not None:
+        cut = cutoff_for(calendar, name, timing.when) if calendar is not None else None
+        if cut is None or cut.covers.isoformat() != covers:
+            at = (
+                "no --calendar to check it against"
+                if calendar is None
+                else f"it would be {cut.covers if cut else 'none'}"
+            )
+            raise StagingError(
+                f"{name} {version} holds data up to {covers}, the cut-off at its release time; at "
+                f"{timing.when:%Y-%m-%dT%H:%M}Z {at}. Cut the release again for the new time instead."
+            )
+    old_created = descriptor["created"]
+    descriptor["opendata:release"] = retimed(info, name, timing, calendar)
+    descriptor["created"] = rfc3339(timing.when)
+    readme = staged.path / README_FILE
+    text = retimed_readme(readme.read_text(encoding="utf-8"), old_created, descriptor)
+    temp = path.with_name(f".{DESCRIPTOR_FILE}.reschedule")
+    temp.write_text(json.dumps(descriptor, indent=2, ensure_ascii=False, default=rfc3339) + "\n", encoding="utf-8")
+    readme_temp = readme.with_name(f".{README_FILE}.reschedule")
+    readme_temp.write_text(text, encoding="utf-8")
+    os.replace(readme_temp, readme)
+    os.replace(temp, path)  # last: the descriptor is what publish reads
+    entry = {
+        "time": rfc3339(now),
+        "action": "reschedule",
+        "from": rfc3339(staged.release_at),
+        "to": rfc3339(timing.when),
+    }
+    _log(staging_log(staging, name, version), entry | {"reason": reason})
+    return read_staged(staged.path)
 
 
 def access_log(staged: StagedRelease) -> Path:

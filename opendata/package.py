@@ -686,6 +686,19 @@ def markdown_text(text: Any) -> str:
 _md = markdown_text  # short, for the README template below
 
 
+def _release_lines(statement: list[str]) -> list[str]:
+    return ["## Release", "", *(f"- {_md(line)}" for line in statement)]
+
+
+def retimed_readme(text: str, old_created: str, descriptor: Mapping[str, Any]) -> str:
+    """A staged package's README after a reschedule: the new ``created`` stamp and Release section."""
+    text = text.replace(f", created {old_created}.", f", created {descriptor['created']}.", 1)
+    start = text.index("\n## Release\n")
+    end = text.find("\n## ", start + 1)
+    section = "\n" + "\n".join(_release_lines(descriptor["opendata:release"]["statement"])) + "\n"
+    return text[:start] + section + (text[end:] if end != -1 else "")
+
+
 def _readme(spec: ReleaseSpec, tables: list[ProtectedTable], descriptor: Mapping[str, Any]) -> str:
     """The same facts as the descriptor, for people: what it is, what was hidden and why, how to cite."""
     version, created = descriptor["version"], descriptor["created"]
@@ -695,7 +708,7 @@ def _readme(spec: ReleaseSpec, tables: list[ProtectedTable], descriptor: Mapping
     lines += ["", f"**What this is:** {KIND_NOTES.get(spec.kind, spec.kind)}", "", _md(spec.description)]
     release = descriptor.get("opendata:release")
     if release:
-        lines += ["", "## Release", ""] + [f"- {_md(line)}" for line in release.get("statement", [])]
+        lines += ["", *_release_lines(release.get("statement", []))]
     revisions = descriptor.get("opendata:revisions")
     if revisions:
         lines += ["", "## Revisions", ""]

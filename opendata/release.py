@@ -18,25 +18,18 @@ from typing import Any
 import pandas as pd
 
 from opendata.aggregate import MI_AHEAD, aggregate, held_back, mi_ahead_tables
-from opendata.calendar import LONDON, STANDARD_TIME, Calendar, cutoff_for, load_calendar, next_release, until_month
+from opendata.calendar import Calendar, cutoff_for, load_calendar, until_month
 from opendata.diff import PackageContent, check_version, diff, next_version
 from opendata.embargo import default_staging, keep_apart, latest_public
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.package import write_package
 from opendata.protection import EarlierTable, protect_tables
 from opendata.relations import spec_relations
+from opendata.schedule import release_info, release_timing
 from opendata.spec import ReleaseSpec, load_spec
 from opendata.validate import validate
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
-KIND_STATEMENT = {
-    "management information": (
-        "This is management information, not official statistics. It is published voluntarily in line with the "
-        "Code of Practice for Statistics"
-    ),
-    "official statistics": "These are official statistics, produced under the Code of Practice for Statistics",
-}
-ORDERLY = " (orderly release, pre-announced, 09:30)"  # claimed only when the calendar and the clock agree
 
 
 @dataclass
@@ -113,128 +106,6 @@ def _refuse_existing(public: Path, staging: Path, name: str, version: str) -> No
             )
 
 
-@dataclass(frozen=True)
-class Timing:
-    """When a release goes out and what may be said about it (UKSA Code: orderly release).
-
-    ``scheduled``: the time is an entry of the dataset's release calendar (pre-announced);
-    ``unscheduled``/``late``: declared a non-standard or a late release; ``reason``: why (required
-    for those two, optional otherwise, e.g. what a correction corrects)."""
-
-    when: datetime
-    scheduled: bool
-    unscheduled: bool = False
-    late: bool = False
-    reason: str | None = None
-
-    @property
-    def orderly(self) -> bool:
-        """Pre-announced in the calendar, at 09:30 London, and not late: all the Code's claim needs."""
-        local = self.when.astimezone(LONDON).timetz().replace(tzinfo=None)
-        return self.scheduled and local == STANDARD_TIME and not self.late
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"pre_announced": self.scheduled, "orderly": self.orderly}
-        out |= {"unscheduled": True} if self.unscheduled else {}
-        out |= {"late": True} if self.late else {}
-        return out | ({"reason": self.reason} if self.reason else {})
-
-    def statement(self) -> list[str]:
-        """The sentences the package, its README and the changelog carry about a non-standard time."""
-        lines = ["Non-standard release: not pre-announced in the release calendar."] if self.unscheduled else []
-        lines += ["Late release: staged after its release time had passed."] if self.late else []
-        return lines + ([f"Reason: {self.reason}"] if self.reason else [])
-
-
-def release_timing(
-    name: str,
-    calendar: Calendar | None,
-    given: datetime | None,
-    now: datetime,
-    *,
-    unscheduled: bool = False,
-    late: bool = False,
-    reason: str | None = None,
-) -> Timing:
-    """The release time, checked against the calendar and the clock.
-
-    With a calendar that schedules the dataset, a time must be one of its entries, unless the
-    release is declared non-standard (``unscheduled``). A time already past is refused unless
-    declared ``late``. Both need a ``reason``: a release is pre-announced, and the record must not
-    say it was on time or scheduled when it was not."""
-    reason = " ".join((reason or "").split()) or None
-    if (unscheduled or late) and not reason:
-        raise ReleaseError('an unscheduled or late release needs --reason "…" (it is published with the release)')
-    own = calendar.releases(name) if calendar is not None and name in calendar.datasets else []
-    if given is None:
-        if not own:
-            raise ReleaseError(f"no release time: pass --release-time or a --calendar that schedules {name}")
-        upcoming = next_release(calendar, name, now)  # type: ignore[arg-type]
-        if upcoming is None:
-            raise ReleaseError(f"the calendar has no release of {name} after {now:%Y-%m-%d %H:%M}Z")
-        when = upcoming.release_at_utc
-    elif given.tzinfo is None:
-        raise ReleaseError("the release time needs a UTC offset, e.g. 2026-12-10T09:30:00+00:00")
-    else:
-        when = given.astimezone(UTC)
-    scheduled = any(r.release_at_utc == when for r in own)
-    if scheduled and unscheduled:
-        raise ReleaseError(f"{when:%Y-%m-%dT%H:%M}Z is in the release calendar for {name}: it is not unscheduled")
-    if own and not scheduled and not unscheduled:
-        entries = ", ".join(f"{r.release_at_utc:%Y-%m-%dT%H:%M}Z" for r in own if r.release_at_utc > now)
-        raise ReleaseError(
-            f"{when:%Y-%m-%dT%H:%M}Z is not a release of {name} in the calendar (upcoming: {entries or 'none'}); "
-            'a release at another time is non-standard: pass --unscheduled --reason "…", and the package says so'
-        )
-    if when < now and not late:
-        raise ReleaseError(
-            f"the release time {when:%Y-%m-%dT%H:%M}Z has already passed (now {now:%Y-%m-%dT%H:%M}Z); releases are "
-            'announced before their time. To stage it anyway pass --late --reason "…"; the package says it was late'
-        )
-    if late and when >= now:
-        raise ReleaseError(f"--late given, but the release time {when:%Y-%m-%dT%H:%M}Z has not passed yet")
-    return Timing(when, scheduled, unscheduled, late, reason)
-
-
-def _statement(
-    spec: ReleaseSpec, timing: Timing, months: tuple[str, ...], cut: Any, held: dict, calendar: Calendar | None
-) -> dict[str, Any]:
-    """What the package is, when it was released, what it covers and what comes next (descriptor + README)."""
-    when = timing.when
-    kind = KIND_STATEMENT.get(spec.kind, spec.kind.rstrip("."))
-    lines = [f"{kind}{ORDERLY if timing.orderly else ''}.", f"Release time {when:%Y-%m-%dT%H:%M}Z."]
-    lines += timing.statement()
-    if months:
-        lines.append(f"Covers events from {months[0]} to {months[-1]}.")
-    info: dict[str, Any] = {
-        "time": when,
-        **timing.as_dict(),
-        "notes": timing.statement(),
-        "kind": spec.kind,
-        "period": {"from": months[0], "to": months[-1]} if months else None,
-    }
-    if cut is not None:
-        held_total = sum(sum(v.values()) for v in held.values())
-        lines.append(
-            f"Cut-off: data up to {cut.covers:%Y-%m-%d}, the period covered by the latest official statistics "
-            f"({cut.release.id}, released {cut.release.release_at_utc:%Y-%m-%dT%H:%M}Z); {held_total} later event(s) "
-            "are held back until official statistics cover them."
-        )
-        info["cutoff"] = {"covers": cut.covers.isoformat(), "official_release": cut.release.id, "held_back": held}
-    else:
-        lines.append("No cut-off applied: no release calendar governs this dataset.")
-        info["cutoff"] = None
-    own = calendar.releases(spec.name) if calendar is not None and spec.name in calendar.datasets else []
-    upcoming = next((r for r in own if r.release_at_utc > when), None)
-    if upcoming is not None:
-        lines.append(f"Next scheduled release: {upcoming.release_at_utc:%Y-%m-%dT%H:%M}Z ({upcoming.id}).")
-        info["next_release"] = upcoming.release_at_utc
-    scheduled = [r for r in own if r.release_at_utc == when]
-    info["pre_release_access"] = list(scheduled[0].pre_release_access) if scheduled else []
-    info["statement"] = lines
-    return info
-
-
 def cut_release(
     spec: ReleaseSpec | str | Path,
     inputs: Sequence[str | Path],
@@ -291,7 +162,7 @@ def cut_release(
     )
     months = tuple(sorted({c for t in tables for d in t.dimensions for c in d.codes if d.levels[c] == "month"}))
     held = {m: {} for m in held} if ahead else held  # published ahead, so nothing is held back
-    extra = {"opendata:release": _statement(spec, timing, months, cut, held, calendar)}
+    extra = {"opendata:release": release_info(spec.name, spec.kind, timing, months, cut, held, calendar)}
     if ahead:
         extra["opendata:release"]["mi_ahead"] = {"resources": [t.spec.name for t in ahead], "statement": MI_AHEAD}
         extra["opendata:release"]["statement"].append(MI_AHEAD)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -356,3 +357,91 @@ def test_a_scheduled_0930_release_claims_orderly_release(tmp_path, mi, calendar)
             unscheduled=True,
             reason="x",
         )
+
+
+def test_unstage_and_reschedule_through_the_cli(tmp_path, mi):
+    """A staged release can be moved (by the release rules, keeping its cut-off) or withdrawn,
+    with a reason, both logged; neither touches a published version. Dates are relative to the
+    real clock, so the scenario stays in the future whenever it runs."""
+    import subprocess
+    import sys
+    from datetime import time
+    from zoneinfo import ZoneInfo
+
+    def cli(*args) -> subprocess.CompletedProcess:
+        run = subprocess.run(
+            [sys.executable, "-m", "opendata.cli", *map(str, args)], capture_output=True, text=True, timeout=300
+        )
+        assert "Traceback" not in run.stderr, run.stderr
+        return run
+
+    today = datetime.now(UTC).date()
+
+    def day(n: int) -> str:
+        return (today + timedelta(days=n)).isoformat()
+
+    def at(n: int) -> str:  # 09:30 London on day n, as UTC
+        return (
+            datetime.combine(today + timedelta(days=n), time(9, 30), ZoneInfo("Europe/London"))
+            .astimezone(UTC)
+            .isoformat()
+        )
+
+    raw = {
+        "datasets": [
+            {
+                "name": "wp-official",
+                "title": "Official statistics",
+                "releases": [release(day(-10), "os", "2011-08-31"), release(day(35), "os", "2011-09-30")],
+            },
+            {
+                "name": NAME,
+                "title": "MI",
+                "cutoff_from": "wp-official",
+                "releases": [release(day(20), "mi", "2011-08-31"), release(day(50), "mi", "2011-09-30")],
+            },
+        ]
+    }
+    calendar = tmp_path / "calendar.yaml"
+    calendar.write_text(yaml.safe_dump(raw, sort_keys=False))
+    public, staging = tmp_path / "releases", tmp_path / "staging"
+    where = ("--out", public, "--calendar", calendar)
+    assert cli("release", SPEC, mi, *where, "-q").returncode == 0  # the next calendar entry: day 20
+    staged = staging / NAME / "1.0.0"
+
+    moved = cli("reschedule", NAME, "1.0.0", "--to", at(21), "--reason", "Clashes with a statement", *where)
+    assert moved.returncode == 1 and "--unscheduled" in moved.stderr
+    moved = cli(
+        "reschedule", NAME, "1.0.0", "--to", at(21), "--reason", "Clashes with a statement", "--unscheduled", *where
+    )
+    assert moved.returncode == 0, moved.stderr
+    info = json.loads((staged / "datapackage.json").read_text())["opendata:release"]
+    assert info["time"] == at(21).replace("+00:00", "Z") and info["unscheduled"] and not info["orderly"]
+    assert info["reason"] == "Clashes with a statement" and info["cutoff"]["covers"] == "2011-08-31"
+    readme = (staged / "README.md").read_text()
+    assert (
+        "Non-standard release" in readme
+        and f"Release time {at(21)[:16]}Z" in readme
+        and "pre-announced, 09:30" not in readme
+    )
+
+    later = cli("reschedule", NAME, "1.0.0", "--to", at(50), "--reason", "Later", *where)
+    assert later.returncode == 1 and "Cut the release again" in later.stderr  # official statistics in between
+    past = cli("reschedule", NAME, "1.0.0", "--to", at(-1), "--reason", "Earlier", "--unscheduled", *where)
+    assert past.returncode == 1 and "already passed" in past.stderr
+    assert json.loads((staged / "datapackage.json").read_text())["opendata:release"]["time"] == info["time"]
+
+    gone = cli("unstage", NAME, "1.0.0", "--reason", "Wrong MI extract", "--out", public)
+    assert gone.returncode == 0, gone.stderr
+    assert not staged.exists() and len(list((staging / NAME / ".withdrawn").iterdir())) == 1
+    log = [json.loads(line) for line in (staging / NAME / "1.0.0.staging-log.jsonl").read_text().splitlines()]
+    assert [e["action"] for e in log] == ["reschedule", "unstage"] and log[1]["reason"] == "Wrong MI extract"
+    assert "nothing staged" in cli("publish", "--out", public).stdout and not (public / NAME).exists()
+    again = cli("unstage", NAME, "1.0.0", "--reason", "twice", "--out", public)
+    assert again.returncode == 1 and "no staged release" in again.stderr
+
+    # a published version is never withdrawn
+    shutil.copytree(next((staging / NAME / ".withdrawn").iterdir()), public / NAME / "1.0.0")
+    shutil.copytree(public / NAME / "1.0.0", staged)
+    refused = cli("unstage", NAME, "1.0.0", "--reason", "x", "--out", public)
+    assert refused.returncode == 1 and "already public" in refused.stderr
