@@ -24,6 +24,11 @@ from opendata.errors import InputError, Problem
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx", ".ods": "ods"}
 HEAD_BYTES = 1 << 16
+# A workbook is a ZIP of XML parts, read whole into memory: bound what it may unpack to before any
+# parser sees it. 256 MiB of XML is about 3 million cells; larger MI belongs in CSV or Parquet.
+MAX_UNPACKED = 256 << 20
+MAX_RATIO = 200  # XML of real sheets compresses 5-50 fold; a ZIP bomb compresses thousands fold
+MAX_PARTS = 10_000
 
 # Magic numbers of files people rename by mistake; said in the message so the fix is obvious.
 MAGIC = (
@@ -341,6 +346,40 @@ def _cell_text(value: object) -> str | None:
     return str(value)
 
 
+def _check_workbook(p: Path, name: str) -> None:
+    """Refuse a workbook whose parts would unpack past ``MAX_UNPACKED`` or that compresses like a ZIP
+    bomb, from the ZIP directory alone. The sizes it declares bound what is read: ``zipfile`` stops
+    at a part's declared size, and its checksum then fails if the part was bigger."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as archive:
+            parts = archive.infolist()
+    except zipfile.BadZipFile:
+        raise FileProblem(
+            name, "truncated", f"{name} is damaged or truncated (its ZIP structure is broken); save or copy it again"
+        ) from None
+    advice = "save the sheet as CSV or Parquet instead, or split it"
+    if len(parts) > MAX_PARTS:
+        raise FileProblem(name, "too_large", f"{name} holds {len(parts):,} ZIP parts (limit {MAX_PARTS:,}); {advice}")
+    unpacked = sum(part.file_size for part in parts)
+    if unpacked > MAX_UNPACKED:
+        raise FileProblem(
+            name,
+            "too_large",
+            f"{name} unpacks to {unpacked / 2**20:,.0f} MiB of XML (limit {MAX_UNPACKED >> 20} MiB); {advice}",
+        )
+    for part in parts:
+        if part.file_size > 1 << 20 and part.file_size > MAX_RATIO * max(part.compress_size, 1):
+            ratio = part.file_size / max(part.compress_size, 1)
+            raise FileProblem(
+                name,
+                "too_large",
+                f"{name}: part {part.filename!r} is compressed {ratio:,.0f} to 1 (limit {MAX_RATIO} to 1), "
+                f"as ZIP bombs are; {advice}",
+            )
+
+
 def _read_sheet(p: Path, name: str, fmt: str) -> RawTable:
     """First sheet of an XLSX (openpyxl) or ODS (odfpy) workbook; header in the first row."""
     import zipfile
@@ -352,6 +391,7 @@ def _read_sheet(p: Path, name: str, fmt: str) -> RawTable:
         kind = _binary_kind(head) or "a text file"
         what = "an XLSX workbook" if fmt == "xlsx" else "an ODS spreadsheet"
         raise FileProblem(name, "not_a_table", f"{name} is not {what}: it looks like {kind}")
+    _check_workbook(p, name)
     try:
         frame = pd.read_excel(
             p, sheet_name=0, header=None, dtype=object, na_filter=False, engine="openpyxl" if fmt == "xlsx" else "odf"

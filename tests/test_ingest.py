@@ -118,3 +118,62 @@ def test_file_format_by_extension():
         "ods",
         None,
     ]
+
+
+def _bomb(path, padding_mib: int) -> None:
+    """A real XLSX whose sheet XML is padded with ``padding_mib`` MiB of blanks (compresses ~1000 fold)."""
+    import zipfile
+
+    pd.DataFrame({"a": [1, 2]}).to_excel(path.with_suffix(".seed.xlsx"), index=False, engine="openpyxl")
+    with (
+        zipfile.ZipFile(path.with_suffix(".seed.xlsx")) as seed,
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out,
+    ):
+        for part in seed.infolist():
+            data = seed.read(part)
+            if part.filename != "xl/worksheets/sheet1.xml":
+                out.writestr(part, data)
+                continue
+            with out.open(part.filename, "w") as sheet:
+                head, tail = data.split(b"<sheetData>", 1)
+                sheet.write(head + b"<sheetData>")
+                for _ in range(padding_mib):
+                    sheet.write(b" " * (1 << 20))
+                sheet.write(tail)
+
+
+@pytest.mark.parametrize(("padding", "words"), [(1536, "unpacks to 1,536 MiB of XML"), (64, "as ZIP bombs are")])
+def test_a_spreadsheet_zip_bomb_is_refused_at_once_without_unpacking(tmp_path, padding, words):
+    """Finding: an 8 MB XLSX that expands to 1.5 GB kept `validate` busy past 300 s. Replayed
+    through the CLI: refused from the ZIP directory in seconds, naming the file and the limit."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    bomb = tmp_path / "mi.xlsx"
+    _bomb(bomb, padding)
+    assert bomb.stat().st_size < 8 << 20
+    spec = Path(__file__).resolve().parent.parent / "specs" / "work-programme.yaml"
+    started = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-m", "opendata.cli", "validate", spec, bomb, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert time.monotonic() - started < 30  # the whole process, interpreter start-up included
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "mi.xlsx" in run.stdout and words in run.stdout and "too_large" in run.stdout
+
+
+def test_a_workbook_past_the_unpacked_size_limit_is_refused(tmp_path, monkeypatch):
+    import opendata.ingest as ingest
+
+    path = tmp_path / "a.xlsx"
+    pd.DataFrame({"a": range(1000)}).to_excel(path, index=False, engine="openpyxl")
+    assert read_raw(path).table.num_rows == 1000
+    monkeypatch.setattr(ingest, "MAX_UNPACKED", 4096)
+    with pytest.raises(FileProblem, match=r"unpacks to .* MiB of XML \(limit 0 MiB\)") as caught:
+        read_raw(path)
+    assert caught.value.rule == "too_large"

@@ -386,6 +386,14 @@ def test_primary_key_across_files_names_both(spec, tmp_path):
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x06\x00\x00\x00\x1f\xf3\xffa"
 
 
+def zip_bomb(spec: ReleaseSpec, tmp: Path) -> list[Path]:
+    """A real XLSX whose sheet is padded to 64 MiB of blanks: 64 KiB on disk."""
+    from test_ingest import _bomb
+
+    _bomb(tmp / "mi.xlsx", 64)
+    return [tmp / "mi.xlsx"]
+
+
 def _corpus() -> list[tuple[str, Callable[[ReleaseSpec, Path], list[Path]], str, int | None, str | None]]:
     """(name, make files, rule, row, column): each file set must give that problem."""
 
@@ -527,6 +535,7 @@ def _corpus() -> list[tuple[str, Callable[[ReleaseSpec, Path], list[Path]], str,
         ("unsupported extension", raw_bytes(b"a,b\n1,2\n", "mi.txt"), "unsupported_format", None, None),
         ("nonexistent file", lambda s, t: [t / "nowhere.csv"], "not_found", None, None),
         ("directory", lambda s, t: [t], "not_a_table", None, None),
+        ("xlsx zip bomb", zip_bomb, "too_large", None, None),
     ]
 
 
