@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from disclosure.errors import DisclosureError
@@ -43,6 +44,9 @@ def protect_cells_file(
     contributor: str | None = None,
     dominance: tuple[int, float] | None = None,
     p_percent: float | None = None,
+    singletons: Literal["protect", "ignore"] = "protect",
+    cost: str | None = None,
+    publish: Path | None = None,
 ) -> ProtectionResult:
     """Read base cells, add every total, protect ``value`` and write the full (``out``) and public tables.
 
@@ -54,6 +58,11 @@ def protect_cells_file(
     Magnitude rules (``dominance=(n, k)``, ``p_percent``) need to know who contributed what:
     ``contributor`` names a column, and the file then holds one row per contribution (a unit may
     appear in many rows); cells are summed per unit, the threshold counts contributors.
+
+    ``singletons`` and ``cost``: see ``Rules`` and ``disclosure.cost``. ``publish`` names a CSV of
+    cells that must be published (one column per dimension, the total code for a margin, e.g. the
+    national row): never chosen as secondary suppressions; a rule that makes one of them primary,
+    or a table that cannot be protected without hiding one, is refused with the cell named.
     """
     cells, out = Path(cells), Path(out)
     public = None if public is None else Path(public)
@@ -64,6 +73,7 @@ def protect_cells_file(
         rounding_base=rounding_base,
         dominance=dominance,
         p_percent=p_percent,
+        singletons=singletons,
     )
     if rules.magnitude and contributor is None:
         raise DisclosureError("dominance and p% rules need a contributor column (one row per contribution)")
@@ -78,11 +88,20 @@ def protect_cells_file(
         n = max(rules.top_n, 1)
         frame = top_contributions(base, list(specs), value, n, contributor=contributor, dims=hierarchies)
         frame = frame.rename(columns={"total": value})
-        result = protect(frame, hierarchies, value, frequency="contributors", rules=rules, method=method)
+        frequency: str | None = "contributors"
     else:
         _check_duplicates(base, list(specs), cells)
         frame = add_totals(base, hierarchies, [value])
-        result = protect(frame, hierarchies, value, rules=rules, method=method)
+        frequency = None
+    must = None
+    if publish is not None:
+        must = MUST_PUBLISH
+        frame[must] = _named_cells(Path(publish), frame, hierarchies)
+    result = protect(
+        frame, hierarchies, value, frequency=frequency, rules=rules, method=method, must_publish=must, cost=cost
+    )
+    if must:
+        result.frame = result.frame.drop(columns=[must])
     names = list(specs)
     protected = result.frame
     full = protected[names].astype(str)
@@ -95,6 +114,29 @@ def protect_cells_file(
         shown[value] = [SUPPRESSED if pd.isna(v) else str(int(v)) for v in published]
         _write_csv(shown, public)
     return result
+
+
+MUST_PUBLISH = "__must_publish__"
+
+
+def _named_cells(path: Path, frame: pd.DataFrame, hierarchies: dict[str, Hierarchy]) -> np.ndarray:
+    """Which rows of ``frame`` the CSV at ``path`` names (one column per dimension); every row of
+    the CSV must name a cell of the table, or the file is refused with the row."""
+    wanted = _read_csv(path, "publish")
+    names = list(hierarchies)
+    missing = [n for n in names if n not in wanted.columns]
+    if missing:
+        raise DisclosureError(
+            f"publish file {str(path)!r} needs one column per dimension ({', '.join(names)}); missing {missing}"
+        )
+    have = pd.MultiIndex.from_frame(frame[names].astype(str))
+    asked = pd.MultiIndex.from_frame(wanted[names].astype(str))
+    unknown = np.flatnonzero(~asked.isin(have))
+    if len(unknown):
+        row = int(unknown[0])
+        cell = ", ".join(f"{n}={wanted[n].iloc[row]}" for n in names)
+        raise DisclosureError(f"publish file {str(path)!r}, row {row + 2}: {cell} is not a cell of the table")
+    return have.isin(asked)
 
 
 def _check_outputs(cells: Path, out: Path, public: Path | None) -> None:

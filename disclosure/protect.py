@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from disclosure.audit import METHOD_CERTIFIED, METHOD_EXACT, AuditReport, report_from
+from disclosure.cost import cell_costs
 from disclosure.errors import DisclosureError
 from disclosure.hierarchy import Hierarchy
 from disclosure.hypercube import hypercube
@@ -42,6 +43,7 @@ def secondary_pattern(
     locked: np.ndarray | None = None,
     insiders: np.ndarray | None = None,
     relations=None,
+    cost: str | None = None,
 ) -> Suppression:
     """Dispatch to a secondary suppression method; every method returns an audited, safe pattern.
 
@@ -50,6 +52,8 @@ def secondary_pattern(
     ``AUTO_OPTIMAL_MAX_CELLS`` cells, fast above. ``locked`` cells are never suppressed;
     ``insiders`` are the single-contributor primary cells (see ``Rules.singletons``); ``relations``
     (``disclosure.relations.Relations``, ``G x <= h``) are inequalities the attacker knows.
+    ``cost`` (``disclosure.cost``) is what both methods minimise; by default the hypercubes count
+    cells and the MILP counts value, and optimal is compared with fast on value.
     """
     if method not in METHODS:
         raise DisclosureError(f"unknown suppression method {method!r}; available: {list(METHODS)}")
@@ -58,7 +62,15 @@ def secondary_pattern(
 
     def fast() -> Suppression:
         return hypercube(
-            grid, values, primary, required, prune=prune, locked=locked, insiders=insiders, relations=relations
+            grid,
+            values,
+            primary,
+            required,
+            cost=cost or "cells",
+            prune=prune,
+            locked=locked,
+            insiders=insiders,
+            relations=relations,
         )
 
     if method == "fast":
@@ -69,7 +81,7 @@ def secondary_pattern(
         from disclosure.optimal import optimal
 
         pattern: Suppression = optimal(
-            grid, values, primary, required, cost="value", nodes=nodes, locked=locked, relations=relations
+            grid, values, primary, required, cost=cost or "value", nodes=nodes, locked=locked, relations=relations
         )
         if insiders is not None and insiders.any():
             # the MILP models outsiders; the repair loop adds what the insiders need, then gives back
@@ -82,7 +94,7 @@ def secondary_pattern(
             alternative = fast()
         except AuditFailed:
             return pattern
-        hidden = np.asarray(values, dtype=np.float64)
+        hidden = cell_costs(np.asarray(values, dtype=np.float64), cost or "value")
         safe = bool(pattern.intervals.ok.all())
         if not safe or hidden[alternative.suppressed].sum() < hidden[pattern.suppressed].sum():
             return alternative
@@ -112,6 +124,7 @@ def protect(
     prune: bool | None = None,
     must_publish: str | None = None,
     must_suppress: str | None = None,
+    cost: str | None = None,
 ) -> ProtectionResult:
     """Suppress and round one measure of a full hierarchical table; never returns an unsafe pattern.
 
@@ -123,6 +136,7 @@ def protect(
     With magnitude rules (dominance, p%, pq) the frame carries ``top1..topn`` per cell and
     ``frequency`` counts contributors. ``must_publish``/``must_suppress`` name boolean override
     columns; a must-publish cell that the pattern needs hidden is refused, never silently shown.
+    ``cost``: what secondary suppression minimises (``disclosure.cost.COSTS``; see ``secondary_pattern``).
     """
     rules = rules or Rules()
     grid = Grid.of(dims)
@@ -144,7 +158,9 @@ def protect(
     if must_publish or must_suppress:
         primary, required = apply_overrides(primary, required, masks[0], masks[1], rules, label=grid.coords)
     insiders = insider_mask(freq, primary, rules)
-    pattern = secondary_pattern(grid, values, primary, required, method, prune, locked=masks[0], insiders=insiders)
+    pattern = secondary_pattern(
+        grid, values, primary, required, method, prune, locked=masks[0], insiders=insiders, cost=cost
+    )
     report = report_from(grid, pattern.intervals, PROOFS[pattern.proof], values.astype(np.float64))
     report.raise_if_failed()
     suppressed = pattern.suppressed

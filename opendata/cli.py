@@ -613,6 +613,25 @@ def verify(path: Path, key: Path, as_json: bool):
 @click.option(
     "--p-percent", type=click.FloatRange(min=0, min_open=True, max=100), help="p% rule (needs --contributor)."
 )
+@click.option(
+    "--singletons",
+    type=click.Choice(["protect", "ignore"]),
+    default="protect",
+    show_default=True,
+    help="protect: every primary also safe from each single contributor, who knows its own cell; "
+    "ignore: outsiders only (as sdcTable and tau-Argus do by default).",
+)
+@click.option(
+    "--cost",
+    type=click.Choice(["value", "cells", "log"]),
+    help="What secondary suppression minimises: hidden value, hidden cells, or 1+ln(1+value) "
+    "[default: cells for fast, value for optimal].",
+)
+@click.option(
+    "--publish",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV of cells that must be published (a column per dimension; the total code for margins).",
+)
 def protect(
     cells,
     dims,
@@ -628,11 +647,18 @@ def protect(
     contributor,
     dominance,
     p_percent,
+    singletons,
+    cost,
+    publish,
 ):
     """Protect any table given as base cells, as tau-Argus users know it.
 
     Builds every total, suppresses counts below the threshold, adds secondary suppressions until
     the attacker audit passes, and writes every cell with its status (and the public view).
+    --protection is the width of the interval an intruder must not be able to narrow a primary
+    cell below, however it lies around the true value (where a tool states a lower and an upper
+    protection level, their sum); it defaults to the threshold. --protection 1 asks only that no
+    primary cell be disclosed exactly.
 
     \b
     Example:
@@ -666,6 +692,9 @@ def protect(
             contributor=contributor,
             dominance=rule,
             p_percent=p_percent,
+            singletons=singletons,
+            cost=cost,
+            publish=publish,
         )
     c = result.counts
     click.echo(

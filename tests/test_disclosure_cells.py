@@ -200,3 +200,49 @@ def test_magnitude_rules_from_contributions_through_the_cli(tmp_path: Path) -> N
         text=True,
     )
     assert bad.returncode == 1 and "contributor" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _cli(tmp_path: Path, *args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "opendata.cli", "protect", *args], cwd=tmp_path, capture_output=True, text=True
+    )
+
+
+def test_cli_parity_singletons_cost_and_cells_that_must_be_published(workdir: Path) -> None:
+    """`opendata protect --singletons --cost --publish`: what the library can say, the CLI can."""
+    base = ["cells.csv", "--dim", "sex", "--dim", "region=region.csv", "--dim", "year", "--value", "count"]
+    hidden = {}
+    for singletons in ("protect", "ignore"):
+        for cost in ("value", "cells", "log"):
+            out = f"{singletons}-{cost}.csv"
+            run = _cli(workdir, *base, "--singletons", singletons, "--cost", cost, "--out", out)
+            assert run.returncode == 0, run.stderr
+            full = pd.read_csv(workdir / out, dtype={"count": int})
+            hidden[singletons, cost] = full.loc[full["status"] != "published", "count"]
+            frame = full[["sex", "region", "year", "status"]].copy()
+            frame["published"] = full["count"].astype("Int64").where(full["status"] == "published")
+            assert audit(frame, _dims(), rules=Rules(threshold=10)).ok
+    assert hidden["ignore", "value"].sum() <= hidden["protect", "value"].sum()  # fewer intruders, no more hidden
+
+    # the cheapest pattern hides a national margin; requiring it published moves the pattern elsewhere
+    full = pd.read_csv(workdir / "protect-value.csv", dtype={"count": int})
+    margins = full[(full["sex"] == "Total") & (full["status"] == "secondary")]
+    target = (
+        margins.iloc[0] if len(margins) else full[(full["sex"] == "Total") & (full["status"] == "published")].iloc[0]
+    )
+    (workdir / "publish.csv").write_text(f"sex,region,year\nTotal,{target['region']},{target['year']}\n")
+    run = _cli(workdir, *base, "--cost", "value", "--publish", "publish.csv", "--out", "kept.csv")
+    assert run.returncode == 0, run.stderr
+    kept = pd.read_csv(workdir / "kept.csv", dtype=str).set_index(["sex", "region", "year"])
+    assert kept.loc[("Total", target["region"], target["year"]), "status"] == "published"
+
+    primary = full[full["status"] == "primary"].iloc[0]
+    (workdir / "bad.csv").write_text(f"sex,region,year\n{primary['sex']},{primary['region']},{primary['year']}\n")
+    refused = _cli(workdir, *base, "--publish", "bad.csv", "--out", "x.csv")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr and primary["region"] in refused.stderr
+    (workdir / "unknown.csv").write_text("sex,region,year\nX,N1,2024\n")
+    refused = _cli(workdir, *base, "--publish", "unknown.csv", "--out", "x.csv")
+    assert refused.returncode == 1 and "row 2" in refused.stderr and "not a cell of the table" in refused.stderr
