@@ -271,12 +271,15 @@ def release(
     if quiet:
         return
     table = Table(title=f"{summary.name} {summary.version}", title_justify="left")
-    for col in ("table", "measure", "cells", "primary", "secondary", "rounded", "audit"):
+    for col in ("table", "measure", "cells", "primary", "secondary", "value hidden", "rounded", "audit"):
         table.add_column(col, justify="left" if col in ("table", "measure", "audit") else "right")
     for t in summary.tables:
         audit = "[green]pass[/]" if t["audit"]["ok"] else "[red]FAIL[/]"
-        counts = (f"{t[k]:,}" for k in ("cells", "primary", "secondary", "rounded"))
-        table.add_row(t["table"], t["measure"], *counts, audit)
+        counts = [f"{t[k]:,}" for k in ("cells", "primary", "secondary", "rounded")]
+        loss = t.get("loss") or {}
+        share = loss.get("secondary_value", 0) / max(loss.get("total_value", 0), 1)
+        hidden = f"{loss.get('secondary_value', 0):,} ({share:.1%})"
+        table.add_row(t["table"], t["measure"], *counts[:3], hidden, counts[3], audit)
     out.print(table)
     totals = summary.totals
     out.print(

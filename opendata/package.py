@@ -572,6 +572,7 @@ def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, An
                 "suppressed": int((status == "c").sum()),
                 "rounded": sdc.get("rounded"),
                 "singletons_outsider_only": sdc.get("insider_unverified"),
+                "hidden_by_level": sdc.get("hidden_by_level"),
                 "audit": {
                     "ok": audit.get("ok"),
                     "checked": audit.get("checked"),
@@ -781,6 +782,15 @@ def _readme(spec: ReleaseSpec, tables: list[ProtectedTable], descriptor: Mapping
             cells = [e["cells"], e["primary"], e["secondary"], e["suppressed"], e["rounded"]]
             shown = " | ".join("n/a" if v is None else str(v) for v in cells)
             lines.append(f"| {table} | {measure} | {shown} | {audit} |")
+    levels = [
+        f"- {table}, {measure}: "
+        + "; ".join(f"{k} {v['hidden']} of {v['cells']}" for k, v in e["hidden_by_level"].items())
+        for table, measures in disclosure["tables"].items()
+        for measure, e in measures.items()
+        if e.get("hidden_by_level")
+    ]
+    if levels:
+        lines += ["", "Cells suppressed at each level of each table (grand total first):", "", *levels]
     total = disclosure["total"]
     lines += [
         "",

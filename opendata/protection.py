@@ -45,6 +45,26 @@ class ProtectedTable:
     sdc: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def information_loss(frame: pd.DataFrame, dimensions: tuple[DimensionCodes, ...], value: str) -> dict[str, Any]:
+    """What a pattern hides: cells hidden per level of the table (each dimension's level, e.g.
+    ``cpa × month``; from the published view alone, so safe to publish), and, for the statistician
+    only, the true value hidden by secondary suppression and its share of the value of all cells.
+    That sum is an equation over hidden cells, so it never goes into the package."""
+    hidden = frame["status"] != "published"
+    level = pd.Series("", index=frame.index)
+    for i, d in enumerate(dimensions):
+        level = level + ("" if i == 0 else " × ") + frame[d.name].astype(str).map(d.levels)
+    counts = (
+        pd.DataFrame({"level": level, "hidden": hidden}).groupby("level", sort=False)["hidden"].agg(["size", "sum"])
+    )
+    truth = frame[value].astype("int64")
+    secondary = int(truth[frame["status"] == "secondary"].sum())
+    return {
+        "hidden_by_level": {k: {"cells": int(r["size"]), "hidden": int(r["sum"])} for k, r in counts.iterrows()},
+        "loss": {"secondary_value": secondary, "total_value": int(truth.sum())},
+    }
+
+
 def rules_for(spec: DisclosureSpec) -> disclosure.Rules:
     return disclosure.Rules(
         threshold=spec.threshold,
@@ -482,6 +502,7 @@ def protect_tables(
             publics[i][measure + "_status"] = suppressed.map({True: "c", False: ""}).to_numpy()
             sdcs[i][measure] = {
                 **{k: int(v) for k, v in result.counts.items()},
+                **information_loss(result.frame, tables[i].dimensions, measure),
                 "audit": {
                     "ok": bool(result.audit.ok),
                     "checked": int(result.audit.checked),

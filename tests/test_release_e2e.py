@@ -299,3 +299,18 @@ def test_a_correction_is_reported_as_corrections_with_its_reason_and_a_rerun_cha
     rerun = opendata(*again, "--reason", reason)
     assert rerun.returncode == 1 and "nothing changed" in rerun.stderr, rerun.stderr
     assert not (tmp_path / "staging" / NAME).exists() or not any((tmp_path / "staging" / NAME).iterdir())
+
+
+def test_descriptor_and_readme_say_what_is_hidden_at_each_level(released):
+    """Counts from the published view only (the value hidden stays with the statistician)."""
+    _, _, version = released
+    descriptor = json.loads((version / "datapackage.json").read_text())
+    for table, measures in descriptor["opendata:disclosure"]["tables"].items():
+        frame = pd.read_csv(version / "data" / f"{table}.csv", dtype=str)
+        for measure, entry in measures.items():
+            levels = entry["hidden_by_level"]
+            assert next(iter(levels)) == " × ".join(["total"] * len(next(iter(levels)).split(" × ")))
+            assert sum(v["cells"] for v in levels.values()) == len(frame)
+            assert sum(v["hidden"] for v in levels.values()) == entry["suppressed"] == (frame[measure] == "[c]").sum()
+            assert "loss" not in entry and "secondary_value" not in json.dumps(entry)
+    assert "Cells suppressed at each level" in (version / "README.md").read_text()
