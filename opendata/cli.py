@@ -184,6 +184,7 @@ def validate(spec: Path, files: tuple[Path, ...], as_json: bool, quiet: bool):
 @click.option("--unscheduled", is_flag=True, help="A release at a time not in --calendar (needs --reason).")
 @click.option("--late", is_flag=True, help="Stage a release whose time has already passed (needs --reason).")
 @click.option("--reason", help="Why: published with the release (and with its corrections, if any).")
+@click.option("--dry-run", is_flag=True, help="Do everything but write: print what the release would suppress.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
 def release(
@@ -198,6 +199,7 @@ def release(
     unscheduled: bool,
     late: bool,
     reason,
+    dry_run: bool,
     as_json: bool,
     quiet: bool,
 ):
@@ -244,6 +246,7 @@ def release(
                 unscheduled=unscheduled,
                 late=late,
                 reason=reason,
+                dry_run=dry_run,
                 on_step=lambda s: progress.update(task, description=s),
             )
         except ValidationFailed as exc:
@@ -260,6 +263,7 @@ def release(
                     "path": str(summary.path),
                     "release_time": summary.release_at.isoformat(),
                     "bump": summary.bump,
+                    "dry_run": summary.dry_run,
                     "cutoff": summary.cutoff,
                     "held_back": summary.held_back,
                     "rows_read": summary.rows_read,
@@ -291,7 +295,14 @@ def release(
         held = {m: sum(v.values()) for m, v in summary.held_back.items() if v}
         detail = ", ".join(f"{m} {n:,}" for m, n in held.items()) or "nothing"
         out.print(f"cut-off: data up to {summary.cutoff}; held back: {detail}")
+    for t in summary.tables:
+        levels = "; ".join(f"{k} {v['hidden']}/{v['cells']}" for k, v in (t.get("hidden_by_level") or {}).items())
+        out.print(f"{t['table']}, {t['measure']}: hidden by level: {levels}", highlight=False)
+    out.print("value hidden: the true value of the secondary cells and its share of all cells (not published)")
     kind = f"{summary.bump} release" if summary.bump else "first release"
+    if summary.dry_run:
+        out.print(f"dry run: nothing written; would stage {summary.path} ({kind})")
+        return
     out.print(f"staged at {summary.path} for release at {summary.release_at:%Y-%m-%d %H:%M}Z ({kind})")
 
 

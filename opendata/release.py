@@ -46,6 +46,7 @@ class ReleaseSummary:
     cutoff: str | None = None
     held_back: dict[str, dict[str, int]] = field(default_factory=dict)
     bump: str | None = None
+    dry_run: bool = False  # everything was done but writing: ``path`` is where it would be staged
 
     @property
     def totals(self) -> dict[str, int]:
@@ -120,12 +121,15 @@ def cut_release(
     unscheduled: bool = False,
     late: bool = False,
     reason: str | None = None,
+    dry_run: bool = False,
     on_step: Callable[[str], None] | None = None,
 ) -> ReleaseSummary:
     """Validate, aggregate, protect and package MI as a new immutable version in the staging area.
 
     ``unscheduled``/``late`` declare a release outside the calendar or after its time, with a
-    ``reason`` (see ``release_timing``); the reason of a correction is shown with its revisions."""
+    ``reason`` (see ``release_timing``); the reason of a correction is shown with its revisions.
+    ``dry_run`` does every step but writing, so the summary says what a release would suppress
+    (per level and in value) before anything exists."""
     step = on_step or (lambda _: None)
     spec = spec if isinstance(spec, ReleaseSpec) else load_spec(spec)
     if calendar is not None and not isinstance(calendar, Calendar):
@@ -188,8 +192,11 @@ def cut_release(
                 "count": len(revisions),
                 "cells": revisions[:1000],
             }
-    step("writing package")
-    path = write_package(spec, protected, staging, chosen, when, extra=extra)
+    if dry_run:
+        path = staging / spec.name / chosen  # where it would go; nothing is written
+    else:
+        step("writing package")
+        path = write_package(spec, protected, staging, chosen, when, extra=extra)
     summary = ReleaseSummary(
         spec.name,
         chosen,
@@ -200,6 +207,7 @@ def cut_release(
         cutoff=cut.covers.isoformat() if cut else None,
         held_back=held,
         bump=change.bump if change else None,
+        dry_run=dry_run,
     )
     for t in protected:
         for measure, counts in t.sdc.items():

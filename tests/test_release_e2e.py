@@ -314,3 +314,19 @@ def test_descriptor_and_readme_say_what_is_hidden_at_each_level(released):
             assert sum(v["hidden"] for v in levels.values()) == entry["suppressed"] == (frame[measure] == "[c]").sum()
             assert "loss" not in entry and "secondary_value" not in json.dumps(entry)
     assert "Cells suppressed at each level" in (version / "README.md").read_text()
+
+
+def test_dry_run_says_what_would_be_suppressed_and_writes_nothing(released, tmp_path):
+    mi, _, version = released
+    out = tmp_path / "releases"
+    run = opendata("release", SPEC, mi, "--out", out, "--release-time", WHEN, *LATE, "--dry-run", "--json")
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["dry_run"] and summary["version"] == "1.0.0"
+    assert not any(tmp_path.iterdir())  # no release tree, no staging area
+    published = json.loads((version / "datapackage.json").read_text())["opendata:disclosure"]["tables"]
+    for t in summary["tables"]:  # the same pattern as the real release of the same MI
+        assert t["hidden_by_level"] == published[t["table"]][t["measure"]]["hidden_by_level"]
+        assert 0 <= t["loss"]["secondary_value"] <= t["loss"]["total_value"]
+    text = opendata("release", SPEC, mi, "--out", out, "--release-time", WHEN, *LATE, "--dry-run")
+    assert "dry run: nothing written" in text.stdout and "hidden by level" in text.stdout
