@@ -301,7 +301,9 @@ class Heuristic:
                     res = self.audit(suppressed, only=only)
                 return Suppression(suppressed, res, rounds)
             if self.widen(suppressed, res) == 0:
-                raise AuditFailed(CANNOT_PROTECT)
+                where = self.grid.coords(int(res.cells[np.flatnonzero(~res.ok)[0]]))
+                cell = ", ".join(f"{k}={v}" for k, v in where.items()) if isinstance(where, dict) else str(where)
+                raise AuditFailed(f"{CANNOT_PROTECT}; e.g. the primary cell ({cell}) has no room left")
 
 
 def heuristic(

@@ -9,7 +9,7 @@ and the counts the descriptor reports.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from typing import Any
@@ -43,6 +43,27 @@ class ProtectedTable:
     frame: pd.DataFrame
     # per measure: {"cells", "primary", "secondary", "rounded", "audit": {"ok", "checked", "method"}}
     sdc: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+MUST_PUBLISH = "__must_publish__"
+
+
+def must_publish(
+    dimensions: tuple[DimensionCodes, ...], frame: pd.DataFrame, entries: Sequence[Mapping[str, Sequence[str]]]
+) -> np.ndarray:
+    """Cells the spec says must be published (``disclosure.must_publish``): a cell matches an entry
+    when each dimension the entry names is at one of its levels; an entry naming a dimension the
+    table lacks does not apply to it. Primary cells are still suppressed (the caller removes them)."""
+    names = {d.name: d for d in dimensions}
+    out = np.zeros(len(frame), dtype=bool)
+    for entry in entries:
+        if not all(dim in names for dim in entry):
+            continue
+        match = np.ones(len(frame), dtype=bool)
+        for dim, levels in entry.items():
+            match &= frame[dim].astype(str).map(names[dim].levels).isin(list(levels)).to_numpy()
+        out |= match
+    return out
 
 
 def information_loss(frame: pd.DataFrame, dimensions: tuple[DimensionCodes, ...], value: str) -> dict[str, Any]:
@@ -438,7 +459,17 @@ def protect_tables(
             names = [d.name for d in t.dimensions]
             frame = t.frame[[*names, measure, measure + FREQ_SUFFIX]].assign(**{KEY: keys[i]})
             dims = {d.name: hierarchy(d) for d in t.dimensions}
-            linked.append(disclosure.LinkedTable(frame, dims, measure, KEY, measure + FREQ_SUFFIX, name=t.spec.name))
+            keep = None
+            if spec.must_publish:
+                keep = MUST_PUBLISH
+                frame[keep] = must_publish(t.dimensions, frame, spec.must_publish) & ~disclosure.primary_mask(
+                    frame[measure + FREQ_SUFFIX].to_numpy(), rules
+                )
+            linked.append(
+                disclosure.LinkedTable(
+                    frame, dims, measure, KEY, measure + FREQ_SUFFIX, name=t.spec.name, published=keep
+                )
+            )
         current_keys = set(chain.from_iterable(keys[i] for i in holders))
         truth = _truth_by_key([tables[i] for i in holders], [keys[i] for i in holders], measure)
         links, versions, skipped = _earlier_links(

@@ -136,6 +136,8 @@ class DisclosureSpec:
     singletons: str = "protect"
     intruders: tuple[str, ...] = ()  # levels of units that know all their own cells
     relations: tuple[dict[str, Any], ...] | None = None  # stated in the spec; None: read off the input rules
+    # cells never chosen as secondary suppressions: each entry maps dimension -> levels that match
+    must_publish: tuple[dict[str, tuple[str, ...]], ...] = ()
 
     @property
     def protection_width(self) -> int:
@@ -366,6 +368,7 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
         singletons=d.get("singletons", "protect"),
         intruders=tuple(d.get("intruders", ())),
         relations=tuple(d["relations"]) if "relations" in d else None,
+        must_publish=tuple({k: tuple(v) for k, v in entry.items()} for entry in d.get("must_publish", ())),
     )
     for r in disclosure.relations or ():
         unknown = [r[k] for k in ("smaller", "larger") if r[k] not in measures]
@@ -375,6 +378,15 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
     unknown = [level for level in disclosure.intruders if level not in levels]
     if unknown:
         raise SpecError(f"disclosure.intruders: {unknown} are not levels of any dimension (levels: {sorted(levels)})")
+    for entry in disclosure.must_publish:
+        for dim, wanted in entry.items():
+            known = next((d for d in raw["dimensions"] if d["name"] == dim), None)
+            if known is None:
+                raise SpecError(f"disclosure.must_publish: {dim!r} is not a dimension of this spec")
+            own = {"total", *known.get("levels", ()), *(["month"] if known.get("period") else [])}
+            bad = [level for level in wanted if level not in own]
+            if bad:
+                raise SpecError(f"disclosure.must_publish: {bad} are not levels of {dim} (levels: {sorted(own)})")
     return ReleaseSpec(
         path=path,
         name=raw["name"],

@@ -330,3 +330,46 @@ def test_dry_run_says_what_would_be_suppressed_and_writes_nothing(released, tmp_
         assert 0 <= t["loss"]["secondary_value"] <= t["loss"]["total_value"]
     text = opendata("release", SPEC, mi, "--out", out, "--release-time", WHEN, *LATE, "--dry-run")
     assert "dry run: nothing written" in text.stdout and "hidden by level" in text.stdout
+
+
+def test_must_publish_keeps_national_cells_out_of_secondary_suppression(tmp_path):
+    """`disclosure.must_publish` in the spec: no matching cell whose count passes the threshold is
+    hidden, and the pattern still passes the audit with the true primaries; where no pattern can
+    respect it (every national payment-group cell published beside a small one), the release is
+    refused naming a primary cell."""
+    from opendata.audit import audit_package, true_primaries
+    from opendata.spec import load_spec
+
+    text = SPEC.read_text().replace("codelist: codelists/", f"codelist: {SPEC.parent}/codelists/")
+
+    def spec_with(*entries: str) -> Path:
+        spec = tmp_path / f"spec{len(entries)}.yaml"
+        block = "  must_publish:\n" + "".join(f"    - {e}\n" for e in entries)
+        spec.write_text(text.replace("  secondary: auto\n", "  secondary: auto\n" + block, 1))
+        return spec
+
+    run = opendata("sample", "--out", tmp_path / "mi", "--rows", 4000, "--seed", 5, "--months", 4, "--format", "csv")
+    assert run.returncode == 0, run.stderr
+    mi = tmp_path / "mi" / "work-programme-mi.csv"
+    spec = spec_with("{provider: [total]}", "{cpa: [total], payment_group: [total]}")
+    run = opendata("release", spec, mi, "--out", tmp_path / "releases", "--release-time", WHEN, *LATE, "-q")
+    assert run.returncode == 0, run.stderr + run.stdout
+    version = tmp_path / "staging" / NAME / "1.0.0"
+    primaries = true_primaries(version, load_spec(spec), [mi])
+    kept = 0
+    for (table, measure), primary in primaries.items():
+        frame = pd.read_csv(version / "data" / f"{table}.csv", dtype=str)
+        if "provider" in frame:
+            must = frame["provider"] == "Total"
+        else:
+            must = (frame["cpa"] == "Total") & (frame["payment_group"] == "Total")
+        hidden = frame[measure] == "[c]"
+        assert not (hidden & must & ~primary).any(), frame[hidden & must & ~primary].head()
+        kept += int((must & ~primary).sum())
+    assert kept > 0
+    assert audit_package(version, primaries=primaries).ok
+
+    by_group = spec_with("{provider: [total]}", "{cpa: [total]}")  # every national payment-group cell
+    run = opendata("release", by_group, mi, "--out", tmp_path / "other", "--release-time", WHEN, *LATE, "-q")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "must-publish" in run.stderr and "primary cell" in run.stderr and "no room left" in run.stderr
