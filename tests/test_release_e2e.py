@@ -168,10 +168,19 @@ def test_shared_cells_agree_across_linked_tables(released):
 
 
 def test_same_input_gives_identical_bytes(released, tmp_path):
-    mi, _, version = released
-    run = opendata("release", SPEC, mi, "--out", tmp_path / "releases", "--release-time", WHEN, *LATE, "--quiet")
-    assert run.returncode == 0, run.stderr
-    again = tmp_path / "staging" / NAME / "1.0.0"
+    """Two releases of the same MI stage the same bytes; publishing then adds only the moment it
+    became public (``opendata:release.published``)."""
+    mi, _, published = released
+    versions = []
+    for tree in ("a", "b"):
+        out = tmp_path / tree
+        run = opendata("release", SPEC, mi, "--out", out / "releases", "--release-time", WHEN, *LATE, "--quiet")
+        assert run.returncode == 0, run.stderr
+        versions.append(out / "staging" / NAME / "1.0.0")
+    version, again = versions
+    stamped = json.loads((published / "datapackage.json").read_text())
+    assert stamped["opendata:release"].pop("published")
+    assert stamped == json.loads((version / "datapackage.json").read_text())
     first = sorted(p.relative_to(version) for p in version.rglob("*") if p.is_file())
     second = sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     assert first == second
