@@ -382,3 +382,30 @@ def test_must_publish_keeps_national_cells_out_of_secondary_suppression(tmp_path
     run = opendata("release", by_group, mi, "--out", tmp_path / "other", "--release-time", WHEN, *LATE, "-q")
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert "must-publish" in run.stderr and "primary cell" in run.stderr and "no room left" in run.stderr
+
+
+@pytest.mark.parametrize(("value", "rule"), [("9999-12-31", "maximum"), ("0000-01-01", "type")])
+def test_dates_that_would_break_the_machine_are_refused_quickly_and_small(tmp_path, value, rule):
+    """A referral dated 9999-12-31 made `release` pass 8 GB in 42 s; year 0 was a traceback. Through
+    the CLI: a clear error naming row, column, value and rule, in under 5 s of CPU and 500 MB."""
+    import resource
+
+    run = opendata("sample", "--out", tmp_path / "mi", "--rows", 2000, "--seed", 2, "--months", 3, "--format", "csv")
+    assert run.returncode == 0, run.stderr
+    mi = tmp_path / "mi" / "work-programme-mi.csv"
+    frame = pd.read_csv(mi, dtype=str, keep_default_na=False)
+    frame.loc[5, "referral_date"] = value
+    for field in ("attachment_date", "action_plan_date", "job_start_date", "job_outcome_date"):
+        frame.loc[5, field] = ""
+    frame.loc[5, "sustainment_payments"] = "0"
+    frame.to_csv(mi, index=False)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run = opendata("release", SPEC, mi, "--out", tmp_path / "releases", "--release-time", WHEN, *LATE, "--json")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    problem = json.loads(run.stdout)["problems"][0]
+    assert (problem["row"], problem["column"], problem["value"], problem["rule"]) == (6, "referral_date", value, rule)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert cpu < 5, cpu
+    assert after.ru_maxrss < 500 * 1024  # kilobytes on Linux: the largest child so far stayed under 500 MB
+    assert not (tmp_path / "releases").exists() and not (tmp_path / "staging").exists()
