@@ -70,15 +70,36 @@ class StagingExposed(ReleaseError):
     serve embargoed releases."""
 
 
+OWNER_FILE = ".public-tree"  # in a staging area: the public tree its releases are for
+
+
 def keep_apart(staging: Path, public: Path) -> None:
     """Refuse a staging area inside the public tree, or a public tree inside staging (symlinks
-    resolved): anything a host serves from the tree would include the embargoed versions."""
+    resolved): anything a host serves from the tree would include the embargoed versions. Refuse
+    too a staging area that holds releases for another tree (``OWNER_FILE``): the default staging
+    area, beside the tree, is shared by every tree in that directory, and publishing it into the
+    wrong one would publish releases meant for the other."""
     s, p = Path(staging).resolve(), Path(public).resolve()
     if s == p or s.is_relative_to(p) or p.is_relative_to(s):
         raise StagingExposed(
             f"staging area {staging} and public tree {public} overlap: a host serving {public} would publish "
             "embargoed releases; put the staging area beside the public tree (the default), never inside it"
         )
+    owner = s / OWNER_FILE
+    if owner.is_file() and owner.read_text(encoding="utf-8").strip() != str(p):
+        raise StagingExposed(
+            f"staging area {staging} holds releases for the public tree {owner.read_text(encoding='utf-8').strip()}, "
+            f"not {public}: give {public} its own staging area with --staging (the default, staging/ beside a tree, "
+            f"is shared by every tree in that directory; if the tree itself moved, delete {owner})"
+        )
+
+
+def claim(staging: Path, public: Path) -> None:
+    """Record which public tree a staging area's releases are for (see ``keep_apart``)."""
+    owner = Path(staging) / OWNER_FILE
+    if not owner.is_file():
+        Path(staging).mkdir(parents=True, exist_ok=True)
+        owner.write_text(str(Path(public).resolve()) + "\n", encoding="utf-8")
 
 
 def _aware(now: datetime) -> datetime:
@@ -287,6 +308,7 @@ def publish(
         summary.published, summary.waiting = (due if dry_run else []), [s for s in found if s not in due]
         return summary
     with publish_lock(public):
+        claim(staging, public)
         for staged in staged_releases(staging):
             if staged.release_at > now:
                 summary.waiting.append(staged)

@@ -20,7 +20,7 @@ import pandas as pd
 from opendata.aggregate import MI_AHEAD, aggregate, held_back, mi_ahead_tables
 from opendata.calendar import Calendar, cutoff_for, load_calendar, until_month
 from opendata.diff import PackageContent, check_version, diff, next_version
-from opendata.embargo import default_staging, keep_apart, latest_public
+from opendata.embargo import claim, default_staging, keep_apart, latest_public
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.package import write_package
 from opendata.protection import EarlierTable, protect_tables
@@ -197,6 +197,7 @@ def cut_release(
     else:
         step("writing package")
         path = write_package(spec, protected, staging, chosen, when, extra=extra)
+        claim(staging, public)
     summary = ReleaseSummary(
         spec.name,
         chosen,

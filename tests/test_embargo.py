@@ -120,13 +120,16 @@ def test_cutoff_when_the_latest_official_release_is_still_embargoed(tmp_path, mi
         SPEC,
         [mi],
         tmp_path / "a",
+        staging=tmp_path / "a-staging",
         release_time=day - timedelta(seconds=1),
         calendar=calendar,
         now=day - DAY,
         unscheduled=True,
         reason="a test of the cut-off edge",
     )
-    on_time = cut_release(SPEC, [mi], tmp_path / "b", release_time=day, calendar=calendar, now=day - DAY)
+    on_time = cut_release(
+        SPEC, [mi], tmp_path / "b", staging=tmp_path / "b-staging", release_time=day, calendar=calendar, now=day - DAY
+    )
     assert early.cutoff == "2011-08-31" and on_time.cutoff == "2011-09-30"
     assert set(early.held_back["referrals"]) == {"2011-09", "2011-10", "2011-11"}
     assert set(on_time.held_back["referrals"]) == {"2011-10", "2011-11"}
@@ -344,13 +347,13 @@ def test_a_scheduled_0930_release_claims_orderly_release(tmp_path, mi, calendar)
     assert "(orderly release, pre-announced, 09:30)." in release["statement"][0]
     with pytest.raises(ReleaseError, match="--late given"):
         cut_release(
-            SPEC, [mi], tmp_path / "other", release_time=at, calendar=calendar, now=at - DAY, late=True, reason="x"
+            SPEC, [mi], tmp_path / "releases", release_time=at, calendar=calendar, now=at - DAY, late=True, reason="x"
         )
     with pytest.raises(ReleaseError, match="is in the release calendar"):
         cut_release(
             SPEC,
             [mi],
-            tmp_path / "other",
+            tmp_path / "releases",
             release_time=at,
             calendar=calendar,
             now=at - DAY,
@@ -445,3 +448,16 @@ def test_unstage_and_reschedule_through_the_cli(tmp_path, mi):
     shutil.copytree(public / NAME / "1.0.0", staged)
     refused = cli("unstage", NAME, "1.0.0", "--reason", "x", "--out", public)
     assert refused.returncode == 1 and "already public" in refused.stderr
+
+
+def test_a_staging_area_serves_one_public_tree(tmp_path, mi, calendar):
+    """Two trees in one directory share the default staging area: publishing one must not publish
+    the other's releases, and a copied tree must not pick up the original's staged versions."""
+    at = datetime(2026, 2, 19, 9, 30, tzinfo=UTC)
+    cut_release(SPEC, [mi], tmp_path / "releases", release_time=at, calendar=calendar, now=at - DAY)
+    with pytest.raises(ReleaseError, match="holds releases for the public tree"):
+        publish(tmp_path / "staging", tmp_path / "releases-test", at + MINUTE)
+    with pytest.raises(ReleaseError, match=r"give .* its own staging area"):
+        cut_release(SPEC, [mi], tmp_path / "releases-test", release_time=at, calendar=calendar, now=at - DAY)
+    assert not (tmp_path / "releases-test").exists()
+    assert publish(tmp_path / "staging", tmp_path / "releases", at + MINUTE).published

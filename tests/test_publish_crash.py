@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from opendata.embargo import publish
+from opendata.embargo import OWNER_FILE, publish
 from opendata.release import cut_release
 from opendata.sample import write_sample
 
@@ -101,9 +101,11 @@ def prepared(tmp_path_factory) -> Path:
     return root
 
 
-def copy_of(prepared: Path, tmp_path: Path) -> Path:
-    work = tmp_path / "work"
+def copy_of(prepared: Path, tmp_path: Path, name: str = "work") -> Path:
+    """A copy of the prepared trees; its staging area is told it now serves the copied public tree."""
+    work = tmp_path / name
     shutil.copytree(prepared, work, symlinks=True)
+    (work / "staging" / OWNER_FILE).unlink()
     return work
 
 
@@ -157,8 +159,7 @@ def test_release_killed_mid_write_leaves_nothing_after_the_next_run(prepared: Pa
 def test_two_publishers_at_once_one_publishes_the_other_waits(prepared: Path, tmp_path: Path) -> None:
     """Ten times: both exit 0 without a traceback; exactly one of them published the staged version."""
     for trial in range(10):
-        work = tmp_path / f"trial{trial}"
-        shutil.copytree(prepared, work, symlinks=True)
+        work = copy_of(prepared, tmp_path, f"trial{trial}")
         tree = ("--out", work / "releases", "--staging", work / "staging", "--key", work / "publisher.key")
         with ThreadPoolExecutor(2) as pool:
             runs = [f.result() for f in [pool.submit(cli, "publish", *tree) for _ in range(2)]]
