@@ -19,6 +19,8 @@ from disclosure.errors import AuditFailed
 from disclosure.relations import Relations, stacked
 from disclosure.table import Grid
 
+MAX_PARTNERS = 64  # partners one failing cell may gain in one repair round
+
 CANNOT_PROTECT = (
     "secondary suppression cannot protect the table: every cell that may be hidden already is "
     "(the others are must-publish, or were published before)"
@@ -173,10 +175,16 @@ class Heuristic:
                 if len(cand) == 0:
                     cand = np.flatnonzero(~suppressed & ~self.locked)
                 is_total = np.zeros(len(cand), dtype=bool)
-            if len(cand) == 0:
-                continue
-            suppressed[_choose(cand, is_total, self.values, self.level, max(missing, 1.0))] = True
-            added += 1
+            # a cell that keeps failing gets more partners each round (1, 1, 1, 2, 4, ...): the rounds
+            # stay few where many small cells must join before it has room
+            for _ in range(min(2 ** max(self.failures[c] - 3, 0), MAX_PARTNERS)):
+                if len(cand) == 0:
+                    break
+                pick = _choose(cand, is_total, self.values, self.level, max(missing, 1.0))
+                suppressed[pick] = True
+                added += 1
+                keep = cand != pick
+                cand, is_total = cand[keep], is_total[keep]
         return added
 
     def prune(self, suppressed: np.ndarray) -> None:
