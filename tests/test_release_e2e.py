@@ -379,7 +379,8 @@ def test_must_publish_keeps_national_cells_out_of_secondary_suppression(tmp_path
     assert audit_package(version, primaries=primaries).ok
 
     by_group = spec_with("{provider: [total]}", "{cpa: [total]}")  # every national payment-group cell
-    run = opendata("release", by_group, mi, "--out", tmp_path / "other", "--release-time", WHEN, *LATE, "-q")
+    other = ("--out", tmp_path / "other", "--staging", tmp_path / "other-staging")
+    run = opendata("release", by_group, mi, *other, "--release-time", WHEN, *LATE, "-q")
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert "must-publish" in run.stderr and "primary cell" in run.stderr and "no room left" in run.stderr
 
