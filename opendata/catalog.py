@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from opendata.errors import ReleaseError
-from opendata.package import DESCRIPTOR_FILE, ID_NAMESPACE, PARQUET_MEDIATYPE, SEMVER, PackageInfo, rfc3339, semver_key
+from opendata.package import DESCRIPTOR_FILE, ID_NAMESPACE, PARQUET_MEDIATYPE, PackageInfo, rfc3339
 from opendata.signing import (
     CATALOG_FILE,
     SIGNATURE_SUFFIX,
@@ -42,6 +42,7 @@ from opendata.signing import (
     verify_file,
     write_atomic,
 )
+from opendata.versions import SEMVER, semver_key
 
 JSONLD_FILE = "catalog.jsonld"
 FEED_FILE = "feed.atom"

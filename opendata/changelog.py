@@ -15,7 +15,8 @@ from datetime import datetime
 from pathlib import Path
 
 from opendata.diff import PackageDiff, ResourceDiff
-from opendata.package import SEMVER, markdown_text, rfc3339, semver_key
+from opendata.package import markdown_text, rfc3339
+from opendata.versions import SEMVER, semver_key
 
 CHANGELOG_FILE = "CHANGELOG.md"
 MAX_LISTED = 5

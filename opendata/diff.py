@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from opendata import package as pkg
 from opendata.errors import OpenDataError, ReleaseError
 from opendata.protection import ProtectedTable
 from opendata.spec import ReleaseSpec
+from opendata.versions import SEMVER, semver_key
 
 Bump = Literal["major", "minor", "patch"]
 RANK: dict[str | None, int] = {None: 0, "patch": 1, "minor": 2, "major": 3}
@@ -71,7 +71,6 @@ KIND_BUMP: dict[str, Bump] = {
 }
 LOWER_BOUNDS = frozenset({"minimum", "exclusiveMinimum", "minLength"})
 UPPER_BOUNDS = frozenset({"maximum", "exclusiveMaximum", "maxLength"})
-SEMVER_CORE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
 
 
 # --- content ---------------------------------------------------------------------------------
@@ -912,16 +911,10 @@ def _dict_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = 
 
 
 def _parse(version: str, what: str) -> tuple[int, int, int, str]:
-    m = SEMVER_CORE.match(version or "")
+    m = SEMVER.match(version or "")
     if not m:
         raise ReleaseError(f"{what} {version!r} is not a semantic version such as 1.2.0")
     return int(m[1]), int(m[2]), int(m[3]), m[4] or ""
-
-
-def _precedence(v: tuple[int, int, int, str]) -> tuple[Any, ...]:
-    """SemVer precedence: a pre-release sorts before its release; numeric identifiers numerically."""
-    pre = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in v[3].split(".")) if v[3] else ()
-    return (*v[:3], 0 if pre else 1, pre)
 
 
 def next_version(previous: str, d: PackageDiff) -> str:
@@ -951,7 +944,7 @@ def check_version(previous: str, requested: str, d: PackageDiff) -> str:
     level = d.bump
     if level is None:
         raise ReleaseError(f"nothing changed since {previous}: there is no new version to publish as {requested}")
-    if _precedence(new) <= _precedence(old):
+    if semver_key(requested)[:4] <= semver_key(previous)[:4]:  # precedence ignores build metadata
         raise ReleaseError(f"version {requested} is not higher than the previous version {previous}")
     if old[3] and new[:3] == old[:3]:
         return requested  # releasing a pre-release as final: the pre-release already took the bump
@@ -1063,6 +1056,6 @@ def _versions(series: Path) -> list[str]:
     """Published versions (with a descriptor), lowest first by SemVer precedence."""
     found = []
     for p in series.iterdir():
-        if p.is_dir() and SEMVER_CORE.match(p.name) and (p / pkg.DESCRIPTOR_FILE).is_file():
+        if p.is_dir() and SEMVER.match(p.name) and (p / pkg.DESCRIPTOR_FILE).is_file():
             found.append(p.name)
-    return sorted(found, key=lambda v: _precedence(_parse(v, "version")))
+    return sorted(found, key=semver_key)

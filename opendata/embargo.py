@@ -32,8 +32,9 @@ from opendata.calendar import Calendar, cutoff_for
 from opendata.changelog import append_changelog, changelog_entry, changelog_versions
 from opendata.diff import PackageContent, diff
 from opendata.errors import OpenDataError, ReleaseError, ReleaseExists
-from opendata.package import DESCRIPTOR_FILE, README_FILE, retimed_readme, rfc3339, semver_key
+from opendata.package import DESCRIPTOR_FILE, README_FILE, retimed_readme, rfc3339
 from opendata.schedule import release_timing, retimed
+from opendata.versions import semver_key
 
 PRE_RELEASE_WINDOW = timedelta(hours=24)
 LOCK_FILE = ".publish.lock"  # a dot-file: never served, synced or catalogued

@@ -39,6 +39,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from opendata.errors import OpenDataError
+from opendata.versions import SEMVER, semver_key
 
 if TYPE_CHECKING:
     import duckdb
@@ -52,7 +53,6 @@ HIERARCHY_PREFIX = "hierarchy-"
 # GSS shorthand, in the order status categories are listed when a package does not declare them.
 GSS_MARKERS = ("c", "z", "x", "low", "u", "p", "r", "e", "b")
 MARKER_CELL = r"^\[[a-z]+\]$"
-SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 HTTP_TIMEOUT = 60
@@ -209,17 +209,7 @@ def _local_versions(series: Path) -> list[str]:
     if not series.is_dir():
         return []
     found = [p.name for p in series.iterdir() if SEMVER.match(p.name) and (p / DESCRIPTOR_FILE).is_file()]
-    return sorted(found, key=_semver_key)
-
-
-def _semver_key(version: str) -> tuple[Any, ...]:
-    """SemVer precedence: numeric core, then a pre-release before its release."""
-    match = SEMVER.match(version)
-    if not match:
-        return (-1, -1, -1, (0,))
-    major, minor, patch, pre = match.groups()
-    parts = (1,) if pre is None else (0, *((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")))
-    return (int(major), int(minor), int(patch), parts)
+    return sorted(found, key=semver_key)
 
 
 def _pick(name: str, published: list[str], version: str, where: str) -> str:
@@ -291,7 +281,7 @@ def _locate_remote(url: str, version: str, cache: Path) -> _Found:
     if name not in packages:
         raise LoadError(f"no package {name!r} in {catalog_url}; packages there: {', '.join(sorted(packages))}")
     entries = {v["version"]: v for v in packages[name]["versions"] if SEMVER.match(str(v.get("version")))}
-    chosen = entries[_pick(name, sorted(entries, key=_semver_key), version, catalog_url)]
+    chosen = entries[_pick(name, sorted(entries, key=semver_key), version, catalog_url)]
     rel = _safe_relative(chosen["path"])
     entry = chosen["descriptor"]
     return _remote_version(f"{tree}/{rel}", version, cache, (entry["bytes"], entry["sha256"]))

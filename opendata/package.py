@@ -39,6 +39,7 @@ from opendata.errors import ReleaseError, ReleaseExists
 from opendata.protection import ProtectedTable
 from opendata.relations import spec_relations
 from opendata.spec import ReleaseSpec
+from opendata.versions import SEMVER
 
 DATAPACKAGE_SCHEMA = "https://datapackage.org/profiles/2.0/datapackage.json"
 DESCRIPTOR_FILE = "datapackage.json"
@@ -71,26 +72,6 @@ KIND_NOTES = {
 }
 # A fixed namespace makes the package id a pure function of name and version.
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/opendata/datapackage-id")
-SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
-
-
-def semver_key(version: str) -> tuple:
-    """SemVer 2.0.0 precedence: a pre-release sorts before its release; build metadata breaks ties only."""
-    match = SEMVER.match(version)
-    if not match:
-        raise ValueError(f"{version!r} is not SemVer")
-    major, minor, patch, pre, build = match.groups()
-    if pre is None:
-        pre_key: tuple = (1,)
-    else:
-        pre_key = (0, *((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")))
-    return (int(major), int(minor), int(patch), pre_key, build or "")
-
-
 SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 

@@ -28,8 +28,9 @@ from opendata.relations import spec_relations
 from opendata.schedule import release_info, release_timing
 from opendata.spec import ReleaseSpec, load_spec
 from opendata.validate import validate
+from opendata.versions import semver_key
 
-SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+RELEASE_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")  # no pre-release or build part
 
 
 @dataclass
@@ -56,7 +57,7 @@ class ReleaseSummary:
 
 def _latest(series_roots: Sequence[Path], name: str) -> Path | None:
     found = [p for p in (latest_public(root, name) for root in series_roots) if p is not None]
-    return max(found, key=lambda p: tuple(int(x) for x in p.name.split("."))) if found else None
+    return max(found, key=lambda p: semver_key(p.name)) if found else None
 
 
 def _earlier_tables(series_roots: Sequence[Path], name: str) -> list[EarlierTable]:
@@ -134,7 +135,7 @@ def cut_release(
     spec = spec if isinstance(spec, ReleaseSpec) else load_spec(spec)
     if calendar is not None and not isinstance(calendar, Calendar):
         calendar = load_calendar(calendar)
-    if version is not None and not SEMVER.match(version):
+    if version is not None and not RELEASE_VERSION.match(version):
         raise ReleaseError(f"--version {version!r} is not a semantic version such as 1.2.0")
     public = Path(out_root)
     staging = Path(staging) if staging is not None else default_staging(public)
