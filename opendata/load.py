@@ -27,6 +27,7 @@ import re
 import sys
 import types
 import urllib.parse
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["IntegrityError", "LoadError", "LoadedPackage", "duckdb_connect", "load", "load_package"]
 
 DESCRIPTOR_FILE = "datapackage.json"
+SIGNATURE_SUFFIX = ".sig"
 CATALOG_FILE = "catalog.json"
 STATUS_SUFFIX = "_status"
 HIERARCHY_PREFIX = "hierarchy-"
@@ -56,6 +58,9 @@ MARKER_CELL = r"^\[[a-z]+\]$"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 HTTP_TIMEOUT = 60
+TRUST_ENV = "OPENDATA_TRUST"  # path of the publisher's public key: a notebook states it once
+MAX_DESCRIPTOR = 16 << 20  # bytes of a datapackage.json (or catalog.json) fetched before giving up
+MAX_SIGNATURE = 4096
 USER_AGENT = "opendata-load/1"
 
 
@@ -65,6 +70,12 @@ class LoadError(OpenDataError):
 
 class IntegrityError(LoadError):
     """A file differs from the size or hash its descriptor (or the catalogue) records: never used."""
+
+
+class UnverifiedData(UserWarning):
+    """Loaded from a remote source without a trusted key: the files match the descriptor's hashes,
+    but nothing proves the descriptor is the publisher's. ``warnings.simplefilter("error",
+    UnverifiedData)`` turns it into an error; ``trust=`` or ``OPENDATA_TRUST`` verifies instead."""
 
 
 @dataclass
@@ -89,14 +100,20 @@ def load(
     *,
     root: str | os.PathLike[str] = "releases",
     cache_dir: str | os.PathLike[str] | None = None,
+    trust: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """One published table as a DataFrame; ``table`` may be omitted when the package has only one.
 
     ``source`` is a package name in the local tree ``root`` (optionally ``NAME@VERSION``), a version
     directory, its ``datapackage.json``, a series directory, or an ``http(s)://`` URL of a series in a
     tree with ``catalog.json``, of a version directory or of its ``datapackage.json``.
+
+    ``trust`` is the publisher's public key file (default: ``$OPENDATA_TRUST``): the descriptor's
+    signature must verify with it, so forged data with consistent hashes is refused. Without one,
+    a remote load warns (``UnverifiedData``): its hashes prove only that the files match the
+    descriptor the server sent.
     """
-    found = _locate(source, version, Path(root), cache_dir)
+    found = _locate(source, version, Path(root), cache_dir, trust)
     resource = _table_resource(found, table)
     frame = _read_table(found, resource)
     frame.attrs = _attrs(found, resource)
@@ -109,9 +126,11 @@ def load_package(
     *,
     root: str | os.PathLike[str] = "releases",
     cache_dir: str | os.PathLike[str] | None = None,
+    trust: str | os.PathLike[str] | None = None,
 ) -> LoadedPackage:
-    """Every table and hierarchy of one version, e.g. to compare subcontractors with their prime."""
-    found = _locate(source, version, Path(root), cache_dir)
+    """Every table and hierarchy of one version, e.g. to compare subcontractors with their prime
+    (``trust``: see ``load``)."""
+    found = _locate(source, version, Path(root), cache_dir, trust)
     tables = {}
     for resource in _tables(found.descriptor):
         frame = _read_table(found, resource)
@@ -128,15 +147,17 @@ def duckdb_connect(
     *,
     root: str | os.PathLike[str] = "releases",
     cache_dir: str | os.PathLike[str] | None = None,
+    trust: str | os.PathLike[str] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with one view per table (and per hierarchy) over the verified files.
 
     Views are named like the resources (``"provider-by-month"``, ``"hierarchy-provider"``); quote
     them in SQL. Codes are plain strings there, and ``<measure>_status`` is NULL when published.
+    ``trust``: see ``load``.
     """
     import duckdb
 
-    found = _locate(source, version, Path(root), cache_dir)
+    found = _locate(source, version, Path(root), cache_dir, trust)
     con = duckdb.connect()
     for resource in _tables(found.descriptor):
         twin = _parquet_twin(found.descriptor, resource)
@@ -170,20 +191,25 @@ class _Found:
 
 
 def _locate(
-    source: str | os.PathLike[str], version: str, root: Path, cache_dir: str | os.PathLike[str] | None
+    source: str | os.PathLike[str],
+    version: str,
+    root: Path,
+    cache_dir: str | os.PathLike[str] | None,
+    trust: str | os.PathLike[str] | None,
 ) -> _Found:
     text = os.fspath(source)
+    key = _trusted_key(trust)
     if re.match(r"^https?://", text, re.IGNORECASE):
-        return _locate_remote(text, version, _cache_root(cache_dir))
+        return _locate_remote(text, version, _cache_root(cache_dir), key)
     path = Path(text)
     if path.name == DESCRIPTOR_FILE and path.is_file():
-        return _local_version(path.parent, version)
+        return _local_version(path.parent, version, key)
     if path.is_dir():
         if (path / DESCRIPTOR_FILE).is_file():
-            return _local_version(path, version)
+            return _local_version(path, version, key)
         published = _local_versions(path)
         if published:
-            return _local_version(path / _pick(path.name, published, version, str(path)), version)
+            return _local_version(path / _pick(path.name, published, version, str(path)), version, key)
         raise LoadError(f"{path} holds no package version (no {DESCRIPTOR_FILE}, no version directories)")
     name, version = _split_ref(text, version)
     series = root / name
@@ -192,7 +218,7 @@ def _locate(
         hint = f"; packages there: {', '.join(known)}" if known else f"; {root} has no packages"
         raise LoadError(f"no package {name!r} in {root}{hint}")
     published = _local_versions(series)
-    return _local_version(series / _pick(name, published, version, str(series)), version)
+    return _local_version(series / _pick(name, published, version, str(series)), version, key)
 
 
 def _split_ref(text: str, version: str) -> tuple[str, str]:
@@ -222,8 +248,12 @@ def _pick(name: str, published: list[str], version: str, where: str) -> str:
     return version
 
 
-def _local_version(directory: Path, version: str) -> _Found:
-    descriptor = _parse_descriptor((directory / DESCRIPTOR_FILE).read_bytes(), str(directory / DESCRIPTOR_FILE))
+def _local_version(directory: Path, version: str, key: Any = None) -> _Found:
+    raw = (directory / DESCRIPTOR_FILE).read_bytes()
+    if key is not None:
+        sig = directory / (DESCRIPTOR_FILE + SIGNATURE_SUFFIX)
+        _check_signature(raw, sig.read_bytes() if sig.is_file() else None, key, str(directory / DESCRIPTOR_FILE))
+    descriptor = _parse_descriptor(raw, str(directory / DESCRIPTOR_FILE))
     _check_version(descriptor, version, str(directory))
 
     def fetch(rel: str, size: int | None, sha: str | None) -> Path:
@@ -234,6 +264,28 @@ def _local_version(directory: Path, version: str) -> _Found:
         return target
 
     return _Found(descriptor, str(directory), fetch)
+
+
+def _trusted_key(trust: str | os.PathLike[str] | None) -> Any:
+    """The publisher's public key, from ``trust`` or ``$OPENDATA_TRUST``; None when neither is set."""
+    chosen = trust if trust is not None else os.environ.get(TRUST_ENV) or None
+    if chosen is None:
+        return None
+    from opendata.signing import load_public_key  # only verifying loads pay for the crypto imports
+
+    return load_public_key(chosen)
+
+
+def _check_signature(raw: bytes, signature: bytes | None, key: Any, where: str) -> None:
+    """The descriptor must be signed by ``key``: it names every file's hash, so this covers the package."""
+    from opendata.signing import SignatureError, verify_signature
+
+    if signature is None:
+        raise IntegrityError(f"{where}: not signed ({DESCRIPTOR_FILE}{SIGNATURE_SUFFIX} is missing); refusing it")
+    try:
+        verify_signature(raw, signature, key, name=where, signature_name=DESCRIPTOR_FILE + SIGNATURE_SUFFIX)
+    except SignatureError as exc:
+        raise IntegrityError(str(exc)) from None
 
 
 def _check_version(descriptor: Mapping[str, Any], version: str, where: str) -> None:
@@ -257,19 +309,19 @@ def _parse_descriptor(raw: bytes, where: str) -> dict[str, Any]:
 # --- remote ----------------------------------------------------------------------------------
 
 
-def _locate_remote(url: str, version: str, cache: Path) -> _Found:
+def _locate_remote(url: str, version: str, cache: Path, key: Any) -> _Found:
     """A series URL goes through the tree's ``catalog.json``; a version or descriptor URL is read directly."""
     url = url.split("#", 1)[0].split("?", 1)[0]
     if url.endswith("/" + DESCRIPTOR_FILE):
-        return _remote_version(url.rsplit("/", 1)[0], version, cache, None)
+        return _remote_version(url.rsplit("/", 1)[0], version, cache, None, key)
     url = url.rstrip("/")
     tree, _, last = url.rpartition("/")
     if SEMVER.match(last):
-        return _remote_version(url, version, cache, None)
+        return _remote_version(url, version, cache, None, key)
     name, version = _split_ref(urllib.parse.unquote(last), version)
     catalog_url = f"{tree}/{CATALOG_FILE}"
     try:
-        catalog = json.loads(_get(catalog_url))
+        catalog = json.loads(_get(catalog_url, MAX_DESCRIPTOR))
         packages = {p["name"]: p for p in catalog["packages"]}
     except LoadError as exc:
         raise LoadError(
@@ -284,15 +336,30 @@ def _locate_remote(url: str, version: str, cache: Path) -> _Found:
     chosen = entries[_pick(name, sorted(entries, key=semver_key), version, catalog_url)]
     rel = _safe_relative(chosen["path"])
     entry = chosen["descriptor"]
-    return _remote_version(f"{tree}/{rel}", version, cache, (entry["bytes"], entry["sha256"]))
+    return _remote_version(f"{tree}/{rel}", version, cache, (entry["bytes"], entry["sha256"]), key)
 
 
-def _remote_version(base: str, version: str, cache: Path, expected: tuple[int, str] | None) -> _Found:
+def _remote_version(base: str, version: str, cache: Path, expected: tuple[int, str] | None, key: Any) -> _Found:
     descriptor_url = f"{base}/{DESCRIPTOR_FILE}"
     if expected is not None:  # the catalogue vouches for the descriptor: cache it by hash like any file
-        raw = _cached_download(descriptor_url, expected[0], expected[1], cache).read_bytes()
+        raw = _cached_download(descriptor_url, min(expected[0], MAX_DESCRIPTOR), expected[1], cache).read_bytes()
     else:
-        raw = _get(descriptor_url)
+        raw = _get(descriptor_url, MAX_DESCRIPTOR)
+    if key is not None:
+        try:
+            signature: bytes | None = _get(descriptor_url + SIGNATURE_SUFFIX, MAX_SIGNATURE)
+        except IntegrityError:
+            raise
+        except LoadError:
+            signature = None
+        _check_signature(raw, signature, key, descriptor_url)
+    else:
+        warnings.warn(
+            f"{descriptor_url}: loaded without a trusted key, so nothing proves the data is the publisher's; "
+            f"pass trust=PUBLIC_KEY or set {TRUST_ENV}",
+            UnverifiedData,
+            stacklevel=5,
+        )
     descriptor = _parse_descriptor(raw, descriptor_url)
     _check_version(descriptor, version, descriptor_url)
 
@@ -331,9 +398,11 @@ def _cached_download(url: str, size: int | None, sha: str, cache: Path) -> Path:
         digest, received = hashlib.sha256(), 0
         with os.fdopen(fd, "wb") as out, _open(url) as response:
             while chunk := response.read(1 << 20):
+                received += len(chunk)
+                if size is not None and received > size:  # never store more than the descriptor declares
+                    raise IntegrityError(f"{url}: the server sent more than the {size:,} bytes declared; refused")
                 out.write(chunk)
                 digest.update(chunk)
-                received += len(chunk)
         _compare(received, digest.hexdigest(), size, sha, url)
         os.replace(tmp, target)
     finally:
@@ -354,9 +423,13 @@ def _open(url: str) -> Any:
         raise LoadError(f"{url} cannot be fetched: {getattr(exc, 'reason', exc)}") from None
 
 
-def _get(url: str) -> bytes:
+def _get(url: str, limit: int) -> bytes:
+    """A small document (descriptor, catalogue, signature), refused past ``limit`` bytes."""
     with _open(url) as response:
-        return response.read()
+        data = response.read(limit + 1)
+    if len(data) > limit:
+        raise IntegrityError(f"{url}: larger than {limit:,} bytes; refused")
+    return data
 
 
 # --- integrity -------------------------------------------------------------------------------

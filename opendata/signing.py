@@ -273,19 +273,26 @@ def sign_file(path: str | Path, key: SigningKey) -> Path:
 
 def verify_bytes(data: bytes, signature_file: Path, key: PublicKey | SigningKey | str | Path, *, name: str) -> None:
     """Check ``data`` against a ``.sig`` file; ``name`` is what the error message calls the signed file."""
-    public = _public(key)
     try:
         text = signature_file.read_bytes()
     except FileNotFoundError:
         raise SignatureError(f"{name}: not signed ({signature_file.name} is missing)") from None
     except OSError as exc:
         raise SignatureError(f"{name}: cannot read {signature_file.name}: {exc.strerror}") from None
+    verify_signature(data, text, key, name=name, signature_name=signature_file.name)
+
+
+def verify_signature(
+    data: bytes, text: bytes, key: PublicKey | SigningKey | str | Path, *, name: str, signature_name: str
+) -> None:
+    """Check ``data`` against the content of a ``.sig`` file (e.g. as fetched over HTTP)."""
+    public = _public(key)
     try:
         signature = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise SignatureError(f"{name}: {signature_file.name} is not base64 text") from None
+        raise SignatureError(f"{name}: {signature_name} is not base64 text") from None
     if len(signature) != SIGNATURE_BYTES:
-        raise SignatureError(f"{name}: {signature_file.name} holds {len(signature)} bytes, not an Ed25519 signature")
+        raise SignatureError(f"{name}: {signature_name} holds {len(signature)} bytes, not an Ed25519 signature")
     try:
         public.verify(signature, data)
     except InvalidSignature:

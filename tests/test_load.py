@@ -416,3 +416,95 @@ def test_researcher_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     peer = namespace["peer"]
     assert len(peer) > 0 and peer["status"].eq("c").any()
     shutil.rmtree(namespace["work"], ignore_errors=True)
+
+
+# --- signatures (trusted distribution) ---------------------------------------------------------
+
+
+def _forge(root: Path, version: str, table: str) -> None:
+    """Multiply a table's referrals by 10 and rewrite its bytes and hash in the descriptor and the
+    catalogue, so every hash is consistent: only a signature can tell."""
+    import hashlib
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    vdir = root / NAME / version
+    path = vdir / "data" / f"{table}.parquet"
+    data = pq.read_table(path)
+    column = data.schema.get_field_index("referrals")
+    data = data.set_column(column, "referrals", pc.multiply(data["referrals"], 10))
+    pq.write_table(data, path)
+    raw = path.read_bytes()
+    descriptor = json.loads((vdir / "datapackage.json").read_text())
+    for r in descriptor["resources"]:
+        if r["path"] == f"data/{table}.parquet":
+            r["bytes"], r["hash"] = len(raw), "sha256:" + hashlib.sha256(raw).hexdigest()
+    text = json.dumps(descriptor, indent=2).encode()
+    (vdir / "datapackage.json").write_bytes(text)
+    catalog = json.loads((root / "catalog.json").read_text())
+    for p in catalog["packages"]:
+        for v in p["versions"]:
+            if v["version"] == version:
+                v["descriptor"]["bytes"], v["descriptor"]["sha256"] = len(text), hashlib.sha256(text).hexdigest()
+    (root / "catalog.json").write_text(json.dumps(catalog))
+
+
+def test_a_trusted_key_refuses_forged_but_hash_consistent_data(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 1 of the trusted-distribution issue, replayed locally and over HTTP: with the
+    publisher's key the forged package is refused, as is one signed by another key; without a key
+    a remote load warns that it is unverified."""
+    import warnings
+
+    from opendata.load import UnverifiedData
+    from opendata.signing import generate_keys, load_private_key
+
+    root = _copy(tree, tmp_path)
+    generate_keys(tmp_path / "publisher.key", tmp_path / "publisher.pub")
+    generate_keys(tmp_path / "other.key", tmp_path / "other.pub")
+    write_catalog(root, now=datetime(2030, 1, 1, tzinfo=UTC), signer=load_private_key(tmp_path / "publisher.key"))
+    trusted, other = tmp_path / "publisher.pub", tmp_path / "other.pub"
+    genuine = opendata.load(root / NAME / "1.1.0", "totals", trust=trusted)
+    with pytest.raises(IntegrityError, match="does not verify"):
+        opendata.load(root / NAME / "1.1.0", "totals", trust=other)
+
+    _forge(root, "1.1.0", "totals")
+    assert opendata.load(root / NAME / "1.1.0", "totals")["referrals"].sum() == 10 * genuine["referrals"].sum()
+    with pytest.raises(IntegrityError, match="does not verify"):
+        opendata.load(root / NAME / "1.1.0", "totals", trust=trusted)
+    monkeypatch.setenv("OPENDATA_TRUST", str(trusted))  # stated once, for a whole notebook
+    with pytest.raises(IntegrityError, match="does not verify"):
+        load_package(root / NAME / "1.1.0")
+    with pytest.raises(IntegrityError, match="does not verify"):
+        duckdb_connect(root / NAME / "1.1.0")
+
+    with _Server(root.parent) as server:
+        url = f"{server.url}/tree/{NAME}"
+        with pytest.raises(IntegrityError, match="does not verify"):
+            opendata.load(url, "totals", cache_dir=tmp_path / "cache")
+        assert opendata.load(url, "totals", version="1.0.0", cache_dir=tmp_path / "cache") is not None  # genuine
+        monkeypatch.delenv("OPENDATA_TRUST")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            forged = opendata.load(url, "totals", cache_dir=tmp_path / "cache")
+        assert forged["referrals"].sum() == 10 * genuine["referrals"].sum()
+        assert [w.category for w in caught] == [UnverifiedData]
+        (root / NAME / "1.0.0" / "datapackage.json.sig").unlink()
+        with pytest.raises(IntegrityError, match="not signed"):
+            opendata.load(f"{url}@1.0.0", "totals", cache_dir=tmp_path / "cache2", trust=trusted)
+
+
+def test_downloads_are_capped_at_the_declared_size(tree: Path, tmp_path: Path) -> None:
+    """A server that sends more than the descriptor declares is cut off, and nothing is cached."""
+    root = _copy(tree, tmp_path)
+    parquet = root / NAME / "1.1.0" / "data" / "totals.parquet"
+    declared = parquet.stat().st_size
+    parquet.write_bytes(parquet.read_bytes() + b"\0" * (4 << 20))  # a longer body than declared
+    too_long = pytest.raises(IntegrityError, match=f"more than the {declared:,} bytes declared")
+    with _Server(root.parent) as server, pytest.warns(Warning), too_long:
+        opendata.load(f"{server.url}/tree/{NAME}", "totals", cache_dir=tmp_path / "cache")
+    descriptor = json.loads((root / NAME / "1.1.0" / "datapackage.json").read_text())
+    sha = next(r["hash"] for r in descriptor["resources"] if r["path"] == "data/totals.parquet").split(":")[1]
+    assert not list((tmp_path / "cache").rglob(f"*{sha}*"))  # nothing of it is kept
