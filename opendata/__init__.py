@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["load", "load_package"]
+__all__ = ["duckdb_connect", "load", "load_package"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("load", "load_package"):
+    if name in __all__:
         import opendata.load as module  # the module is callable: opendata.load(...) loads a table
 
-        return module if name == "load" else module.load_package
+        return module if name == "load" else getattr(module, name)
     raise AttributeError(f"module 'opendata' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public API, though it is imported lazily (``dir(opendata)`` lists it)."""
+    return sorted(__all__)

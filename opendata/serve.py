@@ -292,7 +292,10 @@ def make_server(
     root = Path(root)
     if not root.is_dir():
         raise OpenDataError(f"release tree {root} does not exist or is not a directory")
-    return ReleaseServer((host, port), handler, root, quiet=quiet, listed_only=listed_only)
+    try:
+        return ReleaseServer((host, port), handler, root, quiet=quiet, listed_only=listed_only)
+    except OSError as exc:  # a busy port or an address this machine does not have
+        raise OpenDataError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port") from None
 
 
 def serve(root: Path, host: str = "127.0.0.1", port: int = 8000, *, quiet: bool = False, listed_only: bool = True):

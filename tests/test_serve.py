@@ -214,3 +214,19 @@ def test_listed_only_hides_versions_under_embargo(tmp_path: Path) -> None:
         assert request(s, "GET", embargoed)[0] == 200
     with running(pub.root, listed_only=False) as s:
         assert request(s, "GET", embargoed)[0] == 200
+
+
+def test_a_busy_port_is_a_one_line_error(server: ReleaseServer, tree: Path) -> None:
+    """`opendata serve` on a port already in use: exit 1 and one line naming the port, no traceback."""
+    import subprocess
+    import sys
+
+    port = server.server_address[1]
+    run = subprocess.run(
+        [sys.executable, "-m", "opendata", "serve", str(tree), "--port", str(port), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in run.stdout + run.stderr and "--port" in run.stdout + run.stderr
