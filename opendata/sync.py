@@ -267,9 +267,12 @@ def _newest(catalog: Catalog) -> datetime | None:
     moments = []
     for s in stamps:
         try:
-            moments.append(datetime.fromisoformat(s))
+            moment = datetime.fromisoformat(s)
         except ValueError:
             raise _Refused(f"{CATALOG_FILE}: {s!r} is not an RFC 3339 time") from None
+        if moment.tzinfo is None:  # it cannot be compared with aware times: refused, never a traceback
+            raise _Refused(f"{CATALOG_FILE}: {s!r} has no UTC offset (RFC 3339 needs one, e.g. Z)")
+        moments.append(moment)
     return max(moments, default=None)
 
 

@@ -322,6 +322,14 @@ def _forged_descriptor(pub: Publisher) -> None:
     sign_file(pub.root / "catalog.json", pub.key)  # ...under a catalogue the trusted key signs
 
 
+def _naive_time(pub: Publisher) -> None:
+    path = pub.root / "catalog.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["packages"][0]["versions"][-1]["created"] = "2030-01-01T09:30:00"  # no offset
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    sign_file(path, pub.key)  # signed by the trusted key: was a TypeError traceback on every later sync
+
+
 REFUSALS = {
     "tampered file": (_tamper, "do not match the size and SHA-256"),
     "forged catalogue": (_forge, "does not verify with the trusted key"),
@@ -329,6 +337,7 @@ REFUSALS = {
     "unsigned catalogue": (_unsigned, "unsigned catalogue"),
     "rewritten version": (_rewritten, "immutable"),
     "descriptor signed by another key": (_forged_descriptor, "signature does not verify"),
+    "signed time without an offset": (_naive_time, "has no UTC offset"),
 }
 
 
