@@ -26,7 +26,8 @@ demo: $(STAMP)
 			--calendar specs/calendar.yaml --release-time 2026-11-12T09:30:00+00:00 \
 			--late --reason "demonstration on synthetic sample data, cut after its scheduled time"; \
 	fi
-	$(BIN)/opendata publish --out releases/
+	@if [ ! -f publisher.key ]; then $(BIN)/opendata keys generate --private publisher.key --public publisher.pub; fi
+	$(BIN)/opendata publish --out releases/ --key publisher.key
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
