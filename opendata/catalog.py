@@ -415,6 +415,19 @@ def _version_entry(v: _Version) -> dict[str, Any]:
     }
 
 
+def derived_views(root: Path, catalog: Catalog) -> dict[str, bytes]:
+    """``catalog.jsonld`` and ``feed.atom`` for the versions a verified ``catalog`` lists, built from
+    the files under ``root`` (a mirror). They are not signed, so a mirror makes its own from what
+    it verified instead of copying the source's."""
+    listed = {(v.name, v.version) for v in catalog.versions}
+    versions = [v for v in _scan(Path(root)) if (v.info.name, v.info.version) in listed]
+    stamp = catalog.modified or max((v.info.created for v in versions), default="")
+    return {
+        JSONLD_FILE: _jsonld(versions, catalog.title, None, catalog.base_url, stamp),
+        FEED_FILE: _atom(versions, catalog.title, catalog.base_url, stamp),
+    }
+
+
 RELEASE_FACTS = ("published", "pre_announced", "orderly", "unscheduled", "late", "reason")
 
 

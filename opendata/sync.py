@@ -11,8 +11,9 @@ One ``sync`` call, against an ``http(s)://`` URL or a local directory:
 3. download only the versions the mirror lacks into ``mirror/.partial/<name>/<version>/``, checking every
    file's size and SHA-256 against the catalogue and the version's signed ``datapackage.json``
    (``verify_package``), then rename each complete version into ``mirror/<name>/<version>/``;
-4. write the catalogue files (``catalog.json``, its ``.sig``, ``catalog.jsonld``, ``feed.atom``) atomically,
-   last, so the mirror's catalogue never lists a version it does not hold in full.
+4. write the catalogue files atomically, last, so the mirror's catalogue never lists a version it does not
+   hold in full: ``catalog.json`` and its ``.sig`` as fetched, ``catalog.jsonld`` and ``feed.atom`` made
+   here from the verified versions (the source's copies are unsigned, so they are never fetched).
 
 Resuming: an interrupted run leaves ``.partial``; the next run keeps each finished file whose SHA-256 matches
 and continues a shorter one with a ``Range`` request (falling back to a full download if the server ignores
@@ -42,7 +43,7 @@ from urllib.parse import quote
 
 from cryptography.exceptions import InvalidSignature
 
-from opendata.catalog import FEED_FILE, JSONLD_FILE, Catalog, CatalogFile, CatalogVersion, read_catalog
+from opendata.catalog import Catalog, CatalogFile, CatalogVersion, derived_views, read_catalog
 from opendata.errors import OpenDataError
 from opendata.package import DESCRIPTOR_FILE, PackageInfo
 from opendata.serve import file_etag
@@ -592,14 +593,6 @@ def sync(
                     staging.mkdir(parents=True)
                 bar.advance(0, f"{v.name} {v.version}")
                 _download_version(src, v, staging, public, summary, bar)
-        sides = {}
-        if not summary.catalog_unchanged:  # derived views, unsigned: harvesters use them, sync trusts catalog.json
-            for name in (JSONLD_FILE, FEED_FILE):
-                side = src.get(name, {})
-                if side.status == 200:
-                    sides[name] = _read_body(side, MAX_CATALOG_BYTES, name)
-                else:
-                    side.close()
     except _Refused:
         _discard(created, partial)
         summary.requests = src.requests
@@ -612,8 +605,13 @@ def sync(
         os.rename(partial / v.path, target)
     _prune(partial)
 
-    # 4. The catalogue last, so it never lists a version the mirror does not hold in full.
-    for name, body in sides.items():
+    # 4. The catalogue last, so it never lists a version the mirror does not hold in full. Its DCAT
+    # and Atom views are not signed: they are made here from what was verified, never copied.
+    try:
+        views = derived_views(mirror, catalog)
+    except OpenDataError as exc:
+        raise SyncError(f"the mirror's DCAT and Atom views cannot be made: {exc}") from None
+    for name, body in views.items():
         write_atomic(mirror / name, body)
     write_atomic(mirror / SIG_FILE, sig)
     write_atomic(mirror / CATALOG_FILE, data)

@@ -192,7 +192,7 @@ def test_incremental_sync_fetches_only_new_files_and_unchanged_costs_one_request
         assert second.files_downloaded == len(gets)
         new = [v for v in read_catalog(pub.root / "catalog.json").versions if v.version == added]
         assert second.bytes_downloaded == sum(f.bytes for f in new[0].files)
-        assert second.requests == len(server.log) == len(gets) + 4  # catalogue, signature, DCAT, Atom
+        assert second.requests == len(server.log) == len(gets) + 2  # catalogue and signature; DCAT, Atom made here
         assert verify_tree(mirror, pub.public).ok
 
         server.log.clear()
@@ -373,3 +373,20 @@ def test_first_sync_refusal_creates_nothing(pub: Publisher, tmp_path: Path):
     with pytest.raises(SyncError, match="trusted key"):
         sync(pub.root, mirror, pub.public, progress=False)
     assert not mirror.exists()
+
+
+def test_unsigned_side_files_of_a_hostile_host_never_reach_the_mirror(pub: Publisher, tmp_path: Path):
+    """Finding 3 of the trusted-distribution issue: a host answering feed.atom with attacker XML and
+    catalog.jsonld with 60 MiB of junk. The mirror's views are made from the verified versions, so
+    they equal the publisher's own, and the junk is never fetched."""
+    genuine = {name: (pub.root / name).read_bytes() for name in ("catalog.jsonld", "feed.atom")}
+    (pub.root / "feed.atom").write_bytes(b"<feed><entry><title>Attacker</title></entry></feed>")
+    (pub.root / "catalog.jsonld").write_bytes(b"x" * (60 << 20))
+    mirror = tmp_path / "mirror"
+    with running(pub.root) as server:
+        sync(server.url, mirror, pub.public, progress=False)
+        fetched = {p for _, p, _, _ in server.log}
+    assert "/feed.atom" not in fetched and "/catalog.jsonld" not in fetched
+    for name, data in genuine.items():
+        assert (mirror / name).read_bytes() == data
+    assert verify_tree(mirror, pub.public).ok
