@@ -42,6 +42,15 @@ staging_option = click.option(
 )
 
 
+def staged_version(command):
+    """NAME VERSION of a staged release, and where the trees are (``access``, ``unstage``, ``reschedule``)."""
+    for decorator in reversed(
+        (click.argument("name"), click.argument("version"), public_option("public"), staging_option)
+    ):
+        command = decorator(command)
+    return command
+
+
 @contextmanager
 def user_errors():
     """Turn every user-caused error into a message and exit code 1, never a traceback."""
@@ -351,11 +360,8 @@ def publish(public: Path, staging, key, base_url, dry_run: bool, now_text, quiet
 
 
 @main.command()
-@click.argument("name")
-@click.argument("version")
+@staged_version
 @click.option("--who", required=True, help="The person or role named for pre-release access.")
-@public_option("public")
-@staging_option
 def access(name: str, version: str, who: str, public: Path, staging):
     """Grant pre-release access to a staged release (named people only, at most 24 hours early).
 
@@ -375,11 +381,8 @@ def access(name: str, version: str, who: str, public: Path, staging):
 
 
 @main.command()
-@click.argument("name")
-@click.argument("version")
+@staged_version
 @click.option("--reason", required=True, help="Why it is withdrawn (logged beside the release).")
-@public_option("public")
-@staging_option
 def unstage(name: str, version: str, reason: str, public: Path, staging):
     """Withdraw a staged release before it is public (kept under staging/NAME/.withdrawn/, logged).
 
@@ -396,14 +399,11 @@ def unstage(name: str, version: str, reason: str, public: Path, staging):
 
 
 @main.command()
-@click.argument("name")
-@click.argument("version")
+@staged_version
 @click.option("--to", "to_text", required=True, help="New release time, ISO 8601 with offset.")
 @click.option("--reason", required=True, help="Why it moves (logged, and stated in the package).")
 @click.option("--calendar", type=click.Path(dir_okay=False, path_type=Path), help="Release calendar to check against.")
 @click.option("--unscheduled", is_flag=True, help="The new time is not in the calendar (a non-standard release).")
-@public_option("public")
-@staging_option
 def reschedule(name: str, version: str, to_text: str, reason: str, calendar, unscheduled: bool, public: Path, staging):
     """Move a staged release to another release time (same rules as `release`; the cut-off must not change).
 

@@ -34,6 +34,7 @@ from opendata.diff import PackageContent, diff
 from opendata.errors import OpenDataError, ReleaseError, ReleaseExists
 from opendata.package import DESCRIPTOR_FILE, README_FILE, retimed_readme, rfc3339
 from opendata.schedule import release_timing, retimed
+from opendata.signing import write_atomic
 from opendata.versions import semver_key
 
 PRE_RELEASE_WINDOW = timedelta(hours=24)
@@ -210,9 +211,13 @@ def _stamp_published(staged: StagedRelease, now: datetime) -> None:
     path = staged.path / DESCRIPTOR_FILE
     descriptor = json.loads(path.read_text(encoding="utf-8"))
     descriptor["opendata:release"]["published"] = rfc3339(now)
-    temp = path.with_name(f".{DESCRIPTOR_FILE}.publish")
-    temp.write_text(json.dumps(descriptor, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(temp, path)
+    _write_descriptor(path, descriptor)
+
+
+def _write_descriptor(path: Path, descriptor: dict) -> None:
+    """A staged descriptor rewritten in place, atomically, in the spelling ``write_package`` uses."""
+    text = json.dumps(descriptor, indent=2, ensure_ascii=False, default=rfc3339) + "\n"
+    write_atomic(path, text.encode("utf-8"))
 
 
 def _release(version_dir: Path) -> dict:
@@ -348,6 +353,7 @@ def staging_log(staging: Path, name: str, version: str) -> Path:
 
 
 def _log(path: Path, entry: dict) -> None:
+    """Append one JSON line to a log beside a staged release, on disk before returning."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as log:
         log.write(json.dumps(entry, ensure_ascii=False) + "\n")
@@ -437,12 +443,8 @@ def reschedule(
     descriptor["created"] = rfc3339(timing.when)
     readme = staged.path / README_FILE
     text = retimed_readme(readme.read_text(encoding="utf-8"), old_created, descriptor)
-    temp = path.with_name(f".{DESCRIPTOR_FILE}.reschedule")
-    temp.write_text(json.dumps(descriptor, indent=2, ensure_ascii=False, default=rfc3339) + "\n", encoding="utf-8")
-    readme_temp = readme.with_name(f".{README_FILE}.reschedule")
-    readme_temp.write_text(text, encoding="utf-8")
-    os.replace(readme_temp, readme)
-    os.replace(temp, path)  # last: the descriptor is what publish reads
+    write_atomic(readme, text.encode("utf-8"))
+    _write_descriptor(path, descriptor)  # last: the descriptor is what publish reads
     entry = {
         "time": rfc3339(now),
         "action": "reschedule",
@@ -478,11 +480,7 @@ def grant_pre_release_access(
         refusal = f"{name} {version} was due for release at {staged.release_at:%Y-%m-%dT%H:%M}Z; publish it instead"
     else:
         refusal = ""
-    entry = {"time": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "who": who, "granted": not refusal, "reason": refusal}
-    with access_log(staged).open("a", encoding="utf-8") as log:
-        log.write(json.dumps(entry) + "\n")
-        log.flush()
-        os.fsync(log.fileno())
+    _log(access_log(staged), {"time": rfc3339(now), "who": who, "granted": not refusal, "reason": refusal})
     if refusal:
         raise AccessRefused(refusal)
     return path

@@ -48,6 +48,11 @@ class ProtectedTable:
 MUST_PUBLISH = "__must_publish__"
 
 
+def _level(frame: pd.DataFrame, dim: DimensionCodes) -> pd.Series:
+    """Each row's level in one dimension ("total", "cpa", "month", ...)."""
+    return frame[dim.name].astype(str).map(dim.levels)
+
+
 def must_publish(
     dimensions: tuple[DimensionCodes, ...], frame: pd.DataFrame, entries: Sequence[Mapping[str, Sequence[str]]]
 ) -> np.ndarray:
@@ -61,7 +66,7 @@ def must_publish(
             continue
         match = np.ones(len(frame), dtype=bool)
         for dim, levels in entry.items():
-            match &= frame[dim].astype(str).map(names[dim].levels).isin(list(levels)).to_numpy()
+            match &= _level(frame, names[dim]).isin(list(levels)).to_numpy()
         out |= match
     return out
 
@@ -72,9 +77,7 @@ def information_loss(frame: pd.DataFrame, dimensions: tuple[DimensionCodes, ...]
     only, the true value hidden by secondary suppression and its share of the value of all cells.
     That sum is an equation over hidden cells, so it never goes into the package."""
     hidden = frame["status"] != "published"
-    level = pd.Series("", index=frame.index)
-    for i, d in enumerate(dimensions):
-        level = level + ("" if i == 0 else " × ") + frame[d.name].astype(str).map(d.levels)
+    level = pd.concat([_level(frame, d) for d in dimensions], axis=1).agg(" × ".join, axis=1)
     counts = (
         pd.DataFrame({"level": level, "hidden": hidden}).groupby("level", sort=False)["hidden"].agg(["size", "sum"])
     )

@@ -171,14 +171,8 @@ def _schedule_facts(info: dict[str, Any], name: str, calendar: Calendar | None) 
 def retimed(info: dict[str, Any], name: str, timing: Timing, calendar: Calendar | None) -> dict[str, Any]:
     """``info`` (a staged release's ``opendata:release``) moved to ``timing``: time, claims, reasons,
     statement, next release and pre-release access follow; what it covers stays."""
-    old = len(_timing_lines(info.get("kind", ""), _timing_of(info)))
+    old = 2 + len(info.get("notes", []))  # the timing lines: what it is, when, and its notes (``_timing_lines``)
     out = {k: v for k, v in info.items() if k not in ("pre_announced", "orderly", "unscheduled", "late", "reason")}
     out |= {"time": timing.when, **timing.as_dict(), "notes": timing.statement()}
     out["statement"] = _timing_lines(out.get("kind", ""), timing) + list(info.get("statement", []))[old:]
     return _schedule_facts(out, name, calendar)
-
-
-def _timing_of(info: dict[str, Any]) -> Timing:
-    when = datetime.fromisoformat(str(info["time"]).replace("Z", "+00:00"))
-    flags = {k: bool(info.get(k)) for k in ("unscheduled", "late")}
-    return Timing(when, bool(info.get("pre_announced")), **flags, reason=info.get("reason"))
