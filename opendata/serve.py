@@ -9,13 +9,21 @@ this one exists for a quick, safe default. What it guarantees:
   ``If-Range``, so an interrupted download can continue;
 - nothing outside the tree: ``..`` segments, percent-encoded slashes, backslashes, dots or NUL bytes, and
   anything that is not an origin-form path are refused (403); dot-files and dot-directories (``.tmp-*``,
-  ``.staging``, a mirror's ``.partial`` and ``.sync-state.json``) and symbolic links that resolve outside
-  the tree are not found (404);
-- embargo, as defence in depth: by default (``listed_only=True``) a file inside a version directory
-  (``<name>/<version>/...``) is served only if ``catalog.json`` lists it, so a version that is in the tree
-  but left out of the catalogue (``write_catalog`` withholds versions under embargo) cannot be fetched
-  early. Staged releases live outside the public tree anyway (``opendata.embargo``); a plain static host
-  has no such check, so never upload a tree holding unreleased versions to one.
+  ``.staging``, a mirror's ``.partial`` and ``.sync-state.json``) are not found (404);
+- only what the catalogue makes public (``listed_only=True``, always so from the CLI): the catalogue files
+  at the root (``catalog.json``, its signature, the DCAT and Atom views), each catalogued series'
+  ``CHANGELOG.md``, and the files ``catalog.json`` lists, nothing else (a ``publisher.key`` left in the
+  tree, a version withheld from the catalogue because it is under embargo, a stray file). The check is
+  made on the requested path and again on the resolved one, so a symbolic link never reaches a file
+  that is not public itself. (``listed_only=False`` serves every non-dot file that resolves inside the
+  tree: for trees without a catalogue, e.g. testing the path rules; a plain static host has no such
+  check either, so never upload a tree holding unreleased versions or keys to one.)
+- bounded under load and against slow clients: at most ``MAX_CONNECTIONS`` connections at a time (one
+  thread each; the next one gets an immediate 503 and is closed), a listen backlog of ``BACKLOG``, a
+  socket time-out of ``IDLE_TIMEOUT`` seconds between reads (idle keep-alive connections are closed),
+  and ``HEADER_DEADLINE`` seconds for a whole request head however slowly it trickles in; the standard
+  library caps a request or header line at 64 KiB and a request at 100 headers; a ``Range`` header
+  longer than ``MAX_RANGE_HEADER`` characters is ignored (the whole file is sent).
 
 The ETag is ``"<size>-<mtime_ns>-<inode>"`` in hex, not a content hash: hashing every file on every request
 would cost more than sending it. It is strong because release files are never modified in place: versions are
@@ -25,9 +33,11 @@ change of bytes always changes the tag.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import os
 import re
+import socket
 import threading
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -35,10 +45,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
 
-from opendata.catalog import read_catalog
+from opendata.catalog import FEED_FILE, JSONLD_FILE, read_catalog
+from opendata.changelog import CHANGELOG_FILE
 from opendata.errors import OpenDataError
-from opendata.package import SEMVER
-from opendata.signing import CATALOG_FILE
+from opendata.signing import CATALOG_FILE, SIGNATURE_SUFFIX
 
 CONTENT_TYPES = {
     ".json": "application/json",
@@ -53,7 +63,13 @@ CONTENT_TYPES = {
 CHUNK = 1 << 16
 # Encoded characters that would let a path mean something other than it appears to: /, \, ., NUL.
 ENCODED_HOSTILE = re.compile(r"%(2f|5c|2e|00)", re.IGNORECASE)
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")  # 18 digits: far beyond any file, never a huge int
+MAX_RANGE_HEADER = 64
+MAX_CONNECTIONS = 256
+BACKLOG = 1024
+IDLE_TIMEOUT = 10.0
+HEADER_DEADLINE = 20.0
+ROOT_FILES = frozenset({CATALOG_FILE, CATALOG_FILE + SIGNATURE_SUFFIX, JSONLD_FILE, FEED_FILE})
 
 
 def file_etag(st: os.stat_result) -> str:
@@ -66,9 +82,11 @@ def content_type(name: str) -> str:
 
 
 class ReleaseServer(ThreadingHTTPServer):
-    """Serves one release tree; holds the root, the logging choice and the cached catalogue listing."""
+    """Serves one release tree; holds the root, the logging choice, the cached catalogue listing and
+    the connection cap."""
 
     daemon_threads = True
+    request_queue_size = BACKLOG
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], root: Path, **options):
         self.root = root.resolve()
@@ -76,6 +94,7 @@ class ReleaseServer(ThreadingHTTPServer):
         self.listed_only: bool = options.get("listed_only", True)
         self._listing: tuple[tuple[int, int, int], frozenset[str]] | None = None
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(options.get("max_connections", MAX_CONNECTIONS))
         super().__init__(address, handler)
 
     @property
@@ -83,14 +102,29 @@ class ReleaseServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}/"
 
-    def listed(self, rel: str) -> bool:
-        """Whether ``rel`` may be served: anything outside a version directory, or a file catalog.json lists.
+    def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        """One thread per connection, up to the cap; beyond it a 503 at once, so no client hangs."""
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
 
-        Embargo is about versions, so only ``<name>/<version>/...`` is checked against the catalogue (re-read
-        whenever it changes); series files such as ``<name>/CHANGELOG.md`` and the root files are served as-is.
-        """
-        parts = rel.split("/")
-        if not self.listed_only or len(parts) < 3 or not SEMVER.match(parts[1]):
+    def process_request_thread(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def listed(self, rel: str) -> bool:
+        """Whether ``rel`` is public: a root catalogue file, a catalogued series' changelog, or a
+        file ``catalog.json`` lists (the listing is re-read whenever the catalogue changes)."""
+        if not self.listed_only or rel in ROOT_FILES:
             return True
         try:
             st = (self.root / CATALOG_FILE).stat()
@@ -100,11 +134,18 @@ class ReleaseServer(ThreadingHTTPServer):
         with self._lock:
             if self._listing is None or self._listing[0] != key:
                 try:
-                    paths = frozenset(f.path for f in read_catalog(self.root / CATALOG_FILE).files())
+                    catalog = read_catalog(self.root / CATALOG_FILE)
+                    paths = {f.path for f in catalog.files()} | {f"{n}/{CHANGELOG_FILE}" for n in catalog.packages()}
                 except OpenDataError:
-                    paths = frozenset()
-                self._listing = (key, paths)
+                    paths = set()
+                self._listing = (key, frozenset(paths))
             return rel in self._listing[1]
+
+
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 23\r\nRetry-After: 1\r\nConnection: close\r\n\r\ntoo many connections, retry\n"
+)
 
 
 class ReleaseHandler(BaseHTTPRequestHandler):
@@ -113,6 +154,29 @@ class ReleaseHandler(BaseHTTPRequestHandler):
     server: ReleaseServer
     server_version = "opendata"
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT  # socket time-out between reads: idle keep-alive connections end
+    header_deadline = HEADER_DEADLINE
+
+    def handle_one_request(self) -> None:
+        """Close the connection if a request head is not complete within ``header_deadline`` seconds,
+        however slowly it trickles in (the socket time-out alone restarts with every byte)."""
+        deadline = threading.Timer(self.header_deadline, self._cut)
+        deadline.daemon = True
+        deadline.start()
+        self._deadline = deadline
+        try:
+            super().handle_one_request()
+        finally:
+            deadline.cancel()
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self._deadline.cancel()  # the head is in: sending the body may take as long as it takes
+        return ok
+
+    def _cut(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def do_GET(self) -> None:
         self._serve(body=True)
@@ -155,8 +219,8 @@ class ReleaseHandler(BaseHTTPRequestHandler):
         if not resolved.is_relative_to(self.server.root) or not resolved.is_file():
             return None, None, HTTPStatus.NOT_FOUND
         rel = "/".join(parts)
-        if not self.server.listed(rel):
-            return None, None, HTTPStatus.NOT_FOUND
+        if not self.server.listed(rel) or not self.server.listed(resolved.relative_to(self.server.root).as_posix()):
+            return None, None, HTTPStatus.NOT_FOUND  # a link is followed only to a file that is public itself
         return resolved, rel, HTTPStatus.OK
 
     # --- responses -----------------------------------------------------------------------------
@@ -244,7 +308,7 @@ class ReleaseHandler(BaseHTTPRequestHandler):
     def _range(self, size: int, etag: str, modified: datetime) -> tuple[int, int] | str | None:
         """One byte range, or None to send the whole file (no/invalid/multiple ranges, or a stale If-Range)."""
         header = self.headers.get("Range")
-        if header is None:
+        if header is None or len(header) > MAX_RANGE_HEADER:
             return None
         if_range = self.headers.get("If-Range")
         if if_range is not None:
@@ -287,13 +351,16 @@ def make_server(
     quiet: bool = False,
     listed_only: bool = True,
     handler: type[ReleaseHandler] = ReleaseHandler,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> ReleaseServer:
     """A bound, not yet running server for ``root`` (port 0 picks a free port: see ``server.url``)."""
     root = Path(root)
     if not root.is_dir():
         raise OpenDataError(f"release tree {root} does not exist or is not a directory")
     try:
-        return ReleaseServer((host, port), handler, root, quiet=quiet, listed_only=listed_only)
+        return ReleaseServer(
+            (host, port), handler, root, quiet=quiet, listed_only=listed_only, max_connections=max_connections
+        )
     except OSError as exc:  # a busy port or an address this machine does not have
         raise OpenDataError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port") from None
 

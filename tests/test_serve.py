@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from opendata.catalog import write_catalog
-from opendata.serve import ReleaseServer, make_server
+from opendata.serve import ReleaseHandler, ReleaseServer, make_server
 
 SECRET = b"top secret, outside the tree\n"
 FILES = {
@@ -230,3 +230,121 @@ def test_a_busy_port_is_a_one_line_error(server: ReleaseServer, tree: Path) -> N
     )
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in run.stdout + run.stderr and "--port" in run.stdout + run.stderr
+
+
+# --- hostile clients and trees (issue 11, findings 6 and 7) -----------------------------------------
+
+
+class Impatient(ReleaseHandler):
+    """The production handler with short time-outs, so the tests take a second, not twenty."""
+
+    timeout = 0.5
+    header_deadline = 1.0
+
+
+@pytest.fixture
+def catalogued(tmp_path: Path):
+    """A signed two-version tree where 1.1.0 is withheld (embargo), with a key and links planted in it."""
+    from test_sync import T0, make_publisher
+
+    pub = make_publisher(tmp_path, 2)
+    write_catalog(pub.root, signer=pub.key, now=T0 + timedelta(days=1))
+    (pub.root / "publisher.key").write_bytes(b"PRIVATE KEY\n")
+    (pub.root / "notes.txt").write_bytes(b"stray\n")
+    hidden = pub.root / "tiny-mi" / "1.1.0" / "datapackage.json"
+    os.symlink(hidden, pub.root / "early.json")
+    os.symlink(hidden, pub.root / "tiny-mi" / "CHANGELOG.md")  # a catalogued name, pointing at embargo
+    with running(pub.root, handler=Impatient) as s:
+        yield s, pub
+
+
+def test_only_what_the_catalogue_makes_public_is_served(catalogued) -> None:
+    server, _pub = catalogued
+    assert request(server, "GET", "/catalog.json")[0] == 200
+    assert request(server, "GET", "/catalog.json.sig")[0] == 200
+    assert request(server, "GET", "/tiny-mi/1.0.0/datapackage.json")[0] == 200
+    for path in (
+        "/publisher.key",
+        "/notes.txt",
+        "/early.json",
+        "/tiny-mi/CHANGELOG.md",
+        "/tiny-mi/1.1.0/datapackage.json",
+    ):
+        status, _, body = request(server, "GET", path)
+        assert status == 404, path
+        assert b"PRIVATE" not in body and b'"version"' not in body
+
+
+def test_a_real_changelog_is_served(catalogued) -> None:
+    server, pub = catalogued
+    link = pub.root / "tiny-mi" / "CHANGELOG.md"
+    link.unlink()
+    link.write_text("# changes\n", encoding="utf-8")
+    assert request(server, "GET", "/tiny-mi/CHANGELOG.md")[0] == 200
+
+
+def test_a_huge_range_header_is_ignored_not_a_crash(catalogued) -> None:
+    server, _ = catalogued
+    path = "/tiny-mi/1.0.0/datapackage.json"
+    whole = request(server, "GET", path)[2]
+    for header in ("bytes=" + "9" * 5000 + "-", "bytes=0-" + "9" * 5000, "bytes=" + "1" * 40 + "-2"):
+        status, _, body = request(server, "GET", path, {"Range": header})
+        assert (status, body) == (200, whole)
+    assert request(server, "GET", path, {"Range": "bytes=0-3"})[2] == whole[:4]  # the server is still up
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+        return True  # the server closed it (after any answer)
+    except TimeoutError:
+        return False
+
+
+def test_idle_connections_are_closed(catalogued) -> None:
+    server, _ = catalogued
+    with socket.create_connection(server.server_address[:2]) as idle:
+        assert _closed_within(idle, 5.0)
+
+
+def test_a_trickled_request_head_is_cut_at_the_deadline(catalogued) -> None:
+    server, _ = catalogued
+    import time
+
+    with socket.create_connection(server.server_address[:2]) as slow:
+        slow.sendall(b"GET /catalog.json HTTP/1.1\r\n")
+        started = time.monotonic()
+        try:
+            for _ in range(30):  # one header byte every 0.2 s: each read beats the socket time-out
+                slow.sendall(b"X")
+                time.sleep(0.2)
+        except OSError:
+            pass
+        assert _closed_within(slow, 5.0)
+        assert time.monotonic() - started < 4.0
+
+
+def test_connections_beyond_the_cap_get_503_at_once(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "catalog.json").write_bytes(b"{}")
+    server = make_server(root, quiet=True, max_connections=2, handler=Impatient)
+    assert server.request_queue_size >= 128
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        held = [socket.create_connection(server.server_address[:2]) for _ in range(2)]
+        status, _, body = request(server, "GET", "/catalog.json")
+        assert status == 503 and b"too many connections" in body
+        for s in held:
+            s.close()
+        import time
+
+        time.sleep(0.3)
+        assert request(server, "GET", "/catalog.json")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
