@@ -798,8 +798,18 @@ def serve(root: Path, host: str, port: int, quiet: bool):
     help="The publisher's public key; the catalogue must be signed with it.",
 )
 @click.option("--dry-run", is_flag=True, help="Report what would be fetched; write nothing.")
+@click.option(
+    "--deadline", type=click.FloatRange(min=1), default=3600, show_default=True, help="Seconds for the whole sync."
+)
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(min=0),
+    default=64 << 30,
+    show_default=True,
+    help="Most bytes one sync downloads.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def sync(source: str, mirror: Path, trust: Path, dry_run: bool, as_json: bool):
+def sync(source: str, mirror: Path, trust: Path, dry_run: bool, deadline: float, max_bytes: int, as_json: bool):
     """Mirror a publisher's release tree: fetch only new versions, verify everything first.
 
     SOURCE is an http(s):// URL or a directory. A version appears in the mirror only once every
@@ -812,7 +822,15 @@ def sync(source: str, mirror: Path, trust: Path, dry_run: bool, as_json: bool):
     from opendata.sync import sync as run
 
     with user_errors():
-        summary = run(source, mirror, trust, dry_run=dry_run, progress=None if not as_json else False)
+        summary = run(
+            source,
+            mirror,
+            trust,
+            dry_run=dry_run,
+            progress=None if not as_json else False,
+            deadline=deadline,
+            max_bytes=max_bytes,
+        )
     if as_json:
         out.print_json(json.dumps(summary.to_dict(), default=str))
         return

@@ -32,8 +32,9 @@ import json
 import os
 import shutil
 import sys
+import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -65,7 +66,10 @@ SIG_FILE = CATALOG_FILE + SIGNATURE_SUFFIX
 STATE_FORMAT = "opendata-sync-state"
 MAX_CATALOG_BYTES = 64 << 20  # a catalogue bigger than this is hostile, not large
 MAX_SIG_BYTES = 4096
-TIMEOUT = 60
+TIMEOUT = 60  # seconds for any one read from the source
+DEADLINE = 3600.0  # seconds for a whole sync: a source that trickles bytes cannot hold a mirror forever
+MAX_BYTES = 64 << 30  # the most one sync downloads: a signed catalogue may still list absurd sizes
+FREE_MARGIN = 64 << 20  # left free on the mirror's disk after a sync
 CHUNK = 1 << 16
 
 
@@ -125,6 +129,7 @@ class _Reply:
 class _Source(Protocol):
     requests: int
     where: str
+    clock: _Deadline
 
     def get(self, rel: str, headers: Mapping[str, str]) -> _Reply: ...
 
@@ -132,10 +137,11 @@ class _Source(Protocol):
 class _HttpSource:
     """GETs through urllib (or the caller's opener, e.g. for proxies, auth or tests)."""
 
-    def __init__(self, base: str, opener: Any | None):
+    def __init__(self, base: str, opener: Any | None, clock: _Deadline):
         self.where = base if base.endswith("/") else base + "/"
         self.opener = opener or urllib.request.build_opener()
         self.requests = 0
+        self.clock = clock
 
     def get(self, rel: str, headers: Mapping[str, str]) -> _Reply:
         url = self.where + quote(rel)
@@ -144,7 +150,7 @@ class _HttpSource:
         )
         self.requests += 1
         try:
-            response = self.opener.open(request, timeout=TIMEOUT)
+            response = self.opener.open(request, timeout=min(TIMEOUT, self.clock.left(url)))
         except HTTPError as exc:
             exc.close()
             if exc.code in (304, 404, 410, 416):
@@ -158,12 +164,13 @@ class _HttpSource:
 class _DirectorySource:
     """A local tree read like the HTTP server would serve it: same validators, ranges, containment."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, clock: _Deadline):
         if not root.is_dir():
             raise SyncError(f"source {root} is not a directory (or an http(s):// URL)")
         self.root = root.resolve()
         self.where = str(root)
         self.requests = 0
+        self.clock = clock
 
     def get(self, rel: str, headers: Mapping[str, str]) -> _Reply:
         self.requests += 1
@@ -193,24 +200,55 @@ def _range_start(header: str | None) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def _open_source(source: str | Path, opener: Any | None) -> _Source:
+@dataclass
+class _Deadline:
+    """The end of a sync's time, checked before every request and after every read."""
+
+    seconds: float
+    ends: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.ends = time.monotonic() + self.seconds
+
+    def left(self, what: str) -> float:
+        left = self.ends - time.monotonic()
+        if left <= 0:
+            raise SyncInterrupted(
+                f"{what}: the sync's deadline of {self.seconds:g} s passed (a slow or stalling source); "
+                "finished files are kept and the next run continues"
+            )
+        return left
+
+
+def _open_source(source: str | Path, opener: Any | None, clock: _Deadline) -> _Source:
     text = str(source)
     if text.startswith(("http://", "https://")):
-        return _HttpSource(text, opener)
+        return _HttpSource(text, opener, clock)
     if "://" in text:
         raise SyncError(f"source {text!r}: only http://, https:// URLs and local directories are supported")
-    return _DirectorySource(Path(text))
+    return _DirectorySource(Path(text), clock)
 
 
-def _read_body(reply: _Reply, limit: int, what: str) -> bytes:
-    """The whole body, refusing more than ``limit`` bytes (a hostile server could send forever)."""
+def _chunks(reply: _Reply, limit: int, what: str, clock: _Deadline) -> Iterator[bytes]:
+    """The body as it arrives (``read1``: whatever one read brings, so a trickle meets the deadline
+    check), at most ``limit + 1`` bytes; a lost connection is an interruption, not tampering."""
     assert reply.body is not None
+    read = getattr(reply.body, "read1", reply.body.read)
+    got = 0
     try:
-        data = reply.body.read(limit + 1)
+        while got <= limit and (chunk := read(min(CHUNK, limit + 1 - got))):
+            got += len(chunk)
+            yield chunk
+            clock.left(what)
     except (OSError, http.client.HTTPException) as exc:
-        raise SyncInterrupted(f"{what}: connection lost: {exc}") from None
+        raise SyncInterrupted(f"{what}: connection lost after {got} bytes: {exc}") from None
     finally:
         reply.close()
+
+
+def _read_body(reply: _Reply, limit: int, what: str, clock: _Deadline) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes (a hostile server could send forever)."""
+    data = b"".join(_chunks(reply, limit, what, clock))
     if len(data) > limit:
         raise _Refused(f"{what} is larger than {limit} bytes; refusing it")
     return data
@@ -422,24 +460,20 @@ def _fetch_file(src: _Source, f: CatalogFile, local: Path, summary: SyncSummary,
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(chunk)
         size = start
-        assert reply.body is not None
-        try:
-            with local.open("ab" if start else "wb") as out:
-                while chunk := reply.body.read(min(CHUNK, f.bytes - size + 1)):
-                    size += len(chunk)
-                    if size > f.bytes:
-                        break
-                    digest.update(chunk)
-                    out.write(chunk)
-                    summary.bytes_downloaded += len(chunk)
-                    bar.advance(len(chunk))
-        except (OSError, http.client.HTTPException) as exc:
-            raise SyncInterrupted(f"{f.path}: connection lost after {size} of {f.bytes} bytes: {exc}") from None
-        finally:
-            reply.close()
+        with local.open("ab" if start else "wb") as out:
+            for chunk in _chunks(reply, f.bytes - start, f.path, src.clock):
+                size += len(chunk)
+                if size > f.bytes:
+                    break
+                digest.update(chunk)
+                out.write(chunk)
+                summary.bytes_downloaded += len(chunk)
+                bar.advance(len(chunk))
         if size == f.bytes and digest.hexdigest() == f.sha256:
             summary.files_downloaded += 1
             return
+        if size < f.bytes:  # the body ended early: a truncation, kept so that the next run continues it
+            raise SyncInterrupted(f"{f.path}: the source sent {size} of {f.bytes} bytes; the next run continues")
         local.unlink(missing_ok=True)
         if start == 0 or attempt:
             break  # a whole download that does not verify: the source is serving something else
@@ -502,21 +536,26 @@ def sync(
     dry_run: bool = False,
     progress: bool | None = None,
     opener: Any | None = None,
+    deadline: float = DEADLINE,
+    max_bytes: int = MAX_BYTES,
 ) -> SyncSummary:
     """Bring ``mirror`` up to date with ``source`` (an http(s) URL or a directory), verified with ``trust``.
 
     ``trust`` is the publisher's public key (a key file path or a key object). ``progress`` shows a rich bar on
     stderr (None: only when stderr is a terminal). ``opener`` replaces urllib's default opener for HTTP (anything
     with ``open(request, timeout=...)``, e.g. ``urllib.request.build_opener(ProxyHandler(...))``).
-    A mirror catalogue that no longer verifies with ``trust`` is ignored: the sync starts as if from scratch,
-    re-checking every held version on disk against the new catalogue.
+    ``deadline`` (seconds) bounds the whole run and ``max_bytes`` what it downloads; the mirror's disk
+    must keep ``FREE_MARGIN`` free after the download. A truncated body is kept in ``.partial`` and
+    continued by the next run. A mirror catalogue that no longer verifies with ``trust`` is ignored:
+    the sync starts as if from scratch, re-checking every held version on disk against the new catalogue.
     Raises SyncError (SyncInterrupted when a re-run can resume) and leaves the mirror's published contents
     unchanged on any refusal.
     """
     mirror = Path(mirror)
     public = _public_key(trust)
     source_text = str(source)
-    src = _open_source(source, opener)
+    clock = _Deadline(deadline)
+    src = _open_source(source, opener, clock)
     summary = SyncSummary(source_text, mirror, fingerprint(public), dry_run=dry_run)
     held = _held_catalog(mirror, public)
     validators = _read_state(mirror, source_text, public)
@@ -533,7 +572,7 @@ def sync(
         data, sig = held.data, held.sig
         summary.catalog_unchanged = True
     elif reply.status == 200:
-        data = _read_body(reply, MAX_CATALOG_BYTES, CATALOG_FILE)
+        data = _read_body(reply, MAX_CATALOG_BYTES, CATALOG_FILE, clock)
         validators = {"etag": reply.headers.get("ETag"), "lastModified": reply.headers.get("Last-Modified")}
         sig_reply = src.get(SIG_FILE, {})
         if sig_reply.status != 200:
@@ -542,7 +581,7 @@ def sync(
                 f"{src.where} serves an unsigned catalogue ({SIG_FILE}: HTTP {sig_reply.status}); "
                 "refusing it, the mirror was not changed"
             )
-        sig = _read_body(sig_reply, MAX_SIG_BYTES, SIG_FILE)
+        sig = _read_body(sig_reply, MAX_SIG_BYTES, SIG_FILE, clock)
         summary.catalog_unchanged = held is not None and (data, sig) == (held.data, held.sig)
     else:
         reply.close()
@@ -579,10 +618,21 @@ def sync(
         return summary
 
     # 3. Download what is missing into .partial, verify it, then rename each version into place.
+    total = sum(f.bytes for v in missing for f in v.files)
+    if total > max_bytes:
+        raise _Refused(
+            f"the signed catalogue lists {total:,} bytes to download, more than the limit of {max_bytes:,} "
+            "(--max-bytes); the mirror was not changed"
+        )
     mirror.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(mirror).free
+    if total + FREE_MARGIN > free:
+        raise SyncError(
+            f"{mirror} has {free:,} bytes free; this sync needs {total:,} (and {FREE_MARGIN:,} to spare); "
+            "the mirror was not changed"
+        )
     partial = _inside(mirror, mirror / PARTIAL_DIR)
     created: list[Path] = []
-    total = sum(f.bytes for v in missing for f in v.files)
     show = sys.stderr.isatty() if progress is None else progress
     try:
         with _Progress(show, total, "sync") as bar:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -141,7 +143,8 @@ class CountingHandler(ReleaseHandler):
 
 @contextmanager
 def running(root: Path, **options) -> Iterator[ReleaseServer]:
-    server = make_server(root, quiet=True, handler=CountingHandler, **options)
+    handler = options.pop("handler", CountingHandler)
+    server = make_server(root, quiet=True, handler=handler, **options)
     server.log = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -390,3 +393,90 @@ def test_unsigned_side_files_of_a_hostile_host_never_reach_the_mirror(pub: Publi
     for name, data in genuine.items():
         assert (mirror / name).read_bytes() == data
     assert verify_tree(mirror, pub.public).ok
+
+
+# --- bounded against hostile hosts (issue 11, findings 4 and 5) -------------------------------------
+
+
+class Trickle(CountingHandler):
+    """Sends the catalogue one byte every 0.2 s: each read beats any per-read time-out."""
+
+    def _serve(self, body: bool) -> None:
+        if not self.path.endswith("/catalog.json"):
+            return super()._serve(body)
+        data = (self.server.root / "catalog.json").read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            for byte in data:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            self.close_connection = True  # the client gave up, as it should
+
+
+def test_a_trickling_source_meets_the_deadline(pub: Publisher, tmp_path: Path):
+    mirror = tmp_path / "mirror"
+    with running(pub.root, handler=Trickle) as server:
+        started = time.monotonic()
+        with pytest.raises(SyncInterrupted, match=r"deadline of 1\.5 s passed"):
+            sync(server.url, mirror, pub.public, progress=False, deadline=1.5)
+        assert time.monotonic() - started < 5
+    assert not mirror.exists() or not any(mirror.iterdir())
+
+
+class Truncating(CountingHandler):
+    """Sends half of the first version file it is asked for whole, then closes (no Content-Length)."""
+
+    cut: ClassVar[list[str]] = []
+
+    def _serve(self, body: bool) -> None:
+        rel = self.path.lstrip("/")
+        if "/1.0.0/" not in rel or self.cut or self.headers.get("Range"):
+            return super()._serve(body)
+        self.cut.append(rel)
+        data = (self.server.root / rel).read_bytes()
+        self.send_response(200)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.close_connection = True
+
+
+def test_a_truncated_response_is_kept_and_continued(pub: Publisher, tmp_path: Path):
+    mirror = tmp_path / "mirror"
+    Truncating.cut = []
+    with running(pub.root, handler=Truncating) as server:
+        with pytest.raises(SyncInterrupted, match="the next run continues"):
+            sync(server.url, mirror, pub.public, progress=False)
+        rel = Truncating.cut[0]
+        kept = mirror / PARTIAL_DIR / rel
+        assert 0 < kept.stat().st_size < (pub.root / rel).stat().st_size  # kept, not discarded as tampering
+        server.log.clear()
+        sync(server.url, mirror, pub.public, progress=False)
+        assert any(p == "/" + rel and s == 206 for _, p, s, _ in server.log)  # continued with a Range
+    assert verify_tree(mirror, pub.public).ok
+
+
+def _huge(pub: Publisher) -> None:
+    """A catalogue the trusted key signs that lists a petabyte file."""
+    path = pub.root / "catalog.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    entry = doc["packages"][0]["versions"][-1]
+    entry["files"].append({"path": f"{entry['path']}/data/huge.parquet", "bytes": 10**15, "sha256": "0" * 64})
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    sign_file(path, pub.key)
+
+
+def test_a_signed_petabyte_is_refused_before_any_download(pub: Publisher, tmp_path: Path):
+    _huge(pub)
+    mirror = tmp_path / "mirror"
+    with running(pub.root) as server:
+        with pytest.raises(SyncError, match="more than the limit"):
+            sync(server.url, mirror, pub.public, progress=False)
+        with pytest.raises(SyncError, match="bytes free"):  # lifting the cap still meets the free-space check
+            sync(server.url, mirror, pub.public, progress=False, max_bytes=10**16)
+        assert [p for _, p, _, _ in server.log if p not in ROOT_FILES] == []
+    assert not (mirror / "catalog.json").exists() and not (mirror / PARTIAL_DIR).exists()
