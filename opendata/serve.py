@@ -38,11 +38,14 @@ import email.utils
 import os
 import re
 import socket
+import stat
 import threading
+import time
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import IO
 from urllib.parse import unquote
 
 from opendata.catalog import FEED_FILE, JSONLD_FILE, read_catalog
@@ -69,6 +72,8 @@ MAX_CONNECTIONS = 256
 BACKLOG = 1024
 IDLE_TIMEOUT = 10.0
 HEADER_DEADLINE = 20.0
+WATCH_INTERVAL = 0.25
+LISTING_TTL = 1.0  # seconds a listed path is trusted before catalog.json is looked at again
 ROOT_FILES = frozenset({CATALOG_FILE, CATALOG_FILE + SIGNATURE_SUFFIX, JSONLD_FILE, FEED_FILE})
 
 
@@ -93,9 +98,30 @@ class ReleaseServer(ThreadingHTTPServer):
         self.quiet: bool = options.get("quiet", False)
         self.listed_only: bool = options.get("listed_only", True)
         self._listing: tuple[tuple[int, int, int], frozenset[str]] | None = None
+        self._checked = 0.0  # when the catalogue was last looked at
+        self.proven: set[tuple[int, int]] = set()  # (device, inode) of files proven public (``ReleaseHandler._open``)
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(options.get("max_connections", MAX_CONNECTIONS))
+        self._heads: dict[ReleaseHandler, float] = {}  # request heads being read, by deadline
         super().__init__(address, handler)
+        threading.Thread(target=self._watchdog, daemon=True, name="request-head deadlines").start()
+
+    def watch(self, handler: ReleaseHandler, deadline: float | None) -> None:
+        with self._lock:
+            if deadline is None:
+                self._heads.pop(handler, None)
+            else:
+                self._heads[handler] = deadline
+
+    def _watchdog(self) -> None:
+        """One thread for every connection's head deadline (a timer per request would cost a thread each)."""
+        while self.socket.fileno() >= 0:
+            time.sleep(WATCH_INTERVAL)
+            now = time.monotonic()
+            with self._lock:
+                late = [h for h, deadline in self._heads.items() if deadline <= now]
+            for handler in late:
+                handler.cut()
 
     @property
     def url(self) -> str:
@@ -126,13 +152,18 @@ class ReleaseServer(ThreadingHTTPServer):
         file ``catalog.json`` lists (the listing is re-read whenever the catalogue changes)."""
         if not self.listed_only or rel in ROOT_FILES:
             return True
+        now = time.monotonic()
+        if self._listing is not None and now < self._checked + LISTING_TTL and rel in self._listing[1]:
+            return True  # a miss always looks at the catalogue again, so a new release is public at once
         try:
             st = (self.root / CATALOG_FILE).stat()
         except OSError:
             return False  # no catalogue: nothing is public yet
         key = (st.st_size, st.st_mtime_ns, st.st_ino)
         with self._lock:
+            self._checked = now
             if self._listing is None or self._listing[0] != key:
+                self.proven = set()  # what is public has changed: prove every file again
                 try:
                     catalog = read_catalog(self.root / CATALOG_FILE)
                     paths = {f.path for f in catalog.files()} | {f"{n}/{CHANGELOG_FILE}" for n in catalog.packages()}
@@ -160,21 +191,23 @@ class ReleaseHandler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         """Close the connection if a request head is not complete within ``header_deadline`` seconds,
         however slowly it trickles in (the socket time-out alone restarts with every byte)."""
-        deadline = threading.Timer(self.header_deadline, self._cut)
-        deadline.daemon = True
-        deadline.start()
-        self._deadline = deadline
+        self.server.watch(self, time.monotonic() + self.header_deadline)
         try:
             super().handle_one_request()
         finally:
-            deadline.cancel()
+            self.server.watch(self, None)
 
     def parse_request(self) -> bool:
         ok = super().parse_request()
-        self._deadline.cancel()  # the head is in: sending the body may take as long as it takes
+        self.server.watch(self, None)  # the head is in: sending the body may take as long as it takes
         return ok
 
-    def _cut(self) -> None:
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        if self.request_version == "HTTP/1.0" and not self.close_connection:  # HTTP/1.0 keep-alive must be said
+            self.send_header("Connection", "keep-alive")
+
+    def cut(self) -> None:
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
 
@@ -211,17 +244,39 @@ class ReleaseHandler(BaseHTTPRequestHandler):
             return None, None, HTTPStatus.FORBIDDEN
         if any(p == "" or p.startswith(".") for p in parts):
             return None, None, HTTPStatus.NOT_FOUND  # directories (trailing /) and dot-files are never served
-        candidate = self.server.root.joinpath(*parts)
-        try:
-            resolved = candidate.resolve(strict=True)
-        except (OSError, RuntimeError):
-            return None, None, HTTPStatus.NOT_FOUND
-        if not resolved.is_relative_to(self.server.root) or not resolved.is_file():
-            return None, None, HTTPStatus.NOT_FOUND
         rel = "/".join(parts)
-        if not self.server.listed(rel) or not self.server.listed(resolved.relative_to(self.server.root).as_posix()):
-            return None, None, HTTPStatus.NOT_FOUND  # a link is followed only to a file that is public itself
-        return resolved, rel, HTTPStatus.OK
+        if not self.server.listed(rel):
+            return None, None, HTTPStatus.NOT_FOUND
+        return self.server.root.joinpath(*parts), rel, HTTPStatus.OK
+
+    def _open(self, path: Path) -> IO[bytes] | None:
+        """Open ``path`` if it is, after every link, a public file inside the root.
+
+        The file is opened first, then identified by device and inode: an inode already proven to
+        sit at a public resolved path is served at once (the common case costs one open and one
+        fstat); otherwise the path is resolved, the resolved file must be public and inside the root,
+        and it must be the very inode opened (a link swapped in between is refused)."""
+        try:
+            handle = path.open("rb")
+        except OSError:
+            return None
+        st = os.fstat(handle.fileno())
+        identity = (st.st_dev, st.st_ino)
+        if identity in self.server.proven:
+            return handle
+        try:
+            resolved = path.resolve(strict=True)
+            same = os.stat(resolved)
+        except (OSError, RuntimeError):
+            handle.close()
+            return None
+        root = self.server.root
+        public = resolved.is_relative_to(root) and self.server.listed(resolved.relative_to(root).as_posix())
+        if not public or not stat.S_ISREG(st.st_mode) or (same.st_dev, same.st_ino) != identity:
+            handle.close()
+            return None  # a link is followed only to a file that is public itself
+        self.server.proven.add(identity)
+        return handle
 
     # --- responses -----------------------------------------------------------------------------
 
@@ -241,9 +296,8 @@ class ReleaseHandler(BaseHTTPRequestHandler):
         if path is None or rel is None:
             self._plain(status, f"{status.value} {status.phrase}\n", body=body)
             return
-        try:
-            handle = path.open("rb")
-        except OSError:
+        handle = self._open(path)
+        if handle is None:
             self._plain(HTTPStatus.NOT_FOUND, "404 Not Found\n", body=body)
             return
         with handle:
@@ -281,10 +335,14 @@ class ReleaseHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(length))
             for k, v in headers.items():
                 self.send_header(k, v)
+            handle.seek(start)
+            if body and length <= CHUNK:  # a small file leaves in the same packet as its headers
+                self._headers_buffer.append(b"\r\n" + handle.read(length))
+                self.flush_headers()
+                return
             self.end_headers()
             if not body:
                 return
-            handle.seek(start)
             remaining = length
             while remaining > 0:
                 chunk = handle.read(min(CHUNK, remaining))

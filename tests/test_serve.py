@@ -7,6 +7,7 @@ import http.client
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -311,7 +312,6 @@ def test_idle_connections_are_closed(catalogued) -> None:
 
 def test_a_trickled_request_head_is_cut_at_the_deadline(catalogued) -> None:
     server, _ = catalogued
-    import time
 
     with socket.create_connection(server.server_address[:2]) as slow:
         slow.sendall(b"GET /catalog.json HTTP/1.1\r\n")
