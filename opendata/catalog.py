@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from opendata.changelog import CHANGELOG_FILE
 from opendata.errors import ReleaseError
 from opendata.package import DESCRIPTOR_FILE, ID_NAMESPACE, PARQUET_MEDIATYPE, PackageInfo, rfc3339
 from opendata.signing import (
@@ -105,6 +106,7 @@ class Catalog:
     modified: str | None
     base_url: str | None
     versions: tuple[CatalogVersion, ...]  # by package name, then SemVer
+    changelogs: tuple[CatalogFile, ...] = ()  # each series' CHANGELOG.md, signed with the catalogue
 
     def packages(self) -> dict[str, tuple[CatalogVersion, ...]]:
         out: dict[str, list[CatalogVersion]] = {}
@@ -133,9 +135,14 @@ def read_catalog(source: str | bytes | Path, *, source_name: str | Path | None =
     try:
         if doc.get("format") != CATALOG_FORMAT or doc.get("formatVersion") != CATALOG_FORMAT_VERSION:
             raise ValueError(f"not an {CATALOG_FORMAT} version {CATALOG_FORMAT_VERSION} file")
-        versions = []
+        versions, changelogs = [], []
         for package in doc["packages"]:
             name = _safe_segment(package["name"])
+            if "changelog" in package:
+                changelog = _file_entry(package["changelog"], name)
+                if changelog.path != f"{name}/{CHANGELOG_FILE}":
+                    raise ValueError(f"{name}: the changelog entry must be {name}/{CHANGELOG_FILE}")
+                changelogs.append(changelog)
             for v in package["versions"]:
                 number = v["version"]
                 if not SEMVER.match(number):
@@ -150,7 +157,9 @@ def read_catalog(source: str | bytes | Path, *, source_name: str | Path | None =
                 if len({f.path for f in files}) != len(files):
                     raise ValueError(f"{name} {number}: a file is listed twice")
                 versions.append(CatalogVersion(name, number, str(v["id"]), str(v["created"]), path, descriptor, files))
-        return Catalog(str(doc.get("title", "")), doc.get("modified"), doc.get("baseUrl"), tuple(versions))
+        return Catalog(
+            str(doc.get("title", "")), doc.get("modified"), doc.get("baseUrl"), tuple(versions), tuple(changelogs)
+        )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ReleaseError(f"{where} lacks {exc} or has it in the wrong shape") from None
     except ValueError as exc:
@@ -331,7 +340,7 @@ def write_catalog(
 
     stamp = max((v.info.created for v in public), default=None) or rfc3339(now)
     written = []
-    index = _catalog_json(public, title, base, stamp)
+    index = _catalog_json(root, public, title, base, stamp)
     catalog_path = root / CATALOG_FILE
     if write_atomic(catalog_path, index):
         written.append(catalog_path)
@@ -377,7 +386,16 @@ def _dump(doc: Any) -> bytes:
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _catalog_json(versions: list[_Version], title: str, base: str | None, stamp: str) -> bytes:
+def _changelog(root: Path, name: str) -> dict[str, Any]:
+    """The series' CHANGELOG.md as a catalogue entry (signed with the catalogue), if it exists."""
+    path = root / name / CHANGELOG_FILE
+    if not path.is_file() or path.is_symlink():
+        return {}
+    size, sha = _digest(path)
+    return {"changelog": _file_dict(CatalogFile(f"{name}/{CHANGELOG_FILE}", size, sha))}
+
+
+def _catalog_json(root: Path, versions: list[_Version], title: str, base: str | None, stamp: str) -> bytes:
     packages: dict[str, list[_Version]] = {}
     for v in versions:
         packages.setdefault(v.info.name, []).append(v)
@@ -390,6 +408,7 @@ def _catalog_json(versions: list[_Version], title: str, base: str | None, stamp:
             "name": name,
             "title": vs[-1].info.descriptor.get("title", name),
             "latest": vs[-1].info.version,
+            **_changelog(root, name),
             "versions": [_version_entry(v) for v in vs],
         }
         for name, vs in packages.items()

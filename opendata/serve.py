@@ -11,8 +11,8 @@ this one exists for a quick, safe default. What it guarantees:
   anything that is not an origin-form path are refused (403); dot-files and dot-directories (``.tmp-*``,
   ``.staging``, a mirror's ``.partial`` and ``.sync-state.json``) are not found (404);
 - only what the catalogue makes public (``listed_only=True``, always so from the CLI): the catalogue files
-  at the root (``catalog.json``, its signature, the DCAT and Atom views), each catalogued series'
-  ``CHANGELOG.md``, and the files ``catalog.json`` lists, nothing else (a ``publisher.key`` left in the
+  at the root (``catalog.json``, its signature, the DCAT and Atom views), the files ``catalog.json``
+  lists (versions' files and each series' ``CHANGELOG.md``), nothing else (a ``publisher.key`` left in the
   tree, a version withheld from the catalogue because it is under embargo, a stray file). The check is
   made on the requested path and again on the resolved one, so a symbolic link never reaches a file
   that is not public itself. (``listed_only=False`` serves every non-dot file that resolves inside the
@@ -49,7 +49,6 @@ from typing import IO
 from urllib.parse import unquote
 
 from opendata.catalog import FEED_FILE, JSONLD_FILE, read_catalog
-from opendata.changelog import CHANGELOG_FILE
 from opendata.errors import OpenDataError
 from opendata.signing import CATALOG_FILE, SIGNATURE_SUFFIX
 
@@ -166,7 +165,7 @@ class ReleaseServer(ThreadingHTTPServer):
                 self.proven = set()  # what is public has changed: prove every file again
                 try:
                     catalog = read_catalog(self.root / CATALOG_FILE)
-                    paths = {f.path for f in catalog.files()} | {f"{n}/{CHANGELOG_FILE}" for n in catalog.packages()}
+                    paths = {f.path for f in (*catalog.files(), *catalog.changelogs)}
                 except OpenDataError:
                     paths = set()
                 self._listing = (key, frozenset(paths))

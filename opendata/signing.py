@@ -398,6 +398,11 @@ def verify_tree(root: str | Path, public_key: PublicKey | SigningKey | str | Pat
     except ReleaseError as exc:
         raise SignatureError(f"{CATALOG_FILE} is signed but unreadable: {exc}") from None
 
+    for f in catalog.changelogs:
+        report.files += 1
+        report.bytes += f.bytes
+        if problem := _check_listed(root, f.path, f.bytes, f.sha256):
+            report.problems.append(problem)
     for version in catalog.versions:
         report.versions.append(f"{version.name} {version.version}")
         listed = {f.path: f for f in version.files}

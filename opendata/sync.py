@@ -347,6 +347,12 @@ def _inside(mirror: Path, target: Path) -> Path:
     return target
 
 
+def _holds(mirror: Path, f: CatalogFile) -> bool:
+    """Whether the mirror already has exactly the catalogue's bytes for ``f``."""
+    path = mirror / f.path
+    return path.is_file() and path.stat().st_size == f.bytes and _sha256(path) == f.sha256
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -607,18 +613,19 @@ def sync(
         ]
     missing, summary.versions_held = _plan(mirror, catalog, held)
     summary.versions_added = [f"{v.name} {v.version}" for v in missing]
+    changelogs = [f for f in catalog.changelogs if not _holds(mirror, f)]
     if dry_run:
-        summary.files_downloaded = sum(len(v.files) for v in missing)
-        summary.bytes_downloaded = sum(f.bytes for v in missing for f in v.files)
+        summary.files_downloaded = sum(len(v.files) for v in missing) + len(changelogs)
+        summary.bytes_downloaded = sum(f.bytes for v in missing for f in v.files) + sum(f.bytes for f in changelogs)
         return summary
-    if summary.catalog_unchanged and not missing:
+    if summary.catalog_unchanged and not missing and not changelogs:
         if reply.status == 200:  # new validators for the same bytes (e.g. the file was re-copied)
             validators["sha256"] = hashlib.sha256(data).hexdigest()
             _write_state(mirror, source_text, public, validators)
         return summary
 
     # 3. Download what is missing into .partial, verify it, then rename each version into place.
-    total = sum(f.bytes for v in missing for f in v.files)
+    total = sum(f.bytes for v in missing for f in v.files) + sum(f.bytes for f in changelogs)
     if total > max_bytes:
         raise _Refused(
             f"the signed catalogue lists {total:,} bytes to download, more than the limit of {max_bytes:,} "
@@ -643,6 +650,12 @@ def sync(
                     staging.mkdir(parents=True)
                 bar.advance(0, f"{v.name} {v.version}")
                 _download_version(src, v, staging, public, summary, bar)
+            for f in changelogs:  # a series' changelog grows with each release: fetched whole, verified
+                local = _inside(mirror, partial / f.path)
+                if not local.parent.exists():
+                    created.append(local.parent)
+                    local.parent.mkdir(parents=True)
+                _fetch_file(src, f, local, summary, bar)
     except _Refused:
         _discard(created, partial)
         summary.requests = src.requests
@@ -653,6 +666,8 @@ def sync(
         target = mirror / v.path
         target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(partial / v.path, target)
+    for f in changelogs:
+        os.replace(partial / f.path, mirror / f.path)
     _prune(partial)
 
     # 4. The catalogue last, so it never lists a version the mirror does not hold in full. Its DCAT

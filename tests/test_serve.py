@@ -210,7 +210,10 @@ def test_listed_only_hides_versions_under_embargo(tmp_path: Path) -> None:
         assert request(s, "GET", "/catalog.json")[0] == 200
         assert request(s, "GET", embargoed)[0] == 404
         (pub.root / "tiny-mi" / "CHANGELOG.md").write_text("# changes\n", encoding="utf-8")
-        assert request(s, "GET", "/tiny-mi/CHANGELOG.md")[0] == 200  # series files are not versions
+        assert request(s, "GET", "/tiny-mi/CHANGELOG.md")[0] == 404  # not catalogued (and signed) yet
+        write_catalog(pub.root, signer=pub.key, now=T0 + timedelta(days=1))
+        assert request(s, "GET", "/tiny-mi/CHANGELOG.md")[0] == 200
+        assert request(s, "GET", embargoed)[0] == 404
         write_catalog(pub.root, signer=pub.key, now=NOW)  # released: the listing follows the catalogue
         assert request(s, "GET", embargoed)[0] == 200
     with running(pub.root, listed_only=False) as s:
@@ -277,10 +280,13 @@ def test_only_what_the_catalogue_makes_public_is_served(catalogued) -> None:
 
 
 def test_a_real_changelog_is_served(catalogued) -> None:
+    from test_sync import T0
+
     server, pub = catalogued
     link = pub.root / "tiny-mi" / "CHANGELOG.md"
     link.unlink()
     link.write_text("# changes\n", encoding="utf-8")
+    write_catalog(pub.root, signer=pub.key, now=T0 + timedelta(days=1))  # catalogued with its hash
     assert request(server, "GET", "/tiny-mi/CHANGELOG.md")[0] == 200
 
 

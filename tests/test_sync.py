@@ -23,6 +23,7 @@ from opendata.package import write_package
 from opendata.protection import ProtectedTable
 from opendata.serve import ReleaseHandler, ReleaseServer, make_server
 from opendata.signing import (
+    SignatureError,
     SigningKey,
     generate_keys,
     load_private_key,
@@ -480,3 +481,36 @@ def test_a_signed_petabyte_is_refused_before_any_download(pub: Publisher, tmp_pa
             sync(server.url, mirror, pub.public, progress=False, max_bytes=10**16)
         assert [p for _, p, _, _ in server.log if p not in ROOT_FILES] == []
     assert not (mirror / "catalog.json").exists() and not (mirror / PARTIAL_DIR).exists()
+
+
+def _changelog(pub: Publisher, version: str) -> Path:
+    """Append the series' changelog entry for ``version`` and re-sign the catalogue, as publish does."""
+    path = pub.root / "tiny-mi" / "CHANGELOG.md"
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Changelog\n"
+    path.write_text(old + f"\n## [{version}]\n\nNew figures.\n", encoding="utf-8")
+    write_catalog(pub.root, signer=pub.key, now=NOW)
+    return path
+
+
+def test_the_changelog_is_catalogued_signed_and_synced(pub: Publisher, tmp_path: Path):
+    """Finding 8 of the trusted-distribution issue: sync did not copy CHANGELOG.md."""
+    changelog = _changelog(pub, "1.2.0")
+    entry = json.loads((pub.root / "catalog.json").read_text(encoding="utf-8"))["packages"][0]["changelog"]
+    assert entry["path"] == "tiny-mi/CHANGELOG.md" and entry["bytes"] == changelog.stat().st_size
+    mirror = tmp_path / "mirror"
+    with running(pub.root) as server:
+        sync(server.url, mirror, pub.public, progress=False)
+        assert (mirror / "tiny-mi" / "CHANGELOG.md").read_bytes() == changelog.read_bytes()
+        _changelog(pub, pub.release(3))  # the next release adds an entry: the mirror follows
+        sync(server.url, mirror, pub.public, progress=False)
+        assert (mirror / "tiny-mi" / "CHANGELOG.md").read_bytes() == changelog.read_bytes()
+        assert verify_tree(mirror, pub.public).ok
+
+        before = snapshot(mirror)
+        _changelog(pub, pub.release(4))
+        changelog.write_text(changelog.read_text(encoding="utf-8").replace("New figures", "Fake figures"))
+        with pytest.raises(SyncError, match=r"tiny-mi/CHANGELOG\.md: the source served bytes that do not match"):
+            sync(server.url, mirror, pub.public, progress=False)
+        assert snapshot(mirror) == before
+    with pytest.raises(SignatureError, match=r"CHANGELOG\.md"):
+        verify_tree(pub.root, pub.public)
