@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LoadError", "UnverifiedData", "duckdb_connect", "load", "load_package"]
+__all__ = [
+    "LoadError",
+    "UnverifiedData",
+    "duckdb_connect",
+    "list_packages",
+    "list_tables",
+    "list_versions",
+    "load",
+    "load_package",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -563,6 +563,42 @@ def keys_generate(private: Path, public: Path):
     out.print(f"fingerprint {made.fingerprint}")
 
 
+@main.command("list")
+@click.argument("source", default="releases")
+@click.argument("name", required=False)
+@click.argument("version", required=False)
+@click.option(
+    "--trust",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Publisher public key: the catalogue and descriptor must verify with it (default: $OPENDATA_TRUST).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def list_(source: str, name: str | None, version: str | None, trust: Path | None, as_json: bool):
+    """List the packages of a release tree, the versions of one package, or the tables of one version.
+
+    SOURCE is a local tree or the http(s) URL of its root.
+
+    \b
+    Example:
+      opendata list releases/
+      opendata list http://host:8000/ work-programme-subcontractor-mi
+      opendata list releases/ work-programme-subcontractor-mi 1.0.0
+    """
+    from opendata.load import list_packages, list_tables, list_versions
+
+    with user_errors():
+        if name is None:
+            rows = list_packages(source, trust=trust)
+        elif version is None:
+            rows = list_versions(name, source, trust=trust)
+        else:
+            rows = list_tables(name, version, source, trust=trust)
+    if as_json:
+        out.print_json(rows.to_json(orient="records"))
+    else:
+        out.print(rows.to_string(index=False), markup=False, highlight=False)
+
+
 @main.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--key", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Publisher public key.")

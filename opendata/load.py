@@ -172,6 +172,103 @@ def duckdb_connect(
     return con
 
 
+def list_packages(
+    source: str | os.PathLike[str] = "releases", *, trust: str | os.PathLike[str] | None = None
+) -> pd.DataFrame:
+    """The packages a release tree publishes (a local tree or the ``http(s)://`` URL of its root), one
+    row each: ``name``, ``title``, ``latest``, ``versions``. Read from ``catalog.json``, whose signature
+    must verify with ``trust`` (or ``$OPENDATA_TRUST``) when a key is given."""
+    rows = [
+        {"name": p["name"], "title": p.get("title", ""), "latest": p.get("latest"), "versions": len(p["versions"])}
+        for p in _catalog(source, trust)
+    ]
+    return pd.DataFrame(rows, columns=["name", "title", "latest", "versions"])
+
+
+def list_versions(
+    name: str, source: str | os.PathLike[str] = "releases", *, trust: str | os.PathLike[str] | None = None
+) -> pd.DataFrame:
+    """The published versions of package ``name``, oldest first: ``version``, ``created`` (the release
+    time), ``published`` and whether it was an ``orderly`` (pre-announced) release."""
+    packages = {p["name"]: p for p in _catalog(source, trust)}
+    if name not in packages:
+        raise LoadError(f"no package {name!r} in {os.fspath(source)}; packages there: {', '.join(sorted(packages))}")
+    rows = [
+        {
+            "version": v["version"],
+            "created": v.get("created"),
+            "published": v.get("published"),
+            "orderly": v.get("orderly"),
+        }
+        for v in packages[name]["versions"]
+    ]
+    return pd.DataFrame(rows, columns=["version", "created", "published", "orderly"])
+
+
+def list_tables(
+    name: str,
+    version: str = "latest",
+    source: str | os.PathLike[str] = "releases",
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    trust: str | os.PathLike[str] | None = None,
+) -> pd.DataFrame:
+    """The tables of one version: ``table``, ``title``, ``dimensions`` and ``measures`` (comma-separated),
+    read from its (verified) descriptor: what to pass to ``load``."""
+    text = os.fspath(source)
+    if re.match(r"^https?://", text, re.IGNORECASE):
+        found = _locate(f"{text.rstrip('/')}/{name}", version, Path("."), cache_dir, trust)
+    else:
+        found = _locate(name, version, Path(text), cache_dir, trust)
+    rows = []
+    for r in _tables(found.descriptor):
+        keys = r.get("schema", {}).get("primaryKey", [])
+        keys = [keys] if isinstance(keys, str) else list(keys)
+        measures = [f["name"] for f in _fields(r) if f.get("name") not in keys and not f["name"].endswith("_status")]
+        rows.append(
+            {
+                "table": r["name"],
+                "title": r.get("title", ""),
+                "dimensions": ", ".join(keys),
+                "measures": ", ".join(measures),
+            }
+        )
+    return pd.DataFrame(rows, columns=["table", "title", "dimensions", "measures"])
+
+
+def _catalog(source: str | os.PathLike[str], trust: str | os.PathLike[str] | None) -> list[dict[str, Any]]:
+    """The ``packages`` of a tree's catalogue, its signature checked when a key is given."""
+    text = os.fspath(source)
+    key = _trusted_key(trust)
+    remote = re.match(r"^https?://", text, re.IGNORECASE)
+    where = f"{text.rstrip('/')}/{CATALOG_FILE}" if remote else str(Path(text) / CATALOG_FILE)
+    try:
+        raw = _get(where, MAX_DESCRIPTOR) if remote else Path(where).read_bytes()
+    except OSError:
+        raise LoadError(f"{where} cannot be read: is {text} a published release tree (opendata publish)?") from None
+    if len(raw) > MAX_DESCRIPTOR:
+        raise IntegrityError(f"{where}: larger than {MAX_DESCRIPTOR:,} bytes; refused")
+    if key is not None:
+        from opendata.signing import SignatureError, verify_signature
+
+        try:
+            sig = _get(where + SIGNATURE_SUFFIX, 4096) if remote else Path(where + SIGNATURE_SUFFIX).read_bytes()
+            verify_signature(raw, sig, key, name=where, signature_name=CATALOG_FILE + SIGNATURE_SUFFIX)
+        except (OSError, LoadError) as exc:
+            raise IntegrityError(f"{where}: its signature cannot be read ({exc}); refusing it") from None
+        except SignatureError as exc:
+            raise IntegrityError(str(exc)) from None
+    elif remote:
+        warnings.warn(f"{where}: listed without a trusted key (pass trust= or set {TRUST_ENV})", UnverifiedData, 2)
+    try:
+        packages = json.loads(raw)["packages"]
+        if not isinstance(packages, list) or not all(isinstance(p, dict) and "name" in p for p in packages):
+            raise TypeError("packages is not a list of packages")
+        return packages
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LoadError(f"{where} is not an opendata catalogue: {exc}") from None
+
+
 # --- finding a version -----------------------------------------------------------------------
 
 

@@ -508,3 +508,55 @@ def test_downloads_are_capped_at_the_declared_size(tree: Path, tmp_path: Path) -
     descriptor = json.loads((root / NAME / "1.1.0" / "datapackage.json").read_text())
     sha = next(r["hash"] for r in descriptor["resources"] if r["path"] == "data/totals.parquet").split(":")[1]
     assert not list((tmp_path / "cache").rglob(f"*{sha}*"))  # nothing of it is kept
+
+
+def test_listing_packages_versions_and_tables(tree: Path, tmp_path: Path) -> None:
+    """Finding 8: there was no way to list packages, versions or tables except from error messages."""
+    from opendata.signing import generate_keys, load_private_key
+
+    root = _copy(tree, tmp_path)
+    generate_keys(tmp_path / "publisher.key", tmp_path / "publisher.pub")
+    generate_keys(tmp_path / "other.key", tmp_path / "other.pub")
+    write_catalog(root, now=datetime(2030, 1, 1, tzinfo=UTC), signer=load_private_key(tmp_path / "publisher.key"))
+    trusted = tmp_path / "publisher.pub"
+    packages = opendata.list_packages(root, trust=trusted)
+    assert packages.to_dict("records") == [
+        {"name": NAME, "title": packages["title"][0], "latest": "1.1.0", "versions": 2}
+    ]
+    assert list(opendata.list_versions(NAME, root)["version"]) == ["1.0.0", "1.1.0"]
+    tables = opendata.list_tables(NAME, "1.0.0", root, trust=trusted)
+    assert set(tables["table"]) == {"by-month", "totals"}
+    by_month = tables.set_index("table").loc["by-month"]
+    assert (by_month["dimensions"], by_month["measures"]) == ("month, provider", "referrals, job_starts")
+    assert len(opendata.load(root / NAME / "1.0.0", "by-month")) > 0  # the names listed are the names to load
+    with pytest.raises(IntegrityError, match="does not verify"):
+        opendata.list_packages(root, trust=tmp_path / "other.pub")
+    with pytest.raises(LoadError, match="no package 'nope'.*packages there: " + NAME):
+        opendata.list_versions("nope", root)
+    with pytest.raises(LoadError, match="published release tree"):
+        opendata.list_packages(tmp_path)
+
+    with _Server(root.parent) as server:  # the same over HTTP, from the tree's root URL
+        url = f"{server.url}/tree/"
+        assert list(opendata.list_packages(url, trust=trusted)["name"]) == [NAME]
+        assert set(opendata.list_tables(NAME, "latest", url, trust=trusted, cache_dir=tmp_path / "c")["table"]) == {
+            "by-month",
+            "totals",
+        }
+        with pytest.warns(opendata.UnverifiedData):
+            opendata.list_packages(url)
+        run = subprocess.run(
+            [sys.executable, "-m", "opendata", "list", url, NAME, "--trust", str(trusted), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        assert [v["version"] for v in json.loads(run.stdout)] == ["1.0.0", "1.1.0"]
+        bad = subprocess.run(
+            [sys.executable, "-m", "opendata", "list", url, "--trust", str(tmp_path / "other.pub")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert bad.returncode == 1 and "Traceback" not in bad.stderr and "does not verify" in bad.stderr
