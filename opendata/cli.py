@@ -42,6 +42,18 @@ staging_option = click.option(
 )
 
 
+def renamed(old: str, new: str, what: str):
+    """A hidden option for a spelling that changed: refused with the new one named (one name per
+    thing across commands: ``--out`` the public tree, ``--key`` the private key, ``--trust`` the public key)."""
+
+    def refuse(ctx: click.Context, param: click.Parameter, value: object) -> None:
+        if value is not None:
+            raise click.UsageError(f"{old} is now {new} ({what})", ctx)
+
+    name = "renamed_" + old.strip("-").replace("-", "_")  # its own name: never the new option's value
+    return click.option(old, name, hidden=True, expose_value=False, callback=refuse, is_eager=True)
+
+
 def staged_version(command):
     """NAME VERSION of a staged release, and where the trees are (``access``, ``unstage``, ``reschedule``)."""
     for decorator in reversed(
@@ -501,13 +513,8 @@ def calendar_check(path: Path):
 @main.command("diff")
 @click.argument("old")
 @click.argument("new")
-@click.option(
-    "--root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("releases"),
-    show_default=True,
-    help="Release tree that NAME@VERSION refers to.",
-)
+@public_option("root")
+@renamed("--root", "--out", "the public release tree, as in every command")
 @click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON.")
 @click.option("--limit", type=int, default=10, show_default=True, help="Changes listed per kind.")
 def diff_command(old: str, new: str, root: Path, as_json: bool, limit: int):
@@ -601,14 +608,17 @@ def list_(source: str, name: str | None, version: str | None, trust: Path | None
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--key", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Publisher public key.")
+@click.option(
+    "--trust", "key", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Publisher public key."
+)
+@renamed("--key", "--trust", "the publisher's public key; --key is the private key, in publish")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(path: Path, key: Path, as_json: bool):
     """Check signatures and file hashes of a package version or a whole release tree.
 
     \b
     Example:
-      opendata verify releases/ --key publisher.pub
+      opendata verify releases/ --trust publisher.pub
     """
     from opendata.signing import verify_package, verify_tree
 

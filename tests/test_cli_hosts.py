@@ -47,8 +47,8 @@ def test_sign_publish_verify_sync_and_diff(tmp_path):
         )
     )
     ok(opendata("publish", "--out", public, "--key", tmp_path / "k.key"))
-    ok(opendata("verify", public, "--key", tmp_path / "k.pub"))
-    ok(opendata("verify", public / NAME / "1.0.0", "--key", tmp_path / "k.pub"))
+    ok(opendata("verify", public, "--trust", tmp_path / "k.pub"))
+    ok(opendata("verify", public / NAME / "1.0.0", "--trust", tmp_path / "k.pub"))
 
     # a correction: 300 referrals of August 2011 were really made in July → a PATCH, staged for the future
     lines = mi.read_text().splitlines()
@@ -81,7 +81,7 @@ def test_sign_publish_verify_sync_and_diff(tmp_path):
     assert json.loads(run.stdout)["versions_added"] == [f"{NAME} 1.0.0"]
     assert (mirror / NAME / "1.0.0" / "datapackage.json").is_file()
     assert not (mirror / NAME / "1.0.1").exists(), "a staged release reached a mirror"
-    ok(opendata("verify", mirror, "--key", tmp_path / "k.pub"))
+    ok(opendata("verify", mirror, "--trust", tmp_path / "k.pub"))
 
     other = tmp_path / "other"
     ok(opendata("keys", "generate", "--private", other / "o.key", "--public", other / "o.pub"))
@@ -90,7 +90,7 @@ def test_sign_publish_verify_sync_and_diff(tmp_path):
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert before == sorted(p for p in mirror.rglob("*"))
 
-    run = ok(opendata("diff", f"{NAME}@1.0.0", public / NAME / "1.0.0", "--root", public, "--json"))
+    run = ok(opendata("diff", f"{NAME}@1.0.0", public / NAME / "1.0.0", "--out", public, "--json"))
     assert json.loads(run.stdout)["bump"] is None
 
 
@@ -143,3 +143,14 @@ def test_protect_table_given_as_base_cells(tmp_path):
     assert sum(line.split(",")[-1] == "primary" for line in protected[1:]) == 2  # the 3 and the 7
     bad = opendata("protect", "cells.csv", "--dim", "nope", "--value", "job_starts", "--out", "x.csv", cwd=tmp_path)
     assert bad.returncode == 1 and "nope" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_one_name_per_thing_old_spellings_say_the_new_one(tmp_path: Path) -> None:
+    """Finding 8: --key meant the public key in verify and the private key in publish; the tree was
+    --out or --root. Now --out is the tree, --key the private key and --trust the public key everywhere."""
+    for args, new in (
+        (("verify", tmp_path, "--key", tmp_path / "k.pub"), "--key is now --trust"),
+        (("diff", "a@1.0.0", "a@1.0.1", "--root", tmp_path), "--root is now --out"),
+    ):
+        run = opendata(*args)
+        assert run.returncode == 2 and new in run.stderr and "Traceback" not in run.stderr

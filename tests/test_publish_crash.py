@@ -119,7 +119,7 @@ def killed(work: Path, point: str, *args) -> None:
 def assert_whole(work: Path) -> None:
     """What must hold after any crash and one re-run."""
     public, staging = work / "releases", work / "staging"
-    cli("verify", public, "--key", work / "publisher.pub")
+    cli("verify", public, "--trust", work / "publisher.pub")
     log = (public / NAME / "CHANGELOG.md").read_text()
     assert log.count(f"## [{SECOND_VERSION}]") == 1 and log.count("## [1.0.0]") == 1
     assert log.index(f"## [{SECOND_VERSION}]") < log.index("## [1.0.0]")  # newest first

@@ -287,11 +287,11 @@ def test_a_correction_is_reported_as_corrections_with_its_reason_and_a_rerun_cha
     revised = json.loads((out / NAME / "1.0.1" / "datapackage.json").read_text())["opendata:revisions"]["count"]
     assert revised > 0
 
-    as_json = opendata("diff", f"{NAME}@1.0.0", f"{NAME}@1.0.1", "--root", out, "--json")
+    as_json = opendata("diff", f"{NAME}@1.0.0", f"{NAME}@1.0.1", "--out", out, "--json")
     summary = json.loads(as_json.stdout)["summary"]
     assert summary["corrections"] == summary["values_changed"] == revised
     assert summary["metadata_changes"] == 0  # the revisions list is not a metadata change
-    text = opendata("diff", f"{NAME}@1.0.0", f"{NAME}@1.0.1", "--root", out).stdout
+    text = opendata("diff", f"{NAME}@1.0.0", f"{NAME}@1.0.1", "--out", out).stdout
     assert re.search(r": \w+ \d+ -> \d+ \[r\]", text), text
     flags = {
         (c["old_status"], c["new_status"])
