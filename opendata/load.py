@@ -28,7 +28,7 @@ import sys
 import types
 import urllib.parse
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -89,6 +89,11 @@ class LoadedPackage:
     hierarchies: dict[str, pd.DataFrame]  # dimension -> code, label, parent (<NA> for the total), level
     source: str = field(default="", repr=False)
 
+    def __repr__(self) -> str:
+        """A summary, not the descriptor and every frame (once 131,694 characters)."""
+        tables = ", ".join(f"{name} ({len(frame):,} rows)" for name, frame in self.tables.items())
+        return f"<LoadedPackage {self.name} {self.version}: {tables}; hierarchies: {', '.join(self.hierarchies)}>"
+
 
 # --- public API ------------------------------------------------------------------------------
 
@@ -101,8 +106,17 @@ def load(
     root: str | os.PathLike[str] = "releases",
     cache_dir: str | os.PathLike[str] | None = None,
     trust: str | os.PathLike[str] | None = None,
+    columns: Sequence[str] | None = None,
+    filters: Mapping[str, Any] | None = None,
+    totals: bool = True,
 ) -> pd.DataFrame:
     """One published table as a DataFrame; ``table`` may be omitted when the package has only one.
+
+    ``columns`` picks measures (the dimensions and each measure's status always come along);
+    ``filters`` keeps rows whose column equals a value or is in a list of values, e.g.
+    ``{"provider": ["CPA01", "CPA02"]}``; ``totals=False`` keeps only the most detailed rows (every
+    dimension at a leaf of its hierarchy), so that a sum over any column never counts a person twice.
+    Both are pushed down to the Parquet reader.
 
     ``source`` is a package name in the local tree ``root`` (optionally ``NAME@VERSION``), a version
     directory, its ``datapackage.json``, a series directory, or an ``http(s)://`` URL of a series in a
@@ -115,9 +129,22 @@ def load(
     """
     found = _locate(source, version, Path(root), cache_dir, trust)
     resource = _table_resource(found, table)
-    frame = _read_table(found, resource)
+    wanted = dict(filters or {})
+    if not totals:
+        for dim, levels in _hierarchy_resources(found.descriptor).items():
+            if dim in {f["name"] for f in _fields(resource)}:
+                codes = _read_hierarchy(found, levels)
+                leaves = set(codes["code"]) - set(codes["parent"].dropna())
+                chosen = wanted.get(dim)
+                picked = leaves if chosen is None else leaves & set(_as_list(chosen))
+                wanted[dim] = sorted(picked)
+    frame = _read_table(found, resource, columns, wanted)
     frame.attrs = _attrs(found, resource)
     return frame
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
 
 
 def load_package(
@@ -632,39 +659,72 @@ def _fields(resource: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [f for f in (resource.get("schema") or {}).get("fields") or [] if isinstance(f, dict) and "name" in f]
 
 
-def _read_table(found: _Found, resource: Mapping[str, Any]) -> pd.DataFrame:
-    """Typed frame in schema order: categorical dimensions, Int64 measures, a categorical status per measure."""
+def _read_table(
+    found: _Found,
+    resource: Mapping[str, Any],
+    columns: Sequence[str] | None = None,
+    filters: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Typed frame in schema order: categorical dimensions, Int64 measures, a categorical status per measure
+    (``columns`` and ``filters``: see ``load``)."""
     fields = _fields(resource)
+    where = f"{found.descriptor['name']} {found.descriptor['version']} table {resource['name']}"
+    known = {f["name"] for f in fields}
+    for name in [*(columns or []), *(filters or {})]:
+        if name not in known:
+            raise LoadError(f"{where} has no column {name!r}; its columns: {', '.join(f['name'] for f in fields)}")
     measures = [f for f in fields if f.get("type") in ("integer", "number")]
+    if columns is not None:
+        fields = [f for f in fields if f["name"] in columns or f not in measures]
+        measures = [f for f in measures if f["name"] in columns]
     measure_names = {f["name"] for f in measures}
+    expression = None
+    for name, value in (filters or {}).items():
+        term = pc.field(name).isin(_as_list(value))
+        expression = term if expression is None else expression & term
     twin = _parquet_twin(found.descriptor, resource)
     if twin is not None:
         # Codes and statuses straight into dictionary arrays: no million-string columns in between.
         coded = [f["name"] for f in fields if f["name"] not in measure_names]
         coded += [m + STATUS_SUFFIX for m in measure_names]
-        table = pq.read_table(found.file(twin), read_dictionary=coded)
+        path = found.file(twin)
+        present = set(pq.read_schema(path).names)
+        wanted = [f["name"] for f in fields] + [c for c in coded if c in present and c.endswith(STATUS_SUFFIX)]
+        table = pq.read_table(path, columns=wanted, read_dictionary=coded, filters=expression)
         statuses = {
             m: table.column(m + STATUS_SUFFIX) for m in measure_names if m + STATUS_SUFFIX in table.column_names
         }
         status_fields = {f["name"]: f for f in _fields(twin)}
     else:
-        table, statuses = _read_csv(found.file(resource), fields, measure_names)
+        table, statuses = _read_csv(found.file(resource), _fields(resource), measure_names)
+        if expression is not None:
+            keep = pc.fill_null(_mask(table, filters or {}), False)
+            table = table.filter(keep)
+            statuses = {m: pc.filter(c, keep) for m, c in statuses.items()}
         status_fields = {}
-    where = f"{found.descriptor['name']} {found.descriptor['version']} table {resource['name']}"
-    columns: dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for f in fields:
         name = f["name"]
         if name not in table.column_names:
             raise LoadError(f"{where}: column {name} is in the schema but not in the data")
         if name in measure_names:
-            columns[name] = _measure(table.column(name), f)
+            out[name] = _measure(table.column(name), f)
             status = statuses.get(name)
             if status is not None:
                 declared = ((status_fields.get(name + STATUS_SUFFIX) or {}).get("constraints") or {}).get("enum")
-                columns[name + STATUS_SUFFIX] = _status(status, declared or _declared_markers(resource))
+                out[name + STATUS_SUFFIX] = _status(status, declared or _declared_markers(resource))
         else:
-            columns[name] = _dimension(table.column(name), _category_order(f), f"{where}, {name}")
-    return pd.DataFrame(columns, copy=False)
+            out[name] = _dimension(table.column(name), _category_order(f), f"{where}, {name}")
+    return pd.DataFrame(out, copy=False)
+
+
+def _mask(table: pa.Table, filters: Mapping[str, Any]) -> pa.ChunkedArray:
+    """Rows of an open CSV read that every filter keeps (the Parquet reader applies the same filters)."""
+    mask = None
+    for name, value in filters.items():
+        term = pc.is_in(table.column(name), value_set=pa.array([str(v) for v in _as_list(value)], pa.string()))
+        mask = term if mask is None else pc.and_(mask, term)
+    return mask
 
 
 def _read_csv(

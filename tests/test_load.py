@@ -560,3 +560,35 @@ def test_listing_packages_versions_and_tables(tree: Path, tmp_path: Path) -> Non
             timeout=120,
         )
         assert bad.returncode == 1 and "Traceback" not in bad.stderr and "does not verify" in bad.stderr
+
+
+@pytest.mark.parametrize("form", ["parquet", "csv"])
+def test_columns_filters_and_no_totals(tree: Path, tmp_path: Path, form: str) -> None:
+    """Finding 8: totals and detail rows were mixed, so a groupby sum counted every level."""
+    root = tree
+    if form == "csv":  # the same package without its Parquet twins reads the same
+        root = _copy(tree, tmp_path)
+        descriptor = root / NAME / "1.1.0" / "datapackage.json"
+        doc = json.loads(descriptor.read_text())
+        doc["resources"] = [r for r in doc["resources"] if not r["path"].endswith(".parquet")]
+        descriptor.write_text(json.dumps(doc))
+    version = root / NAME / "1.1.0"
+    whole = opendata.load(version, "by-month")
+    hierarchy = pd.read_csv(version / "hierarchies" / "provider.csv", dtype=str, keep_default_na=False)
+    leaves = set(hierarchy["code"]) - set(hierarchy["parent"])
+    detail = opendata.load(version, "by-month", totals=False)
+    assert set(detail["provider"].astype(str)) == leaves and "Total" not in set(detail["month"].astype(str))
+    expected = whole[whole["provider"].astype(str).isin(leaves) & (whole["month"].astype(str) != "Total")]
+    assert detail["referrals"].sum() == expected["referrals"].sum() < whole["referrals"].sum()
+    picked = opendata.load(version, "by-month", columns=["referrals"], filters={"month": ["2024-01", "2024-02"]})
+    assert list(picked.columns) == ["month", "provider", "referrals", "referrals_status"]
+    assert set(picked["month"].astype(str)) == {"2024-01", "2024-02"}
+    assert len(picked) == len(whole[whole["month"].astype(str).isin(["2024-01", "2024-02"])])
+    with pytest.raises(LoadError, match="has no column 'nope'"):
+        opendata.load(version, "by-month", columns=["nope"])
+
+
+def test_a_loaded_package_prints_as_a_summary(tree: Path) -> None:
+    pkg = load_package(tree / NAME / "1.1.0")
+    text = repr(pkg)
+    assert len(text) < 300 and NAME in text and "by-month" in text and "rows" in text
