@@ -17,7 +17,6 @@ whose release time is later than ``now`` is under embargo and is left out of all
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import uuid
@@ -29,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from opendata.changelog import CHANGELOG_FILE
+from opendata.digest import file_digest
 from opendata.errors import ReleaseError
 from opendata.package import DESCRIPTOR_FILE, ID_NAMESPACE, PARQUET_MEDIATYPE, PackageInfo, rfc3339
 from opendata.signing import (
@@ -219,16 +219,6 @@ class CatalogFiles:
     written: tuple[Path, ...]  # files whose bytes changed
 
 
-def _digest(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
 def _version_files(root: Path, version_dir: Path) -> tuple[CatalogFile, ...]:
     """Every regular file under the version, except dot-files (temporaries of an interrupted write)."""
     out = []
@@ -239,7 +229,7 @@ def _version_files(root: Path, version_dir: Path) -> tuple[CatalogFile, ...]:
         if path.is_symlink():
             raise ReleaseError(f"{rel} is a symbolic link; a release holds regular files only")
         if path.is_file():
-            size, sha = _digest(path)
+            size, sha = file_digest(path)
             out.append(CatalogFile(rel, size, sha))
     return tuple(sorted(out, key=lambda f: f.path))
 
@@ -391,7 +381,7 @@ def _changelog(root: Path, name: str) -> dict[str, Any]:
     path = root / name / CHANGELOG_FILE
     if not path.is_file() or path.is_symlink():
         return {}
-    size, sha = _digest(path)
+    size, sha = file_digest(path)
     return {"changelog": _file_dict(CatalogFile(f"{name}/{CHANGELOG_FILE}", size, sha))}
 
 

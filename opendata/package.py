@@ -16,7 +16,6 @@ same inputs and the same ``created`` time, so re-running a release proves nothin
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -35,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from opendata.aggregate import DimensionCodes
+from opendata.digest import file_digest
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.protection import ProtectedTable
 from opendata.relations import spec_relations
@@ -399,13 +399,8 @@ def _sync_tree(root: Path) -> None:
 
 
 def _size_and_hash(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, f"sha256:{digest.hexdigest()}"
+    size, sha = file_digest(path)
+    return size, f"sha256:{sha}"
 
 
 # --- descriptor ------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from opendata.digest import file_digest
 from opendata.errors import OpenDataError, ReleaseError
 from opendata.package import DESCRIPTOR_FILE, PackageInfo
 
@@ -454,14 +455,9 @@ def _check_listed(root: Path, path: str, size: int, sha256: str) -> str | None:
     target = root / path
     if not target.is_file():
         return f"{path}: missing"
-    digest = hashlib.sha256()
-    actual = 0
-    with target.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-            actual += len(chunk)
+    actual, digest = file_digest(target)
     if actual != size:
         return f"{path}: {actual} bytes, {CATALOG_FILE} says {size}"
-    if digest.hexdigest() != sha256:
-        return f"{path}: sha256 {digest.hexdigest()}, {CATALOG_FILE} says {sha256}"
+    if digest != sha256:
+        return f"{path}: sha256 {digest}, {CATALOG_FILE} says {sha256}"
     return None

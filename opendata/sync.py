@@ -45,6 +45,7 @@ from urllib.parse import quote
 from cryptography.exceptions import InvalidSignature
 
 from opendata.catalog import Catalog, CatalogFile, CatalogVersion, derived_views, read_catalog
+from opendata.digest import file_digest
 from opendata.errors import OpenDataError
 from opendata.package import DESCRIPTOR_FILE, PackageInfo
 from opendata.serve import file_etag
@@ -354,11 +355,7 @@ def _holds(mirror: Path, f: CatalogFile) -> bool:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path)[1]
 
 
 def _differs_on_disk(mirror: Path, version: CatalogVersion) -> list[str]:
