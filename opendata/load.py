@@ -109,6 +109,7 @@ def load(
     columns: Sequence[str] | None = None,
     filters: Mapping[str, Any] | None = None,
     totals: bool = True,
+    levels: bool = False,
 ) -> pd.DataFrame:
     """One published table as a DataFrame; ``table`` may be omitted when the package has only one.
 
@@ -116,7 +117,8 @@ def load(
     ``filters`` keeps rows whose column equals a value or is in a list of values, e.g.
     ``{"provider": ["CPA01", "CPA02"]}``; ``totals=False`` keeps only the most detailed rows (every
     dimension at a leaf of its hierarchy), so that a sum over any column never counts a person twice.
-    Both are pushed down to the Parquet reader.
+    Both are pushed down to the Parquet reader. ``levels=True`` adds ``<dimension>_level`` after each
+    dimension (``total``, ``cpa``, ``subcontractor``, ``month``, ...), to pick rows of one level.
 
     ``source`` is a package name in the local tree ``root`` (optionally ``NAME@VERSION``), a version
     directory, its ``datapackage.json``, a series directory, or an ``http(s)://`` URL of a series in a
@@ -129,16 +131,25 @@ def load(
     """
     found = _locate(source, version, Path(root), cache_dir, trust)
     resource = _table_resource(found, table)
+    names = {f["name"] for f in _fields(resource)}
+    hierarchies = {
+        dim: _read_hierarchy(found, r)
+        for dim, r in _hierarchy_resources(found.descriptor).items()
+        if dim in names and (levels or not totals)
+    }
     wanted = dict(filters or {})
     if not totals:
-        for dim, levels in _hierarchy_resources(found.descriptor).items():
-            if dim in {f["name"] for f in _fields(resource)}:
-                codes = _read_hierarchy(found, levels)
-                leaves = set(codes["code"]) - set(codes["parent"].dropna())
-                chosen = wanted.get(dim)
-                picked = leaves if chosen is None else leaves & set(_as_list(chosen))
-                wanted[dim] = sorted(picked)
+        for dim, codes in hierarchies.items():
+            leaves = set(codes["code"]) - set(codes["parent"].dropna())
+            chosen = wanted.get(dim)
+            wanted[dim] = sorted(leaves if chosen is None else leaves & set(_as_list(chosen)))
     frame = _read_table(found, resource, columns, wanted)
+    if levels:
+        for dim, codes in hierarchies.items():
+            if "level" in codes.columns:
+                level = frame[dim].astype(str).map(dict(zip(codes["code"], codes["level"], strict=True)))
+                order = list(dict.fromkeys(codes["level"]))
+                frame.insert(frame.columns.get_loc(dim) + 1, f"{dim}_level", pd.Categorical(level, categories=order))
     frame.attrs = _attrs(found, resource)
     return frame
 

@@ -592,3 +592,15 @@ def test_a_loaded_package_prints_as_a_summary(tree: Path) -> None:
     pkg = load_package(tree / NAME / "1.1.0")
     text = repr(pkg)
     assert len(text) < 300 and NAME in text and "by-month" in text and "rows" in text
+
+
+def test_level_columns_pick_one_level(tree: Path) -> None:
+    version = tree / NAME / "1.1.0"
+    frame = opendata.load(version, "by-month", levels=True)
+    assert list(frame.columns[:4]) == ["month", "month_level", "provider", "provider_level"]
+    hierarchy = pd.read_csv(version / "hierarchies" / "provider.csv", dtype=str, keep_default_na=False)
+    levels = dict(zip(hierarchy["code"], hierarchy["level"], strict=True))
+    assert (frame["provider_level"].astype(str) == frame["provider"].astype(str).map(levels)).all()
+    assert list(frame["provider_level"].cat.categories) == list(dict.fromkeys(hierarchy["level"]))
+    total = frame[(frame["provider_level"] == "total") & (frame["month_level"] == "total")]
+    assert len(total) == 1  # one grand total: a level filter never double counts
