@@ -298,6 +298,11 @@ def _catalog(source: str | os.PathLike[str], trust: str | os.PathLike[str] | Non
             raise IntegrityError(str(exc)) from None
     elif remote:
         warnings.warn(f"{where}: listed without a trusted key (pass trust= or set {TRUST_ENV})", UnverifiedData, 2)
+    return _packages(raw, where)
+
+
+def _packages(raw: bytes, where: str) -> list[dict[str, Any]]:
+    """The ``packages`` of a catalogue's bytes, or a LoadError naming ``where``."""
     try:
         packages = json.loads(raw)["packages"]
         if not isinstance(packages, list) or not all(isinstance(p, dict) and "name" in p for p in packages):
@@ -456,15 +461,13 @@ def _locate_remote(url: str, version: str, cache: Path, key: Any) -> _Found:
     name, version = _split_ref(urllib.parse.unquote(last), version)
     catalog_url = f"{tree}/{CATALOG_FILE}"
     try:
-        catalog = json.loads(_get(catalog_url, MAX_DESCRIPTOR))
-        packages = {p["name"]: p for p in catalog["packages"]}
+        raw = _get(catalog_url, MAX_DESCRIPTOR)
     except LoadError as exc:
         raise LoadError(
             f"{exc}; give the URL of a series in a tree with {CATALOG_FILE}, of a version directory, "
             f"or of its {DESCRIPTOR_FILE}"
         ) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise LoadError(f"{catalog_url} is not an opendata catalogue: {exc}") from None
+    packages = {p["name"]: p for p in _packages(raw, catalog_url)}
     if name not in packages:
         raise LoadError(f"no package {name!r} in {catalog_url}; packages there: {', '.join(sorted(packages))}")
     entries = {v["version"]: v for v in packages[name]["versions"] if SEMVER.match(str(v.get("version")))}
