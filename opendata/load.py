@@ -109,7 +109,7 @@ def load(
     columns: Sequence[str] | None = None,
     filters: Mapping[str, Any] | None = None,
     totals: bool = True,
-    levels: bool = False,
+    levels: bool = True,
 ) -> pd.DataFrame:
     """One published table as a DataFrame; ``table`` may be omitted when the package has only one.
 
@@ -117,8 +117,9 @@ def load(
     ``filters`` keeps rows whose column equals a value or is in a list of values, e.g.
     ``{"provider": ["CPA01", "CPA02"]}``; ``totals=False`` keeps only the most detailed rows (every
     dimension at a leaf of its hierarchy), so that a sum over any column never counts a person twice.
-    Both are pushed down to the Parquet reader. ``levels=True`` adds ``<dimension>_level`` after each
-    dimension (``total``, ``cpa``, ``subcontractor``, ``month``, ...), to pick rows of one level.
+    Both are pushed down to the Parquet reader. Each dimension is followed by ``<dimension>_level``
+    (``total``, ``cpa``, ``subcontractor``, ``month``, ...), so rows of one level can be picked and summed
+    without counting anyone twice; ``levels=False`` leaves those columns out.
 
     ``source`` is a package name in the local tree ``root`` (optionally ``NAME@VERSION``), a version
     directory, its ``datapackage.json``, a series directory, or an ``http(s)://`` URL of a series in a
@@ -145,13 +146,18 @@ def load(
             wanted[dim] = sorted(leaves if chosen is None else leaves & set(_as_list(chosen)))
     frame = _read_table(found, resource, columns, wanted)
     if levels:
-        for dim, codes in hierarchies.items():
-            if "level" in codes.columns:
-                level = frame[dim].astype(str).map(dict(zip(codes["code"], codes["level"], strict=True)))
-                order = list(dict.fromkeys(codes["level"]))
-                frame.insert(frame.columns.get_loc(dim) + 1, f"{dim}_level", pd.Categorical(level, categories=order))
+        _add_levels(frame, hierarchies)
     frame.attrs = _attrs(found, resource)
     return frame
+
+
+def _add_levels(frame: pd.DataFrame, hierarchies: Mapping[str, pd.DataFrame]) -> None:
+    """Insert ``<dimension>_level`` after each dimension whose hierarchy names levels."""
+    for dim, codes in hierarchies.items():
+        if dim in frame.columns and "level" in codes.columns:
+            level = frame[dim].astype(str).map(dict(zip(codes["code"], codes["level"], strict=True)))
+            order = list(dict.fromkeys(codes["level"]))
+            frame.insert(frame.columns.get_loc(dim) + 1, f"{dim}_level", pd.Categorical(level, categories=order))
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -169,12 +175,13 @@ def load_package(
     """Every table and hierarchy of one version, e.g. to compare subcontractors with their prime
     (``trust``: see ``load``)."""
     found = _locate(source, version, Path(root), cache_dir, trust)
+    hierarchies = {dim: _read_hierarchy(found, r) for dim, r in _hierarchy_resources(found.descriptor).items()}
     tables = {}
     for resource in _tables(found.descriptor):
         frame = _read_table(found, resource)
+        _add_levels(frame, hierarchies)
         frame.attrs = _attrs(found, resource)
         tables[resource["name"]] = frame
-    hierarchies = {dim: _read_hierarchy(found, r) for dim, r in _hierarchy_resources(found.descriptor).items()}
     d = found.descriptor
     return LoadedPackage(d["name"], d["version"], d, tables, hierarchies, found.source)
 

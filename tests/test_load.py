@@ -151,7 +151,10 @@ def _csv_cells(path: Path) -> list[dict[str, str]]:
 
 def test_dtypes_and_metadata(tree: Path) -> None:
     df = opendata.load(NAME, "by-month", root=tree)
-    assert list(df.columns) == ["month", "provider", "referrals", "referrals_status", "job_starts", "job_starts_status"]
+    assert list(df.columns) == [
+        *("month", "month_level", "provider", "provider_level"),
+        *("referrals", "referrals_status", "job_starts", "job_starts_status"),
+    ]
     for dim in ("month", "provider"):
         assert isinstance(df[dim].dtype, pd.CategoricalDtype) and df[dim].cat.ordered
     for measure in ("referrals", "job_starts"):
@@ -581,7 +584,7 @@ def test_columns_filters_and_no_totals(tree: Path, tmp_path: Path, form: str) ->
     expected = whole[whole["provider"].astype(str).isin(leaves) & (whole["month"].astype(str) != "Total")]
     assert detail["referrals"].sum() == expected["referrals"].sum() < whole["referrals"].sum()
     picked = opendata.load(version, "by-month", columns=["referrals"], filters={"month": ["2024-01", "2024-02"]})
-    assert list(picked.columns) == ["month", "provider", "referrals", "referrals_status"]
+    assert list(picked.columns) == ["month", "month_level", "provider", "provider_level", "referrals", "referrals_status"]
     assert set(picked["month"].astype(str)) == {"2024-01", "2024-02"}
     assert len(picked) == len(whole[whole["month"].astype(str).isin(["2024-01", "2024-02"])])
     with pytest.raises(LoadError, match="has no column 'nope'"):
@@ -596,7 +599,7 @@ def test_a_loaded_package_prints_as_a_summary(tree: Path) -> None:
 
 def test_level_columns_pick_one_level(tree: Path) -> None:
     version = tree / NAME / "1.1.0"
-    frame = opendata.load(version, "by-month", levels=True)
+    frame = opendata.load(version, "by-month")  # level columns by default
     assert list(frame.columns[:4]) == ["month", "month_level", "provider", "provider_level"]
     hierarchy = pd.read_csv(version / "hierarchies" / "provider.csv", dtype=str, keep_default_na=False)
     levels = dict(zip(hierarchy["code"], hierarchy["level"], strict=True))

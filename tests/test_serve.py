@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import http.client
 import os
+import re
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from opendata.catalog import write_catalog
-from opendata.serve import ReleaseHandler, ReleaseServer, make_server
+from opendata.serve import ReleaseServer, make_server
 
 SECRET = b"top secret, outside the tree\n"
 FILES = {
@@ -45,7 +46,7 @@ TYPES = {
 @contextmanager
 def running(root: Path, **options) -> Iterator[ReleaseServer]:
     server = make_server(root, quiet=True, **options)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield server
@@ -175,7 +176,7 @@ def test_read_only(server: ReleaseServer, tree: Path, method: str) -> None:
         (b"/data%5ctable.csv", 403),
         (b"/data/table.csv%00.md", 403),
         (b"/./data/table.csv", 403),
-        (b"//etc/passwd", 404),  # http.server itself collapses the leading // to /: /etc/passwd in the tree
+        (b"//etc/passwd", 403),  # not an origin-form path
         (b"http://evil.example/secret.txt", 403),
         (b"/link-out.txt", 404),
         (b"/dir-out/secret.txt", 404),
@@ -239,11 +240,7 @@ def test_a_busy_port_is_a_one_line_error(server: ReleaseServer, tree: Path) -> N
 # --- hostile clients and trees (issue 11, findings 6 and 7) -----------------------------------------
 
 
-class Impatient(ReleaseHandler):
-    """The production handler with short time-outs, so the tests take a second, not twenty."""
-
-    timeout = 0.5
-    header_deadline = 1.0
+IMPATIENT = {"idle_timeout": 0.5, "header_deadline": 1.0}  # the tests take a second, not twenty
 
 
 @pytest.fixture
@@ -258,7 +255,7 @@ def catalogued(tmp_path: Path):
     hidden = pub.root / "tiny-mi" / "1.1.0" / "datapackage.json"
     os.symlink(hidden, pub.root / "early.json")
     os.symlink(hidden, pub.root / "tiny-mi" / "CHANGELOG.md")  # a catalogued name, pointing at embargo
-    with running(pub.root, handler=Impatient) as s:
+    with running(pub.root, **IMPATIENT) as s:
         yield s, pub
 
 
@@ -336,9 +333,9 @@ def test_connections_beyond_the_cap_get_503_at_once(tmp_path: Path) -> None:
     root = tmp_path / "tree"
     root.mkdir()
     (root / "catalog.json").write_bytes(b"{}")
-    server = make_server(root, quiet=True, max_connections=2, handler=Impatient)
+    server = make_server(root, quiet=True, max_connections=2, **IMPATIENT)
     assert server.request_queue_size >= 128
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         held = [socket.create_connection(server.server_address[:2]) for _ in range(2)]
@@ -354,3 +351,81 @@ def test_connections_beyond_the_cap_get_503_at_once(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+# --- the event loop: large files, pipelining, HTTP/1.0 keep-alive, limits --------------------------
+
+
+def _exchange(server: ReleaseServer, data: bytes, timeout: float = 10) -> bytes:
+    """Send raw bytes, then read until the server closes the connection."""
+    with socket.create_connection(server.server_address[:2], timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(1 << 16):
+            received += chunk
+    return received
+
+
+def test_a_large_file_whole_ranged_and_head(server: ReleaseServer, tree: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)  # many chunks, flow control between them
+    (tree / "big.parquet").write_bytes(data)
+    assert request(server, "GET", "/big.parquet")[2] == data
+    status, headers, body = request(server, "GET", "/big.parquet", {"Range": "bytes=65530-1048600"})
+    assert (status, body) == (206, data[65530:1048601]) and headers["Content-Length"] == str(len(body))
+    status, headers, body = request(server, "HEAD", "/big.parquet")
+    assert (status, body, headers["Content-Length"]) == (200, b"", str(len(data)))
+
+
+def test_pipelined_requests_are_answered_in_order(server: ReleaseServer, tree: Path) -> None:
+    (tree / "big.parquet").write_bytes(b"B" * 300_000)  # the first answer is sent by a task, the rest wait
+    ask = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n"
+    data = _exchange(
+        server,
+        ask % b"/big.parquet"
+        + ask % b"/data/table.csv"
+        + ask % b"/missing.csv"
+        + b"GET /README.md HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
+    assert statuses == [b"200", b"200", b"404", b"200"]
+    assert data.index(b"B" * 300_000) < data.index(FILES["data/table.csv"]) < data.index(FILES["README.md"])
+
+
+def test_http_1_0_keep_alive_is_kept_and_said(server: ReleaseServer) -> None:
+    ask = b"GET /data/table.csv HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    with socket.create_connection(server.server_address[:2], timeout=10) as sock:
+        for _ in range(2):  # the same connection answers twice
+            sock.sendall(ask)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            assert b"Connection: keep-alive" in head
+            sock.recv(4096) if not head.endswith(FILES["data/table.csv"]) else None
+    closed = _exchange(server, b"GET /data/table.csv HTTP/1.0\r\n\r\n")  # no keep-alive asked: closed after
+    assert closed.endswith(FILES["data/table.csv"]) and b"Connection: close" in closed
+
+
+def test_oversized_heads_and_bodies_are_refused(server: ReleaseServer) -> None:
+    huge = b"GET /data/table.csv HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 70_000 + b"\r\n\r\n"
+    assert _exchange(server, huge).startswith(b"HTTP/1.1 431 ")
+    body = b"POST /data/table.csv HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n" + b"x" * 200_000
+    assert _exchange(server, body).startswith(b"HTTP/1.1 413 ")  # answered, never read to the end
+    assert _exchange(server, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert request(server, "GET", "/data/table.csv")[0] == 200  # and the server is still up
+
+
+def test_a_reader_that_stalls_is_cut(catalogued) -> None:
+    server, pub = catalogued
+    big = pub.root / "big.parquet"
+    big.write_bytes(b"\0" * (64 * 1024 * 1024))
+    with running(pub.root, listed_only=False, **IMPATIENT) as s, socket.create_connection(s.server_address[:2]) as sock:
+        sock.sendall(b"GET /big.parquet HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(3)  # read nothing: the server's buffers fill and it waits for us past its time-out
+        sock.settimeout(10)
+        received = 0
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        assert 0 < received < big.stat().st_size

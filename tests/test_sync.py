@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,7 +23,7 @@ from opendata.aggregate import hierarchy_codes
 from opendata.catalog import read_catalog, write_catalog
 from opendata.package import write_package
 from opendata.protection import ProtectedTable
-from opendata.serve import ReleaseHandler, ReleaseServer, make_server
+from opendata.serve import ReleaseServer, Request, make_server
 from opendata.signing import (
     SignatureError,
     SigningKey,
@@ -132,22 +134,22 @@ def pub(published: Path, tmp_path: Path) -> Publisher:
     )
 
 
-class CountingHandler(ReleaseHandler):
+def counting(log: list) -> Callable[[Request, int], None]:
     """Records every request the server answers: method, path, status and the headers that matter here."""
 
-    def send_response(self, code: int, message: str | None = None) -> None:
-        wanted = ("Range", "If-None-Match")
-        headers = {h: self.headers[h] for h in wanted if self.headers.get(h)}
-        self.server.log.append((self.command, self.path, int(code), headers))  # type: ignore[attr-defined]
-        super().send_response(code, message)
+    def record(request: Request, status: int) -> None:
+        headers = {h: request.headers[h.lower()] for h in ("Range", "If-None-Match") if request.headers.get(h.lower())}
+        log.append((request.method, request.target, status, headers))
+
+    return record
 
 
 @contextmanager
 def running(root: Path, **options) -> Iterator[ReleaseServer]:
-    handler = options.pop("handler", CountingHandler)
-    server = make_server(root, quiet=True, handler=handler, **options)
-    server.log = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    log: list = []
+    server = make_server(root, quiet=True, on_request=counting(log), **options)
+    server.log = log  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield server
@@ -399,13 +401,41 @@ def test_unsigned_side_files_of_a_hostile_host_never_reach_the_mirror(pub: Publi
 # --- bounded against hostile hosts (issue 11, findings 4 and 5) -------------------------------------
 
 
-class Trickle(CountingHandler):
+class Hostile(SimpleHTTPRequestHandler):
+    """A host of the tree that misbehaves on purpose (``misbehave`` returns True when it has answered)."""
+
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if not self.misbehave():
+            super().do_GET()
+
+    def misbehave(self) -> bool:
+        return False
+
+
+@contextmanager
+def hostile(root: Path, handler: type[Hostile], port: int = 0) -> Iterator[ThreadingHTTPServer]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), functools.partial(handler, directory=str(root)))
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+class Trickle(Hostile):
     """Sends the catalogue one byte every 0.2 s: each read beats any per-read time-out."""
 
-    def _serve(self, body: bool) -> None:
+    def misbehave(self) -> bool:
         if not self.path.endswith("/catalog.json"):
-            return super()._serve(body)
-        data = (self.server.root / "catalog.json").read_bytes()
+            return False
+        data = Path(self.directory, "catalog.json").read_bytes()
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -416,46 +446,49 @@ class Trickle(CountingHandler):
                 time.sleep(0.2)
         except OSError:
             self.close_connection = True  # the client gave up, as it should
+        return True
 
 
 def test_a_trickling_source_meets_the_deadline(pub: Publisher, tmp_path: Path):
     mirror = tmp_path / "mirror"
-    with running(pub.root, handler=Trickle) as server:
+    with hostile(pub.root, Trickle) as httpd:
         started = time.monotonic()
         with pytest.raises(SyncInterrupted, match=r"deadline of 1\.5 s passed"):
-            sync(server.url, mirror, pub.public, progress=False, deadline=1.5)
+            sync(f"http://127.0.0.1:{httpd.server_address[1]}/", mirror, pub.public, progress=False, deadline=1.5)
         assert time.monotonic() - started < 5
     assert not mirror.exists() or not any(mirror.iterdir())
 
 
-class Truncating(CountingHandler):
-    """Sends half of the first version file it is asked for whole, then closes (no Content-Length)."""
+class Truncating(Hostile):
+    """Sends half of the first version file it is asked for, then closes (no Content-Length)."""
 
     cut: ClassVar[list[str]] = []
 
-    def _serve(self, body: bool) -> None:
+    def misbehave(self) -> bool:
         rel = self.path.lstrip("/")
-        if "/1.0.0/" not in rel or self.cut or self.headers.get("Range"):
-            return super()._serve(body)
+        if "/1.0.0/" not in rel or self.cut:
+            return False
         self.cut.append(rel)
-        data = (self.server.root / rel).read_bytes()
+        data = Path(self.directory, rel).read_bytes()
         self.send_response(200)
         self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data[: len(data) // 2])
         self.close_connection = True
+        return True
 
 
 def test_a_truncated_response_is_kept_and_continued(pub: Publisher, tmp_path: Path):
     mirror = tmp_path / "mirror"
     Truncating.cut = []
-    with running(pub.root, handler=Truncating) as server:
+    with hostile(pub.root, Truncating) as httpd:
+        port = httpd.server_address[1]
         with pytest.raises(SyncInterrupted, match="the next run continues"):
-            sync(server.url, mirror, pub.public, progress=False)
-        rel = Truncating.cut[0]
-        kept = mirror / PARTIAL_DIR / rel
-        assert 0 < kept.stat().st_size < (pub.root / rel).stat().st_size  # kept, not discarded as tampering
-        server.log.clear()
+            sync(f"http://127.0.0.1:{port}/", mirror, pub.public, progress=False)
+    rel = Truncating.cut[0]
+    kept = mirror / PARTIAL_DIR / rel
+    assert 0 < kept.stat().st_size < (pub.root / rel).stat().st_size  # kept, not discarded as tampering
+    with running(pub.root, port=port) as server:  # the host is well again, at the same address
         sync(server.url, mirror, pub.public, progress=False)
         assert any(p == "/" + rel and s == 206 for _, p, s, _ in server.log)  # continued with a Range
     assert verify_tree(mirror, pub.public).ok
