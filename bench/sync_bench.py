@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # reuse the tests' real-package publish
 
 from test_sync import make_publisher, running  # noqa: E402
 
-from opendata.signing import verify_tree  # noqa: E402
 from opendata.sync import sync  # noqa: E402
+from opendata.verify import verify_tree  # noqa: E402
 
 
 def timed(fn):

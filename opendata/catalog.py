@@ -28,9 +28,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from opendata.changelog import CHANGELOG_FILE
+from opendata.descriptor import DESCRIPTOR_FILE, ID_NAMESPACE, PARQUET_MEDIATYPE, PackageInfo, rfc3339
 from opendata.digest import file_digest
 from opendata.errors import ReleaseError
-from opendata.package import DESCRIPTOR_FILE, ID_NAMESPACE, PARQUET_MEDIATYPE, PackageInfo, rfc3339
 from opendata.signing import (
     CATALOG_FILE,
     SIGNATURE_SUFFIX,

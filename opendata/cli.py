@@ -620,7 +620,7 @@ def verify(path: Path, key: Path, as_json: bool):
     Example:
       opendata verify releases/ --trust publisher.pub
     """
-    from opendata.signing import verify_package, verify_tree
+    from opendata.verify import verify_package, verify_tree
 
     with user_errors():
         run = verify_package if (path / "datapackage.json").is_file() else verify_tree

@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from opendata import package as pkg
+from opendata.descriptor import DESCRIPTOR_FILE, MISSING_LABELS, STATUS_SUFFIX, PackageInfo
 from opendata.errors import OpenDataError, ReleaseError
 from opendata.protection import ProtectedTable
 from opendata.spec import ReleaseSpec
@@ -104,7 +105,7 @@ class ResourceContent:
         return (pk,) if isinstance(pk, str) else tuple(pk)
 
     def status_column(self, name: str) -> str | None:
-        column = name + pkg.STATUS_SUFFIX
+        column = name + STATUS_SUFFIX
         return column if column in self.rows.columns else None
 
     def __eq__(self, other: object) -> bool:
@@ -142,7 +143,7 @@ class PackageContent:
     @classmethod
     def from_path(cls, version_dir: str | Path) -> PackageContent:
         """Read a published version: the descriptor, then each table (from its Parquet twin when there is one)."""
-        info = pkg.PackageInfo.read(version_dir)
+        info = PackageInfo.read(version_dir)
         root, descriptor = info.path, info.descriptor
         listed = [r for r in descriptor.get("resources", []) if isinstance(r, dict)]
         parquet = {_stem(r["path"]): r["path"] for r in listed if r.get("format") == "parquet" and "path" in r}
@@ -257,7 +258,7 @@ def _resource_metadata(resource: Mapping[str, Any]) -> dict[str, Any]:
 def _read_parquet(path: Path, schema: Mapping[str, Any]) -> pd.DataFrame:
     names = [f["name"] for f in schema.get("fields") or []]
     available = set(pq.read_schema(path).names)
-    columns = [c for n in names for c in (n, n + pkg.STATUS_SUFFIX) if c in available]
+    columns = [c for n in names for c in (n, n + STATUS_SUFFIX) if c in available]
     table = pq.read_table(path, columns=columns)
     mapping = {pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype()}
     return _normalise(table.to_pandas(types_mapper=mapping.get), schema)
@@ -275,7 +276,7 @@ def _read_csv(path: Path, schema: Mapping[str, Any]) -> pd.DataFrame:
         if f.get("type") in ("integer", "number") and name not in key:
             hidden = column.isin([m for m in markers if m])
             frame[name] = pd.to_numeric(column.mask(hidden | (column == "")), errors="coerce")
-            frame[name + pkg.STATUS_SUFFIX] = column.where(hidden, "").str.strip("[]")
+            frame[name + STATUS_SUFFIX] = column.where(hidden, "").str.strip("[]")
         else:
             frame[name] = column
     return _normalise(frame, schema)
@@ -300,7 +301,7 @@ def _normalise(frame: pd.DataFrame, schema: Mapping[str, Any]) -> pd.DataFrame:
             out[name] = column.astype("Float64")
         else:
             out[name] = _text(column)
-        status = name + pkg.STATUS_SUFFIX
+        status = name + STATUS_SUFFIX
         if status in frame.columns:
             out[status] = _text(frame[status].reset_index(drop=True))
     return pd.DataFrame(out)
@@ -391,7 +392,7 @@ class CellChange:
 def _cell(value: Any, status: str) -> str:
     """A cell as a reader sees it: shorthand for a missing value (``[c]``), else the value with its
     annotation (``27890 [r]``)."""
-    if status in pkg.MISSING_LABELS:
+    if status in MISSING_LABELS:
         return f"[{status}]"
     return f"{_show(value)} [{status}]" if status else _show(value)
 
@@ -697,7 +698,7 @@ def _compare_rows(old: ResourceContent, new: ResourceContent, out: ResourceDiff)
         # A suppression status is a missing-value code ([c], [z], [x]); an annotation of a published
         # value ([r] revised, [p] provisional) is not: a corrected value is a value change, and an
         # annotation alone (the same value, no longer flagged) is no change at all.
-        hidden_a, hidden_b = sa.isin(list(pkg.MISSING_LABELS)), sb.isin(list(pkg.MISSING_LABELS))
+        hidden_a, hidden_b = sa.isin(list(MISSING_LABELS)), sb.isin(list(MISSING_LABELS))
         status_changed = ((hidden_a != hidden_b) | (hidden_a & hidden_b & (sa != sb))).to_numpy(dtype=bool)
         na_a, na_b = a.isna().to_numpy(dtype=bool), b.isna().to_numpy(dtype=bool)
         unequal = (a != b).fillna(False).to_numpy(dtype=bool)
@@ -1024,11 +1025,11 @@ def resolve(ref: str | Path, root: str | Path) -> Path:
     root = Path(root)
     text = str(ref)
     as_path = Path(text)
-    if as_path.name == pkg.DESCRIPTOR_FILE and as_path.is_file():
+    if as_path.name == DESCRIPTOR_FILE and as_path.is_file():
         return as_path.parent
     if as_path.is_dir():
-        if not (as_path / pkg.DESCRIPTOR_FILE).is_file():
-            raise OpenDataError(f"{as_path} is not a package version: it has no {pkg.DESCRIPTOR_FILE}")
+        if not (as_path / DESCRIPTOR_FILE).is_file():
+            raise OpenDataError(f"{as_path} is not a package version: it has no {DESCRIPTOR_FILE}")
         return as_path
     if "@" not in text:
         raise OpenDataError(f"{text!r} is neither a version directory nor NAME@VERSION (e.g. my-data@1.2.0)")
@@ -1046,7 +1047,7 @@ def resolve(ref: str | Path, root: str | Path) -> Path:
             raise OpenDataError(f"{name} has no published versions in {series}")
         version = published[-1]
     target = series / version
-    if not (target / pkg.DESCRIPTOR_FILE).is_file():
+    if not (target / DESCRIPTOR_FILE).is_file():
         hint = f"published: {', '.join(published)}" if published else "nothing is published yet"
         raise OpenDataError(f"{name} has no version {version} in {series} ({hint})")
     return target
@@ -1056,6 +1057,6 @@ def _versions(series: Path) -> list[str]:
     """Published versions (with a descriptor), lowest first by SemVer precedence."""
     found = []
     for p in series.iterdir():
-        if p.is_dir() and SEMVER.match(p.name) and (p / pkg.DESCRIPTOR_FILE).is_file():
+        if p.is_dir() and SEMVER.match(p.name) and (p / DESCRIPTOR_FILE).is_file():
             found.append(p.name)
     return sorted(found, key=semver_key)

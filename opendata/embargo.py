@@ -30,9 +30,10 @@ from pathlib import Path
 
 from opendata.calendar import Calendar, cutoff_for
 from opendata.changelog import append_changelog, changelog_entry, changelog_versions
+from opendata.descriptor import DESCRIPTOR_FILE, README_FILE, rfc3339
 from opendata.diff import PackageContent, diff
 from opendata.errors import OpenDataError, ReleaseError, ReleaseExists
-from opendata.package import DESCRIPTOR_FILE, README_FILE, retimed_readme, rfc3339
+from opendata.package import retimed_readme
 from opendata.schedule import release_timing, retimed
 from opendata.signing import write_atomic
 from opendata.versions import semver_key

@@ -22,10 +22,9 @@ import os
 import re
 import shutil
 import tempfile
-import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from dataclasses import asdict
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,127 +33,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from opendata.aggregate import DimensionCodes
-from opendata.digest import file_digest
+from opendata.descriptor import (
+    ANNOTATIONS,
+    CSV_DIALECT,
+    DATAPACKAGE_SCHEMA,
+    DESCRIPTOR_FILE,
+    KIND_NOTES,
+    MISSING_LABELS,
+    MISSING_VALUES,
+    PARQUET_MEDIATYPE,
+    README_FILE,
+    SAFE_NAME,
+    STATUS_SUFFIX,
+    markdown_text,
+    package_id,
+    rfc3339,
+    size_and_hash,
+)
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.protection import ProtectedTable
 from opendata.relations import spec_relations
 from opendata.spec import ReleaseSpec
 from opendata.versions import SEMVER
-
-DATAPACKAGE_SCHEMA = "https://datapackage.org/profiles/2.0/datapackage.json"
-DESCRIPTOR_FILE = "datapackage.json"
-README_FILE = "README.md"
-PARQUET_MEDIATYPE = "application/vnd.apache.parquet"
-STATUS_SUFFIX = "_status"
-
-# GSS shorthand a published cell may carry instead of a number; status code -> label.
-MISSING_LABELS: dict[str, str] = {"c": "confidential", "z": "not applicable", "x": "not available"}
-# markers that annotate a published value rather than replace it (Parquet status column, README, descriptor)
-ANNOTATIONS: dict[str, str] = {"r": "revised", "p": "provisional"}
-MISSING_VALUES: list[dict[str, str]] = [
-    {"value": f"[{code}]", "label": label} for code, label in MISSING_LABELS.items()
-]
-CSV_DIALECT: dict[str, Any] = {
-    "header": True,
-    "delimiter": ",",
-    "lineTerminator": "\n",
-    "quoteChar": '"',
-    "doubleQuote": True,
-}
-KIND_NOTES = {
-    "management information": (
-        "This is management information, not official statistics. It is published voluntarily in line "
-        "with the UK Statistics Authority Code of Practice for Statistics."
-    ),
-    "official statistics": (
-        "These are official statistics, produced under the UK Statistics Authority Code of Practice for Statistics."
-    ),
-}
-# A fixed namespace makes the package id a pure function of name and version.
-ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/opendata/datapackage-id")
-SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """One published file as the descriptor records it, so a copy can be checked against it."""
-
-    path: str
-    bytes: int
-    hash: str
-
-
-@dataclass(frozen=True)
-class PackageInfo:
-    """What a written package claims about itself, read back from its ``datapackage.json``.
-
-    Hosts and later stages (diffs, sync, signing) use it to find and verify files without
-    depending on frictionless.
-    """
-
-    path: Path
-    name: str
-    id: str
-    version: str
-    created: str
-    files: tuple[FileInfo, ...]
-    descriptor: dict[str, Any]
-
-    @classmethod
-    def read(cls, path: str | Path) -> PackageInfo:
-        """Read a release directory (or its ``datapackage.json``)."""
-        path = Path(path)
-        if path.name == DESCRIPTOR_FILE:
-            path = path.parent
-        try:
-            descriptor = json.loads((path / DESCRIPTOR_FILE).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ReleaseError(f"{path} is not a release: it has no {DESCRIPTOR_FILE}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ReleaseError(f"{path / DESCRIPTOR_FILE} is not valid JSON: {exc}") from None
-        try:
-            files = tuple(
-                FileInfo(r["path"], r["bytes"], r["hash"]) for r in descriptor.get("resources", []) if "hash" in r
-            )
-            return cls(
-                path=path,
-                name=descriptor["name"],
-                id=descriptor["id"],
-                version=descriptor["version"],
-                created=descriptor["created"],
-                files=files,
-                descriptor=descriptor,
-            )
-        except (KeyError, TypeError) as exc:
-            raise ReleaseError(f"{path / DESCRIPTOR_FILE} lacks {exc} or has it in the wrong shape") from None
-
-    def verify(self) -> list[str]:
-        """Problems found comparing the files on disk with their recorded size and hash; empty if intact."""
-        problems = []
-        for f in self.files:
-            target = self.path / f.path
-            if not target.is_file():
-                problems.append(f"{f.path}: missing")
-                continue
-            size, digest = _size_and_hash(target)
-            if size != f.bytes:
-                problems.append(f"{f.path}: {size} bytes, descriptor says {f.bytes}")
-            if digest != f.hash:
-                problems.append(f"{f.path}: hash {digest}, descriptor says {f.hash}")
-        return problems
-
-
-def package_id(name: str, version: str) -> str:
-    """A stable identifier for one version of a dataset: the same name and version give the same id."""
-    return str(uuid.uuid5(ID_NAMESPACE, f"{name}@{version}"))
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC, whole seconds, ``Z``: one spelling per instant, so descriptors compare byte for byte."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("created must be timezone-aware (e.g. datetime.now(UTC)); a naive time is ambiguous")
-    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
 
 TMP_PREFIX = ".tmp-"  # .tmp-<version>-<pid>-<random>: a package being written
 
@@ -398,16 +298,11 @@ def _sync_tree(root: Path) -> None:
     _fsync(root)
 
 
-def _size_and_hash(path: Path) -> tuple[int, str]:
-    size, sha = file_digest(path)
-    return size, f"sha256:{sha}"
-
-
 # --- descriptor ------------------------------------------------------------------------------
 
 
 def _file_props(root: Path, path: str, fmt: str, mediatype: str, text: bool) -> dict[str, Any]:
-    size, digest = _size_and_hash(root / path)
+    size, digest = size_and_hash(root / path)
     props: dict[str, Any] = {"format": fmt, "mediatype": mediatype}
     if text:
         props["encoding"] = "utf-8"
@@ -646,18 +541,6 @@ def _json(value: Any) -> Any:
 
 
 # --- README ----------------------------------------------------------------------------------
-
-
-MARKDOWN_PUNCTUATION = frozenset("\\`*_[]#!|~")
-
-
-def markdown_text(text: Any) -> str:
-    """Spec text (titles, descriptions, publisher, licences) as inert Markdown on one line: HTML
-    escaped (no ``<script>``), Markdown punctuation backslashed (no links, images, headings or
-    emphasis it did not mean), so a hostile spec cannot inject markup into the README."""
-    flat = " ".join(str(text).split()).replace("<", "&lt;").replace(">", "&gt;")
-    out = "".join("\\" + ch if ch in MARKDOWN_PUNCTUATION else ch for ch in flat)
-    return "\\" + out if out[:1] in "-+" and out else out
 
 
 _md = markdown_text  # short, for the README template below

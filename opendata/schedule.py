@@ -14,15 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opendata.calendar import LONDON, STANDARD_TIME, Calendar, next_release
+from opendata.descriptor import KIND_NOTES
 from opendata.errors import ReleaseError
 
-KIND_STATEMENT = {
-    "management information": (
-        "This is management information, not official statistics. It is published voluntarily in line with the "
-        "Code of Practice for Statistics"
-    ),
-    "official statistics": "These are official statistics, produced under the Code of Practice for Statistics",
-}
 ORDERLY = " (orderly release, pre-announced, 09:30)"  # claimed only when the calendar and the clock agree
 NEXT = "Next scheduled release:"
 
@@ -144,7 +138,7 @@ def release_info(
 def _timing_lines(kind: str, timing: Timing) -> list[str]:
     """The statement's first lines: what it is (claiming orderly release only when true), when, and why
     the time is non-standard."""
-    what = KIND_STATEMENT.get(kind, kind.rstrip("."))
+    what = KIND_NOTES.get(kind, kind).rstrip(".")  # the same words as the README's "What this is"
     return [
         f"{what}{ORDERLY if timing.orderly else ''}.",
         f"Release time {timing.when:%Y-%m-%dT%H:%M}Z.",

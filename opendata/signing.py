@@ -20,23 +20,17 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import os
 import tempfile
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from opendata.digest import file_digest
-from opendata.errors import OpenDataError, ReleaseError
-from opendata.package import DESCRIPTOR_FILE, PackageInfo
-
-if TYPE_CHECKING:
-    from opendata.catalog import CatalogFile, CatalogVersion
+from opendata.descriptor import DESCRIPTOR_FILE
+from opendata.errors import OpenDataError
 
 SigningKey = Ed25519PrivateKey
 PublicKey = Ed25519PublicKey
@@ -46,7 +40,6 @@ CATALOG_FILE = "catalog.json"
 SIGNATURE_BYTES = 64
 RAW_KEY_BYTES = 32
 MAX_KEY_FILE_BYTES = 64 * 1024
-MAX_PROBLEMS_IN_MESSAGE = 20
 
 
 class KeyFileError(OpenDataError):
@@ -57,19 +50,6 @@ class SignatureError(OpenDataError):
     """A signature is missing or does not verify, or a signed file does not match what it claims."""
 
 
-class VerificationFailed(SignatureError):
-    """Verification found problems; carries every one of them and the report of what was checked."""
-
-    def __init__(self, report: VerificationReport):
-        self.report = report
-        shown = report.problems[:MAX_PROBLEMS_IN_MESSAGE]
-        more = len(report.problems) - len(shown)
-        lines = [f"{len(report.problems)} problem(s) verifying {report.target}:", *(f"  {p}" for p in shown)]
-        if more:
-            lines.append(f"  ... and {more} more")
-        super().__init__("\n".join(lines))
-
-
 @dataclass(frozen=True)
 class GeneratedKeys:
     """Where a new key pair was written, and the fingerprint to publish next to the public key."""
@@ -77,41 +57,6 @@ class GeneratedKeys:
     private_path: Path
     public_path: Path
     fingerprint: str
-
-
-@dataclass
-class VerificationReport:
-    """What a verification looked at, so a host can log what it trusted and why."""
-
-    target: Path
-    key_fingerprint: str
-    signatures: list[str] = field(default_factory=list)  # files whose signature verified
-    versions: list[str] = field(default_factory=list)  # "name version" checked
-    files: int = 0  # files whose size and hash were compared
-    bytes: int = 0
-    problems: list[str] = field(default_factory=list)  # "path: why"
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def raise_for_problems(self) -> VerificationReport:
-        """Return self if everything verified, else raise VerificationFailed naming every problem."""
-        if self.problems:
-            raise VerificationFailed(self)
-        return self
-
-    def to_dict(self) -> dict:
-        return {
-            "target": str(self.target),
-            "key": self.key_fingerprint,
-            "ok": self.ok,
-            "signatures": list(self.signatures),
-            "versions": list(self.versions),
-            "files": self.files,
-            "bytes": self.bytes,
-            "problems": list(self.problems),
-        }
 
 
 # --- keys ------------------------------------------------------------------------------------
@@ -237,7 +182,7 @@ def load_public_key(path: str | Path) -> PublicKey:
     return key
 
 
-def _public(key: PublicKey | SigningKey | str | Path) -> PublicKey:
+def public_key(key: PublicKey | SigningKey | str | Path) -> PublicKey:
     """Accept a key object, the signer itself, or a public key file, so callers need not load it first."""
     if isinstance(key, Ed25519PrivateKey):
         return key.public_key()
@@ -287,7 +232,7 @@ def verify_signature(
     data: bytes, text: bytes, key: PublicKey | SigningKey | str | Path, *, name: str, signature_name: str
 ) -> None:
     """Check ``data`` against the content of a ``.sig`` file (e.g. as fetched over HTTP)."""
-    public = _public(key)
+    public = public_key(key)
     try:
         signature = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -348,116 +293,3 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> bool:
 def sign_package(version_dir: str | Path, key: SigningKey) -> Path:
     """Sign one version: its ``datapackage.json`` names every file's hash, so this covers the package."""
     return sign_file(Path(version_dir) / DESCRIPTOR_FILE, key)
-
-
-def verify_package(version_dir: str | Path, public_key: PublicKey | SigningKey | str | Path) -> VerificationReport:
-    """Check the descriptor's signature and every file's size and hash; raise VerificationFailed naming each problem."""
-    version_dir = Path(version_dir)
-    if version_dir.name == DESCRIPTOR_FILE:
-        version_dir = version_dir.parent
-    public = _public(public_key)
-    report = VerificationReport(version_dir, fingerprint(public))
-    descriptor = version_dir / DESCRIPTOR_FILE
-    try:
-        verify_file(descriptor, public)
-        report.signatures.append(DESCRIPTOR_FILE)
-    except SignatureError as exc:
-        report.problems.append(str(exc))
-        return report.raise_for_problems()  # an unauthenticated descriptor vouches for nothing
-    try:
-        info = PackageInfo.read(version_dir)
-    except ReleaseError as exc:
-        report.problems.append(str(exc))
-        return report.raise_for_problems()
-    report.versions.append(f"{info.name} {info.version}")
-    report.problems += [f"{version_dir.as_posix()}/{p}" for p in info.verify()]
-    report.files = len(info.files)
-    report.bytes = sum(f.bytes for f in info.files)
-    return report.raise_for_problems()
-
-
-def verify_tree(root: str | Path, public_key: PublicKey | SigningKey | str | Path) -> VerificationReport:
-    """Check ``catalog.json.sig``, then every listed version's descriptor signature and every listed file.
-
-    Stops at once if the catalogue itself does not verify (nothing it lists can be trusted);
-    otherwise collects every problem and raises VerificationFailed naming each file and why.
-    """
-    from opendata.catalog import read_catalog  # catalog imports this module to sign; import here breaks the cycle
-
-    root = Path(root)
-    public = _public(public_key)
-    report = VerificationReport(root, fingerprint(public))
-    catalog_path = root / CATALOG_FILE
-    try:
-        data = catalog_path.read_bytes()
-    except FileNotFoundError:
-        raise SignatureError(f"{root} has no {CATALOG_FILE}; run the catalogue writer (publish) first") from None
-    verify_bytes(data, signature_path(catalog_path), public, name=CATALOG_FILE)
-    report.signatures.append(CATALOG_FILE)
-    try:
-        catalog = read_catalog(data, source_name=catalog_path)
-    except ReleaseError as exc:
-        raise SignatureError(f"{CATALOG_FILE} is signed but unreadable: {exc}") from None
-
-    for f in catalog.changelogs:
-        report.files += 1
-        report.bytes += f.bytes
-        if problem := _check_listed(root, f.path, f.bytes, f.sha256):
-            report.problems.append(problem)
-    for version in catalog.versions:
-        report.versions.append(f"{version.name} {version.version}")
-        listed = {f.path: f for f in version.files}
-        for f in version.files:
-            problem = _check_listed(root, f.path, f.bytes, f.sha256)
-            report.files += 1
-            report.bytes += f.bytes
-            if problem:
-                report.problems.append(problem)
-        descriptor_path = root / version.descriptor.path
-        try:
-            descriptor_bytes = descriptor_path.read_bytes()
-            verify_bytes(descriptor_bytes, signature_path(descriptor_path), public, name=version.descriptor.path)
-            report.signatures.append(version.descriptor.path)
-        except FileNotFoundError:
-            continue  # already reported as a missing listed file
-        except SignatureError as exc:
-            report.problems.append(str(exc))
-            continue
-        problems = _descriptor_agrees(version, descriptor_bytes, listed)
-        report.problems += problems
-    return report.raise_for_problems()
-
-
-def _descriptor_agrees(version: CatalogVersion, descriptor_bytes: bytes, listed: dict[str, CatalogFile]) -> list[str]:
-    """The signed descriptor and the signed catalogue must describe the same files the same way."""
-    where = version.descriptor.path
-    try:
-        descriptor = json.loads(descriptor_bytes)
-        name, number = descriptor["name"], descriptor["version"]
-        resources = [r for r in descriptor.get("resources", []) if "hash" in r]
-    except (ValueError, KeyError, TypeError):
-        return [f"{where}: not a readable data package descriptor"]
-    problems = []
-    if (name, number) != (version.name, version.version):
-        problems.append(f"{where}: describes {name} {number}, catalogue lists it as {version.name} {version.version}")
-    base = PurePosixPath(version.path)
-    for r in resources:
-        path = (base / str(r.get("path", ""))).as_posix()
-        entry = listed.get(path)
-        if entry is None:
-            problems.append(f"{path}: in the descriptor but not listed in {CATALOG_FILE}")
-        elif (entry.bytes, "sha256:" + entry.sha256) != (r.get("bytes"), r.get("hash")):
-            problems.append(f"{path}: {CATALOG_FILE} and {DESCRIPTOR_FILE} disagree on its size or hash")
-    return problems
-
-
-def _check_listed(root: Path, path: str, size: int, sha256: str) -> str | None:
-    target = root / path
-    if not target.is_file():
-        return f"{path}: missing"
-    actual, digest = file_digest(target)
-    if actual != size:
-        return f"{path}: {actual} bytes, {CATALOG_FILE} says {size}"
-    if digest != sha256:
-        return f"{path}: sha256 {digest}, {CATALOG_FILE} says {sha256}"
-    return None

@@ -45,9 +45,9 @@ from urllib.parse import quote
 from cryptography.exceptions import InvalidSignature
 
 from opendata.catalog import Catalog, CatalogFile, CatalogVersion, derived_views, read_catalog
+from opendata.descriptor import DESCRIPTOR_FILE, PackageInfo
 from opendata.digest import file_digest
 from opendata.errors import OpenDataError
-from opendata.package import DESCRIPTOR_FILE, PackageInfo
 from opendata.serve import file_etag
 from opendata.signing import (
     CATALOG_FILE,
@@ -57,9 +57,9 @@ from opendata.signing import (
     SigningKey,
     fingerprint,
     load_public_key,
-    verify_package,
     write_atomic,
 )
+from opendata.verify import verify_package
 
 STATE_FILE = ".sync-state.json"
 PARTIAL_DIR = ".partial"

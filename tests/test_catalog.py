@@ -15,8 +15,9 @@ from rdflib import Graph, Literal, Namespace, URIRef
 
 from opendata.aggregate import hierarchy_codes
 from opendata.catalog import Catalog, read_catalog, semver_key, write_catalog
+from opendata.descriptor import package_id
 from opendata.errors import ReleaseError
-from opendata.package import package_id, write_package
+from opendata.package import write_package
 from opendata.protection import ProtectedTable
 from opendata.signing import generate_keys, load_private_key, verify_file
 from opendata.spec import ReleaseSpec, load_spec

@@ -20,8 +20,8 @@ from test_sync import Publisher, make_publisher
 
 import opendata
 from opendata.catalog import read_catalog
-from opendata.signing import verify_tree
 from opendata.sync import PARTIAL_DIR, SyncInterrupted, sync
+from opendata.verify import verify_tree
 
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 CONFIG = """

@@ -17,8 +17,9 @@ import pytest
 from tiny_spec import write_tiny_spec
 
 from opendata.aggregate import hierarchy_codes, month_codes
+from opendata.descriptor import PackageInfo, package_id
 from opendata.errors import ReleaseError, ReleaseExists
-from opendata.package import PackageInfo, package_id, write_package
+from opendata.package import write_package
 from opendata.protection import ProtectedTable
 from opendata.spec import ReleaseSpec
 

@@ -23,7 +23,6 @@ from opendata.signing import (
     KeyFileError,
     SignatureError,
     SigningKey,
-    VerificationFailed,
     fingerprint,
     generate_keys,
     load_private_key,
@@ -31,10 +30,9 @@ from opendata.signing import (
     sign_file,
     sign_package,
     verify_file,
-    verify_package,
-    verify_tree,
 )
 from opendata.spec import load_spec
+from opendata.verify import VerificationFailed, verify_package, verify_tree
 
 T0 = datetime(2024, 3, 14, 9, 30, tzinfo=UTC)
 NOW = datetime(2025, 1, 1, tzinfo=UTC)

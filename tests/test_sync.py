@@ -30,10 +30,10 @@ from opendata.signing import (
     generate_keys,
     load_private_key,
     sign_file,
-    verify_tree,
 )
 from opendata.spec import ReleaseSpec, load_spec
 from opendata.sync import PARTIAL_DIR, STATE_FILE, SyncError, SyncInterrupted, sync
+from opendata.verify import verify_tree
 
 T0 = datetime(2024, 3, 14, 9, 30, tzinfo=UTC)
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
