@@ -27,6 +27,7 @@ import disclosure
 from disclosure.attacker import conflicts, interval_intervals
 from disclosure.errors import Inconsistent, SolverFailed
 from opendata.aggregate import DimensionCodes
+from opendata.descriptor import DESCRIPTOR_FILE
 from opendata.errors import OpenDataError
 from opendata.protection import AHEAD_SUFFIX, REVISION_LAYERS, hierarchy, population_keys
 from opendata.relations import CUMULATIVE, Relation, relation_rows
@@ -99,7 +100,7 @@ def _dimension(version_dir: Path, name: str, title: str) -> DimensionCodes:
 
 def read_published(version_dir: Path) -> tuple[dict, list[PublishedTable]]:
     """The descriptor and every data table of a version, as the public sees them."""
-    path = Path(version_dir) / "datapackage.json"
+    path = Path(version_dir) / DESCRIPTOR_FILE
     if not path.is_file():
         raise OpenDataError(f"{version_dir} is not a package version (no datapackage.json)")
     try:

@@ -27,13 +27,21 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from opendata.changelog import CHANGELOG_FILE
-from opendata.descriptor import DESCRIPTOR_FILE, ID_NAMESPACE, PARQUET_MEDIATYPE, PackageInfo, rfc3339
+from opendata.descriptor import (
+    CATALOG_FILE,
+    CHANGELOG_FILE,
+    DESCRIPTOR_FILE,
+    ID_NAMESPACE,
+    PARQUET_MEDIATYPE,
+    SHA256_HEX,
+    SIGNATURE_SUFFIX,
+    FileInfo,
+    PackageInfo,
+    rfc3339,
+)
 from opendata.digest import file_digest
 from opendata.errors import ReleaseError
 from opendata.signing import (
-    CATALOG_FILE,
-    SIGNATURE_SUFFIX,
     SignatureError,
     SigningKey,
     fingerprint,
@@ -55,7 +63,6 @@ DATAPACKAGE_PROFILE = "https://datapackage.org/profiles/2.0/datapackage.json"
 IANA_MEDIA = "https://www.iana.org/assignments/media-types/"
 PUBLIC_ACCESS = "http://publications.europa.eu/resource/authority/access-right/PUBLIC"
 ATOM_NS = "http://www.w3.org/2005/Atom"
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 MEDIA_TYPES = {
     ".csv": "text/csv",
     ".parquet": PARQUET_MEDIATYPE,
@@ -77,15 +84,6 @@ CONTEXT: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class CatalogFile:
-    """One file a host should hold: path relative to the tree root (POSIX), size and SHA-256 (hex)."""
-
-    path: str
-    bytes: int
-    sha256: str
-
-
-@dataclass(frozen=True)
 class CatalogVersion:
     """One published version as ``catalog.json`` lists it."""
 
@@ -94,8 +92,8 @@ class CatalogVersion:
     id: str
     created: str
     path: str  # the version directory, relative to the root
-    descriptor: CatalogFile
-    files: tuple[CatalogFile, ...]  # every file of the version, the descriptor and its signature included
+    descriptor: FileInfo
+    files: tuple[FileInfo, ...]  # every file of the version, the descriptor and its signature included
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,7 @@ class Catalog:
     modified: str | None
     base_url: str | None
     versions: tuple[CatalogVersion, ...]  # by package name, then SemVer
-    changelogs: tuple[CatalogFile, ...] = ()  # each series' CHANGELOG.md, signed with the catalogue
+    changelogs: tuple[FileInfo, ...] = ()  # each series' CHANGELOG.md, signed with the catalogue
 
     def packages(self) -> dict[str, tuple[CatalogVersion, ...]]:
         out: dict[str, list[CatalogVersion]] = {}
@@ -114,7 +112,7 @@ class Catalog:
             out.setdefault(v.name, []).append(v)
         return {name: tuple(vs) for name, vs in out.items()}
 
-    def files(self) -> tuple[CatalogFile, ...]:
+    def files(self) -> tuple[FileInfo, ...]:
         return tuple(f for v in self.versions for f in v.files)
 
 
@@ -181,7 +179,7 @@ def _safe_path(path: Any) -> str:
     return path
 
 
-def _file_entry(entry: dict[str, Any], under: str) -> CatalogFile:
+def _file_entry(entry: dict[str, Any], under: str) -> FileInfo:
     path = _safe_path(entry["path"])
     if not path.startswith(under + "/"):
         raise ValueError(f"{path!r} is outside its version directory {under}")
@@ -190,7 +188,7 @@ def _file_entry(entry: dict[str, Any], under: str) -> CatalogFile:
         raise ValueError(f"{path}: bytes {size!r} is not a size")
     if not isinstance(sha, str) or not SHA256_HEX.match(sha):
         raise ValueError(f"{path}: sha256 {sha!r} is not 64 lower-case hex digits")
-    return CatalogFile(path, size, sha)
+    return FileInfo(path, size, sha)
 
 
 # --- scanning the tree -----------------------------------------------------------------------
@@ -201,11 +199,11 @@ class _Version:
     info: PackageInfo
     rel: str
     released: datetime
-    files: tuple[CatalogFile, ...]
+    files: tuple[FileInfo, ...]
 
 
 @dataclass(frozen=True)
-class CatalogFiles:
+class FileInfos:
     """What ``write_catalog`` wrote and decided, for the publish summary."""
 
     catalog: Path
@@ -219,7 +217,7 @@ class CatalogFiles:
     written: tuple[Path, ...]  # files whose bytes changed
 
 
-def _version_files(root: Path, version_dir: Path) -> tuple[CatalogFile, ...]:
+def _version_files(root: Path, version_dir: Path) -> tuple[FileInfo, ...]:
     """Every regular file under the version, except dot-files (temporaries of an interrupted write)."""
     out = []
     for path in sorted(version_dir.rglob("*")):
@@ -230,7 +228,7 @@ def _version_files(root: Path, version_dir: Path) -> tuple[CatalogFile, ...]:
             raise ReleaseError(f"{rel} is a symbolic link; a release holds regular files only")
         if path.is_file():
             size, sha = file_digest(path)
-            out.append(CatalogFile(rel, size, sha))
+            out.append(FileInfo(rel, size, sha))
     return tuple(sorted(out, key=lambda f: f.path))
 
 
@@ -269,7 +267,7 @@ def _scan(root: Path) -> list[_Version]:
     return found
 
 
-def _check_against_descriptor(info: PackageInfo, files: tuple[CatalogFile, ...], rel: str) -> None:
+def _check_against_descriptor(info: PackageInfo, files: tuple[FileInfo, ...], rel: str) -> None:
     """Never publish a catalogue that vouches for files the package's own descriptor contradicts."""
     actual = {f.path: f for f in files}
     for f in info.files:
@@ -277,7 +275,7 @@ def _check_against_descriptor(info: PackageInfo, files: tuple[CatalogFile, ...],
         entry = actual.get(path)
         if entry is None:
             raise ReleaseError(f"{path} is listed in its {DESCRIPTOR_FILE} but missing")
-        if (entry.bytes, "sha256:" + entry.sha256) != (f.bytes, f.hash):
+        if (entry.bytes, entry.sha256) != (f.bytes, f.sha256):
             raise ReleaseError(
                 f"{path} does not match the size and hash in its {DESCRIPTOR_FILE}; the release was altered"
             )
@@ -294,7 +292,7 @@ def write_catalog(
     now: datetime,
     title: str = DEFAULT_TITLE,
     description: str | None = None,
-) -> CatalogFiles:
+) -> FileInfos:
     """Write ``catalog.json``, ``catalog.jsonld`` and ``feed.atom`` for the versions public at ``now``.
 
     With a signer, every listed version's ``datapackage.json`` that is not yet signed is signed, an
@@ -346,7 +344,7 @@ def write_catalog(
     ):
         if write_atomic(path, data):
             written.append(path)
-    return CatalogFiles(
+    return FileInfos(
         catalog=catalog_path,
         jsonld=root / JSONLD_FILE,
         feed=root / FEED_FILE,
@@ -382,7 +380,7 @@ def _changelog(root: Path, name: str) -> dict[str, Any]:
     if not path.is_file() or path.is_symlink():
         return {}
     size, sha = file_digest(path)
-    return {"changelog": _file_dict(CatalogFile(f"{name}/{CHANGELOG_FILE}", size, sha))}
+    return {"changelog": _file_dict(FileInfo(f"{name}/{CHANGELOG_FILE}", size, sha))}
 
 
 def _catalog_json(root: Path, versions: list[_Version], title: str, base: str | None, stamp: str) -> bytes:
@@ -440,7 +438,7 @@ def derived_views(root: Path, catalog: Catalog) -> dict[str, bytes]:
 RELEASE_FACTS = ("published", "pre_announced", "orderly", "unscheduled", "late", "reason")
 
 
-def _file_dict(f: CatalogFile) -> dict[str, Any]:
+def _file_dict(f: FileInfo) -> dict[str, Any]:
     return {"path": f.path, "bytes": f.bytes, "sha256": f.sha256}
 
 
@@ -595,7 +593,7 @@ def _dataset(v: _Version, series_id: str, previous: _Version | None, base: str |
     return node
 
 
-def _distributed(v: _Version) -> list[CatalogFile]:
+def _distributed(v: _Version) -> list[FileInfo]:
     """Files a harvester would offer for download: everything except signatures."""
     return [f for f in v.files if not f.path.endswith(SIGNATURE_SUFFIX)]
 

@@ -15,13 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from opendata.descriptor import markdown_text, rfc3339
+from opendata.descriptor import CHANGELOG_FILE, markdown_text, rfc3339
 from opendata.versions import SEMVER, semver_key
 
 if TYPE_CHECKING:  # the diff's types only: importing diff would load pandas for every host-side command
     from opendata.diff import PackageDiff, ResourceDiff
 
-CHANGELOG_FILE = "CHANGELOG.md"
 MAX_LISTED = 5
 HEADING = re.compile(r"^## \[([^\]]+)\]", re.MULTILINE)
 BUMP_TEXT = {

@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from opendata.descriptor import DESCRIPTOR_FILE
 from opendata.errors import OpenDataError, ValidationFailed
 
 console = Console(stderr=True, soft_wrap=True)
@@ -623,7 +624,7 @@ def verify(path: Path, key: Path, as_json: bool):
     from opendata.verify import verify_package, verify_tree
 
     with user_errors():
-        run = verify_package if (path / "datapackage.json").is_file() else verify_tree
+        run = verify_package if (path / DESCRIPTOR_FILE).is_file() else verify_tree
         report = run(path, key)
     if as_json:
         out.print_json(json.dumps(report.to_dict()))

@@ -21,6 +21,9 @@ from opendata.errors import ReleaseError
 DATAPACKAGE_SCHEMA = "https://datapackage.org/profiles/2.0/datapackage.json"
 DESCRIPTOR_FILE = "datapackage.json"
 README_FILE = "README.md"
+CHANGELOG_FILE = "CHANGELOG.md"  # one per series, beside its versions
+CATALOG_FILE = "catalog.json"  # at the root of a release tree
+SIGNATURE_SUFFIX = ".sig"  # a detached signature: <file>.sig
 PARQUET_MEDIATYPE = "application/vnd.apache.parquet"
 STATUS_SUFFIX = "_status"
 
@@ -52,13 +55,31 @@ ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/opendata/datap
 SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+HASH_PREFIX = "sha256:"  # how a Data Package descriptor spells a SHA-256 (catalog.json holds the bare hex)
+
+
 @dataclass(frozen=True)
 class FileInfo:
-    """One published file as the descriptor records it, so a copy can be checked against it."""
+    """One published file, so a copy can be checked against it: its path (relative to the version in a
+    descriptor, to the tree root in the catalogue), size and SHA-256 in hex. One type for both lists."""
 
     path: str
     bytes: int
-    hash: str
+    sha256: str
+
+    @property
+    def hash(self) -> str:
+        """The hash as a descriptor spells it."""
+        return HASH_PREFIX + self.sha256
+
+    @classmethod
+    def from_resource(cls, resource: dict[str, Any]) -> FileInfo:
+        """A descriptor's resource; its ``hash`` must be ``sha256:`` and 64 hex digits (what we write)."""
+        digest = resource["hash"]
+        if not isinstance(digest, str) or not SHA256_HEX.match(digest.removeprefix(HASH_PREFIX)):
+            raise ValueError(f"the hash {digest!r} of {resource.get('path')!r} is not {HASH_PREFIX}<64 hex digits>")
+        return cls(resource["path"], resource["bytes"], digest.removeprefix(HASH_PREFIX))
 
 
 @dataclass(frozen=True)
@@ -90,9 +111,7 @@ class PackageInfo:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ReleaseError(f"{path / DESCRIPTOR_FILE} is not valid JSON: {exc}") from None
         try:
-            files = tuple(
-                FileInfo(r["path"], r["bytes"], r["hash"]) for r in descriptor.get("resources", []) if "hash" in r
-            )
+            files = tuple(FileInfo.from_resource(r) for r in descriptor.get("resources", []) if "hash" in r)
             return cls(
                 path=path,
                 name=descriptor["name"],
@@ -104,6 +123,8 @@ class PackageInfo:
             )
         except (KeyError, TypeError) as exc:
             raise ReleaseError(f"{path / DESCRIPTOR_FILE} lacks {exc} or has it in the wrong shape") from None
+        except ValueError as exc:
+            raise ReleaseError(f"{path / DESCRIPTOR_FILE}: {exc}") from None
 
     def verify(self) -> list[str]:
         """Problems found comparing the files on disk with their recorded size and hash; empty if intact."""

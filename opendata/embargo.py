@@ -113,7 +113,7 @@ def _aware(now: datetime) -> datetime:
 
 def read_staged(path: Path) -> StagedRelease:
     try:
-        descriptor = json.loads((path / "datapackage.json").read_text(encoding="utf-8"))
+        descriptor = json.loads((path / DESCRIPTOR_FILE).read_text(encoding="utf-8"))
         release = descriptor.get("opendata:release") or {}
         when = datetime.fromisoformat(release["time"].replace("Z", "+00:00"))
         name, version = descriptor["name"], descriptor["version"]
@@ -143,7 +143,7 @@ def staged_releases(staging: Path) -> list[StagedRelease]:
         for series in sorted(staging.iterdir())
         if series.is_dir() and not series.name.startswith(".")
         for v in sorted(series.iterdir())
-        if v.is_dir() and not v.name.startswith(".") and (v / "datapackage.json").is_file()
+        if v.is_dir() and not v.name.startswith(".") and (v / DESCRIPTOR_FILE).is_file()
     ]
     return sorted(found, key=lambda s: (s.release_at, s.name, semver_key(s.version)))
 
@@ -468,7 +468,7 @@ def grant_pre_release_access(
     if public is not None:
         keep_apart(staging, public)
     path = Path(staging) / name / version
-    if not (path / "datapackage.json").is_file():
+    if not (path / DESCRIPTOR_FILE).is_file():
         raise AccessRefused(f"no staged release {name} {version} in {staging}")
     staged = read_staged(path)
     opens = staged.release_at - PRE_RELEASE_WINDOW

@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from opendata.descriptor import CATALOG_FILE, DESCRIPTOR_FILE, SHA256_HEX, SIGNATURE_SUFFIX
 from opendata.errors import OpenDataError
 from opendata.versions import SEMVER, semver_key
 
@@ -47,16 +48,12 @@ if TYPE_CHECKING:
 
 __all__ = ["IntegrityError", "LoadError", "LoadedPackage", "duckdb_connect", "load", "load_package"]
 
-DESCRIPTOR_FILE = "datapackage.json"
-SIGNATURE_SUFFIX = ".sig"
-CATALOG_FILE = "catalog.json"
 STATUS_SUFFIX = "_status"
 HIERARCHY_PREFIX = "hierarchy-"
 # GSS shorthand, in the order status categories are listed when a package does not declare them.
 GSS_MARKERS = ("c", "z", "x", "low", "u", "p", "r", "e", "b")
 MARKER_CELL = r"^\[[a-z]+\]$"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 HTTP_TIMEOUT = 60
 TRUST_ENV = "OPENDATA_TRUST"  # path of the publisher's public key: a notebook states it once
 MAX_DESCRIPTOR = 16 << 20  # bytes of a datapackage.json (or catalog.json) fetched before giving up

@@ -19,6 +19,7 @@ import pandas as pd
 
 from opendata.aggregate import MI_AHEAD, aggregate, held_back, mi_ahead_tables
 from opendata.calendar import Calendar, cutoff_for, load_calendar, until_month
+from opendata.descriptor import DESCRIPTOR_FILE
 from opendata.diff import PackageContent, check_version, diff, next_version
 from opendata.embargo import claim, default_staging, keep_apart, latest_public
 from opendata.errors import ReleaseError, ReleaseExists
@@ -67,7 +68,7 @@ def _earlier_tables(series_roots: Sequence[Path], name: str) -> list[EarlierTabl
         series = Path(root) / name
         if not series.is_dir():
             continue
-        for version in sorted(p for p in series.iterdir() if (p / "datapackage.json").is_file()):
+        for version in sorted(p for p in series.iterdir() if (p / DESCRIPTOR_FILE).is_file()):
             content = PackageContent.from_path(version)
             out += [EarlierTable(version.name, r.name, r.rows) for r in content.resources.values()]
     return out

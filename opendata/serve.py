@@ -56,8 +56,8 @@ from urllib.parse import unquote
 import httptools
 
 from opendata.catalog import FEED_FILE, JSONLD_FILE, read_catalog
+from opendata.descriptor import CATALOG_FILE, SIGNATURE_SUFFIX
 from opendata.errors import OpenDataError
-from opendata.signing import CATALOG_FILE, SIGNATURE_SUFFIX
 
 CONTENT_TYPES = {
     ".json": "application/json",

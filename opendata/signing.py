@@ -29,14 +29,12 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from opendata.descriptor import DESCRIPTOR_FILE
+from opendata.descriptor import DESCRIPTOR_FILE, SIGNATURE_SUFFIX
 from opendata.errors import OpenDataError
 
 SigningKey = Ed25519PrivateKey
 PublicKey = Ed25519PublicKey
 
-SIGNATURE_SUFFIX = ".sig"
-CATALOG_FILE = "catalog.json"
 SIGNATURE_BYTES = 64
 RAW_KEY_BYTES = 32
 MAX_KEY_FILE_BYTES = 64 * 1024

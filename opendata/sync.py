@@ -44,15 +44,13 @@ from urllib.parse import quote
 
 from cryptography.exceptions import InvalidSignature
 
-from opendata.catalog import Catalog, CatalogFile, CatalogVersion, derived_views, read_catalog
-from opendata.descriptor import DESCRIPTOR_FILE, PackageInfo
+from opendata.catalog import Catalog, CatalogVersion, derived_views, read_catalog
+from opendata.descriptor import CATALOG_FILE, DESCRIPTOR_FILE, SIGNATURE_SUFFIX, FileInfo, PackageInfo
 from opendata.digest import file_digest
 from opendata.errors import OpenDataError
 from opendata.serve import file_etag
 from opendata.signing import (
-    CATALOG_FILE,
     SIGNATURE_BYTES,
-    SIGNATURE_SUFFIX,
     PublicKey,
     SigningKey,
     fingerprint,
@@ -348,7 +346,7 @@ def _inside(mirror: Path, target: Path) -> Path:
     return target
 
 
-def _holds(mirror: Path, f: CatalogFile) -> bool:
+def _holds(mirror: Path, f: FileInfo) -> bool:
     """Whether the mirror already has exactly the catalogue's bytes for ``f``."""
     path = mirror / f.path
     return path.is_file() and path.stat().st_size == f.bytes and _sha256(path) == f.sha256
@@ -437,7 +435,7 @@ class _Progress:
             self.bar.update(self.task, advance=n, description=description or self.bar.tasks[0].description)
 
 
-def _fetch_file(src: _Source, f: CatalogFile, local: Path, summary: SyncSummary, bar: _Progress) -> None:
+def _fetch_file(src: _Source, f: FileInfo, local: Path, summary: SyncSummary, bar: _Progress) -> None:
     """Bring ``local`` to exactly the catalogue's bytes: keep it, continue it with a Range, or download it."""
     have = local.stat().st_size if local.is_file() else 0
     if have == f.bytes and _sha256(local) == f.sha256:

@@ -9,12 +9,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from opendata.catalog import CatalogFile, CatalogVersion, read_catalog
-from opendata.descriptor import DESCRIPTOR_FILE, PackageInfo
+from opendata.catalog import CatalogVersion, read_catalog
+from opendata.descriptor import CATALOG_FILE, DESCRIPTOR_FILE, FileInfo, PackageInfo
 from opendata.digest import file_digest
 from opendata.errors import ReleaseError
 from opendata.signing import (
-    CATALOG_FILE,
     PublicKey,
     SignatureError,
     SigningKey,
@@ -152,7 +151,7 @@ def verify_tree(root: str | Path, key: PublicKey | SigningKey | str | Path) -> V
     return report.raise_for_problems()
 
 
-def _descriptor_agrees(version: CatalogVersion, descriptor_bytes: bytes, listed: dict[str, CatalogFile]) -> list[str]:
+def _descriptor_agrees(version: CatalogVersion, descriptor_bytes: bytes, listed: dict[str, FileInfo]) -> list[str]:
     """The signed descriptor and the signed catalogue must describe the same files the same way."""
     where = version.descriptor.path
     try:
@@ -170,7 +169,7 @@ def _descriptor_agrees(version: CatalogVersion, descriptor_bytes: bytes, listed:
         entry = listed.get(path)
         if entry is None:
             problems.append(f"{path}: in the descriptor but not listed in {CATALOG_FILE}")
-        elif (entry.bytes, "sha256:" + entry.sha256) != (r.get("bytes"), r.get("hash")):
+        elif (entry.bytes, entry.hash) != (r.get("bytes"), r.get("hash")):
             problems.append(f"{path}: {CATALOG_FILE} and {DESCRIPTOR_FILE} disagree on its size or hash")
     return problems
 
