@@ -232,19 +232,6 @@ def _version_files(root: Path, version_dir: Path) -> tuple[FileInfo, ...]:
     return tuple(sorted(out, key=lambda f: f.path))
 
 
-def _release_time(info: PackageInfo) -> datetime:
-    """When the version becomes public: ``opendata:release.time`` if recorded, else ``created``."""
-    release = info.descriptor.get("opendata:release")
-    stamp = release.get("time") if isinstance(release, dict) and release.get("time") else info.created
-    try:
-        moment = datetime.fromisoformat(str(stamp))
-    except ValueError:
-        raise ReleaseError(f"{info.path / DESCRIPTOR_FILE}: release time {stamp!r} is not RFC 3339") from None
-    if moment.tzinfo is None:
-        raise ReleaseError(f"{info.path / DESCRIPTOR_FILE}: release time {stamp!r} has no UTC offset")
-    return moment
-
-
 def _scan(root: Path) -> list[_Version]:
     """Every version directory under root, checked against its own descriptor, by name then SemVer."""
     found = []
@@ -262,7 +249,7 @@ def _scan(root: Path) -> list[_Version]:
                 )
             files = _version_files(root, version_dir)
             _check_against_descriptor(info, files, version_dir.relative_to(root).as_posix())
-            found.append(_Version(info, version_dir.relative_to(root).as_posix(), _release_time(info), files))
+            found.append(_Version(info, version_dir.relative_to(root).as_posix(), info.release_at, files))
     found.sort(key=lambda v: (v.info.name, semver_key(v.info.version)))
     return found
 

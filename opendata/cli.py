@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from opendata.descriptor import DESCRIPTOR_FILE
+from opendata.descriptor import parse_time as descriptor_time
 from opendata.errors import OpenDataError, ValidationFailed
 
 console = Console(stderr=True, soft_wrap=True)
@@ -87,12 +88,9 @@ def parse_time(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 time such as 2026-12-03T09:30:00+00:00") from None
-    if parsed.tzinfo is None:
-        raise click.BadParameter(f"{value!r} has no UTC offset; write e.g. 2026-12-03T09:30:00+00:00")
-    return parsed
+        return descriptor_time(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def print_problems(problems, total: int, as_json: bool) -> None:

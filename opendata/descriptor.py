@@ -126,6 +126,16 @@ class PackageInfo:
         except ValueError as exc:
             raise ReleaseError(f"{path / DESCRIPTOR_FILE}: {exc}") from None
 
+    @property
+    def release_at(self) -> datetime:
+        """When the version becomes public: ``opendata:release.time`` if recorded, else ``created``."""
+        release = self.descriptor.get("opendata:release")
+        stamp = release.get("time") if isinstance(release, dict) and release.get("time") else self.created
+        try:
+            return parse_time(stamp, "release time")
+        except ValueError as exc:
+            raise ReleaseError(f"{self.path / DESCRIPTOR_FILE}: {exc}") from None
+
     def verify(self) -> list[str]:
         """Problems found comparing the files on disk with their recorded size and hash; empty if intact."""
         problems = []
@@ -145,6 +155,19 @@ class PackageInfo:
 def package_id(name: str, version: str) -> str:
     """A stable identifier for one version of a dataset: the same name and version give the same id."""
     return str(uuid.uuid5(ID_NAMESPACE, f"{name}@{version}"))
+
+
+def parse_time(text: object, what: str = "time") -> datetime:
+    """An RFC 3339 time with its offset, as an aware UTC datetime: the one parser of every time a
+    descriptor, catalogue or command line gives. A time without an offset is refused (``ValueError``
+    naming ``what``): it is ambiguous, and cannot be compared with the aware times everywhere else."""
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not an RFC 3339 time such as 2026-12-03T09:30:00Z") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{what} {text!r} has no UTC offset (write e.g. 2026-12-03T09:30:00Z)")
+    return moment.astimezone(UTC)
 
 
 def rfc3339(moment: datetime) -> str:

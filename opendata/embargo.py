@@ -30,7 +30,7 @@ from pathlib import Path
 
 from opendata.calendar import Calendar, cutoff_for
 from opendata.changelog import append_changelog, changelog_entry, changelog_versions
-from opendata.descriptor import DESCRIPTOR_FILE, README_FILE, rfc3339
+from opendata.descriptor import DESCRIPTOR_FILE, README_FILE, PackageInfo, parse_time, rfc3339
 from opendata.diff import PackageContent, diff
 from opendata.errors import OpenDataError, ReleaseError, ReleaseExists
 from opendata.package import retimed_readme
@@ -113,24 +113,16 @@ def _aware(now: datetime) -> datetime:
 
 def read_staged(path: Path) -> StagedRelease:
     try:
-        descriptor = json.loads((path / DESCRIPTOR_FILE).read_text(encoding="utf-8"))
-        release = descriptor.get("opendata:release") or {}
-        when = datetime.fromisoformat(release["time"].replace("Z", "+00:00"))
-        name, version = descriptor["name"], descriptor["version"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        info = PackageInfo.read(path)
+        when = info.release_at
+        release = info.descriptor.get("opendata:release")
+        access = tuple(release.get("pre_release_access", [])) if isinstance(release, dict) else ()
+    except (OSError, UnicodeDecodeError, ReleaseError, TypeError) as exc:
         raise ReleaseError(
-            f"staged release {path} is unreadable ({type(exc).__name__}: {exc}); it needs a datapackage.json with "
-            "name, version and opendata:release.time, as `opendata release` writes it. Nothing was published."
+            f"staged release {path} is unreadable ({exc}); it needs a datapackage.json with name, version "
+            "and opendata:release.time, as `opendata release` writes it. Nothing was published."
         ) from None
-    if when.tzinfo is None:
-        raise ReleaseError(f"staged release {path} has a release time without a UTC offset; nothing was published")
-    return StagedRelease(
-        name,
-        version,
-        path,
-        when.astimezone(UTC),
-        tuple(release.get("pre_release_access", [])),
-    )
+    return StagedRelease(info.name, info.version, path, when, access)
 
 
 def staged_releases(staging: Path) -> list[StagedRelease]:
@@ -236,7 +228,7 @@ def published_at(version_dir: Path) -> datetime:
     """When a public version became public: ``opendata:release.published``, else its release time."""
     release = _release(version_dir)
     text = release.get("published") or release.get("time")
-    return datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(UTC)
+    return parse_time(text, "publication time")
 
 
 def public_versions(public: Path, name: str) -> list[str]:

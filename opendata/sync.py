@@ -45,7 +45,7 @@ from urllib.parse import quote
 from cryptography.exceptions import InvalidSignature
 
 from opendata.catalog import Catalog, CatalogVersion, derived_views, read_catalog
-from opendata.descriptor import CATALOG_FILE, DESCRIPTOR_FILE, SIGNATURE_SUFFIX, FileInfo, PackageInfo
+from opendata.descriptor import CATALOG_FILE, DESCRIPTOR_FILE, SIGNATURE_SUFFIX, FileInfo, PackageInfo, parse_time
 from opendata.digest import file_digest
 from opendata.errors import OpenDataError
 from opendata.serve import file_etag
@@ -305,12 +305,9 @@ def _newest(catalog: Catalog) -> datetime | None:
     moments = []
     for s in stamps:
         try:
-            moment = datetime.fromisoformat(s)
-        except ValueError:
-            raise _Refused(f"{CATALOG_FILE}: {s!r} is not an RFC 3339 time") from None
-        if moment.tzinfo is None:  # it cannot be compared with aware times: refused, never a traceback
-            raise _Refused(f"{CATALOG_FILE}: {s!r} has no UTC offset (RFC 3339 needs one, e.g. Z)")
-        moments.append(moment)
+            moments.append(parse_time(s))
+        except ValueError as exc:  # refused, never a traceback comparing naive and aware times
+            raise _Refused(f"{CATALOG_FILE}: {exc}") from None
     return max(moments, default=None)
 
 

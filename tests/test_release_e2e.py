@@ -220,7 +220,7 @@ def test_bad_mi_writes_nothing(released, tmp_path):
     [
         (["validate", "nope.yaml", "x.csv"], "does not exist"),
         (["release", SPEC, "missing.csv", "--out", "r", "--release-time", WHEN, *LATE], "missing.csv"),
-        (["release", SPEC, "x.csv", "--release-time", "tomorrow"], "not an ISO 8601 time"),
+        (["release", SPEC, "x.csv", "--release-time", "tomorrow"], "not an RFC 3339 time"),
         (["release", SPEC, "x.csv", "--release-time", "2026-12-03T09:30"], "no UTC offset"),
         (["release", SPEC, "x.csv", "--version", "one"], "not a semantic version"),
     ],
