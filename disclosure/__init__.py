@@ -4,6 +4,7 @@ Primary suppression (threshold rule), secondary suppression, an LP attacker audi
 Never imports the publishing pipeline: it is a self-contained engine. See README.md.
 """
 
+from disclosure.attacker import conflicts, interval_intervals
 from disclosure.audit import AuditFailure, AuditReport, audit
 from disclosure.errors import AuditFailed, DisclosureError
 from disclosure.hierarchy import Hierarchy
@@ -46,7 +47,9 @@ __all__ = [
     "apply_overrides",
     "audit",
     "cell_keys",
+    "conflicts",
     "controlled_rounding_interval",
+    "interval_intervals",
     "magnitude_primary",
     "perturb",
     "perturb_table",

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 import disclosure
-from disclosure.attacker import conflicts, interval_intervals
+from disclosure import Rules, conflicts, interval_intervals, primary_mask
 from disclosure.errors import Inconsistent, SolverFailed
 from opendata.aggregate import DimensionCodes
 from opendata.descriptor import DESCRIPTOR_FILE
@@ -366,7 +366,8 @@ def true_primaries(version_dir: str | Path, spec, inputs: Sequence[str | Path]) 
     report = validate(spec, [Path(p) for p in inputs])
     report.raise_for_problems()
     until = until_month(pd.Timestamp(cut["covers"]).date()) if cut else None
-    rules = descriptor["opendata:disclosure"]["rules"]
+    stated = descriptor["opendata:disclosure"]["rules"]
+    rules = Rules(threshold=stated["threshold"], zeros=stated["zeros"])  # the rules the package says it applied
     out = {}
     tables = aggregate(spec, report.table, until=until)
     if release.get("mi_ahead") and until:
@@ -380,9 +381,6 @@ def true_primaries(version_dir: str | Path, spec, inputs: Sequence[str | Path]) 
         if aligned.isna().any().any():
             raise OpenDataError(f"the MI does not match {table.spec.name} of {version_dir}: cells differ")
         for m in table.measures:
-            freq = aligned[m.name + FREQ_SUFFIX]
-            primary = (freq > 0) & (freq < rules["threshold"])
-            if rules["zeros"] == "unsafe":
-                primary |= freq == 0
-            out[(table.spec.name, m.name)] = primary.set_axis(match.frame.index)
+            primary = primary_mask(aligned[m.name + FREQ_SUFFIX].to_numpy(), rules)
+            out[(table.spec.name, m.name)] = pd.Series(primary, index=match.frame.index)
     return out

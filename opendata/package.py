@@ -51,7 +51,7 @@ from opendata.descriptor import (
     size_and_hash,
 )
 from opendata.errors import ReleaseError, ReleaseExists
-from opendata.protection import ProtectedTable
+from opendata.protection import ProtectedTable, rules_for
 from opendata.relations import spec_relations
 from opendata.spec import ReleaseSpec
 from opendata.versions import SEMVER
@@ -426,6 +426,7 @@ def _hierarchy_resource(root: Path, d: DimensionCodes, path: str) -> dict[str, A
 def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, Any]:
     """The rules applied and, per table and measure, what they did: enough to audit the release."""
     rules = spec.disclosure
+    applied = rules_for(rules)  # what the engine was given, so the descriptor states exactly that
     per_table: dict[str, Any] = {}
     total = {"cells": 0, "primary": 0, "secondary": 0, "suppressed": 0, "rounded": 0}
     audit_ok = True
@@ -467,12 +468,12 @@ def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, An
         per_table[t.spec.name] = per_measure
     return {
         "rules": {
-            "threshold": rules.threshold,
-            "zeros": rules.zeros,
-            "protection": rules.protection_width,
+            "threshold": applied.threshold,
+            "zeros": applied.zeros,
+            "protection": applied.protection_width,
             "rounding": _rounding(spec),
             "secondary": rules.secondary,
-            "singletons": rules.singletons,
+            "singletons": applied.singletons,
             # who the pattern is safe against besides outsiders: units that know all their own cells
             "intruders": list(rules.intruders),
             # what the attacker model knows between measures (opendata.relations)

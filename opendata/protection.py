@@ -93,7 +93,7 @@ def rules_for(spec: DisclosureSpec) -> disclosure.Rules:
     return disclosure.Rules(
         threshold=spec.threshold,
         zeros=spec.zeros,
-        protection=spec.protection_width,
+        protection=spec.protection,
         rounding_base=spec.rounding_base,
         singletons=spec.singletons,  # type: ignore[arg-type]
     )

@@ -139,10 +139,6 @@ class DisclosureSpec:
     # cells never chosen as secondary suppressions: each entry maps dimension -> levels that match
     must_publish: tuple[dict[str, tuple[str, ...]], ...] = ()
 
-    @property
-    def protection_width(self) -> int:
-        return self.protection if self.protection is not None else self.threshold
-
 
 @dataclass(frozen=True)
 class ReleaseSpec:
