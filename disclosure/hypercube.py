@@ -39,7 +39,8 @@ import scipy.sparse as sp
 from disclosure.attacker import INF, TOL, certified_intervals, exact_intervals
 from disclosure.cost import cell_costs
 from disclosure.relations import Relations
-from disclosure.secondary import Heuristic, Suppression
+from disclosure.secondary import Heuristic
+from disclosure.suppression import Suppression
 from disclosure.table import Grid, GridLike
 
 SIBLINGS = 4  # sibling moves tried per dimension (plus the vertical move)

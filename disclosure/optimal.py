@@ -70,7 +70,8 @@ from disclosure.cost import Cost, cell_costs
 from disclosure.errors import AuditFailed
 from disclosure.hypercube import PRUNE_CELLS, hypercube
 from disclosure.relations import Relations, stacked
-from disclosure.secondary import CANNOT_PROTECT, Heuristic, Suppression
+from disclosure.secondary import Heuristic
+from disclosure.suppression import CANNOT_PROTECT, Suppression
 from disclosure.table import GridLike
 
 EXACT_GAP_CELLS = 50_000  # up to this many cells the master is solved to a zero gap

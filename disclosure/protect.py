@@ -24,7 +24,8 @@ from disclosure.primary import (
 )
 from disclosure.rounding import round_conventional
 from disclosure.rules import Rules
-from disclosure.secondary import Heuristic, Suppression, heuristic
+from disclosure.secondary import Heuristic, heuristic
+from disclosure.suppression import Suppression
 from disclosure.table import Grid, integer_column
 
 METHODS = ("auto", "fast", "optimal", "heuristic")

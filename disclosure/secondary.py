@@ -9,38 +9,16 @@ unbounded), so this terminates. The result is safe, not minimal (see README for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import scipy.sparse as sp
 
 from disclosure.attacker import INF, LP, Intervals, exact_intervals
 from disclosure.errors import AuditFailed
 from disclosure.relations import Relations, stacked
+from disclosure.suppression import CANNOT_PROTECT, Suppression
 from disclosure.table import Grid
 
 MAX_PARTNERS = 64  # partners one failing cell may gain in one repair round
-
-CANNOT_PROTECT = (
-    "secondary suppression cannot protect the table: every cell that may be hidden already is "
-    "(the others are must-publish, or were published before)"
-)
-
-
-@dataclass
-class Suppression:
-    """Final pattern plus the audit that proved it: ``proof`` is "exact" (attacker LPs) or
-    "certificates" (verified moves, LPs for the cells no move covers). ``insider_unverified``
-    lists the primary cells proven safe against outsiders only (see ``hypercube``). ``moves`` (fast
-    method) holds the certificates still valid for the final pattern, as rows of ``±1`` over cells
-    (``attacker.certified_intervals`` checks them)."""
-
-    suppressed: np.ndarray
-    intervals: Intervals
-    rounds: int
-    proof: str = "exact"
-    insider_unverified: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    moves: sp.csr_matrix | None = None
 
 
 def _choose(cand: np.ndarray, is_total: np.ndarray, values: np.ndarray, level: np.ndarray, need: float) -> int:

@@ -1,0 +1,151 @@
+"""``protect_linked`` at the engine level: two tables that share their margins, protected as one system.
+
+The attacker here is written apart from the engine: one ``scipy.optimize.linprog`` model whose
+variables are the distinct populations (a shared margin is one variable, whichever table shows it),
+whose equations are the additivity of both tables, and where every published cell is fixed at its
+value. A primary cell is safe when the attacker's interval is at least the protection width.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+
+from disclosure import DisclosureError, Hierarchy, LinkedTable, Rules, add_totals, protect_linked
+
+REGION = Hierarchy.from_parents("region", {"North": "Total", "South": "Total", "N1": "North", "N2": "North",
+                                           "S1": "South", "S2": "South", "S3": "South"})  # fmt: skip
+MONTH = Hierarchy.flat("month", ["m1", "m2", "m3"])
+GROUP = Hierarchy.flat("group", ["g1", "g2"])
+
+
+def records(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """Unit records: each person has a region leaf, a month and a group."""
+    leaves = ["N1", "N2", "S1", "S2", "S3"]
+    return pd.DataFrame(
+        {
+            "region": rng.choice(leaves, n, p=[0.05, 0.35, 0.1, 0.3, 0.2]),
+            "month": rng.choice(MONTH.leaves, n),
+            "group": rng.choice(GROUP.leaves, n, p=[0.85, 0.15]),
+        }
+    )
+
+
+def linked(people: pd.DataFrame) -> list[LinkedTable]:
+    """region × month and region × group; their region margins are the same people."""
+    tables = []
+    for other, h in (("month", MONTH), ("group", GROUP)):
+        leaf = people.groupby(["region", other]).size().rename("n").reset_index()
+        full = pd.MultiIndex.from_product([REGION.leaves, h.leaves], names=["region", other]).to_frame(index=False)
+        leaf = full.merge(leaf, how="left").fillna({"n": 0}).astype({"n": "int64"})
+        frame = add_totals(leaf, {"region": REGION, other: h}, ["n"])
+        frame["key"] = np.where(frame[other] == "Total", frame["region"] + "|all", frame["region"] + "|" + frame[other])
+        tables.append(LinkedTable(frame, {"region": REGION, other: h}, "n", "key", name=f"region-by-{other}"))
+    return tables
+
+
+def attack(results, tables: list[LinkedTable]) -> dict[str, tuple[float, float]]:
+    """Interval of every hidden population, from both published tables at once."""
+    keys = pd.Index(sorted(set().union(*(set(t.frame["key"]) for t in tables))))
+    rows, rhs = [], []
+    for t, res in zip(tables, results, strict=True):
+        frame = res.frame
+        other = next(d for d in t.dims if d != "region")
+        for dim, h in (("region", REGION), (other, t.dims[other])):
+            rest = other if dim == "region" else "region"
+            for parent in h.codes:
+                kids = h.children(parent)
+                if not kids:
+                    continue
+                for fixed in frame[rest].unique():
+                    row = np.zeros(len(keys))
+                    at = frame[frame[rest] == fixed].set_index(dim)["key"]
+                    row[keys.get_loc(at[parent])] += 1
+                    for k in kids:
+                        row[keys.get_loc(at[k])] -= 1
+                    rows.append(row)
+                    rhs.append(0.0)
+    bounds: dict[str, tuple[float, float | None]] = {k: (0.0, None) for k in keys}
+    for res in results:
+        for key, shown in zip(res.frame["key"], res.frame["published"], strict=True):
+            if not pd.isna(shown):
+                bounds[key] = (float(shown), float(shown))
+    a_eq, b_eq = np.array(rows), np.array(rhs)
+    out = {}
+    for key in keys:
+        if bounds[key][0] == bounds[key][1]:
+            continue
+        c = np.zeros(len(keys))
+        c[keys.get_loc(key)] = 1.0
+        ends = []
+        for sign in (1.0, -1.0):
+            lp = linprog(sign * c, A_eq=a_eq, b_eq=b_eq, bounds=[bounds[k] for k in keys], method="highs")
+            assert lp.status in (0, 3), lp.message
+            ends.append(sign * lp.fun if lp.status == 0 else float("inf"))
+        out[key] = (ends[0], ends[1])
+    return out
+
+
+def check(people: pd.DataFrame, rules: Rules) -> None:
+    tables = linked(people)
+    results = protect_linked(tables, rules=rules, method="fast")
+    status = {}
+    for res in results:  # one population, one status, in every table that shows it
+        for key, s in zip(res.frame["key"], res.frame["status"], strict=True):
+            assert status.setdefault(key, s) == s, key
+    truth = {k: v for res in results for k, v in zip(res.frame["key"], res.frame["n"], strict=True)}
+    primary = {k for k, s in status.items() if s == "primary"}
+    intervals = attack(results, tables)
+    for key in primary:
+        low, high = intervals[key]
+        assert low - 1e-6 <= truth[key] <= high + 1e-6
+        assert high - low >= rules.protection_width - 1e-6, (key, truth[key], low, high)
+
+
+def test_shared_margins_have_one_status_and_no_primary_is_narrowed() -> None:
+    people = records(np.random.default_rng(3), 120)
+    tables = linked(people)
+    results = protect_linked(tables, rules=Rules(threshold=5), method="fast")
+    assert sum(r.counts["primary"] for r in results) > 0
+    assert all(r.audit.ok for r in results) and results[0].audit is results[1].audit
+    check(people, Rules(threshold=5))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n=st.integers(20, 300), threshold=st.sampled_from([3, 5, 10]))
+def test_linked_patterns_survive_an_attacker_of_both_tables(seed: int, n: int, threshold: int) -> None:
+    check(records(np.random.default_rng(seed), n), Rules(threshold=threshold))
+
+
+def test_a_cell_published_before_stays_published_and_a_primary_cannot_be() -> None:
+    people = records(np.random.default_rng(5), 150)
+    tables = linked(people)
+    frame = tables[0].frame
+    frame["before"] = (frame["region"] == "Total") & (frame["month"] != "Total")  # national months, published
+    tables[0].published = "before"
+    results = protect_linked(tables, rules=Rules(threshold=5), method="fast")
+    shown = results[0].frame[frame["before"]]
+    assert (shown["status"] == "published").all() and shown["published"].notna().all()
+
+    small = frame.index[(frame["n"] > 0) & (frame["n"] < 5)][0]
+    frame.loc[small, "before"] = True
+    with pytest.raises(DisclosureError, match="was published but is now a primary cell"):
+        protect_linked(tables, rules=Rules(threshold=5), method="fast")
+
+
+def test_tables_that_disagree_on_a_shared_population_are_refused() -> None:
+    tables = linked(records(np.random.default_rng(7), 100))
+    frame = tables[1].frame
+    at = frame.index[(frame["region"] == "N1") & (frame["group"] == "Total")][0]
+    frame.loc[at, "n"] += 1
+    frame.loc[frame.index[(frame["region"] == "North") & (frame["group"] == "Total")][0], "n"] += 1
+    frame.loc[frame.index[(frame["region"] == "Total") & (frame["group"] == "Total")][0], "n"] += 1
+    frame.loc[frame.index[(frame["region"] == "N1") & (frame["group"] == "g1")][0], "n"] += 1
+    frame.loc[frame.index[(frame["region"] == "North") & (frame["group"] == "g1")][0], "n"] += 1
+    frame.loc[frame.index[(frame["region"] == "Total") & (frame["group"] == "g1")][0], "n"] += 1
+    with pytest.raises(DisclosureError, match="linked tables must agree on shared cells"):
+        protect_linked(tables, rules=Rules(threshold=5), method="fast")
