@@ -12,6 +12,7 @@ import feedparser
 import pandas as pd
 import pytest
 from rdflib import Graph, Literal, Namespace, URIRef
+from tiny_spec import OGL, write_primes_spec
 
 from opendata.aggregate import hierarchy_codes
 from opendata.catalog import Catalog, read_catalog, semver_key, write_catalog
@@ -20,7 +21,7 @@ from opendata.errors import ReleaseError
 from opendata.package import write_package
 from opendata.protection import ProtectedTable
 from opendata.signing import generate_keys, load_private_key, verify_file
-from opendata.spec import ReleaseSpec, load_spec
+from opendata.spec import ReleaseSpec
 
 # Plain namespaces: rdflib's closed ones warn when pytest inspects module globals.
 DCAT = Namespace("http://www.w3.org/ns/dcat#")
@@ -32,60 +33,14 @@ pytestmark = pytest.mark.filterwarnings("ignore:ConjunctiveGraph is deprecated:D
 SPDX = Namespace("http://spdx.org/rdf/terms#")
 RDF_TYPE = URIRef("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
 XSD_DATETIME = URIRef("http://www.w3.org/2001/XMLSchema#dateTime")
-OGL = "https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/"
 BASE = "https://data.example.org/releases/"
 T0 = datetime(2024, 3, 14, 9, 30, tzinfo=UTC)
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
-SPEC_YAML = """
-name: {name}
-title: {title}
-description: Referrals by provider, for catalogue tests.
-kind: management information
-keywords: [employment, work programme]
-licenses:
-  - name: OGL-UK-3.0
-    path: {ogl}
-    title: Open Government Licence v3.0
-publisher: {{title: Department for Work and Pensions, email: stats@dwp.example}}
-contributors:
-  - {{title: Department for Work and Pensions, roles: [publisher], email: stats@dwp.example,
-     path: "https://www.gov.uk/government/organisations/department-for-work-pensions"}}
-sources:
-  - {{title: Provider returns}}
-input:
-  kind: records
-  primary_key: [pid]
-  fields:
-    - {{name: pid, type: string, required: true, description: id}}
-    - {{name: referral_date, type: date, required: true, description: referred}}
-    - {{name: prime, type: string, required: true, codelist: codelists/providers.csv, level: prime,
-       description: prime}}
-dimensions:
-  - {{name: provider, title: Provider, description: Prime provider., levels: [prime],
-     codelist: codelists/providers.csv,
-     total: {{code: Total, label: Great Britain}}}}
-measures:
-  - {{name: referrals, title: Referrals, description: People referred., unit: people, aggregate: count,
-     field: referral_date, period: referral_date}}
-tables:
-  - name: provider-totals
-    title: Referrals by provider
-    dimensions: [provider]
-    measures: [referrals]
-disclosure:
-  threshold: 10
-"""
-PROVIDERS = "code,label,parent,level\nA1,Prime one,Total,prime\nB1,Prime two,Total,prime\n"
-
 
 def make_spec(root: Path, name: str = "tiny-mi", title: str = "Tiny MI") -> ReleaseSpec:
     """A minimal real release spec, so packages come from the real package writer."""
-    folder = root / f"spec-{name}"
-    (folder / "codelists").mkdir(parents=True)
-    (folder / "codelists" / "providers.csv").write_text(PROVIDERS, encoding="utf-8")
-    (folder / "spec.yaml").write_text(SPEC_YAML.format(name=name, title=title, ogl=OGL), encoding="utf-8")
-    return load_spec(folder / "spec.yaml")
+    return write_primes_spec(root / f"spec-{name}", name, title)
 
 
 def publish(spec: ReleaseSpec, out: Path, version: str, created: datetime, seed: int = 0) -> Path:

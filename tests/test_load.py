@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tiny_spec import write_tiny_spec
 
 import opendata
 from opendata.aggregate import hierarchy_codes, month_codes
@@ -23,60 +24,13 @@ from opendata.catalog import write_catalog
 from opendata.load import IntegrityError, LoadedPackage, LoadError, duckdb_connect, load_package
 from opendata.package import write_package
 from opendata.protection import ProtectedTable
-from opendata.spec import ReleaseSpec, load_spec
+from opendata.spec import ReleaseSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "docs" / "researcher-example.ipynb"
 NAME = "tiny-load"
 CREATED = datetime(2024, 3, 14, 9, 30, tzinfo=UTC)
 
-SPEC_YAML = """
-name: tiny-load
-title: Tiny load test
-description: A tiny release for loading tests.
-kind: management information
-licenses:
-  - name: OGL-UK-3.0
-    path: https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/
-    title: Open Government Licence v3.0
-publisher: {title: Department for Work and Pensions}
-contributors:
-  - {title: Department for Work and Pensions, roles: [publisher]}
-sources:
-  - {title: Provider returns}
-input:
-  kind: records
-  primary_key: [pid]
-  fields:
-    - {name: pid, type: string, required: true, description: id}
-    - {name: referral_date, type: date, required: true, description: referred}
-    - {name: cpa, type: string, required: true, codelist: codelists/cpa.csv, description: area}
-    - {name: prime, type: string, required: true, codelist: codelists/providers.csv, level: prime,
-       description: prime}
-    - {name: job_start_date, type: date, description: job start}
-dimensions:
-  - {name: month, title: Month, description: Month of the event., period: month,
-     total: {code: Total, label: All months}}
-  - {name: provider, title: Provider, description: "Area, then prime.", levels: [cpa, prime],
-     codelist: codelists/providers.csv, total: {code: Total, label: Great Britain}}
-measures:
-  - {name: referrals, title: Referrals, description: People referred., unit: people, aggregate: count,
-     field: referral_date, period: referral_date}
-  - {name: job_starts, title: Job starts, description: People starting a job., unit: people,
-     aggregate: count, field: job_start_date, period: job_start_date}
-tables:
-  - name: by-month
-    title: Referrals and job starts by provider and month
-    dimensions: [month, provider]
-    measures: [referrals, job_starts]
-  - name: totals
-    title: Referrals by provider
-    dimensions: [provider]
-    measures: [referrals]
-disclosure:
-  threshold: 10
-  protection: 10
-"""
 # Code-list order is deliberately not alphabetical (B before A, "NA" a real code): the loader must keep it.
 CPA = "code,label,parent\nB,Area B,Total\nA,Area A,Total\n"
 PROVIDERS = "code,label,parent,level\nB,Area B,Total,cpa\nB1,Prime three,B,prime\nA,Area A,Total,cpa\n"
@@ -89,11 +43,7 @@ PROVIDERS += 'NA,"Prime, north",A,prime\nA2,Prime two,A,prime\n'
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory) -> ReleaseSpec:
     root = tmp_path_factory.mktemp("spec")
-    (root / "codelists").mkdir()
-    (root / "codelists" / "cpa.csv").write_text(CPA, encoding="utf-8")
-    (root / "codelists" / "providers.csv").write_text(PROVIDERS, encoding="utf-8")
-    (root / "spec.yaml").write_text(SPEC_YAML, encoding="utf-8")
-    return load_spec(root / "spec.yaml")
+    return write_tiny_spec(root, NAME, ("by-month", "totals"), rounding=None, cpa=CPA, providers=PROVIDERS)
 
 
 def _mark(frame: pd.DataFrame, measure: str, status: dict[int, str]) -> None:
@@ -166,7 +116,7 @@ def test_dtypes_and_metadata(tree: Path) -> None:
     assert df.attrs["name"] == NAME and df.attrs["version"] == "1.1.0" and df.attrs["table"] == "by-month"
     assert df.attrs["title"] == "Referrals and job starts by provider and month"
     assert "Open Government Licence v3.0" in df.attrs["licence"]
-    assert df.attrs["citation"].startswith("Department for Work and Pensions (2024). Tiny load test, version 1.1.0")
+    assert df.attrs["citation"].startswith("Department for Work and Pensions (2024). Tiny MI, version 1.1.0")
 
 
 def test_status_is_exactly_where_the_csv_has_a_marker(tree: Path) -> None:

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from tiny_spec import write_primes_spec
 
 from opendata.aggregate import hierarchy_codes
 from opendata.catalog import write_catalog
@@ -31,40 +32,10 @@ from opendata.signing import (
     sign_package,
     verify_file,
 )
-from opendata.spec import load_spec
 from opendata.verify import VerificationFailed, verify_package, verify_tree
 
 T0 = datetime(2024, 3, 14, 9, 30, tzinfo=UTC)
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
-SPEC_YAML = """
-name: signed-mi
-title: Signed MI
-description: A package for signing tests.
-licenses:
-  - {name: OGL-UK-3.0, path: "https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/",
-     title: Open Government Licence v3.0}
-publisher: {title: Department for Work and Pensions}
-contributors:
-  - {title: Department for Work and Pensions, roles: [publisher]}
-sources:
-  - {title: Provider returns}
-input:
-  kind: records
-  primary_key: [pid]
-  fields:
-    - {name: pid, type: string, required: true, description: id}
-    - {name: referral_date, type: date, required: true, description: referred}
-    - {name: prime, type: string, required: true, codelist: codelists/providers.csv, level: prime, description: p}
-dimensions:
-  - {name: provider, title: Provider, description: Prime., levels: [prime], codelist: codelists/providers.csv,
-     total: {code: Total, label: Great Britain}}
-measures:
-  - {name: referrals, title: Referrals, description: Referred., unit: people, aggregate: count,
-     field: referral_date, period: referral_date}
-tables:
-  - {name: totals, title: Referrals by provider, dimensions: [provider], measures: [referrals]}
-disclosure: {threshold: 10}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +56,7 @@ def other_key() -> SigningKey:
 def unsigned_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two real versions written by the package writer, not yet catalogued or signed."""
     base = tmp_path_factory.mktemp("signing")
-    (base / "spec" / "codelists").mkdir(parents=True)
-    (base / "spec" / "codelists" / "providers.csv").write_text(
-        "code,label,parent,level\nA1,Prime one,Total,prime\nB1,Prime two,Total,prime\n", encoding="utf-8"
-    )
-    (base / "spec" / "spec.yaml").write_text(SPEC_YAML, encoding="utf-8")
-    spec = load_spec(base / "spec" / "spec.yaml")
+    spec = write_primes_spec(base / "spec", "signed-mi", "Signed MI")
     provider = hierarchy_codes(spec.dimensions["provider"])
     for i, version in enumerate(["1.0.0", "1.1.0"]):
         frame = pd.DataFrame({"provider": list(provider.codes), "referrals": [60 + i, 30, 30 + i]})
@@ -244,10 +210,10 @@ def test_verify_package(tree: Path, keys: tuple[SigningKey, Path], other_key: Si
     with pytest.raises(SignatureError, match="signed by another key"):
         verify_package(version, other_key.public_key())
 
-    data = version / "data" / "totals.csv"
+    data = version / "data" / "provider-totals.csv"
     original = data.read_bytes()
     data.write_bytes(original.replace(b"61", b"99").replace(b"60", b"99"))
-    with pytest.raises(VerificationFailed, match=r"data/totals\.csv: hash sha256:") as caught:
+    with pytest.raises(VerificationFailed, match=r"data/provider-totals\.csv: hash sha256:") as caught:
         verify_package(version, public_path)
     assert not caught.value.report.ok
     data.write_bytes(original)
@@ -286,11 +252,15 @@ def _append(data: bytes) -> bytes:
     ("victim", "change", "message"),
     [
         (
-            "signed-mi/1.1.0/data/totals.csv",
+            "signed-mi/1.1.0/data/provider-totals.csv",
             _same_size_edit,
-            r"1\.1\.0/data/totals\.csv: sha256 \w+, catalog\.json says",
+            r"1\.1\.0/data/provider-totals\.csv: sha256 \w+, catalog\.json says",
         ),
-        ("signed-mi/1.1.0/data/totals.csv", _append, r"1\.1\.0/data/totals\.csv: 41 bytes, catalog\.json says 40"),
+        (
+            "signed-mi/1.1.0/data/provider-totals.csv",
+            _append,
+            r"1\.1\.0/data/provider-totals\.csv: 41 bytes, catalog\.json says 40",
+        ),
         ("signed-mi/1.0.0/README.md", _append, r"signed-mi/1\.0\.0/README\.md: \d+ bytes, catalog\.json says"),
         ("signed-mi/1.0.0/datapackage.json", _append, r"1\.0\.0/datapackage\.json: signature does not verify"),
     ],

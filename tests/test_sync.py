@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import pandas as pd
 import pytest
+from tiny_spec import write_primes_spec
 
 from opendata.aggregate import hierarchy_codes
 from opendata.catalog import read_catalog, write_catalog
@@ -38,40 +39,6 @@ from opendata.verify import verify_tree
 T0 = datetime(2024, 3, 14, 9, 30, tzinfo=UTC)
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 ROOT_FILES = {"/catalog.json", "/catalog.json.sig", "/catalog.jsonld", "/feed.atom"}
-
-SPEC_YAML = """
-name: tiny-mi
-title: Tiny MI
-description: Referrals by provider, for sync tests.
-kind: management information
-publisher: {title: Department for Work and Pensions, email: stats@dwp.example}
-licenses:
-  - {name: OGL-UK-3.0, path: "https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/",
-     title: Open Government Licence v3.0}
-contributors:
-  - {title: Department for Work and Pensions, roles: [publisher], email: stats@dwp.example}
-sources:
-  - {title: Provider returns}
-input:
-  kind: records
-  primary_key: [pid]
-  fields:
-    - {name: pid, type: string, required: true, description: id}
-    - {name: referral_date, type: date, required: true, description: referred}
-    - {name: prime, type: string, required: true, codelist: codelists/providers.csv, level: prime,
-       description: prime}
-dimensions:
-  - {name: provider, title: Provider, description: Prime provider., levels: [prime],
-     codelist: codelists/providers.csv, total: {code: Total, label: Great Britain}}
-measures:
-  - {name: referrals, title: Referrals, description: People referred., unit: people, aggregate: count,
-     field: referral_date, period: referral_date}
-tables:
-  - {name: provider-totals, title: Referrals by provider, dimensions: [provider], measures: [referrals]}
-disclosure:
-  threshold: 10
-"""
-PROVIDERS = "code,label,parent,level\nA1,Prime one,Total,prime\nB1,Prime two,Total,prime\n"
 
 
 @dataclass
@@ -104,14 +71,11 @@ class Publisher:
 
 
 def make_publisher(base: Path, versions: int) -> Publisher:
-    folder = base / "spec"
-    (folder / "codelists").mkdir(parents=True)
-    (folder / "codelists" / "providers.csv").write_text(PROVIDERS, encoding="utf-8")
-    (folder / "spec.yaml").write_text(SPEC_YAML, encoding="utf-8")
+    spec = write_primes_spec(base / "spec")
     keys = generate_keys(base / "keys" / "private.pem", base / "keys" / "public.pem")
     root = base / "releases"
     root.mkdir()
-    pub = Publisher(root, load_spec(folder / "spec.yaml"), load_private_key(keys.private_path), keys.public_path)
+    pub = Publisher(root, spec, load_private_key(keys.private_path), keys.public_path)
     for n in range(versions):
         pub.release(n)
     return pub
