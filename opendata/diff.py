@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from opendata import package as pkg
+from opendata import tree
 from opendata.descriptor import DESCRIPTOR_FILE, MISSING_LABELS, STATUS_SUFFIX, PackageInfo
 from opendata.errors import OpenDataError, ReleaseError
 from opendata.protection import ProtectedTable
@@ -1036,12 +1037,10 @@ def resolve(ref: str | Path, root: str | Path) -> Path:
     name, version = text.rsplit("@", 1)
     series = root / name
     if not name or not series.is_dir():
-        known = (
-            sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
-        )
+        known = tree.packages(root)
         hint = f"; packages there: {', '.join(known)}" if known else ""
         raise OpenDataError(f"no package {name!r} in {root}{hint}")
-    published = _versions(series)
+    published = tree.versions(series)
     if version == "latest":
         if not published:
             raise OpenDataError(f"{name} has no published versions in {series}")
@@ -1051,12 +1050,3 @@ def resolve(ref: str | Path, root: str | Path) -> Path:
         hint = f"published: {', '.join(published)}" if published else "nothing is published yet"
         raise OpenDataError(f"{name} has no version {version} in {series} ({hint})")
     return target
-
-
-def _versions(series: Path) -> list[str]:
-    """Published versions (with a descriptor), lowest first by SemVer precedence."""
-    found = []
-    for p in series.iterdir():
-        if p.is_dir() and SEMVER.match(p.name) and (p / DESCRIPTOR_FILE).is_file():
-            found.append(p.name)
-    return sorted(found, key=semver_key)

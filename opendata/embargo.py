@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from opendata import tree
 from opendata.calendar import Calendar, cutoff_for
 from opendata.changelog import append_changelog, changelog_entry, changelog_versions
 from opendata.descriptor import DESCRIPTOR_FILE, README_FILE, PackageInfo, parse_time, rfc3339
@@ -130,13 +131,7 @@ def staged_releases(staging: Path) -> list[StagedRelease]:
     staging = Path(staging)
     if not staging.is_dir():
         return []
-    found = [
-        read_staged(v)
-        for series in sorted(staging.iterdir())
-        if series.is_dir() and not series.name.startswith(".")
-        for v in sorted(series.iterdir())
-        if v.is_dir() and not v.name.startswith(".") and (v / DESCRIPTOR_FILE).is_file()
-    ]
+    found = [read_staged(staging / name / v) for name in tree.packages(staging) for v in tree.versions(staging / name)]
     return sorted(found, key=lambda s: (s.release_at, s.name, semver_key(s.version)))
 
 
@@ -233,15 +228,7 @@ def published_at(version_dir: Path) -> datetime:
 
 def public_versions(public: Path, name: str) -> list[str]:
     """Version numbers of one series in the public tree, oldest first."""
-    series = Path(public) / name
-    if not series.is_dir():
-        return []
-    found = [
-        p.name
-        for p in series.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and (p / DESCRIPTOR_FILE).is_file()
-    ]
-    return sorted(found, key=semver_key)
+    return tree.versions(Path(public) / name)
 
 
 def _diff(previous: Path | None, current: Path):
@@ -254,7 +241,7 @@ def repair_changelogs(public: Path) -> list[str]:
     A publisher killed between the move and the changelog append leaves such a version; the
     entry is made from the same diff the first run would have used (against the version before)."""
     repaired = []
-    for series in sorted(p for p in Path(public).iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for series in (Path(public) / name for name in tree.packages(public)):
         versions = public_versions(public, series.name)
         logged = changelog_versions(series)
         for i, version in enumerate(versions):

@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from opendata import tree
 from opendata.descriptor import CATALOG_FILE, DESCRIPTOR_FILE, SHA256_HEX, SIGNATURE_SUFFIX
 from opendata.errors import OpenDataError
 from opendata.versions import SEMVER, semver_key
@@ -351,17 +352,17 @@ def _locate(
     if path.is_dir():
         if (path / DESCRIPTOR_FILE).is_file():
             return _local_version(path, version, key)
-        published = _local_versions(path)
+        published = tree.versions(path)
         if published:
             return _local_version(path / _pick(path.name, published, version, str(path)), version, key)
         raise LoadError(f"{path} holds no package version (no {DESCRIPTOR_FILE}, no version directories)")
     name, version = _split_ref(text, version)
     series = root / name
     if not SAFE_NAME.match(name) or not series.is_dir():
-        known = sorted(p.name for p in root.iterdir() if _local_versions(p)) if root.is_dir() else []
+        known = [p for p in tree.packages(root) if tree.versions(root / p)]
         hint = f"; packages there: {', '.join(known)}" if known else f"; {root} has no packages"
         raise LoadError(f"no package {name!r} in {root}{hint}")
-    published = _local_versions(series)
+    published = tree.versions(series)
     return _local_version(series / _pick(name, published, version, str(series)), version, key)
 
 
@@ -373,13 +374,6 @@ def _split_ref(text: str, version: str) -> tuple[str, str]:
     if version not in ("latest", pinned):
         raise LoadError(f"{text!r} pins version {pinned} but version={version!r} was also given")
     return name, pinned
-
-
-def _local_versions(series: Path) -> list[str]:
-    if not series.is_dir():
-        return []
-    found = [p.name for p in series.iterdir() if SEMVER.match(p.name) and (p / DESCRIPTOR_FILE).is_file()]
-    return sorted(found, key=semver_key)
 
 
 def _pick(name: str, published: list[str], version: str, where: str) -> str:

@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
+from opendata import tree
 from opendata.aggregate import MI_AHEAD, aggregate, held_back, mi_ahead_tables
 from opendata.calendar import Calendar, cutoff_for, load_calendar, until_month
-from opendata.descriptor import DESCRIPTOR_FILE
 from opendata.diff import PackageContent, check_version, diff, next_version
 from opendata.embargo import claim, default_staging, keep_apart, latest_public
 from opendata.errors import ReleaseError, ReleaseExists
@@ -66,11 +66,9 @@ def _earlier_tables(series_roots: Sequence[Path], name: str) -> list[EarlierTabl
     out = []
     for root in series_roots:
         series = Path(root) / name
-        if not series.is_dir():
-            continue
-        for version in sorted(p for p in series.iterdir() if (p / DESCRIPTOR_FILE).is_file()):
-            content = PackageContent.from_path(version)
-            out += [EarlierTable(version.name, r.name, r.rows) for r in content.resources.values()]
+        for version in tree.versions(series):
+            content = PackageContent.from_path(series / version)
+            out += [EarlierTable(version, r.name, r.rows) for r in content.resources.values()]
     return out
 
 
