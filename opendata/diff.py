@@ -28,8 +28,8 @@ can be decided before anything is written. Both give equal content for the same 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import product
@@ -172,38 +172,22 @@ class PackageContent:
         extra: Mapping[str, Any] | None = None,
         version: str | None = None,
     ) -> PackageContent:
-        """The content ``write_package(spec, tables, ..., extra=extra)`` would publish, without writing it.
-
-        Package metadata comes from ``descriptor`` when given, else is built from the spec exactly
-        as the writer builds it. Schemas are produced by the writer's own code (on empty placeholder
-        files, whose sizes and hashes are dropped), so the two views cannot drift apart.
-        """
-        pkg._check_tables(spec, tables)
-        hierarchies = pkg._hierarchies(tables)
+        """The content ``write_package(spec, tables, ..., extra=extra)`` would publish, without writing it:
+        ``package.describe``, the writer's own code, so the two views cannot drift apart. Package
+        metadata comes from ``descriptor`` when given."""
+        described = pkg.describe(spec, tables, version or "0.0.0", extra=extra)
         resources: dict[str, ResourceContent] = {}
-        with tempfile.TemporaryDirectory(prefix=".diff-") as tmp:
-            root = Path(tmp)
-            (root / "data").mkdir()
-            (root / "hierarchies").mkdir()
-            for t in tables:
-                path = f"data/{t.spec.name}.csv"
-                (root / path).touch()
-                r = pkg._csv_resource(root, t, path)
-                schema = _canonical(r["schema"])
-                frame = _normalise(pkg._published_frame(t), schema)
-                resources[r["name"]] = ResourceContent(r["name"], schema, _resource_metadata(r), frame)
-            for d in hierarchies.values():
-                path = f"hierarchies/{d.name}.csv"
-                (root / path).write_text(pkg._hierarchy_csv(d), encoding="utf-8")
-                r = pkg._hierarchy_resource(root, d, path)
-                schema = _canonical(r["schema"])
-                frame = _read_csv(root / path, schema)
-                resources[r["name"]] = ResourceContent(r["name"], schema, _resource_metadata(r), frame)
-        if descriptor is None:
-            descriptor = pkg._descriptor(
-                spec, tables, version or "0.0.0", "1970-01-01T00:00:00Z", [], dict(extra or {})
-            )
-        return cls(spec.name, version, _package_metadata(descriptor), resources)
+        for r in described.descriptor["resources"]:
+            if not _is_table(r):
+                continue
+            schema = r["schema"]
+            if r["name"] in described.frames:
+                frame = _normalise(described.frames[r["name"]], schema)
+            else:
+                frame = _read_csv(io.StringIO(described.hierarchies[r["name"]]), schema)
+            resources[r["name"]] = ResourceContent(r["name"], schema, _resource_metadata(r), frame)
+        meta = _package_metadata(descriptor if descriptor is not None else described.descriptor)
+        return cls(spec.name, version, meta, resources)
 
     def hierarchies(self, resource: str) -> dict[str, dict[str, str]]:
         """Per key field of ``resource``: code -> parent, from the resource its foreign key points at."""
@@ -265,7 +249,7 @@ def _read_parquet(path: Path, schema: Mapping[str, Any]) -> pd.DataFrame:
     return _normalise(table.to_pandas(types_mapper=mapping.get), schema)
 
 
-def _read_csv(path: Path, schema: Mapping[str, Any]) -> pd.DataFrame:
+def _read_csv(path: Path | io.StringIO, schema: Mapping[str, Any]) -> pd.DataFrame:
     """Fallback for tables without a Parquet twin (and for hierarchies): missing-value markers become statuses."""
     text = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
     markers = [m["value"] if isinstance(m, dict) else m for m in schema.get("missingValues", [""])]

@@ -23,7 +23,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,38 @@ def write_package(
     return target
 
 
+@dataclass(frozen=True)
+class Description:
+    """What ``write_package`` would publish, in memory: the descriptor (files without their size and
+    hash), each table's published frame and each hierarchy's CSV text, by resource name."""
+
+    descriptor: dict[str, Any]
+    frames: dict[str, pd.DataFrame]
+    hierarchies: dict[str, str]
+
+
+def describe(
+    spec: ReleaseSpec,
+    tables: list[ProtectedTable],
+    version: str = "0.0.0",
+    created: str = "1970-01-01T00:00:00Z",
+    extra: Mapping[str, Any] | None = None,
+) -> Description:
+    """The package ``write_package`` would write, built by the same code without writing a file
+    (so a diff against the previous version can be made before anything is written)."""
+    _check_tables(spec, tables)
+    frames = {t.spec.name: _published_frame(t) for t in tables}
+    hierarchies = _hierarchies(tables)
+    resources = [_csv_resource(t, f"data/{t.spec.name}.csv", CSV_PROPS) for t in tables]
+    resources += [_parquet_resource(t, f"data/{t.spec.name}.parquet", PARQUET_PROPS) for t in tables]
+    texts = {}
+    for d in hierarchies.values():
+        resources.append(_hierarchy_resource(d, f"hierarchies/{d.name}.csv", CSV_PROPS))
+        texts[resources[-1]["name"]] = _hierarchy_csv(d)
+    descriptor = _descriptor(spec, tables, version, created, resources, dict(extra or {}))
+    return Description(json.loads(json.dumps(descriptor, default=_json)), frames, texts)
+
+
 # --- checks ----------------------------------------------------------------------------------
 
 
@@ -218,15 +250,15 @@ def _write_resources(
         frame = _published_frame(t)
         csv_path = f"data/{t.spec.name}.csv"
         _write_text(root / csv_path, _table_csv(t, frame))
-        csvs.append(_csv_resource(root, t, csv_path))
+        csvs.append(_csv_resource(t, csv_path, _written(root, csv_path, CSV_PROPS)))
         parquet_path = f"data/{t.spec.name}.parquet"
         _write_parquet(root / parquet_path, t, frame)
-        parquets.append(_parquet_resource(root, t, parquet_path))
+        parquets.append(_parquet_resource(t, parquet_path, _written(root, parquet_path, PARQUET_PROPS)))
     hiers = []
     for d in hierarchies.values():
         path = f"hierarchies/{d.name}.csv"
         _write_text(root / path, _hierarchy_csv(d))
-        hiers.append(_hierarchy_resource(root, d, path))
+        hiers.append(_hierarchy_resource(d, path, _written(root, path, CSV_PROPS)))
     return csvs + parquets + hiers
 
 
@@ -301,13 +333,14 @@ def _sync_tree(root: Path) -> None:
 # --- descriptor ------------------------------------------------------------------------------
 
 
-def _file_props(root: Path, path: str, fmt: str, mediatype: str, text: bool) -> dict[str, Any]:
+CSV_PROPS: dict[str, Any] = {"format": "csv", "mediatype": "text/csv", "encoding": "utf-8"}
+PARQUET_PROPS: dict[str, Any] = {"format": "parquet", "mediatype": PARQUET_MEDIATYPE}
+
+
+def _written(root: Path, path: str, props: dict[str, Any]) -> dict[str, Any]:
+    """A written file's properties: its format, then its size and hash."""
     size, digest = size_and_hash(root / path)
-    props: dict[str, Any] = {"format": fmt, "mediatype": mediatype}
-    if text:
-        props["encoding"] = "utf-8"
-    props |= {"bytes": size, "hash": digest}
-    return props
+    return {**props, "bytes": size, "hash": digest}
 
 
 def _dimension_field(d: DimensionCodes) -> dict[str, Any]:
@@ -338,7 +371,7 @@ def _hierarchy_name(dimension: str) -> str:
     return f"hierarchy-{dimension}"
 
 
-def _csv_resource(root: Path, t: ProtectedTable, path: str) -> dict[str, Any]:
+def _csv_resource(t: ProtectedTable, path: str, props: dict[str, Any]) -> dict[str, Any]:
     fields = [_dimension_field(d) for d in t.dimensions] + [_measure_field(m) for m in t.measures]
     return {
         "name": t.spec.name,
@@ -346,7 +379,7 @@ def _csv_resource(root: Path, t: ProtectedTable, path: str) -> dict[str, Any]:
         "path": path,
         "title": t.spec.title,
         **({"description": t.spec.description} if t.spec.description else {}),
-        **_file_props(root, path, "csv", "text/csv", text=True),
+        **props,
         "dialect": dict(CSV_DIALECT),
         "schema": {
             "fields": fields,
@@ -357,7 +390,7 @@ def _csv_resource(root: Path, t: ProtectedTable, path: str) -> dict[str, Any]:
     }
 
 
-def _parquet_resource(root: Path, t: ProtectedTable, path: str) -> dict[str, Any]:
+def _parquet_resource(t: ProtectedTable, path: str, props: dict[str, Any]) -> dict[str, Any]:
     fields = [_dimension_field(d) for d in t.dimensions]
     for m in t.measures:
         fields.append(_measure_field(m))
@@ -382,7 +415,7 @@ def _parquet_resource(root: Path, t: ProtectedTable, path: str) -> dict[str, Any
         "path": path,
         "title": f"{t.spec.title} (Parquet)",
         "description": f"The same values as {t.spec.name}.csv, with a status column per measure, for fast loading.",
-        **_file_props(root, path, "parquet", PARQUET_MEDIATYPE, text=False),
+        **props,
         "schema": {
             "fields": fields,
             "primaryKey": [d.name for d in t.dimensions],
@@ -391,7 +424,7 @@ def _parquet_resource(root: Path, t: ProtectedTable, path: str) -> dict[str, Any
     }
 
 
-def _hierarchy_resource(root: Path, d: DimensionCodes, path: str) -> dict[str, Any]:
+def _hierarchy_resource(d: DimensionCodes, path: str, props: dict[str, Any]) -> dict[str, Any]:
     levels = list(dict.fromkeys(d.levels.get(c, "") for c in d.codes))
     return {
         "name": _hierarchy_name(d.name),
@@ -402,7 +435,7 @@ def _hierarchy_resource(root: Path, d: DimensionCodes, path: str) -> dict[str, A
             f"Every {d.name} code used in the tables with its label, its parent (empty for the total "
             f"{d.total!r}) and its level; each parent's value is the sum of its children's."
         ),
-        **_file_props(root, path, "csv", "text/csv", text=True),
+        **props,
         "dialect": dict(CSV_DIALECT),
         "schema": {
             "fields": [
