@@ -523,8 +523,9 @@ def diff_command(old: str, new: str, root: Path, as_json: bool, limit: int):
     Example:
       opendata diff work-programme-subcontractor-mi@1.0.0 work-programme-subcontractor-mi@1.1.0
     """
-    from opendata.diff import PackageContent, render_text, resolve
+    from opendata.content import PackageContent
     from opendata.diff import diff as run
+    from opendata.diff import render_text, resolve
 
     with user_errors():
         d = run(PackageContent.from_path(resolve(old, root)), PackageContent.from_path(resolve(new, root)))

@@ -31,8 +31,9 @@ from pathlib import Path
 from opendata import tree
 from opendata.calendar import Calendar, cutoff_for
 from opendata.changelog import append_changelog, changelog_entry, changelog_versions
+from opendata.content import PackageContent
 from opendata.descriptor import DESCRIPTOR_FILE, README_FILE, PackageInfo, parse_time, rfc3339
-from opendata.diff import PackageContent, diff
+from opendata.diff import diff
 from opendata.errors import OpenDataError, ReleaseError, ReleaseExists
 from opendata.package import retimed_readme
 from opendata.schedule import release_timing, retimed

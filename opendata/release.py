@@ -20,7 +20,8 @@ import pandas as pd
 from opendata import tree
 from opendata.aggregate import MI_AHEAD, aggregate, held_back, mi_ahead_tables
 from opendata.calendar import Calendar, cutoff_for, load_calendar, until_month
-from opendata.diff import PackageContent, check_version, diff, next_version
+from opendata.content import PackageContent
+from opendata.diff import check_version, diff, next_version
 from opendata.embargo import claim, default_staging, keep_apart, latest_public
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.package import write_package

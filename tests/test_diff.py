@@ -13,7 +13,8 @@ from tiny_spec import write_tiny_spec
 
 from opendata.aggregate import hierarchy_codes, month_codes
 from opendata.changelog import append_changelog, changelog_entry
-from opendata.diff import PackageContent, bump, check_version, diff, next_version, render_text, resolve
+from opendata.content import PackageContent
+from opendata.diff import bump, check_version, diff, next_version, render_text, resolve
 from opendata.errors import OpenDataError, ReleaseError
 from opendata.package import write_package
 from opendata.protection import ProtectedTable

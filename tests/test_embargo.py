@@ -195,7 +195,7 @@ def assert_successive_release_is_stable_and_safe(v1: Path, v2: Path, mi: Path) -
     every month cell the first published is still published with the same value, and the attacker
     holding both versions cannot narrow any primary cell of either."""
     from opendata.audit import audit_package, true_primaries
-    from opendata.diff import PackageContent
+    from opendata.content import PackageContent
     from opendata.spec import load_spec
 
     sdc = json.loads((v2 / "datapackage.json").read_text())["opendata:disclosure"]["tables"]
