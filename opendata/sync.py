@@ -24,8 +24,6 @@ the signed catalogue lists, and ``write_catalog`` leaves embargoed versions out 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import http.client
 import json
@@ -42,19 +40,18 @@ from typing import IO, Any, Protocol
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote
 
-from cryptography.exceptions import InvalidSignature
-
 from opendata.catalog import Catalog, CatalogVersion, derived_views, read_catalog
 from opendata.descriptor import CATALOG_FILE, DESCRIPTOR_FILE, SIGNATURE_SUFFIX, FileInfo, PackageInfo, parse_time
 from opendata.digest import file_digest
 from opendata.errors import OpenDataError
 from opendata.serve import file_etag
 from opendata.signing import (
-    SIGNATURE_BYTES,
     PublicKey,
+    SignatureError,
     SigningKey,
     fingerprint,
     load_public_key,
+    verify_signature,
     write_atomic,
 )
 from opendata.verify import verify_package
@@ -267,17 +264,11 @@ def _public_key(trust: Path | str | PublicKey | SigningKey) -> PublicKey:
 def _verify_catalog(data: bytes, sig: bytes, public: PublicKey) -> None:
     """Ed25519 over the exact catalogue bytes; nothing in the catalogue is looked at before this passes."""
     try:
-        signature = base64.b64decode(sig.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise _Refused(f"{SIG_FILE} is not base64 text; refusing the catalogue") from None
-    if len(signature) != SIGNATURE_BYTES:
-        raise _Refused(f"{SIG_FILE} holds {len(signature)} bytes, not an Ed25519 signature; refusing the catalogue")
-    try:
-        public.verify(signature, data)
-    except InvalidSignature:
+        verify_signature(data, sig, public, name=CATALOG_FILE, signature_name=SIG_FILE)
+    except SignatureError as exc:
         raise _Refused(
-            f"{CATALOG_FILE} does not verify with the trusted key {fingerprint(public)} (forged, altered, "
-            "signed by another key, or replaced by the publisher mid-sync: run again); the mirror was not changed"
+            f"{exc}; the catalogue is refused (forged, altered, not signed with the trusted key, "
+            "or replaced by the publisher mid-sync: run again); the mirror was not changed"
         ) from None
 
 

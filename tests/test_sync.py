@@ -302,7 +302,7 @@ def _naive_time(pub: Publisher) -> None:
 
 REFUSALS = {
     "tampered file": (_tamper, "do not match the size and SHA-256"),
-    "forged catalogue": (_forge, "does not verify with the trusted key"),
+    "forged catalogue": (_forge, "signature does not verify with key .*the catalogue is refused"),
     "path traversal": (_traversal, "signed catalogue refused: .*unsafe name"),
     "unsigned catalogue": (_unsigned, "unsigned catalogue"),
     "rewritten version": (_rewritten, "immutable"),
