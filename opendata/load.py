@@ -25,10 +25,11 @@ import json
 import os
 import re
 import sys
+import time
 import types
 import urllib.parse
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,12 @@ HIERARCHY_PREFIX = "hierarchy-"
 GSS_MARKERS = ("c", "z", "x", "low", "u", "p", "r", "e", "b")
 MARKER_CELL = r"^\[[a-z]+\]$"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-HTTP_TIMEOUT = 60
+HTTP_TIMEOUT = 60  # seconds one read may wait
+# A download must finish within DEADLINE_BASE seconds plus its size at MIN_RATE: a host trickling
+# bytes (each read beating the read time-out) cannot hold a notebook for ever.
+DEADLINE_BASE = 120.0
+MIN_RATE = 64 * 1024  # bytes per second
+READ_CHUNK = 1 << 20
 TRUST_ENV = "OPENDATA_TRUST"  # path of the publisher's public key: a notebook states it once
 MAX_DESCRIPTOR = 16 << 20  # bytes of a datapackage.json (or catalog.json) fetched before giving up
 MAX_SIGNATURE = 4096
@@ -533,7 +539,7 @@ def _cached_download(url: str, size: int | None, sha: str, cache: Path) -> Path:
     try:
         digest, received = hashlib.sha256(), 0
         with os.fdopen(fd, "wb") as out, _open(url) as response:
-            while chunk := response.read(1 << 20):
+            for chunk in _chunks(response, url, size if size is not None else MAX_DESCRIPTOR):
                 received += len(chunk)
                 if size is not None and received > size:  # never store more than the descriptor declares
                     raise IntegrityError(f"{url}: the server sent more than the {size:,} bytes declared; refused")
@@ -559,13 +565,29 @@ def _open(url: str) -> Any:
         raise LoadError(f"{url} cannot be fetched: {getattr(exc, 'reason', exc)}") from None
 
 
+def _chunks(response: Any, url: str, size: int) -> Iterator[bytes]:
+    """The body as it arrives (``read1``: whatever the socket has), until its deadline: ``DEADLINE_BASE``
+    seconds plus the expected bytes at ``MIN_RATE`` (``size``, or the smaller length the server declares)."""
+    declared = getattr(response, "length", None)
+    seconds = DEADLINE_BASE + min(size, declared if declared is not None else size) / MIN_RATE
+    deadline = time.monotonic() + seconds
+    while chunk := response.read1(READ_CHUNK):
+        yield chunk
+        if time.monotonic() > deadline:
+            raise LoadError(f"{url}: not received within {seconds:.0f} s (sent too slowly); nothing was cached")
+
+
 def _get(url: str, limit: int) -> bytes:
     """A small document (descriptor, catalogue, signature), refused past ``limit`` bytes."""
     with _open(url) as response:
-        data = response.read(limit + 1)
+        data = bytearray()
+        for chunk in _chunks(response, url, limit):
+            data += chunk
+            if len(data) > limit:
+                break
     if len(data) > limit:
         raise IntegrityError(f"{url}: larger than {limit:,} bytes; refused")
-    return data
+    return bytes(data)
 
 
 # --- integrity -------------------------------------------------------------------------------

@@ -560,3 +560,43 @@ def test_level_columns_pick_one_level(tree: Path) -> None:
     assert list(frame["provider_level"].cat.categories) == list(dict.fromkeys(hierarchy["level"]))
     total = frame[(frame["provider_level"] == "total") & (frame["month_level"] == "total")]
     assert len(total) == 1  # one grand total: a level filter never double counts
+
+
+def test_a_trickling_host_meets_the_download_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host sending one byte every 0.2 s beats any read time-out; the download's own deadline ends it."""
+    import http.server
+    import threading
+    import time
+
+    from opendata import load as module
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                for _ in range(100):
+                    self.wfile.write(b"{")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setattr(module, "DEADLINE_BASE", 1.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(LoadError, match="not received within"):
+            opendata.load(
+                f"http://127.0.0.1:{httpd.server_address[1]}/tree/x/1.0.0/datapackage.json", cache_dir=tmp_path
+            )
+        assert time.monotonic() - started < 10
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
