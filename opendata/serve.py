@@ -468,12 +468,19 @@ class _Connection(asyncio.Protocol):
         self._answer()
 
     def pause_writing(self) -> None:
+        """The client is not taking what we send: read no more requests from it until it does (a
+        client pipelining requests it never reads would otherwise fill our memory with answers)."""
         self.writable = self.loop.create_future()
+        if not self.sending:
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         if self.writable is not None and not self.writable.done():
             self.writable.set_result(None)
         self.writable = None
+        if not self.sending and not self.closed:
+            self.transport.resume_reading()
+            self._answer()
 
     # httptools callbacks
 
@@ -527,7 +534,7 @@ class _Connection(asyncio.Protocol):
 
     def _answer(self) -> None:
         """Answer the complete requests in order; a large file hands over to :meth:`_send_file`."""
-        while self.pending and not self.sending and not self.closed:
+        while self.pending and not self.sending and not self.closed and self.writable is None:
             request = self.pending.popleft()
             try:
                 response = self.server.respond(request)
@@ -565,11 +572,12 @@ class _Connection(asyncio.Protocol):
                     remaining -= len(chunk)
                     self._arm_idle()
             except TimeoutError:
-                return self._close()  # a stalled reader
+                return self._drop()  # a stalled reader
         self.sending = False
         if remaining > 0 or not request.keep_alive:
             return self._close()
-        self.transport.resume_reading()
+        if self.writable is None:  # else resume_writing resumes reading
+            self.transport.resume_reading()
         self._arm_idle()
         self._answer()
 
@@ -594,8 +602,15 @@ class _Connection(asyncio.Protocol):
         self.idle = self.loop.call_later(self.server.idle_timeout, self._idle)
 
     def _idle(self) -> None:
-        if not self.sending:  # a download in progress has its own stall time-out
+        if self.writable is not None:  # nothing heard, nothing taken: drop it, buffered answers too
+            self._drop()
+        elif not self.sending:  # a download in progress has its own stall time-out
             self._close()
+
+    def _drop(self) -> None:
+        """End a connection whose client takes nothing: closing would wait for it to read what is buffered."""
+        self.closed = True
+        self.transport.abort()
 
     def _close(self) -> None:
         if not self.closed:

@@ -428,3 +428,30 @@ def test_a_reader_that_stalls_is_cut(tree: Path) -> None:
         except ConnectionResetError:
             pass
         assert 0 < received < big.stat().st_size
+
+
+def test_a_client_that_pipelines_and_never_reads_is_dropped(tree: Path) -> None:
+    """Thousands of pipelined requests whose answers are never read: the server stops reading when
+    its writes back up, and drops the connection at the idle time-out instead of buffering every answer."""
+    (tree / "chunk.parquet").write_bytes(b"x" * 60_000)
+    ask = b"GET /chunk.parquet HTTP/1.1\r\nHost: x\r\n\r\n"
+    with running(tree, listed_only=False, **IMPATIENT) as s, socket.create_connection(s.server_address[:2]) as sock:
+        sock.setblocking(False)
+        sent = 0
+        deadline = time.monotonic() + 3
+        while sent < 5_000 * len(ask) and time.monotonic() < deadline:
+            try:
+                sent += sock.send(ask * 50)
+            except BlockingIOError:
+                time.sleep(0.01)
+        time.sleep(2)  # past the idle time-out, having read nothing
+        sock.setblocking(True)
+        sock.settimeout(10)
+        received = 0
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        assert received < 50_000_000  # what socket buffers held, not 5,000 answers (300 MB)
+        assert request(s, "GET", "/data/table.csv")[0] == 200
