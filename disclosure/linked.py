@@ -229,6 +229,7 @@ def protect_linked(
     report = report_from(system, pattern.intervals, method_text, values.astype(np.float64))  # type: ignore[arg-type]
     report.raise_if_failed()
     against = None
+    facts = pattern.facts()
     if intruders is not None:
         units = _intruders(system.keys, intruders)
         suppressed, against = protect_against(
@@ -244,6 +245,8 @@ def protect_linked(
         )
         if not against.ok:
             raise AuditFailed(f"{against.failed_pairs} primary cell(s) exposed to an intruder unit")
+        if (suppressed != pattern.suppressed).any():
+            facts = {"optimal": False, "note": "cells added against intruder units after the pattern was found"}
         pattern.suppressed = suppressed
     suppressed = pattern.suppressed
     rounded = round_conventional(values, rules.rounding_base)
@@ -263,5 +266,5 @@ def protect_linked(
             "rounded": int((~suppressed & (rounded != values))[mine].sum()),
             "insider_unverified": int(np.isin(mine, pattern.insider_unverified).sum()),
         }
-        results.append(ProtectionResult(out, report, counts, against.describe() if against else None))
+        results.append(ProtectionResult(out, report, counts, against.describe() if against else None, facts))
     return results

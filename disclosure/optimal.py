@@ -93,6 +93,15 @@ class OptimalSuppression(Suppression):
     proven_optimal: bool = False
     cuts: int = 0
 
+    def facts(self) -> dict[str, object]:
+        """Proven optimal or not, the pattern's cost and the best bound on any safe pattern's cost."""
+        return {
+            "optimal": self.proven_optimal,
+            "cost": self.cost,
+            "lower_bound": self.lower_bound,
+            "gap": max(self.cost - self.lower_bound, 0.0),
+        }
+
 
 class Optimal:
     """State of one cutting-plane run; see the module docstring for the model."""

@@ -113,6 +113,7 @@ class ProtectionResult:
     audit: AuditReport
     counts: dict[str, int]
     intruders: dict[str, object] | None = None  # what the check against intruder units found (linked tables)
+    pattern: dict[str, object] | None = None  # ``Suppression.facts()``: proven optimal or not, cost, bound, gap
 
 
 def protect(
@@ -186,4 +187,4 @@ def protect(
         "rounded": int((shown & (rounded != values)).sum()),
         "insider_unverified": len(pattern.insider_unverified),
     }
-    return ProtectionResult(out, report, counts)
+    return ProtectionResult(out, report, counts, pattern=pattern.facts())

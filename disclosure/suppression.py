@@ -30,3 +30,8 @@ class Suppression:
     proof: str = "exact"
     insider_unverified: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     moves: sp.csr_matrix | None = None
+
+    def facts(self) -> dict[str, object]:
+        """What is known of the pattern's optimality, for the record (``disclosure.optimal`` overrides):
+        a heuristic pattern proves nothing about how many cells a better one would hide."""
+        return {"optimal": False}

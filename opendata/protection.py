@@ -541,6 +541,7 @@ def protect_tables(
                     "ok": bool(result.audit.ok),
                     "checked": int(result.audit.checked),
                     "method": result.audit.method,
+                    "pattern": result.pattern,
                     "linked_with": [tables[j].spec.name for j in holders if j != i],
                     "earlier_versions": versions,
                     **({"earlier_not_linked": skipped} if skipped else {}),

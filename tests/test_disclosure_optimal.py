@@ -252,3 +252,24 @@ def test_optimal_loss_never_exceeds_fast_on_a_1000_cell_table():
         assert exact_intervals(grid.constraints, values, pattern.suppressed, required).ok.all()
     assert values[best.suppressed].sum() <= values[fast.suppressed].sum()
     assert best.lower_bound <= best.cost and (best.proven_optimal or best.cost - best.lower_bound > 0)
+
+
+def test_a_result_says_whether_its_pattern_is_proven_optimal():
+    """``ProtectionResult.pattern``: the MILP's proof (cost, bound, gap) travels with the result;
+    a heuristic pattern claims nothing."""
+    from disclosure import Hierarchy, add_totals, protect
+
+    rows = Hierarchy.flat("r", ["a", "b", "c", "d"])
+    cols = Hierarchy.flat("c", ["x", "y", "z"])
+    leaf = pd.DataFrame(
+        [(r, c, n) for (r, c), n in zip(
+            [(r, c) for r in ["a", "b", "c", "d"] for c in ["x", "y", "z"]],
+            [3, 40, 25, 30, 22, 4, 18, 35, 27, 50, 12, 31], strict=True)],
+        columns=["r", "c", "n"],
+    )  # fmt: skip
+    frame = add_totals(leaf, {"r": rows, "c": cols}, ["n"])
+    best = protect(frame, {"r": rows, "c": cols}, value="n", method="optimal")
+    assert best.pattern is not None and best.pattern["optimal"] is True and best.pattern["gap"] == 0
+    assert best.pattern["cost"] == best.pattern["lower_bound"] > 0
+    fast = protect(frame, {"r": rows, "c": cols}, value="n", method="fast")
+    assert fast.pattern == {"optimal": False}
