@@ -491,6 +491,7 @@ def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, An
                         else {}
                     ),
                     "intruders": audit.get("intruders"),
+                    **({"pattern": audit["pattern"]} if "pattern" in audit else {}),
                 },
             }
             for key in total:

@@ -322,6 +322,9 @@ def test_descriptor_and_readme_say_what_is_hidden_at_each_level(released):
             assert sum(v["cells"] for v in levels.values()) == len(frame)
             assert sum(v["hidden"] for v in levels.values()) == entry["suppressed"] == (frame[measure] == "[c]").sum()
             assert "loss" not in entry and "secondary_value" not in json.dumps(entry)
+            pattern = entry["audit"]["pattern"]  # proven optimal or not (issue 9); a heuristic claims no bound
+            assert isinstance(pattern["optimal"], bool)
+            assert pattern["optimal"] or "lower_bound" not in pattern or pattern["gap"] > 0
     assert "Cells suppressed at each level" in (version / "README.md").read_text()
 
 
