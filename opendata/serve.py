@@ -81,7 +81,6 @@ BACKLOG = 1024
 IDLE_TIMEOUT = 10.0
 HEADER_DEADLINE = 20.0
 REFUSED_LINGER = 1.0  # a refused connection is read (and dropped) this long, so its 503 is not lost to a reset
-LISTING_TTL = 1.0  # seconds a listed path is trusted before catalog.json is looked at again
 ROOT_FILES = frozenset({CATALOG_FILE, CATALOG_FILE + SIGNATURE_SUFFIX, JSONLD_FILE, FEED_FILE})
 BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -156,7 +155,6 @@ class ReleaseServer:
         self.header_deadline: float = options.get("header_deadline", HEADER_DEADLINE)
         self.on_request = options.get("on_request")
         self._listing: tuple[tuple[int, int, int], frozenset[str]] | None = None
-        self._checked = 0.0  # when the catalogue was last looked at
         self.proven: set[tuple[int, int]] = set()  # (device, inode) of files proven public (:meth:`_open`)
         self.connections: set[_Connection] = set()
         self._date = (0, "")
@@ -225,18 +223,15 @@ class ReleaseServer:
 
     def listed(self, rel: str) -> bool:
         """Whether ``rel`` is public: a root catalogue file, a catalogued series' changelog, or a
-        file ``catalog.json`` lists (the listing is re-read whenever the catalogue changes)."""
+        file ``catalog.json`` lists. The catalogue is looked at (one ``stat``) on every request and
+        re-read whenever it changed, so a release is public, and a withdrawal private, at once."""
         if not self.listed_only or rel in ROOT_FILES:
             return True
-        now = time.monotonic()
-        if self._listing is not None and now < self._checked + LISTING_TTL and rel in self._listing[1]:
-            return True  # a miss always looks at the catalogue again, so a new release is public at once
         try:
             st = (self.root / CATALOG_FILE).stat()
         except OSError:
             return False  # no catalogue: nothing is public yet
         key = (st.st_size, st.st_mtime_ns, st.st_ino)
-        self._checked = now
         if self._listing is None or self._listing[0] != key:
             self.proven = set()  # what is public has changed: prove every file again
             try:

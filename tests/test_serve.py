@@ -217,6 +217,8 @@ def test_listed_only_hides_versions_under_embargo(tmp_path: Path) -> None:
         assert request(s, "GET", embargoed)[0] == 404
         write_catalog(pub.root, signer=pub.key, now=NOW)  # released: the listing follows the catalogue
         assert request(s, "GET", embargoed)[0] == 200
+        write_catalog(pub.root, signer=pub.key, now=T0 + timedelta(days=1))  # withdrawn from the catalogue
+        assert request(s, "GET", embargoed)[0] == 404  # at once, not after a grace period
     with running(pub.root, listed_only=False) as s:
         assert request(s, "GET", embargoed)[0] == 200
 
