@@ -128,7 +128,9 @@ class PackageInfo:
 
     @property
     def release_at(self) -> datetime:
-        """When the version becomes public: ``opendata:release.time`` if recorded, else ``created``."""
+        """When the version becomes public: ``created``, the one place the release time is written
+        (``opendata:release.time`` of packages written before 2026-12-02 wins where present: the same
+        value, kept so their readers and ours agree)."""
         release = self.descriptor.get("opendata:release")
         stamp = release.get("time") if isinstance(release, dict) and release.get("time") else self.created
         try:

@@ -122,7 +122,7 @@ def read_staged(path: Path) -> StagedRelease:
     except (OSError, UnicodeDecodeError, ReleaseError, TypeError) as exc:
         raise ReleaseError(
             f"staged release {path} is unreadable ({exc}); it needs a datapackage.json with name, version "
-            "and opendata:release.time, as `opendata release` writes it. Nothing was published."
+            "and created (its release time), as `opendata release` writes it. Nothing was published."
         ) from None
     return StagedRelease(info.name, info.version, path, when, access)
 
@@ -222,9 +222,8 @@ def _notes(version_dir: Path) -> list[str]:
 
 def published_at(version_dir: Path) -> datetime:
     """When a public version became public: ``opendata:release.published``, else its release time."""
-    release = _release(version_dir)
-    text = release.get("published") or release.get("time")
-    return parse_time(text, "publication time")
+    published = _release(version_dir).get("published")
+    return parse_time(published, "publication time") if published else PackageInfo.read(version_dir).release_at
 
 
 def public_versions(public: Path, name: str) -> list[str]:

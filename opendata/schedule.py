@@ -114,7 +114,6 @@ def release_info(
     if months:
         lines.append(f"Covers events from {months[0]} to {months[-1]}.")
     info: dict[str, Any] = {
-        "time": when,
         **timing.as_dict(),
         "notes": timing.statement(),
         "kind": kind,
@@ -132,7 +131,7 @@ def release_info(
         lines.append("No cut-off applied: no release calendar governs this dataset.")
         info["cutoff"] = None
     info["statement"] = lines
-    return _schedule_facts(info, name, calendar)
+    return _schedule_facts(info, name, calendar, when)
 
 
 def _timing_lines(kind: str, timing: Timing) -> list[str]:
@@ -146,9 +145,8 @@ def _timing_lines(kind: str, timing: Timing) -> list[str]:
     ]
 
 
-def _schedule_facts(info: dict[str, Any], name: str, calendar: Calendar | None) -> dict[str, Any]:
-    """The next scheduled release and who has pre-release access, from the calendar, for ``info["time"]``."""
-    when = info["time"]
+def _schedule_facts(info: dict[str, Any], name: str, calendar: Calendar | None, when: datetime) -> dict[str, Any]:
+    """The next scheduled release and who has pre-release access, from the calendar, for a release at ``when``."""
     own = calendar.releases(name) if calendar is not None and name in calendar.datasets else []
     upcoming = next((r for r in own if r.release_at_utc > when), None)
     lines = [line for line in info["statement"] if not line.startswith(NEXT)]
@@ -166,7 +164,8 @@ def retimed(info: dict[str, Any], name: str, timing: Timing, calendar: Calendar 
     """``info`` (a staged release's ``opendata:release``) moved to ``timing``: time, claims, reasons,
     statement, next release and pre-release access follow; what it covers stays."""
     old = 2 + len(info.get("notes", []))  # the timing lines: what it is, when, and its notes (``_timing_lines``)
-    out = {k: v for k, v in info.items() if k not in ("pre_announced", "orderly", "unscheduled", "late", "reason")}
-    out |= {"time": timing.when, **timing.as_dict(), "notes": timing.statement()}
+    moved = ("time", "pre_announced", "orderly", "unscheduled", "late", "reason")  # "time": written by older versions
+    out = {k: v for k, v in info.items() if k not in moved}
+    out |= {**timing.as_dict(), "notes": timing.statement()}
     out["statement"] = _timing_lines(out.get("kind", ""), timing) + list(info.get("statement", []))[old:]
-    return _schedule_facts(out, name, calendar)
+    return _schedule_facts(out, name, calendar, timing.when)
