@@ -416,19 +416,25 @@ def test_oversized_heads_and_bodies_are_refused(server: ReleaseServer) -> None:
     assert request(server, "GET", "/data/table.csv")[0] == 200  # and the server is still up
 
 
+def _drain(sock: socket.socket) -> int:
+    """Bytes read until the server ends the connection (closed or reset)."""
+    sock.settimeout(10)
+    received = 0
+    try:
+        while chunk := sock.recv(1 << 20):
+            received += len(chunk)
+    except ConnectionResetError:
+        pass
+    return received
+
+
 def test_a_reader_that_stalls_is_cut(tree: Path) -> None:
     big = tree / "big.parquet"
     big.write_bytes(b"\0" * (32 * 1024 * 1024))  # more than the socket buffers on both sides hold
     with running(tree, listed_only=False, **IMPATIENT) as s, socket.create_connection(s.server_address[:2]) as sock:
         sock.sendall(b"GET /big.parquet HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(3)  # read nothing: the server's buffers fill and it waits for us past its time-out
-        sock.settimeout(10)
-        received = 0
-        try:
-            while chunk := sock.recv(1 << 20):
-                received += len(chunk)
-        except ConnectionResetError:
-            pass
+        received = _drain(sock)
         assert 0 < received < big.stat().st_size
 
 
@@ -448,12 +454,6 @@ def test_a_client_that_pipelines_and_never_reads_is_dropped(tree: Path) -> None:
                 time.sleep(0.01)
         time.sleep(2)  # past the idle time-out, having read nothing
         sock.setblocking(True)
-        sock.settimeout(10)
-        received = 0
-        try:
-            while chunk := sock.recv(1 << 20):
-                received += len(chunk)
-        except ConnectionResetError:
-            pass
+        received = _drain(sock)
         assert received < 50_000_000  # what socket buffers held, not 5,000 answers (300 MB)
         assert request(s, "GET", "/data/table.csv")[0] == 200
