@@ -41,7 +41,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from opendata import tree
-from opendata.descriptor import CATALOG_FILE, DESCRIPTOR_FILE, SHA256_HEX, SIGNATURE_SUFFIX
+from opendata.descriptor import CATALOG_FILE, DESCRIPTOR_FILE, SHA256_HEX, SIGNATURE_SUFFIX, STATUS_SUFFIX
 from opendata.errors import OpenDataError
 from opendata.versions import SEMVER, semver_key
 
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = ["IntegrityError", "LoadError", "LoadedPackage", "duckdb_connect", "load", "load_package"]
 
-STATUS_SUFFIX = "_status"
 HIERARCHY_PREFIX = "hierarchy-"
 # GSS shorthand, in the order status categories are listed when a package does not declare them.
 GSS_MARKERS = ("c", "z", "x", "low", "u", "p", "r", "e", "b")
@@ -65,6 +64,7 @@ READ_CHUNK = 1 << 20
 TRUST_ENV = "OPENDATA_TRUST"  # path of the publisher's public key: a notebook states it once
 MAX_DESCRIPTOR = 16 << 20  # bytes of a datapackage.json (or catalog.json) fetched before giving up
 MAX_SIGNATURE = 4096
+REMOTE = re.compile(r"^https?://", re.IGNORECASE)
 USER_AGENT = "opendata-load/1"
 
 
@@ -265,7 +265,7 @@ def list_tables(
     """The tables of one version: ``table``, ``title``, ``dimensions`` and ``measures`` (comma-separated),
     read from its (verified) descriptor: what to pass to ``load``."""
     text = os.fspath(source)
-    if re.match(r"^https?://", text, re.IGNORECASE):
+    if REMOTE.match(text):
         found = _locate(f"{text.rstrip('/')}/{name}", version, Path("."), cache_dir, trust)
     else:
         found = _locate(name, version, Path(text), cache_dir, trust)
@@ -273,7 +273,8 @@ def list_tables(
     for r in _tables(found.descriptor):
         keys = r.get("schema", {}).get("primaryKey", [])
         keys = [keys] if isinstance(keys, str) else list(keys)
-        measures = [f["name"] for f in _fields(r) if f.get("name") not in keys and not f["name"].endswith("_status")]
+        names = [f["name"] for f in _fields(r)]
+        measures = [n for n in names if n not in keys and not n.endswith(STATUS_SUFFIX)]
         rows.append(
             {
                 "table": r["name"],
@@ -289,7 +290,7 @@ def _catalog(source: str | os.PathLike[str], trust: str | os.PathLike[str] | Non
     """The ``packages`` of a tree's catalogue, its signature checked when a key is given."""
     text = os.fspath(source)
     key = _trusted_key(trust)
-    remote = re.match(r"^https?://", text, re.IGNORECASE)
+    remote = REMOTE.match(text)
     where = f"{text.rstrip('/')}/{CATALOG_FILE}" if remote else str(Path(text) / CATALOG_FILE)
     try:
         raw = _get(where, MAX_DESCRIPTOR) if remote else Path(where).read_bytes()
@@ -301,7 +302,8 @@ def _catalog(source: str | os.PathLike[str], trust: str | os.PathLike[str] | Non
         from opendata.signing import SignatureError, verify_signature
 
         try:
-            sig = _get(where + SIGNATURE_SUFFIX, 4096) if remote else Path(where + SIGNATURE_SUFFIX).read_bytes()
+            signature = where + SIGNATURE_SUFFIX
+            sig = _get(signature, MAX_SIGNATURE) if remote else Path(signature).read_bytes()
             verify_signature(raw, sig, key, name=where, signature_name=CATALOG_FILE + SIGNATURE_SUFFIX)
         except (OSError, LoadError) as exc:
             raise IntegrityError(f"{where}: its signature cannot be read ({exc}); refusing it") from None
@@ -350,7 +352,7 @@ def _locate(
 ) -> _Found:
     text = os.fspath(source)
     key = _trusted_key(trust)
-    if re.match(r"^https?://", text, re.IGNORECASE):
+    if REMOTE.match(text):
         return _locate_remote(text, version, _cache_root(cache_dir), key)
     path = Path(text)
     if path.name == DESCRIPTOR_FILE and path.is_file():
