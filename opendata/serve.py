@@ -566,8 +566,8 @@ class _Connection(asyncio.Protocol):
                     self.transport.write(chunk)
                     remaining -= len(chunk)
                     self._arm_idle()
-            except TimeoutError:
-                return self._drop()  # a stalled reader
+            except (TimeoutError, OSError):  # a stalled reader, or a file that failed mid-read: never a hung slot
+                return self._drop()
         self.sending = False
         if remaining > 0 or not request.keep_alive:
             return self._close()
