@@ -112,6 +112,7 @@ class Hypercubes:
         locked: np.ndarray | None = None,
         insiders: np.ndarray | None = None,
         relations: Relations | None = None,
+        spare_headlines: bool = False,
     ) -> None:
         n = len(values)
         self.system = system
@@ -142,6 +143,8 @@ class Hypercubes:
         self.shared = homes > 1  # a cube through a shared cell must also be a move of the other tables
         self.columns = sp.csc_matrix(system.constraints) if self.shared.any() else None
         self.dims = [_dims(g, self.values[m]) for g, m in zip(self.grids, self.maps, strict=True)]
+        self.spare_headlines = spare_headlines
+        self.headline = np.asarray(system.headline, dtype=bool)
         self.suppressed = self.primary.copy()
         self.lo = np.where(self.required > 0, self.values, 0.0)  # certified inner bounds
         self.hi = self.lo.copy()
@@ -207,6 +210,8 @@ class Hypercubes:
         others = real & (at != cell)
         avoid = self.locked if outsiders_only else self.locked | self.insiders
         bad = (others & avoid[at]).any(axis=1)
+        if self.spare_headlines:  # a headline cell joins the pattern only through the LP repair
+            bad |= (others & self.headline[at] & ~self.suppressed[at]).any(axis=1)
         t_down = np.where(signs > 0, v, INF).min(axis=1)
         t_up = np.where(signs < 0, v, INF).min(axis=1)
         if self.relations is not None:  # relation rows limit the steps too (module docstring)
@@ -315,13 +320,17 @@ def hypercube(
     locked: np.ndarray | None = None,
     insiders: np.ndarray | None = None,
     relations: Relations | None = None,
+    spare_headlines: bool = False,
 ) -> Suppression:
     """Safe suppression pattern by certified hypercubes (cell-ordered arrays, like ``heuristic``).
 
     ``relations`` (``G x <= h``) are known to the attacker (``disclosure.relations``).
+    ``spare_headlines``: cubes never add a headline cell (``Grid.headline``: national and
+    first-level figures) to the pattern; the primaries that leave go to the LP repair loop, which
+    takes headline cells last.
 
     ``prune`` (default: tables up to ``PRUNE_CELLS`` cells) gives back secondary cells the exact
     audit shows are not needed; the result's intervals are then exact attacker bounds, otherwise
     certified inner bounds (and exact bounds for the cells the LP audit had to check).
     """
-    return Hypercubes(system, values, primary, required, cost, locked, insiders, relations).run(prune)
+    return Hypercubes(system, values, primary, required, cost, locked, insiders, relations, spare_headlines).run(prune)

@@ -89,7 +89,7 @@ class UnionSystem:
     """Cells of all tables merged by key, with every table's constraints over the merged cells.
 
     Offers what secondary suppression and the audit need of a grid: ``constraints``,
-    ``row_parent``, ``level`` and ``coords``.
+    ``row_parent``, ``level``, ``headline`` and ``coords``.
     """
 
     grids: list[Grid]
@@ -127,6 +127,14 @@ class UnionSystem:
     @property
     def level(self) -> np.ndarray:
         return self._built[2]
+
+    @cached_property
+    def headline(self) -> np.ndarray:
+        """A headline cell of any of the tables (``Grid.headline``)."""
+        out = np.zeros(self.size, dtype=bool)
+        for grid, umap in zip(self.grids, self.union_of, strict=True):
+            out[umap] |= grid.headline
+        return out
 
     def coords(self, cell: int) -> dict[str, str]:
         t = int(self._built[3][cell])

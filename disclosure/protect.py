@@ -53,8 +53,9 @@ def secondary_pattern(
     ``AUTO_OPTIMAL_MAX_CELLS`` cells, fast above. ``locked`` cells are never suppressed;
     ``insiders`` are the single-contributor primary cells (see ``Rules.singletons``); ``relations``
     (``disclosure.relations.Relations``, ``G x <= h``) are inequalities the attacker knows.
-    ``cost`` (``disclosure.cost``) is what both methods minimise; by default the hypercubes count
-    cells and the MILP counts value, and optimal is compared with fast on value.
+    ``cost`` (``disclosure.cost``) is what both methods minimise; by default the hypercubes hide as
+    few headline cells (``Grid.headline``) as they can, then count cells, and the MILP counts value
+    (which makes totals dear); optimal is compared with fast on value.
     """
     if method not in METHODS:
         raise DisclosureError(f"unknown suppression method {method!r}; available: {list(METHODS)}")
@@ -72,6 +73,7 @@ def secondary_pattern(
             locked=locked,
             insiders=insiders,
             relations=relations,
+            spare_headlines=cost is None,
         )
 
     if method == "fast":

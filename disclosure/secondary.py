@@ -21,14 +21,17 @@ from disclosure.table import Grid
 MAX_PARTNERS = 64  # partners one failing cell may gain in one repair round
 
 
-def _choose(cand: np.ndarray, is_total: np.ndarray, values: np.ndarray, level: np.ndarray, need: float) -> int:
+def _choose(
+    cand: np.ndarray, is_total: np.ndarray, values: np.ndarray, level: np.ndarray, headline: np.ndarray, need: float
+) -> int:
     """Cheapest partner that adds enough room: one that covers ``need`` (the smallest such, a detail
-    cell before the constraint's total), else the largest. A cell that cannot cover the need (a
-    published zero, say) is taken only when nothing can, or repair would loop adding useless cells."""
+    cell before the constraint's total, a headline cell last), else the largest. A cell that cannot
+    cover the need (a published zero, say) is taken only when nothing can, or repair would loop
+    adding useless cells."""
     v = values[cand]
     covers = (v >= need) & (v > 0)
     value_key = np.where(covers, v, -v)
-    order = np.lexsort((cand, -level[cand], value_key, is_total, ~covers))
+    order = np.lexsort((cand, -level[cand], value_key, is_total, headline[cand], ~covers))
     return int(cand[order[0]])
 
 
@@ -70,6 +73,7 @@ class Heuristic:
         self.row_parent = grid.row_parent
         self.values = values.astype(np.float64)
         self.level = grid.level
+        self.headline = grid.headline
         self.primary = primary
         self.required = required
         self.failures: dict[int, int] = {}  # rounds each primary has failed the audit
@@ -93,7 +97,7 @@ class Heuristic:
                 if len(cand) == 0:
                     continue  # the audit reports the cell if it needs protection
                 need = max(self.required[s] - self.values[s], 1.0) if self.primary[s] else 1.0
-                pick = _choose(cand, cand == self.row_parent[r], self.values, self.level, need)
+                pick = _choose(cand, cand == self.row_parent[r], self.values, self.level, self.headline, need)
                 suppressed[pick] = True
             if int(suppressed.sum()) == before:  # nothing (more) can be closed: locked rows are the audit's to report
                 return
@@ -158,7 +162,7 @@ class Heuristic:
             for _ in range(min(2 ** max(self.failures[c] - 3, 0), MAX_PARTNERS)):
                 if len(cand) == 0:
                     break
-                pick = _choose(cand, is_total, self.values, self.level, max(missing, 1.0))
+                pick = _choose(cand, is_total, self.values, self.level, self.headline, max(missing, 1.0))
                 suppressed[pick] = True
                 added += 1
                 keep = cand != pick

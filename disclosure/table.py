@@ -58,6 +58,13 @@ class Grid:
             out += np.array([h.depth(c) for c in h.codes], dtype=np.int64)[pos]
         return out
 
+    @cached_property
+    def headline(self) -> np.ndarray:
+        """The figures a release leads with: the grand total and its first-level breakdowns (every
+        code a total but one, a child of its total: national by month, by CPA, by payment group).
+        Secondary suppression hides them only when nothing else will do."""
+        return self.level <= 1
+
     def codes_frame(self) -> pd.DataFrame:
         """One row per cell, in cell order, with the dimension codes."""
         return pd.DataFrame(
@@ -205,6 +212,9 @@ class GridLike(Protocol):
 
     @property
     def level(self) -> np.ndarray: ...
+
+    @property
+    def headline(self) -> np.ndarray: ...
 
 
 def integer_column(frame: pd.DataFrame, column: str, cells: np.ndarray, size: int) -> np.ndarray:

@@ -67,6 +67,7 @@ class PackageAudit:
     primaries_known: bool
     checked: int = 0
     exposed: list[Exposure] = field(default_factory=list)
+    zeros: int = 0  # hidden cells pinned to exactly 0 without the MI: no contributor, never primary (zeros safe)
 
     @property
     def ok(self) -> bool:
@@ -78,6 +79,7 @@ class PackageAudit:
             "versions": self.versions,
             "primaries_known": self.primaries_known,
             "checked": self.checked,
+            "zeros": self.zeros,
             "ok": self.ok,
             "exposed": [e.__dict__ for e in self.exposed],
         }
@@ -140,6 +142,7 @@ def audit_package(
     rules = descriptor["opendata:disclosure"]["rules"]
     base = (rules.get("rounding") or {}).get("base")
     threshold, width = rules["threshold"], rules["protection"]
+    zeros_safe = rules.get("zeros", "safe") == "safe"
     relations = [Relation(**r) for r in rules.get("relations", [])]
     tables = list(newest)
     versions = [descriptor["version"]]
@@ -162,6 +165,7 @@ def audit_package(
             width,
             primaries,
             relations,
+            zeros_safe,
         )
     return report
 
@@ -241,7 +245,10 @@ def _own_quantities(tables, grids, keys, intervals, newest) -> None:
             own[i] = own[i] | (abs(a[rows]).sum(axis=0).A1 > 0)
 
 
-def _audit_measure(measure, tables, newest, report, base, threshold, width, primaries, relations) -> None:
+def _audit_measure(measure, tables, newest, report, base, threshold, width, primaries, relations, zeros_safe) -> None:
+    """Bound every cell to check (the primaries, or without them every suppressed cell) and record
+    the exposed ones. Without the primaries, a hidden cell the attacker pins to exactly 0 is not one:
+    0 has no contributor, so under ``zeros: safe`` it was never primary (a secondary zero)."""
     grids, cell_rows, keys = [], [], []
     for t in tables:
         grid = disclosure.Grid.of({d.name: hierarchy(d) for d in t.dimensions})
@@ -299,7 +306,9 @@ def _audit_measure(measure, tables, newest, report, base, threshold, width, prim
         ) from None
     report.checked += len(result.cells)
     for cell, lo, hi, req, ok in zip(result.cells, result.lower, result.upper, result.required, result.ok, strict=True):
-        if not ok:
+        if not ok and primaries is None and zeros_safe and hi <= 0:
+            report.zeros += 1
+        elif not ok:
             i, g = where[int(cell)]
             report.exposed.append(
                 Exposure(newest, tables[i].name, measure, grids[i].coords(g), float(lo), float(hi), float(req))

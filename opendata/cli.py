@@ -685,7 +685,8 @@ def verify(path: Path, key: Path, as_json: bool):
     "--cost",
     type=click.Choice(["value", "cells", "log"]),
     help="What secondary suppression minimises: hidden value, hidden cells, or 1+ln(1+value) "
-    "[default: cells for fast, value for optimal].",
+    "[default: fast hides headline cells (national, first-level totals) last, then counts cells; "
+    "optimal counts value].",
 )
 @click.option(
     "--publish",
@@ -783,7 +784,8 @@ def audit(package: Path, previous, spec, mi, as_json: bool):
 
     The attacker sees every table of the version (and of --previous versions), their hierarchies,
     the rounding intervals and the rules. With --spec and --mi the primary cells are known and
-    checked exactly; without, every suppressed cell is held to the protection width (stricter).
+    checked exactly; without, every suppressed cell is held to the protection width (stricter),
+    except one pinned to exactly 0, which has no contributor (when the rules say zeros are safe).
     Exit code 1 if any cell can be narrowed below its protection width.
 
     \b
@@ -804,6 +806,8 @@ def audit(package: Path, previous, spec, mi, as_json: bool):
     else:
         who = "primary cells" if report.primaries_known else "suppressed cells (primaries unknown: stricter)"
         out.print(f"checked {report.checked:,} {who} in {', '.join(report.versions)}")
+        if report.zeros:
+            out.print(f"{report.zeros:,} hidden cell(s) are exactly 0: no contributor, never primary (zeros safe)")
         for e in report.exposed[:MAX_PROBLEMS_SHOWN]:
             out.print(f"[red]exposed[/] {e.describe()}", highlight=False)
         if report.ok:

@@ -370,7 +370,7 @@ def _earlier_links(
 
 
 def _known(
-    table: AggregatedTable, public: pd.DataFrame, measure: str, relations: Sequence[Relation]
+    table: AggregatedTable, public: pd.DataFrame, measure: str, relations: Sequence[Relation], rules: disclosure.Rules
 ) -> tuple[dict, list[Relation]]:
     """What the attacker model knows of the measures related to ``measure`` in ``table``.
 
@@ -378,9 +378,11 @@ def _known(
     known exactly, the strongest attacker (hiding its cells can only widen what they learn), at no
     cost, since a row over one cell links no cells. Running totals link every month of a row, and
     an attacker who knew the other measure exactly would pin cells that are safe in fact (its small
-    counts are hidden too), so they are taken against what the measures protected before this one
-    published (exact values; a hidden cell bounds nothing), and not in MI-ahead tables. Also returns
-    the relations it used, for the descriptor.
+    counts are hidden too), so they are taken against what the other measure publishes (exact
+    values; a hidden cell bounds nothing), and not in MI-ahead tables: for a measure protected
+    before this one, what it published; for one protected after, every cell that is not primary,
+    a superset of what it will publish (its primaries are always hidden), so the pattern stays safe
+    whatever it hides. Also returns the relations it used, for the descriptor.
     """
     out: dict = {}
     used = []
@@ -394,8 +396,11 @@ def _known(
         if not rel.cumulative:
             out[other] = (truth, truth)
             used.append(rel)
-        elif other in public.columns and not table.spec.name.endswith(AHEAD_SUFFIX):
-            shown = public[other].notna().to_numpy()
+        elif not table.spec.name.endswith(AHEAD_SUFFIX):
+            if other in public.columns:
+                shown = public[other].notna().to_numpy()
+            else:
+                shown = ~disclosure.primary_mask(table.frame[other + FREQ_SUFFIX].to_numpy(), rules)
             out[other] = (np.where(shown, truth, 0.0), np.where(shown, truth, np.inf))
             out[CUMULATIVE] = (None, None)
             used.append(rel)
@@ -480,7 +485,7 @@ def protect_tables(
         )
         known, modelled = [], []
         for i in holders:
-            got, used = _known(tables[i], publics[i], measure, relations)
+            got, used = _known(tables[i], publics[i], measure, relations, rules)
             known.append(got)
             modelled += [r for r in used if r not in modelled]
         terms, upper = relation_rows(

@@ -173,9 +173,9 @@ def revised_keys(tables: Sequence[Table], hidden_descendants: bool = True) -> se
 
     A quantity is revised if a published value of it differs between versions (or carries status
     ``r``); every quantity that aggregates a revised one (its ancestors in every dimension) is
-    revised too. With ``hidden_descendants`` the cells under a visibly revised cell that are hidden
-    in some version are revised as well (the public cannot tell which hidden child moved), and
-    their ancestors in turn.
+    revised too. With ``hidden_descendants`` the cells under a revised quantity that are hidden in
+    some version are revised as well (the public cannot tell which hidden child moved), and their
+    ancestors in turn, until nothing changes (a whole chain may be hidden in the newer version).
     """
     values: dict[tuple, dict[str, float]] = {}
     flagged: set[tuple] = set()
@@ -213,9 +213,11 @@ def revised_keys(tables: Sequence[Table], hidden_descendants: bool = True) -> se
         return out
 
     result = close_up(flagged)
-    if hidden_descendants and flagged:
-        under = {h for h in hidden if any(f in ancestors(h) for f in flagged)}
-        result = close_up(result | under)
+    while hidden_descendants and flagged:  # under a revised quantity, a hidden one may have moved unseen
+        grown = close_up(result | {h for h in hidden if ancestors(h) & result})
+        if grown == result:
+            break
+        result = grown
     return result
 
 

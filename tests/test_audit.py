@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,15 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from opendata.aggregate import aggregate
 from opendata.audit import audit_package, read_published, true_primaries
 from opendata.embargo import publish
 from opendata.release import cut_release
 from opendata.sample import write_sample
 from opendata.spec import load_spec
+from opendata.validate import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "work-programme.yaml"
 NAME = "work-programme-subcontractor-mi"
+TABLE = "provider-by-month"
 WHEN = datetime(2026, 11, 12, 9, 30, tzinfo=UTC)
 
 
@@ -88,12 +92,42 @@ def test_cli_audit_with_previous_versions(tree, tmp_path):
 
 
 def test_public_audit_holds_every_suppressed_cell_to_the_width(tree):
+    """Without the MI a valid package passes: every suppressed cell keeps the width, except hidden
+    zeros the attacker pins to 0, which have no contributor and are never primary (zeros are safe)."""
     _, version = tree
     _, tables = read_published(version)
     report = audit_package(version)
     suppressed = sum(int(t.frame[m].isna().sum()) for t in tables for m in t.measures)
     assert not report.primaries_known
     assert 0 < report.checked <= suppressed
+    assert report.ok, [e.describe() for e in report.exposed[:3]]
+    assert report.zeros > 0  # this sample has secondary zeros pinned by published zero totals
+
+
+def test_public_audit_names_a_cell_the_publisher_weakened(tree, tmp_path):
+    """A pattern weakened by hand (every secondary cell of one measure published, at its true value
+    rounded): the audit without the MI exits 1 and names primary cells it can narrow."""
+    mi, version = tree
+    spec = load_spec(SPEC)
+    truth = next(t for t in aggregate(spec, validate(spec, [mi]).table) if t.spec.name == TABLE).frame
+    primary = true_primaries(version, spec, [mi])[(TABLE, "referrals")].to_numpy()
+    copy = tmp_path / "1.0.0"
+    shutil.copytree(version, copy)
+    parquet = copy / "data" / f"{TABLE}.parquet"
+    frame = pd.read_parquet(parquet)
+    assert (frame[["month", "provider"]].astype(str).to_numpy() == truth[["month", "provider"]].to_numpy()).all()
+    secondary = frame["referrals"].isna().to_numpy() & ~primary
+    assert secondary.any()
+    frame.loc[secondary, "referrals"] = (5 * (truth.loc[secondary, "referrals"] / 5).round()).astype("Int64")
+    frame.to_parquet(parquet)
+    command = [sys.executable, "-m", "opendata.cli", "audit", copy]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stdout + run.stderr
+    named = re.findall(rf"exposed {TABLE} referrals \(month=([^,]+), provider=([^)]+)\)", run.stdout)
+    assert named, run.stdout
+    rows = {(m, p): k for k, (m, p) in enumerate(zip(frame["month"], frame["provider"].astype(str), strict=True))}
+    assert all(primary[rows[cell]] for cell in named)  # every cell it names is a primary the weakening exposed
+    assert "Traceback" not in run.stderr
 
 
 def test_published_values_that_contradict_each_other_are_named_not_a_solver_failure(tree, tmp_path):

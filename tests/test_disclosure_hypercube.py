@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from independent_audit import feasible_intervals
 from test_disclosure_protect import hierarchies
 
-from disclosure import DisclosureError, Grid, Rules, add_totals, protect
+from disclosure import DisclosureError, Grid, Hierarchy, Rules, add_totals, protect
 from disclosure.attacker import certified_intervals, exact_intervals
 from disclosure.hypercube import Hypercubes, hypercube
 from disclosure.primary import insider_mask, primary_mask, required_widths
@@ -147,3 +147,38 @@ def test_auto_picks_optimal_for_small_and_fast_for_large_tables():
     assert "MILP" not in small.audit.method and small.audit.ok  # the optimal method's audit is exact
     big = protect(frame, dims, "n", method="fast", prune=False, rules=Rules(singletons="ignore"))
     assert big.audit.method.startswith("certified moves")
+
+
+def test_headline_cells_are_hidden_last_by_default():
+    """A sparse first month (a subcontractor's 1 beside 0s and 6s): the cheapest cube goes through the
+    national cells; by default the national figures stay published, and both patterns are safe."""
+    month = Hierarchy.flat("month", ["m1", "m2", "m3", "m4"], total="Total")
+    subs = {"S1": "C1", "S2": "C1", "S3": "C2", "S4": "C2", "S5": "C2"}
+    provider = Hierarchy.from_parents("provider", {"C1": "Total", "C2": "Total"} | subs, total="Total")
+    dims = {"month": month, "provider": provider}
+    counts = {"m1": [1, 0, 6, 6, 0], "m2": [20, 25, 30, 12, 18], "m3": [22, 30, 28, 15, 16], "m4": [25, 21, 35, 14, 19]}
+    base = pd.DataFrame([(m, s, v) for m, vs in counts.items() for s, v in zip(subs, vs, strict=True)])
+    frame = add_totals(base.set_axis(["month", "provider", "n"], axis=1), dims, ["n"])
+    national = {}
+    for cost in (None, "cells"):
+        result = protect(frame, dims, "n", rules=Rules(), method="fast", cost=cost)
+        assert result.audit.ok
+        independent_check(frame, dims, result)
+        f = result.frame
+        national[cost] = int(((f["status"] == "secondary") & (f["provider"] == "Total")).sum())
+    assert national == {None: 0, "cells": 2}
+
+
+@SETTINGS
+@given(tables(3))
+def test_spared_cubes_never_add_a_headline_cell(table):
+    frame, dims = table
+    grid, values, primary, required = arrays(frame, dims)
+    run = Hypercubes(grid, values, primary, required, spare_headlines=True)
+    for cell in run.order():
+        if not run.certified(np.array([cell]))[0]:
+            run.cube_for(int(cell))
+    assert not (run.suppressed & ~primary & grid.headline).any()  # what cubes cannot prove goes to the LP repair
+    result = protect(frame, dims, "n", rules=Rules(singletons="ignore"), method="fast", prune=False)
+    assert result.audit.ok
+    independent_check(frame, dims, result)
