@@ -13,11 +13,12 @@ the spec's rules make them bound each other:
   at most 30, require a job outcome) and shares its period with the count of that date gives, in
   every cell, ``sum <= K * count``: a cell with no job outcome has no sustainment payment.
 
-Protecting measure ``m``, the attacker is assumed to know every other measure exactly (the worst
-case: hiding cells of the other measures can only widen what they learn, so a pattern safe against
-this attacker stays safe whatever the other measures hide). The relations then become linear
-inequalities ``G x <= h`` over ``m``'s cells with constants from the other measures' true values,
-which the engine (``disclosure.Relations``) uses in its cubes, its certificate checker and its LPs.
+Protecting measure ``m``, the relations become linear inequalities ``G x <= h`` over ``m``'s cells
+with constants from what the attacker is assumed to know of the other measures
+(``opendata.protection._known``: a bounded sum's other measure exactly; a running total's other
+measure as published), which the engine (``disclosure.Relations``) uses in its cubes, its
+certificate checker and its LPs. An attacker who combines the hidden cells of several measures in
+one LP is not modelled (issue 19, README "Not built yet").
 """
 
 from __future__ import annotations
