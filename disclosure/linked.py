@@ -202,6 +202,7 @@ def protect_linked(
     prune: bool | None = None,
     relations: KeyedRelations | None = None,
     intruders: Callable[[str], Iterable[str]] | None = None,
+    spare_headlines: bool = False,
 ) -> list[ProtectionResult]:
     """Protect tables that share cells together; one result per table, in the order given.
 
@@ -209,7 +210,8 @@ def protect_linked(
     tables' constraints (and ``relations``, inequalities between cells the attacker also knows).
     ``intruders`` maps a cell key to the units that know that cell exactly (e.g. the subcontractor
     whose row it is): every primary cell is then also protected against each unit alone, with all
-    its cells known (``disclosure.intruders``). Raises AuditFailed rather than return an unsafe pattern.
+    its cells known (``disclosure.intruders``). ``spare_headlines``: see ``secondary_pattern``.
+    Raises AuditFailed rather than return an unsafe pattern.
     """
     rules = rules or Rules()
     if not tables:
@@ -231,7 +233,16 @@ def protect_linked(
         bounds.check(values)
     # hidden cells start suppressed (passed as primaries) but need no protection of their own
     pattern = secondary_pattern(
-        system, values, primary | hidden, required, method, prune, locked=locked, insiders=insiders, relations=bounds
+        system,
+        values,
+        primary | hidden,
+        required,
+        method,
+        prune,
+        locked=locked,
+        insiders=insiders,
+        relations=bounds,
+        spare_headlines=spare_headlines,
     )
     method_text = PROOFS[pattern.proof] + ", over the union of linked tables"
     report = report_from(system, pattern.intervals, method_text, values.astype(np.float64))  # type: ignore[arg-type]

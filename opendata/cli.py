@@ -685,8 +685,7 @@ def verify(path: Path, key: Path, as_json: bool):
     "--cost",
     type=click.Choice(["value", "cells", "log"]),
     help="What secondary suppression minimises: hidden value, hidden cells, or 1+ln(1+value) "
-    "[default: fast hides headline cells (national, first-level totals) last, then counts cells; "
-    "optimal counts value].",
+    "[default: cells for fast, value for optimal].",
 )
 @click.option(
     "--publish",
