@@ -121,6 +121,7 @@ class Hypercubes:
         if self.relations is not None:
             self.relations.check(self.values)
             self.slack = self.relations.slack(self.values)
+            self.related = np.diff(sp.csc_matrix(self.relations.matrix).indptr) > 0  # cells in some row
         self.primary = np.asarray(primary, dtype=bool)
         self.required = np.asarray(required, dtype=np.float64)
         self.locked = np.zeros(n, dtype=bool) if locked is None else np.asarray(locked, dtype=bool)
@@ -214,15 +215,20 @@ class Hypercubes:
             bad |= (others & self.headline[at] & ~self.suppressed[at]).any(axis=1)
         t_down = np.where(signs > 0, v, INF).min(axis=1)
         t_up = np.where(signs < 0, v, INF).min(axis=1)
+        need = self.required[cell] - TOL
+        ok = ~bad & (t_down + t_up >= need)
         if self.relations is not None:  # relation rows limit the steps too (module docstring)
-            combo, corner = np.nonzero(real)
-            d = sp.csr_matrix(
-                (signs[combo, corner].astype(np.float64), (combo, corners[combo, corner])),
-                shape=(len(corners), len(self.values)),
-            )
-            rel_down, rel_up = self.relations.limits(d, self.slack)
-            t_down, t_up = np.minimum(t_down, rel_down), np.minimum(t_up, rel_up)
-        ok = ~bad & (t_down + t_up >= self.required[cell] - TOL)
+            # only for cubes still in the running that touch a related cell: limits only shrink steps
+            sel = np.flatnonzero(ok & (real & self.related[at]).any(axis=1))
+            if len(sel):
+                combo, corner = np.nonzero(real[sel])
+                d = sp.csr_matrix(
+                    (signs[sel][combo, corner].astype(np.float64), (combo, corners[sel][combo, corner])),
+                    shape=(len(sel), len(self.values)),
+                )
+                rel_down, rel_up = self.relations.limits(d, self.slack)
+                t_down[sel], t_up[sel] = np.minimum(t_down[sel], rel_down), np.minimum(t_up[sel], rel_up)
+                ok[sel] = t_down[sel] + t_up[sel] >= need
         if not ok.any():
             return False
         new = real & ~self.suppressed[at]

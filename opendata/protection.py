@@ -77,7 +77,8 @@ def information_loss(frame: pd.DataFrame, dimensions: tuple[DimensionCodes, ...]
     only, the true value hidden by secondary suppression and its share of the value of all cells.
     That sum is an equation over hidden cells, so it never goes into the package."""
     hidden = frame["status"] != "published"
-    level = pd.concat([_level(frame, d) for d in dimensions], axis=1).agg(" × ".join, axis=1)
+    parts = [_level(frame, d).astype(str) for d in dimensions]
+    level = parts[0].str.cat(parts[1:], sep=" × ")
     counts = (
         pd.DataFrame({"level": level, "hidden": hidden}).groupby("level", sort=False)["hidden"].agg(["size", "sum"])
     )
