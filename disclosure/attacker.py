@@ -324,22 +324,62 @@ def interval_intervals(
     required: np.ndarray,
     relations: Relations | None = None,
 ) -> Intervals:
-    """Attacker who knows every cell only within ``[col_lo, col_hi]`` (rounded or suppressed): one LP.
+    """Attacker who knows every cell only within ``[col_lo, col_hi]`` (rounded or suppressed).
 
-    ``relations`` (``G x <= h``) are further rows of that LP."""
+    ``relations`` (``G x <= h``) are further rows of the LP. Cells known exactly (``col_lo ==
+    col_hi``, published unrounded) are moved to the row bounds, and the LP splits into components of
+    the other cells linked by rows: the same LP, solved in independent pieces (a published table is
+    mostly known cells, and one LP over all of them re-solved per cell was the audit's whole cost).
+    Raises Inconsistent when any piece, or a row of known cells alone, has no solution."""
     required = np.asarray(required, dtype=np.float64)
+    col_lo = np.asarray(col_lo, dtype=np.float64)
+    col_hi = np.asarray(col_hi, dtype=np.float64)
     checked = np.flatnonzero(required > 0)
-    lower = np.zeros(len(checked))
-    upper = np.zeros(len(checked))
+    lower = col_lo[checked].copy()
+    upper = col_hi[checked].copy()
+    component = np.full(len(checked), -1, dtype=np.int64)
     if len(checked) == 0:
-        return Intervals(checked, lower, upper, required[checked], np.zeros(0, dtype=np.int64))
+        return Intervals(checked, lower, upper, required[checked], component)
     matrix, row_lo, row_hi = stacked(constraints, relations)
-    lp = LP(matrix, row_lo, row_hi, col_lo, col_hi)
-    if not lp.feasible():
-        raise Inconsistent(INCONSISTENT)
-    for k, cell in enumerate(checked):
-        lower[k], upper[k] = lp.interval(int(cell), float(required[cell]))
-    return Intervals(checked, lower, upper, required[checked], np.zeros(len(checked), dtype=np.int64))
+    free = col_lo != col_hi
+    known = np.where(free, 0.0, col_lo)
+    activity = matrix @ known
+    row_lo, row_hi = row_lo - activity, row_hi - activity
+    sub = sp.csr_matrix(matrix[:, np.flatnonzero(free)])
+    links = np.diff(sub.indptr) > 0
+    slack = TOL * (1.0 + np.abs(activity))
+    if np.any((row_lo[~links] > slack[~links]) | (row_hi[~links] < -slack[~links])):
+        raise Inconsistent(INCONSISTENT)  # a row of known cells alone does not add up
+    touched = np.flatnonzero(links)
+    b = sp.csr_matrix(sub[touched])
+    b_abs = abs(b)
+    n_comp, labels = connected_components((b_abs.T @ b_abs).tocsr(), directed=False)
+    row_comp = labels[b.indices[b.indptr[:-1]]]
+    b_csc = b.tocsc()
+    free_cells = np.flatnonzero(free)
+    where = np.full(len(free), -1, dtype=np.int64)
+    where[free_cells] = np.arange(len(free_cells))
+    todo = np.flatnonzero(free[checked])
+    component[todo] = labels[where[checked[todo]]]
+    col_order = np.argsort(labels, kind="stable")
+    col_bounds = np.searchsorted(labels[col_order], np.arange(n_comp + 1))
+    row_order = np.argsort(row_comp, kind="stable")
+    row_bounds = np.searchsorted(row_comp[row_order], np.arange(n_comp + 1))
+    todo = todo[np.argsort(component[todo], kind="stable")]
+    todo_bounds = np.searchsorted(component[todo], np.arange(n_comp + 1))
+    for comp in range(n_comp):
+        cols = col_order[col_bounds[comp] : col_bounds[comp + 1]]  # sorted: a stable sort of labels
+        rows = row_order[row_bounds[comp] : row_bounds[comp + 1]]
+        if len(rows) == 0:  # a cell no row holds: its bounds are all there is
+            continue
+        cells = free_cells[cols]
+        lp = LP(b_csc[:, cols][rows], row_lo[touched[rows]], row_hi[touched[rows]], col_lo[cells], col_hi[cells])
+        if not lp.feasible():
+            raise Inconsistent(INCONSISTENT)
+        for k in todo[todo_bounds[comp] : todo_bounds[comp + 1]]:
+            col = int(np.searchsorted(cols, where[checked[k]]))
+            lower[k], upper[k] = lp.interval(col, float(required[checked[k]]))
+    return Intervals(checked, lower, upper, required[checked], component)
 
 
 def conflicts(
