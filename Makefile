@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(BIN)/opendata publish --out releases/ --key publisher.key
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

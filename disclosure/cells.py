@@ -47,6 +47,7 @@ def protect_cells_file(
     singletons: Literal["protect", "ignore"] = "protect",
     cost: str | None = None,
     publish: Path | None = None,
+    spare_headlines: bool = False,
 ) -> ProtectionResult:
     """Read base cells, add every total, protect ``value`` and write the full (``out``) and public tables.
 
@@ -63,6 +64,7 @@ def protect_cells_file(
     cells that must be published (one column per dimension, the total code for a margin, e.g. the
     national row): never chosen as secondary suppressions; a rule that makes one of them primary,
     or a table that cannot be protected without hiding one, is refused with the cell named.
+    ``spare_headlines``: the grand total and first-level cells are hidden last (see ``protect``).
     """
     cells, out = Path(cells), Path(out)
     public = None if public is None else Path(public)
@@ -98,7 +100,15 @@ def protect_cells_file(
         must = MUST_PUBLISH
         frame[must] = _named_cells(Path(publish), frame, hierarchies)
     result = protect(
-        frame, hierarchies, value, frequency=frequency, rules=rules, method=method, must_publish=must, cost=cost
+        frame,
+        hierarchies,
+        value,
+        frequency=frequency,
+        rules=rules,
+        method=method,
+        must_publish=must,
+        cost=cost,
+        spare_headlines=spare_headlines,
     )
     if must:
         result.frame = result.frame.drop(columns=[must])

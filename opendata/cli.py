@@ -692,6 +692,12 @@ def verify(path: Path, key: Path, as_json: bool):
     type=click.Path(dir_okay=False, path_type=Path),
     help="CSV of cells that must be published (a column per dimension; the total code for margins).",
 )
+@click.option(
+    "--spare-headlines",
+    is_flag=True,
+    help="Hide the grand total and first-level cells only where nothing else protects a primary "
+    "(as releases do; slower on large tables).",
+)
 def protect(
     cells,
     dims,
@@ -710,6 +716,7 @@ def protect(
     singletons,
     cost,
     publish,
+    spare_headlines,
 ):
     """Protect any table given as base cells, as tau-Argus users know it.
 
@@ -755,6 +762,7 @@ def protect(
             singletons=singletons,
             cost=cost,
             publish=publish,
+            spare_headlines=spare_headlines,
         )
     c = result.counts
     click.echo(

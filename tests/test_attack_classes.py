@@ -239,6 +239,7 @@ def mi_ahead_tree(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("mi-ahead")  # one worker builds the fixture once
 def test_mi_ahead_tables_linked_with_the_next_version(mi_ahead_tree):
     mi, tree = mi_ahead_tree
     versions = sorted(p for p in tree.iterdir() if p.is_dir())
@@ -254,6 +255,18 @@ def test_mi_ahead_tables_linked_with_the_next_version(mi_ahead_tree):
     )
     intervals = model.intervals(targets, seed=truth)
     assert not failures(model, intervals, truth), failures(model, intervals, truth)[:20]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("mi-ahead")  # one worker builds the fixture once
+def test_cli_audit_passes_the_mi_ahead_pair(mi_ahead_tree):
+    """The publisher's audit of the newer version with the older, through the CLI, passes: the
+    releases protected themselves against each other, and the audit models the same attacker."""
+    mi, tree = mi_ahead_tree
+    old, new = sorted(p for p in tree.iterdir() if p.is_dir())
+    run = opendata("audit", new, "--previous", old, "--spec", SPEC, "--mi", mi)
+    assert "audit passed" in run.stdout
+    assert int(run.stdout.split("checked ")[1].split()[0].replace(",", "")) > 0
 
 
 @pytest.fixture(scope="module")

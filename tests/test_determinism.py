@@ -63,7 +63,7 @@ def test_protect_and_release_write_the_same_bytes_idle_and_under_load(tmp_path):
     ]
     cells = tmp_path / "cells.csv"
     pd.DataFrame(rows, columns=["a", "b", "c", "n"]).to_csv(cells, index=False)
-    opendata("sample", "--out", tmp_path / "mi", "--rows", 2000, "--months", 6, "--format", "csv", "-q")
+    opendata("sample", "--out", tmp_path / "mi", "--rows", 1000, "--months", 4, "--format", "csv", "-q")
     mi = tmp_path / "mi" / "work-programme-mi.csv"
 
     def run(tag: str) -> Path:

@@ -246,3 +246,30 @@ def test_cli_parity_singletons_cost_and_cells_that_must_be_published(workdir: Pa
     (workdir / "unknown.csv").write_text("sex,region,year\nX,N1,2024\n")
     refused = _cli(workdir, *base, "--publish", "unknown.csv", "--out", "x.csv")
     assert refused.returncode == 1 and "row 2" in refused.stderr and "not a cell of the table" in refused.stderr
+
+
+def test_cli_spare_headlines_keeps_the_national_figures(tmp_path: Path) -> None:
+    """`opendata protect --spare-headlines`: a sparse first month whose cheapest cubes run through
+    the national cells (as in test_disclosure_hypercube); with the flag the national row stays
+    published, and both patterns pass the audit."""
+    (tmp_path / "provider.csv").write_text("code,parent\nC1,Total\nC2,Total\nS1,C1\nS2,C1\nS3,C2\nS4,C2\nS5,C2\n")
+    counts = {"m1": [1, 0, 6, 6, 0], "m2": [20, 25, 30, 12, 18], "m3": [22, 30, 28, 15, 16], "m4": [25, 21, 35, 14, 19]}
+    rows = [f"{m},S{i + 1},{v}" for m, vs in counts.items() for i, v in enumerate(vs)]
+    (tmp_path / "cells.csv").write_text("month,provider,n\n" + "\n".join(rows) + "\n")
+    dims = {
+        "month": Hierarchy.flat("month", list(counts)),
+        "provider": Hierarchy.from_parents(
+            "provider", {"C1": "Total", "C2": "Total", "S1": "C1", "S2": "C1", "S3": "C2", "S4": "C2", "S5": "C2"}
+        ),
+    }
+    national = {}
+    for flag in ([], ["--spare-headlines"]):
+        base = ["cells.csv", "--dim", "month", "--dim", "provider=provider.csv", "--value", "n", "--method", "fast"]
+        run = _cli(tmp_path, *base, *flag, "--out", "out.csv")
+        assert run.returncode == 0, run.stderr
+        full = pd.read_csv(tmp_path / "out.csv", dtype={"n": int})
+        frame = full[["month", "provider", "status"]].copy()
+        frame["published"] = full["n"].astype("Int64").where(full["status"] == "published")
+        assert audit(frame, dims, rules=Rules(threshold=10)).ok
+        national[bool(flag)] = int(((full["status"] == "secondary") & (full["provider"] == "Total")).sum())
+    assert national == {True: 0, False: 2}
