@@ -68,6 +68,7 @@ class PackageAudit:
     checked: int = 0
     exposed: list[Exposure] = field(default_factory=list)
     zeros: int = 0  # hidden cells pinned to exactly 0 without the MI: no contributor, never primary (zeros safe)
+    above: int = 0  # hidden counts shown to be at least the threshold without the MI: never primary
 
     @property
     def ok(self) -> bool:
@@ -80,6 +81,7 @@ class PackageAudit:
             "primaries_known": self.primaries_known,
             "checked": self.checked,
             "zeros": self.zeros,
+            "above_threshold": self.above,
             "ok": self.ok,
             "exposed": [e.__dict__ for e in self.exposed],
         }
@@ -154,6 +156,12 @@ def audit_package(
         versions.append(d["version"])
     report = PackageAudit(descriptor["name"], versions, primaries is not None)
     measures = list(dict.fromkeys(m for t in newest for m in t.measures))
+    counts = {  # measures that are their own frequency (packages before 2026-12 do not say: none)
+        f["name"]
+        for r in descriptor["resources"]
+        for f in r.get("schema", {}).get("fields", [])
+        if f.get("opendata:aggregate") == "count"
+    }
     for measure in measures:
         _audit_measure(
             measure,
@@ -166,6 +174,7 @@ def audit_package(
             primaries,
             relations,
             zeros_safe,
+            measure in counts,
         )
     return report
 
@@ -245,10 +254,16 @@ def _own_quantities(tables, grids, keys, intervals, newest) -> None:
             own[i] = own[i] | (abs(a[rows]).sum(axis=0).A1 > 0)
 
 
-def _audit_measure(measure, tables, newest, report, base, threshold, width, primaries, relations, zeros_safe) -> None:
+def _audit_measure(
+    measure, tables, newest, report, base, threshold, width, primaries, relations, zeros_safe, count
+) -> None:
     """Bound every cell to check (the primaries, or without them every suppressed cell) and record
-    the exposed ones. Without the primaries, a hidden cell the attacker pins to exactly 0 is not one:
-    0 has no contributor, so under ``zeros: safe`` it was never primary (a secondary zero)."""
+    the exposed ones. Without the primaries, two narrow hidden cells are not exposures, by the
+    published rules alone: one pinned to exactly 0 has no contributor, so under ``zeros: safe`` it
+    was never primary; one of a ``count`` measure (its own frequency) shown to be at least the
+    threshold was never primary either (primaries are counts 1 to threshold - 1). Either way a
+    secondary is narrowed, which tells nothing about a primary that the primary's own interval,
+    bounded in the same LP, would not show."""
     grids, cell_rows, keys = [], [], []
     for t in tables:
         grid = disclosure.Grid.of({d.name: hierarchy(d) for d in t.dimensions})
@@ -308,6 +323,8 @@ def _audit_measure(measure, tables, newest, report, base, threshold, width, prim
     for cell, lo, hi, req, ok in zip(result.cells, result.lower, result.upper, result.required, result.ok, strict=True):
         if not ok and primaries is None and zeros_safe and hi <= 0:
             report.zeros += 1
+        elif not ok and primaries is None and count and lo >= threshold:
+            report.above += 1
         elif not ok:
             i, g = where[int(cell)]
             report.exposed.append(

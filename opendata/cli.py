@@ -792,7 +792,8 @@ def audit(package: Path, previous, spec, mi, as_json: bool):
     The attacker sees every table of the version (and of --previous versions), their hierarchies,
     the rounding intervals and the rules. With --spec and --mi the primary cells are known and
     checked exactly; without, every suppressed cell is held to the protection width (stricter),
-    except one pinned to exactly 0, which has no contributor (when the rules say zeros are safe).
+    except one pinned to exactly 0, which has no contributor (when the rules say zeros are safe), and
+    a count shown to be at least the threshold, which the rules would not have made primary.
     Exit code 1 if any cell can be narrowed below its protection width.
 
     \b
@@ -815,6 +816,8 @@ def audit(package: Path, previous, spec, mi, as_json: bool):
         out.print(f"checked {report.checked:,} {who} in {', '.join(report.versions)}")
         if report.zeros:
             out.print(f"{report.zeros:,} hidden cell(s) are exactly 0: no contributor, never primary (zeros safe)")
+        if report.above:
+            out.print(f"{report.above:,} hidden count(s) are at least the threshold: never primary (secondaries)")
         for e in report.exposed[:MAX_PROBLEMS_SHOWN]:
             out.print(f"[red]exposed[/] {e.describe()}", highlight=False)
         if report.ok:

@@ -356,6 +356,9 @@ def _measure_field(m: Any) -> dict[str, Any]:
     field: dict[str, Any] = {"name": m.name, "type": "integer", "title": m.title, "description": m.description}
     if m.unit:
         field["opendata:unit"] = m.unit
+    # a count is its own frequency, so the rules say a hidden count of threshold or more is not primary:
+    # the audit without the MI needs that (opendata/audit.py)
+    field["opendata:aggregate"] = m.aggregate
     field["constraints"] = {"minimum": 0}
     return field
 
