@@ -11,7 +11,7 @@ from independent_audit import feasible_intervals
 from test_disclosure_protect import hierarchies
 
 from disclosure import DisclosureError, Grid, Hierarchy, Rules, add_totals, protect
-from disclosure.attacker import certified_intervals, exact_intervals
+from disclosure.attacker import certified_intervals, exact_intervals, interval_intervals
 from disclosure.hypercube import Hypercubes, hypercube
 from disclosure.primary import insider_mask, primary_mask, required_widths
 
@@ -182,3 +182,28 @@ def test_spared_cubes_never_add_a_headline_cell(table):
     result = protect(frame, dims, "n", rules=Rules(singletons="ignore"), method="fast", prune=False)
     assert result.audit.ok
     independent_check(frame, dims, result)
+
+
+@SETTINGS
+@given(tables(3), st.sampled_from([1, 5]), st.integers(0, 2**32 - 1))
+def test_interval_intervals_by_components_match_one_independent_lp(table, base, seed):
+    """``interval_intervals`` moves known cells to the row bounds and solves each component apart;
+    the intervals must be those of one LP over the whole table (tests/independent_audit.py), with
+    published cells known exactly (base 1) or within their rounding interval (base 5)."""
+    frame, dims = table
+    grid, values, primary, _ = arrays(frame, dims)
+    rng = np.random.default_rng(seed)
+    hidden = primary | (rng.random(grid.size) < 0.3)
+    cells = grid.cell_index(frame)  # frame row -> grid cell
+    published = pd.Series(np.where(hidden[cells], np.nan, values[cells]))
+    r = max(base, 1)
+    col_lo = np.where(hidden, 0.0, np.maximum(values - r // 2, 0)).astype(np.float64)
+    col_hi = np.where(hidden, np.inf, values + (r - r // 2) - 1 if r > 1 else values).astype(np.float64)
+    required = np.where(hidden, 1e9, 0.0)  # never proven wide enough: every bound is solved exactly
+    got = interval_intervals(grid.constraints, col_lo, col_hi, required)
+    parents = {d: {c: (h.parent(c) or "") for c in h.codes} for d, h in dims.items()}
+    rows = np.argsort(cells)[got.cells]  # grid cell -> frame row
+    want = feasible_intervals(frame, parents, published, base, rows)
+    assert np.allclose(got.upper, want["upper"].to_numpy(), atol=1e-6)
+    finite = np.isfinite(got.upper)  # an unbounded cell's lower bound is only an inner one (attacker.LP.interval)
+    assert np.allclose(got.lower[finite], want["lower"].to_numpy()[finite], atol=1e-6)
