@@ -40,6 +40,7 @@ class PublishedTable:
     dimensions: tuple[DimensionCodes, ...]
     frame: pd.DataFrame  # dims + measures (Int64, <NA> when suppressed)
     measures: tuple[str, ...]
+    counts: frozenset[str] = frozenset()  # measures that are their own frequency ("opendata:aggregate": "count")
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class PackageAudit:
     checked: int = 0
     exposed: list[Exposure] = field(default_factory=list)
     zeros: int = 0  # hidden cells pinned to exactly 0 without the MI: no contributor, never primary (zeros safe)
-    above: int = 0  # hidden counts shown to be at least the threshold without the MI: never primary
+    above_threshold: int = 0  # hidden counts shown to be at least the threshold without the MI: never primary
 
     @property
     def ok(self) -> bool:
@@ -81,7 +82,7 @@ class PackageAudit:
             "primaries_known": self.primaries_known,
             "checked": self.checked,
             "zeros": self.zeros,
-            "above_threshold": self.above,
+            "above_threshold": self.above_threshold,
             "ok": self.ok,
             "exposed": [e.__dict__ for e in self.exposed],
         }
@@ -124,7 +125,8 @@ def read_published(version_dir: Path) -> tuple[dict, list[PublishedTable]]:
         for d in dims:
             frame[d] = frame[d].astype(str)
         dimensions = tuple(_dimension(Path(version_dir), d, fields[d].get("title", d)) for d in dims)
-        tables.append(PublishedTable(descriptor["version"], resource["name"], dimensions, frame, measures))
+        counts = frozenset(m for m in measures if fields[m].get("opendata:aggregate") == "count")
+        tables.append(PublishedTable(descriptor["version"], resource["name"], dimensions, frame, measures, counts))
     return descriptor, tables
 
 
@@ -156,12 +158,7 @@ def audit_package(
         versions.append(d["version"])
     report = PackageAudit(descriptor["name"], versions, primaries is not None)
     measures = list(dict.fromkeys(m for t in newest for m in t.measures))
-    counts = {  # measures that are their own frequency (packages before 2026-12 do not say: none)
-        f["name"]
-        for r in descriptor["resources"]
-        for f in r.get("schema", {}).get("fields", [])
-        if f.get("opendata:aggregate") == "count"
-    }
+    counts = {m for t in newest for m in t.counts}  # packages before 2026-12 do not say: none
     for measure in measures:
         _audit_measure(
             measure,
@@ -324,7 +321,7 @@ def _audit_measure(
         if not ok and primaries is None and zeros_safe and hi <= 0:
             report.zeros += 1
         elif not ok and primaries is None and count and lo >= threshold:
-            report.above += 1
+            report.above_threshold += 1
         elif not ok:
             i, g = where[int(cell)]
             report.exposed.append(

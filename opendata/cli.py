@@ -816,8 +816,8 @@ def audit(package: Path, previous, spec, mi, as_json: bool):
         out.print(f"checked {report.checked:,} {who} in {', '.join(report.versions)}")
         if report.zeros:
             out.print(f"{report.zeros:,} hidden cell(s) are exactly 0: no contributor, never primary (zeros safe)")
-        if report.above:
-            out.print(f"{report.above:,} hidden count(s) are at least the threshold: never primary (secondaries)")
+        if report.above_threshold:
+            out.print(f"{report.above_threshold:,} hidden count(s) are at least the threshold: never primary")
         for e in report.exposed[:MAX_PROBLEMS_SHOWN]:
             out.print(f"[red]exposed[/] {e.describe()}", highlight=False)
         if report.ok:
