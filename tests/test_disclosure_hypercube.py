@@ -204,6 +204,6 @@ def test_interval_intervals_by_components_match_one_independent_lp(table, base, 
     parents = {d: {c: (h.parent(c) or "") for c in h.codes} for d, h in dims.items()}
     rows = np.argsort(cells)[got.cells]  # grid cell -> frame row
     want = feasible_intervals(frame, parents, published, base, rows)
-    assert np.allclose(got.upper, want["upper"].to_numpy(), atol=1e-6)
+    assert np.allclose(got.upper, want["upper"].to_numpy(dtype=np.float64), atol=1e-6)
     finite = np.isfinite(got.upper)  # an unbounded cell's lower bound is only an inner one (attacker.LP.interval)
-    assert np.allclose(got.lower[finite], want["lower"].to_numpy()[finite], atol=1e-6)
+    assert np.allclose(got.lower[finite], want["lower"].to_numpy(dtype=np.float64)[finite], atol=1e-6)
