@@ -211,18 +211,11 @@ def exact_intervals(
     focus: np.ndarray | None = None,
     only: np.ndarray | None = None,
     relations: Relations | None = None,
-    reach: int = 0,
 ) -> Intervals:
     """Attacker who knows published cells exactly: decomposes into components of suppressed cells.
 
-    ``relations`` (``G x <= h``, see ``disclosure.relations``) are further rows of the attacker's LP.
-    Components come from the equations alone. A component's LP also frees the cells of the
-    components its relation rows touch, and theirs, up to ``reach`` steps; a relation row enters it
-    with every cell outside those components fixed at its true value. Fixing cells shrinks what the
-    attacker finds feasible (the true table stays in it), so each interval is at most as wide as
-    the real one (the safe direction) while LPs stay as small as the equations make them; a larger
-    ``reach`` lets related cells move along (relations between measures, whose hidden cells form
-    components of their own) at the cost of larger LPs.
+    ``relations`` (``G x <= h``, see ``disclosure.relations``) are further rows of the attacker's LP;
+    a relation row links the suppressed cells it touches into one component, like an equation.
 
     ``only`` (cell numbers) restricts the result to those checked cells: hiding more cells can only
     widen intervals, so a repair loop re-checks just the cells that failed before.
@@ -257,25 +250,33 @@ def exact_intervals(
     b_abs = b.copy()
     b_abs.data = np.abs(b_abs.data)
     n_comp, labels = connected_components((b_abs.T @ b_abs).tocsr(), directed=False)
-    rhs = -(a_eq[touched] @ pub_vals)  # equations: = rhs
+    rhs_lo = -(a_eq[touched] @ pub_vals)  # equations: = rhs
+    rhs_hi = rhs_lo.copy()
+    is_eq = np.ones(len(touched), dtype=bool)
+    if relations is not None and relations.rows:
+        # Components come from the equations alone. A relation row enters the LP of each component
+        # it touches, with every cell outside that component fixed at its true value: a subset of
+        # what the attacker finds feasible, so each interval is at most as wide as the real one
+        # (the safe direction), and components stay as small as the equations make them.
+        g = relations.matrix
+        g_s = sp.coo_matrix(g[:, supp])
+        pair = g_s.row.astype(np.int64) * max(n_comp, 1) + labels[g_s.col]
+        pairs, new_row = np.unique(pair, return_inverse=True)
+        r_of = pairs // max(n_comp, 1)
+        inside = np.zeros(len(pairs))
+        np.add.at(inside, new_row, g_s.data * base[supp[g_s.col]])
+        split = sp.csr_matrix((g_s.data, (new_row, g_s.col)), shape=(len(pairs), len(supp)))
+        b = sp.csr_matrix(sp.vstack([b, split]))
+        rhs_lo = np.concatenate([rhs_lo, np.full(len(pairs), -INF)])
+        rhs_hi = np.concatenate([rhs_hi, relations.upper[r_of] - (g[r_of] @ base) + inside])
+        is_eq = np.concatenate([is_eq, np.zeros(len(pairs), dtype=bool)])
     # every touched row belongs to the component of (any of) its suppressed cells
-    row_comp = labels[b.indices[b.indptr[:-1]]]
+    first_col = b.indices[b.indptr[:-1]]
+    row_comp = labels[first_col]
     row_order = np.argsort(row_comp, kind="stable")
     row_bounds = np.searchsorted(row_comp[row_order], np.arange(n_comp + 1))
     col_order = np.argsort(labels, kind="stable")
     col_bounds = np.searchsorted(labels[col_order], np.arange(n_comp + 1))
-    related = relations is not None and relations.rows > 0
-    if related:
-        assert relations is not None
-        g_s = sp.csc_matrix(relations.matrix[:, supp])
-        room = relations.upper - relations.matrix @ base  # slack at the true table, all cells fixed
-        if reach > 0:  # components that share a relation row
-            inc = sp.csr_matrix(g_s.tocoo(), copy=True)
-            inc.data[:] = 1.0
-            touch = sp.csr_matrix((np.ones(len(supp)), (np.arange(len(supp)), labels)), shape=(len(supp), n_comp))
-            by_row = sp.csr_matrix(inc @ touch)
-            by_row.data[:] = 1.0
-            neighbours = sp.csr_matrix(by_row.T @ by_row)
     where_in_supp = np.full(len(suppressed), -1, dtype=np.int64)
     where_in_supp[supp] = np.arange(len(supp))
     b_csc = b.tocsc()
@@ -296,38 +297,23 @@ def exact_intervals(
         todo, todo_comp = todo[sel], todo_comp[sel]
     comp_of_checked[todo] = todo_comp
     for comp in np.unique(todo_comp):
-        comps = np.array([comp])
-        for _ in range(reach if related else 0):
-            grown = np.union1d(comps, neighbours[comps].indices)
-            if len(grown) == len(comps):
-                break
-            comps = grown
-        cols = np.concatenate([col_order[col_bounds[c] : col_bounds[c + 1]] for c in comps])
-        rows = np.concatenate([row_order[row_bounds[c] : row_bounds[c + 1]] for c in comps])
-        if len(comps) > 1:
-            cols.sort()
+        cols = col_order[col_bounds[comp] : col_bounds[comp + 1]]
+        rows = row_order[row_bounds[comp] : row_bounds[comp + 1]]
         members = todo[todo_comp == comp]
-        if len(cols) == 1 and len(rows) > 0:  # a lone suppressed cell in an equation is determined
+        eq_rows = rows[is_eq[rows]]
+        if len(cols) == 1 and len(eq_rows) > 0:  # a lone suppressed cell in an equation is determined
             k = int(members[0])
-            r = int(rows[0])
+            r = int(eq_rows[0])
             coef = float(b_csc[:, cols].toarray().ravel()[r])
-            lower[k] = upper[k] = rhs[r] / coef  # recovered from one equation, as the attacker would
+            lower[k] = upper[k] = rhs_lo[r] / coef  # recovered from one equation, as the attacker would
             continue
         sub = b_csc[:, cols][rows]
-        lo, hi = rhs[rows], rhs[rows]
-        if related:
-            g_c = sp.csr_matrix(g_s[:, cols])
-            rel = np.flatnonzero(np.diff(g_c.indptr) > 0)
-            g_c = g_c[rel]
-            sub = sp.vstack([sub, g_c])
-            lo = np.concatenate([lo, np.full(len(rel), -INF)])
-            hi = np.concatenate([hi, room[rel] + g_c @ base[supp[cols]]])
         seen = None if truth is None else np.asarray(truth, dtype=np.float64)[supp[cols]]
-        lp = LP(sub, lo, hi, np.zeros(len(cols)), np.full(len(cols), INF), seen)
+        lp = LP(sub, rhs_lo[rows], rhs_hi[rows], np.zeros(len(cols)), np.full(len(cols), INF), seen)
         pos = {int(c): i for i, c in enumerate(cols)}
         for k in members:
-            lo_k, hi_k = lp.interval(pos[int(where_in_supp[checked[k]])], float(required[checked[k]]))
-            lower[k], upper[k] = lo_k, hi_k
+            lo, hi = lp.interval(pos[int(where_in_supp[checked[k]])], float(required[checked[k]]))
+            lower[k], upper[k] = lo, hi
     return Intervals(checked[keep], lower[keep], upper[keep], required[checked][keep], comp_of_checked[keep])
 
 
