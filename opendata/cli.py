@@ -205,6 +205,16 @@ def validate(spec: Path, files: tuple[Path, ...], as_json: bool, quiet: bool):
 @click.option("--late", is_flag=True, help="Stage a release whose time has already passed (needs --reason).")
 @click.option("--reason", help="Why: published with the release (and with its corrections, if any).")
 @click.option("--dry-run", is_flag=True, help="Do everything but write: print what the release would suppress.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Processes protecting the measures in parallel [default: every core; small releases use one].",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Run the protection on a Dask distributed cluster (e.g. tcp://host:8786) instead of local processes.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
 def release(
@@ -220,6 +230,8 @@ def release(
     late: bool,
     reason,
     dry_run: bool,
+    workers,
+    scheduler,
     as_json: bool,
     quiet: bool,
 ):
@@ -267,6 +279,8 @@ def release(
                 late=late,
                 reason=reason,
                 dry_run=dry_run,
+                workers=workers,
+                scheduler=scheduler,
                 on_step=lambda s: progress.update(task, description=s),
             )
         except ValidationFailed as exc:

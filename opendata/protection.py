@@ -22,6 +22,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 import disclosure
 from opendata.aggregate import FREQ_SUFFIX, AggregatedTable, DimensionCodes
 from opendata.errors import ReleaseError
+from opendata.parallel import run_all
 from opendata.relations import CUMULATIVE, Relation, relation_rows
 from opendata.spec import DisclosureSpec, MeasureSpec, TableSpec
 
@@ -371,7 +372,7 @@ def _earlier_links(
 
 
 def _known(
-    table: AggregatedTable, public: pd.DataFrame, measure: str, relations: Sequence[Relation], rules: disclosure.Rules
+    table: AggregatedTable, measure: str, relations: Sequence[Relation], rules: disclosure.Rules
 ) -> tuple[dict, list[Relation]]:
     """What the attacker model knows of the measures related to ``measure`` in ``table``.
 
@@ -379,11 +380,12 @@ def _known(
     known exactly, the strongest attacker (hiding its cells can only widen what they learn), at no
     cost, since a row over one cell links no cells. Running totals link every month of a row, and
     an attacker who knew the other measure exactly would pin cells that are safe in fact (its small
-    counts are hidden too), so they are taken against what the other measure publishes (exact
-    values; a hidden cell bounds nothing), and not in MI-ahead tables: for a measure protected
-    before this one, what it published; for one protected after, every cell that is not primary,
-    a superset of what it will publish (its primaries are always hidden), so the pattern stays safe
-    whatever it hides. Also returns the relations it used, for the descriptor.
+    counts are hidden too), so they are taken against every cell of the other measure that is not
+    primary (exact values; a hidden cell bounds nothing), a superset of what it publishes (its
+    primaries are always hidden), so the pattern stays safe whatever the other hides; and not in
+    MI-ahead tables. That depends on no other measure's pattern, so the measures are protected
+    independently (in parallel, ``opendata.parallel``). Also returns the relations it used, for
+    the descriptor.
     """
     out: dict = {}
     used = []
@@ -398,21 +400,24 @@ def _known(
             out[other] = (truth, truth)
             used.append(rel)
         elif not table.spec.name.endswith(AHEAD_SUFFIX):
-            if other in public.columns:
-                shown = public[other].notna().to_numpy()
-            else:
-                shown = ~disclosure.primary_mask(table.frame[other + FREQ_SUFFIX].to_numpy(), rules)
+            shown = ~disclosure.primary_mask(table.frame[other + FREQ_SUFFIX].to_numpy(), rules)
             out[other] = (np.where(shown, truth, 0.0), np.where(shown, truth, np.inf))
             out[CUMULATIVE] = (None, None)
             used.append(rel)
     return out, used
 
 
-def _units_of(levels: Sequence[str]) -> Callable[[str], list[str]]:
-    """The units that know a cell: its ``level=code`` pairs at the intruder levels (its own subcontractor,
-    prime contract and CPA), read off the population key."""
-    wanted = tuple(f"{level}=" for level in levels)
-    return lambda key: [part for part in key.split("|") if part.startswith(wanted)]
+@dataclass(frozen=True)
+class _Units:
+    """The units that know a cell: its ``level=code`` pairs at the intruder ``levels`` (its own
+    subcontractor, prime contract and CPA), read off the population key. A class, not a closure,
+    so a worker process can receive it."""
+
+    levels: tuple[str, ...]
+
+    def __call__(self, key: str) -> list[str]:
+        wanted = tuple(f"{level}=" for level in self.levels)
+        return [part for part in key.split("|") if part.startswith(wanted)]
 
 
 def population_keys(dimensions: tuple[DimensionCodes, ...], frame: pd.DataFrame) -> pd.Series:
@@ -446,22 +451,25 @@ def protect_tables(
     on_step: Callable[[str], None] | None = None,
     earlier: Sequence[EarlierTable] = (),
     relations: Sequence[Relation] = (),
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> list[ProtectedTable]:
     """Protect every measure across all tables that publish it; refuse if any audit fails.
 
     ``earlier``: the tables earlier versions of the dataset published. They join each measure's
     linked system with their statuses fixed, so differencing versions recovers nothing and cells
-    published before stay published (stable patterns).
+    published before stay published (stable patterns). The measures are protected independently
+    (``_known``), in parallel on ``workers`` processes or a Dask ``scheduler``
+    (``opendata.parallel``); the result is the same whoever runs them.
     """
     rules = rules_for(spec)
     keys = [population_keys(t.dimensions, t.frame) for t in tables]
     publics = [t.frame[[d.name for d in t.dimensions]].copy() for t in tables]
     sdcs: list[dict[str, dict[str, Any]]] = [{} for _ in tables]
     measures = list(dict.fromkeys(m.name for t in tables for m in t.measures))
+    plans, tasks = [], []
     for measure in measures:
         holders = [i for i, t in enumerate(tables) if measure in t.spec.measures]
-        if on_step:
-            on_step(f"protecting {measure} in {', '.join(tables[i].spec.name for i in holders)}")
         linked = []
         for i in holders:
             t = tables[i]
@@ -486,7 +494,7 @@ def protect_tables(
         )
         known, modelled = [], []
         for i in holders:
-            got, used = _known(tables[i], publics[i], measure, relations, rules)
+            got, used = _known(tables[i], measure, relations, rules)
             known.append(got)
             modelled += [r for r in used if r not in modelled]
         terms, upper = relation_rows(
@@ -498,7 +506,7 @@ def protect_tables(
             "method": spec.secondary,
             "prune": False,
             "relations": disclosure.KeyedRelations(terms, upper),
-            "intruders": _units_of(spec.intruders) if spec.intruders else None,
+            "intruders": _Units(tuple(spec.intruders)) if spec.intruders else None,
             "spare_headlines": True,  # national and first-level figures hidden last (disclosure/README.md)
         }
         # A correction, or a relation, can leave no safe pattern: the cells around a changed one were
@@ -513,28 +521,22 @@ def protect_tables(
         if len(upper):
             bare = options | {"relations": None}
             attempts.append(([k for k, _ in kept], [v for _, v in kept], bare, ["corrected versions", "relations"]))
-        chosen, failure = None, None
-        for attempt in attempts:
-            try:
-                results = disclosure.protect_linked(linked + attempt[0], **attempt[2])
-            except disclosure.AuditFailed as exc:  # no safe pattern: try with less; bad input fails at once
-                failure = exc
-                continue
-            except disclosure.DisclosureError as exc:
-                raise ReleaseError(f"measure {measure}: {exc}; nothing was written") from exc
-            chosen = attempt
-            break
-        if chosen is None:
-            raise ReleaseError(f"measure {measure}: {failure}; nothing was written") from failure
-        left_out = chosen[3]
+        plans.append((measure, holders, attempts, revised, skipped, modelled, len(upper)))
+        tasks.append((measure, linked, [(a[0], a[2]) for a in attempts]))
+    if on_step:
+        on_step(f"protecting {', '.join(measures)}")
+    found = run_all(_protect_measure, tasks, workers, scheduler, cells=sum(len(t.frame) for t in tables))
+    for (measure, holders, attempts, revised, skipped, modelled, n_rows), (chosen, results) in zip(
+        plans, found, strict=True
+    ):
+        _, versions, _, left_out = attempts[chosen]
         if "corrected versions" in left_out and revised:
-            for v in versions:
+            for v in attempts[0][1]:
                 if v["version"] in revised:
                     skipped[f"{v['table']} {v['version']}"] = (
                         "revised since, and no pattern protects this release together with it: "
                         "differencing the two versions is not protected"
                     )
-        versions = chosen[1]
         for i, result in zip(holders, results[: len(holders)], strict=True):
             if not result.audit.ok:  # protect_linked never returns an unsafe pattern; this is the guard
                 raise ReleaseError(f"table {tables[i].spec.name}, measure {measure}: disclosure audit failed")
@@ -555,7 +557,7 @@ def protect_tables(
                     "relations": [r.describe() for r in modelled if "relations" not in left_out],
                     **(
                         {"relations_not_modelled": "no pattern protects this measure with them"}
-                        if "relations" in left_out and len(upper)
+                        if "relations" in left_out and n_rows
                         else {}
                     ),
                     "intruders": result.intruders,
@@ -565,3 +567,21 @@ def protect_tables(
         ProtectedTable(t.spec, t.dimensions, t.measures, public, sdc)
         for t, public, sdc in zip(tables, publics, sdcs, strict=True)
     ]
+
+
+def _protect_measure(
+    measure: str,
+    linked: list[disclosure.LinkedTable],
+    attempts: list[tuple[list[disclosure.LinkedTable], dict[str, Any]]],
+) -> tuple[int, list[disclosure.ProtectionResult]]:
+    """One measure's protection (a task of ``opendata.parallel``): the first attempt that finds a safe
+    pattern, as (its index, one result per linked table)."""
+    failure = None
+    for n, (links, options) in enumerate(attempts):
+        try:
+            return n, disclosure.protect_linked(linked + links, **options)
+        except disclosure.AuditFailed as exc:  # no safe pattern: try with less; bad input fails at once
+            failure = exc
+        except disclosure.DisclosureError as exc:
+            raise ReleaseError(f"measure {measure}: {exc}; nothing was written") from exc
+    raise ReleaseError(f"measure {measure}: {failure}; nothing was written") from failure

@@ -123,6 +123,8 @@ def cut_release(
     late: bool = False,
     reason: str | None = None,
     dry_run: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> ReleaseSummary:
     """Validate, aggregate, protect and package MI as a new immutable version in the staging area.
@@ -130,7 +132,8 @@ def cut_release(
     ``unscheduled``/``late`` declare a release outside the calendar or after its time, with a
     ``reason`` (see ``release_timing``); the reason of a correction is shown with its revisions.
     ``dry_run`` does every step but writing, so the summary says what a release would suppress
-    (per level and in value) before anything exists."""
+    (per level and in value) before anything exists. ``workers`` and ``scheduler`` say where the
+    measures are protected (``opendata.parallel``); the package is the same bytes either way."""
     step = on_step or (lambda _: None)
     spec = spec if isinstance(spec, ReleaseSpec) else load_spec(spec)
     if calendar is not None and not isinstance(calendar, Calendar):
@@ -163,7 +166,13 @@ def cut_release(
     ahead = mi_ahead_tables(spec, report.table, until) if mi_ahead and until and any(held.values()) else []
     earlier = _earlier_tables([public, staging], spec.name)
     protected = protect_tables(
-        tables + ahead, spec.disclosure, on_step=step, earlier=earlier, relations=spec_relations(spec)
+        tables + ahead,
+        spec.disclosure,
+        on_step=step,
+        earlier=earlier,
+        relations=spec_relations(spec),
+        workers=workers,
+        scheduler=scheduler,
     )
     months = tuple(sorted({c for t in tables for d in t.dimensions for c in d.codes if d.levels[c] == "month"}))
     held = {m: {} for m in held} if ahead else held  # published ahead, so nothing is held back
