@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "sync": ("sync_bench.py", [], ["--versions", "5", "--runs", "3"]),
     "serve": ("serve_bench.py", [], ["--runs", "1", "--idle-wait", "15"]),
     "disclosure": ("disclosure_bench.py", [], ["--sizes", "10k", "--methods", "fast", "--skip-small"]),
+    "release": ("release_bench.py", [], ["--months", "6", "12"]),
 }
 
 

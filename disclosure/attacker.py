@@ -339,6 +339,9 @@ def exact_intervals(
         seen = None if truth is None else np.asarray(truth, dtype=np.float64)[supp[cols]]
         lp = LP(sub, rhs_lo[rows], rhs_hi[rows], np.zeros(len(cols)), np.full(len(cols), INF), seen)
         pos = {int(c): i for i, c in enumerate(cols)}
+        if seen is not None:  # the true table is a first point: the batched solves start from it
+            at = np.array([pos[int(where_in_supp[checked[k]])] for k in members], dtype=np.int64)
+            _spread(lp, at, required[checked[members]], int(comp))
         for k in members:
             lo, hi = lp.interval(pos[int(where_in_supp[checked[k]])], float(required[checked[k]]))
             lower[k], upper[k] = lo, hi
