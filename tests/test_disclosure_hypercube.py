@@ -240,3 +240,28 @@ def test_batched_solves_prove_only_what_one_independent_lp_proves(table, base, s
     assert (got.lower >= lo).all() and (got.upper <= hi).all()
     fail = ~got.ok
     assert (got.lower[fail] == lo[fail]).all() and (got.upper[fail] == hi[fail]).all()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables(3), st.integers(0, 2**32 - 1), st.integers(1, 12))
+def test_batched_solves_of_the_exact_attacker_prove_only_what_one_independent_lp_proves(table, seed, width):
+    """The same for ``exact_intervals`` (published cells known exactly), whose batched solves start
+    from the true table: pass exactly when the independent LP finds the cell ``width`` wide, and a
+    failing cell's interval is the true one."""
+    frame, dims = table
+    grid, values, primary, _ = arrays(frame, dims)
+    rng = np.random.default_rng(seed)
+    hidden = primary | (rng.random(grid.size) < 0.4)
+    cells = grid.cell_index(frame)
+    published = pd.Series(np.where(hidden[cells], np.nan, values[cells]))
+    required = np.where(hidden, float(width), 0.0)
+    with mock.patch.object(attacker, "PUSH_MIN", 1):
+        got = exact_intervals(grid.constraints, values, hidden, required, truth=values)
+    parents = {d: {c: (h.parent(c) or "") for c in h.codes} for d, h in dims.items()}
+    want = feasible_intervals(frame, parents, published, 1, np.argsort(cells)[got.cells])
+    lo = np.ceil(want["lower"].to_numpy(dtype=np.float64) - 1e-6)
+    hi = np.floor(want["upper"].to_numpy(dtype=np.float64) + 1e-6)
+    assert (got.ok == (hi - lo >= width)).all()
+    assert (got.lower >= lo).all() and (got.upper <= hi).all()
+    fail = ~got.ok
+    assert (got.lower[fail] == lo[fail]).all() and (got.upper[fail] == hi[fail]).all()
