@@ -424,7 +424,8 @@ def _spread(lp: LP, cols: np.ndarray, required: np.ndarray, seed: int) -> None:
     """Prove many cells wide at once, before one LP pair per cell: each round minimises a sum of the
     unproven cells with random signs (seeded: the same rounds on every run), so one solution sends
     some to their minimum and others to their maximum (capped at the least value seen plus the
-    width, enough to prove it). Every solution is a feasible table, so the seen ranges stay inner
+    width, enough to prove it, or the largest seen: every point seen obeys every cap, so the
+    capped LP stays feasible). Every solution is a feasible table, so the seen ranges stay inner
     bounds; cells still unproven get their own LPs, and every failure still comes from those."""
     rng = np.random.default_rng(seed)
     for _ in range(PUSH_ROUNDS):
@@ -432,7 +433,8 @@ def _spread(lp: LP, cols: np.ndarray, required: np.ndarray, seed: int) -> None:
         if left.sum() < PUSH_MIN:
             return
         pending, need = cols[left], required[left]
-        lp.push(pending, rng.choice((-1.0, 1.0), size=len(pending)), np.ceil(lp.lo_seen[pending]) + need + 1)
+        caps = np.maximum(lp.hi_seen[pending], np.ceil(lp.lo_seen[pending]) + need + 1)  # a seen point obeys them
+        lp.push(pending, rng.choice((-1.0, 1.0), size=len(pending)), caps)
         if (left.sum() - (~lp.proven(cols, required)).sum()) < PUSH_GAIN * left.sum():
             return
 
