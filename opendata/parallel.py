@@ -23,6 +23,19 @@ T = TypeVar("T")
 POOL_MIN_CELLS = 20_000  # below this many cells in all, tasks run in this process
 
 
+def connect(scheduler: str) -> Any:
+    """A client of the Dask scheduler at ``scheduler``, or ReleaseError saying why not. A release
+    calls it first too (and closes it), so a wrong address is reported before any work."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ReleaseError("--scheduler needs Dask distributed: pip install 'opendata[cluster]'") from None
+    try:
+        return Client(scheduler, timeout="30s")
+    except (OSError, ValueError, TimeoutError) as exc:
+        raise ReleaseError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+
+
 def run_all(
     task: Callable[..., T],
     arguments: Sequence[tuple[Any, ...]],
@@ -35,17 +48,7 @@ def run_all(
     ``workers``: processes of the local pool (default: every core; 1 runs in this process);
     ``cells``: the size of the work, to keep small releases in this process."""
     if scheduler:
-        try:
-            from distributed import Client
-        except ImportError:
-            raise ReleaseError(
-                "--scheduler needs Dask distributed: pip install 'opendata[cluster]' (or distributed)"
-            ) from None
-        try:
-            client = Client(scheduler, timeout="30s")
-        except (OSError, ValueError, TimeoutError) as exc:
-            raise ReleaseError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-        with client:
+        with connect(scheduler) as client:
             futures = [client.submit(task, *a, pure=False) for a in arguments]
             return [f.result() for f in futures]
     n = min(workers or os.cpu_count() or 1, len(arguments))

@@ -25,6 +25,7 @@ from opendata.diff import check_version, diff, next_version
 from opendata.embargo import claim, default_staging, keep_apart, latest_public
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.package import write_package
+from opendata.parallel import connect
 from opendata.protection import EarlierTable, protect_tables
 from opendata.relations import spec_relations
 from opendata.schedule import release_info, release_timing
@@ -135,6 +136,8 @@ def cut_release(
     (per level and in value) before anything exists. ``workers`` and ``scheduler`` say where the
     measures are protected (``opendata.parallel``); the package is the same bytes either way."""
     step = on_step or (lambda _: None)
+    if scheduler:
+        connect(scheduler).close()  # a wrong address is reported before any work
     spec = spec if isinstance(spec, ReleaseSpec) else load_spec(spec)
     if calendar is not None and not isinstance(calendar, Calendar):
         calendar = load_calendar(calendar)

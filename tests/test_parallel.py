@@ -44,13 +44,12 @@ def test_release_is_the_same_bytes_on_one_two_workers_and_a_dask_cluster(tmp_pat
     assert packages["dask"] == packages["one"]
 
 
-def test_an_unknown_scheduler_is_a_clear_error(tmp_path):
-    assert opendata("sample", "--out", tmp_path / "mi", "--rows", 200, "--months", 2, "--format", "csv").returncode == 0
-    mi = tmp_path / "mi" / "work-programme-mi.csv"
+def test_an_unknown_scheduler_is_a_clear_error_before_any_work(tmp_path):
+    """Reported first: the MI named here does not even exist."""
     run = opendata(
-        "release", SPEC, mi, "--out", tmp_path / "r", "--late", "--reason", "test", "--scheduler", "nowhere://x",
-        "--release-time", "2026-11-12T09:30:00+00:00",
+        "release", SPEC, tmp_path / "missing.csv", "--out", tmp_path / "r", "--late", "--reason", "test",
+        "--scheduler", "nowhere://x", "--release-time", "2026-11-12T09:30:00+00:00",
     )  # fmt: skip
     assert run.returncode == 1
     assert "Dask scheduler at nowhere://x" in run.stderr and "Traceback" not in run.stderr
-    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("datapackage.json"))
+    assert not (tmp_path / "r").exists()
