@@ -211,6 +211,29 @@ def test_interval_intervals_by_components_match_one_independent_lp(table, base, 
     assert np.allclose(got.lower[finite], want["lower"].to_numpy(dtype=np.float64)[finite], atol=1e-6)
 
 
+def _half_hidden(table, seed):
+    """A table with its primaries and about 40% of its other cells hidden: the grid, the true
+    values, the hidden mask, the grid cell of each frame row, the published column, the parents."""
+    frame, dims = table
+    grid, values, primary, _ = arrays(frame, dims)
+    hidden = primary | (np.random.default_rng(seed).random(grid.size) < 0.4)
+    cells = grid.cell_index(frame)
+    published = pd.Series(np.where(hidden[cells], np.nan, values[cells]))
+    parents = {d: {c: (h.parent(c) or "") for c in h.codes} for d, h in dims.items()}
+    return grid, values, hidden, cells, published, parents
+
+
+def _assert_proves_only_the_truth(got, want, width):
+    """Pass exactly where the independent LP finds the cell ``width`` wide; a passing cell's
+    interval inside the true one; a failing cell's the true one."""
+    lo = np.ceil(want["lower"].to_numpy(dtype=np.float64) - 1e-6)
+    hi = np.floor(want["upper"].to_numpy(dtype=np.float64) + 1e-6)
+    assert (got.ok == (hi - lo >= width)).all()
+    assert (got.lower >= lo).all() and (got.upper <= hi).all()
+    fail = ~got.ok
+    assert (got.lower[fail] == lo[fail]).all() and (got.upper[fail] == hi[fail]).all()
+
+
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )  # relaxed pushes fail in ~1 of 100
@@ -220,48 +243,23 @@ def test_batched_solves_prove_only_what_one_independent_lp_proves(table, base, s
     objectives (``attacker._spread``, here on every component): each cell passes exactly when one
     independent LP over the whole table finds it ``width`` wide, a passing cell's interval lies
     inside the true one, and a failing cell's interval is the true one."""
-    frame, dims = table
-    grid, values, primary, _ = arrays(frame, dims)
-    rng = np.random.default_rng(seed)
-    hidden = primary | (rng.random(grid.size) < 0.4)
-    cells = grid.cell_index(frame)
-    published = pd.Series(np.where(hidden[cells], np.nan, values[cells]))
+    grid, values, hidden, cells, published, parents = _half_hidden(table, seed)
     r = max(base, 1)
     col_lo = np.where(hidden, 0.0, np.maximum(values - r // 2, 0)).astype(np.float64)
     col_hi = np.where(hidden, np.inf, values + (r - r // 2) - 1 if r > 1 else values).astype(np.float64)
-    required = np.where(hidden, float(width), 0.0)
     with mock.patch.object(attacker, "PUSH_MIN", 1):
-        got = interval_intervals(grid.constraints, col_lo, col_hi, required)
-    parents = {d: {c: (h.parent(c) or "") for c in h.codes} for d, h in dims.items()}
-    want = feasible_intervals(frame, parents, published, base, np.argsort(cells)[got.cells])
-    lo = np.ceil(want["lower"].to_numpy(dtype=np.float64) - 1e-6)
-    hi = np.floor(want["upper"].to_numpy(dtype=np.float64) + 1e-6)
-    assert (got.ok == (hi - lo >= width)).all()
-    assert (got.lower >= lo).all() and (got.upper <= hi).all()
-    fail = ~got.ok
-    assert (got.lower[fail] == lo[fail]).all() and (got.upper[fail] == hi[fail]).all()
+        got = interval_intervals(grid.constraints, col_lo, col_hi, np.where(hidden, float(width), 0.0))
+    want = feasible_intervals(table[0], parents, published, base, np.argsort(cells)[got.cells])
+    _assert_proves_only_the_truth(got, want, width)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables(3), st.integers(0, 2**32 - 1), st.integers(1, 12))
 def test_batched_solves_of_the_exact_attacker_prove_only_what_one_independent_lp_proves(table, seed, width):
     """The same for ``exact_intervals`` (published cells known exactly), whose batched solves start
-    from the true table: pass exactly when the independent LP finds the cell ``width`` wide, and a
-    failing cell's interval is the true one."""
-    frame, dims = table
-    grid, values, primary, _ = arrays(frame, dims)
-    rng = np.random.default_rng(seed)
-    hidden = primary | (rng.random(grid.size) < 0.4)
-    cells = grid.cell_index(frame)
-    published = pd.Series(np.where(hidden[cells], np.nan, values[cells]))
-    required = np.where(hidden, float(width), 0.0)
+    from the true table."""
+    grid, values, hidden, cells, published, parents = _half_hidden(table, seed)
     with mock.patch.object(attacker, "PUSH_MIN", 1):
-        got = exact_intervals(grid.constraints, values, hidden, required, truth=values)
-    parents = {d: {c: (h.parent(c) or "") for c in h.codes} for d, h in dims.items()}
-    want = feasible_intervals(frame, parents, published, 1, np.argsort(cells)[got.cells])
-    lo = np.ceil(want["lower"].to_numpy(dtype=np.float64) - 1e-6)
-    hi = np.floor(want["upper"].to_numpy(dtype=np.float64) + 1e-6)
-    assert (got.ok == (hi - lo >= width)).all()
-    assert (got.lower >= lo).all() and (got.upper <= hi).all()
-    fail = ~got.ok
-    assert (got.lower[fail] == lo[fail]).all() and (got.upper[fail] == hi[fail]).all()
+        got = exact_intervals(grid.constraints, values, hidden, np.where(hidden, float(width), 0.0), truth=values)
+    want = feasible_intervals(table[0], parents, published, 1, np.argsort(cells)[got.cells])
+    _assert_proves_only_the_truth(got, want, width)
