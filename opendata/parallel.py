@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from opendata.errors import ReleaseError
 
 T = TypeVar("T")
-POOL_MIN_CELLS = 20_000  # below this many cells in all, tasks run in this process
+POOL_MIN_CELLS = 20_000  # below this many grid cells (table rows, each counted once whatever its measures), in-process
 
 
 def connect(scheduler: str) -> Any:
@@ -46,7 +46,7 @@ def run_all(
     """``[task(*a) for a in arguments]``, run in parallel; an exception in a task is raised here.
 
     ``workers``: processes of the local pool (default: every core; 1 runs in this process);
-    ``cells``: the size of the work, to keep small releases in this process."""
+    ``cells``: the size of the work (table rows), to keep small releases in this process."""
     if scheduler:
         with connect(scheduler) as client:
             futures = [client.submit(task, *a, pure=False) for a in arguments]
