@@ -29,6 +29,7 @@ Why every method stays sound with them:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -77,19 +78,34 @@ class Relations:
                 f"the true values violate {len(bad)} relation row(s), e.g. row {int(bad[0])} by {float(-s[bad[0]]):g}"
             )
 
+    @cached_property
+    def _columns(self) -> sp.csc_matrix:
+        return self.matrix.tocsc()
+
     def limits(self, moves: sp.spmatrix, slack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per move (row of ``moves``): the largest integer steps ``(t_down, t_up)`` the relations allow
-        (``inf`` where no row limits it), given ``slack`` at the true table (module docstring)."""
-        d = sp.csr_matrix(moves, dtype=np.float64)
-        gd = sp.csr_matrix(self.matrix @ d.T)
-        gd.eliminate_zeros()
-        gd = gd.tocoo()
-        ratio = np.maximum(slack[gd.row], 0.0) / np.abs(gd.data)
+        (``inf`` where no row limits it), given ``slack`` at the true table (module docstring).
+
+        ``G d`` is gathered from the columns of ``G`` the moves touch, so a call costs what the moves
+        touch, not the size of ``G`` (a release checks tens of thousands of cubes against it)."""
+        d = sp.coo_matrix(moves, dtype=np.float64)
         down = np.full(d.shape[0], np.inf)
         up = np.full(d.shape[0], np.inf)
-        pos = gd.data > 0
-        np.minimum.at(up, gd.col[pos], ratio[pos])
-        np.minimum.at(down, gd.col[~pos], ratio[~pos])
+        g = self._columns
+        starts = g.indptr[d.col]
+        counts = g.indptr[d.col + 1] - starts
+        if counts.sum() == 0:
+            return down, up
+        term = np.repeat(np.arange(len(d.data)), counts)
+        at = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts - starts, counts)
+        pair, where = np.unique(d.row[term].astype(np.int64) * self.rows + g.indices[at], return_inverse=True)
+        gd = np.bincount(where, weights=g.data[at] * d.data[term])
+        nonzero = gd != 0
+        move, row, gd = pair[nonzero] // self.rows, pair[nonzero] % self.rows, gd[nonzero]
+        ratio = np.maximum(slack[row], 0.0) / np.abs(gd)
+        pos = gd > 0
+        np.minimum.at(up, move[pos], ratio[pos])
+        np.minimum.at(down, move[~pos], ratio[~pos])
         return _floor(down), _floor(up)
 
 
