@@ -249,7 +249,9 @@ def exact_intervals(
     widen intervals, so a repair loop re-checks just the cells that failed before.
 
     ``values`` is only read for published cells. ``truth`` (the true table, known to ``protect``)
-    seeds the inner bounds with one feasible point; it does not change the answer. ``focus``
+    seeds the inner bounds with one feasible point; it does not change the answer. A failing
+    cell's interval may come from its neighbourhood (``_Neighbourhood``): it holds the exact one
+    and is narrower than required, so the cell fails either way. ``focus``
     (suppressed cell numbers) restricts the LPs to the components holding them; the cells of other
     components are then left out of the result.
     """
@@ -342,10 +344,47 @@ def exact_intervals(
         if seen is not None:  # the true table is a first point: the batched solves start from it
             at = np.array([pos[int(where_in_supp[checked[k]])] for k in members], dtype=np.int64)
             _spread(lp, at, required[checked[members]], int(comp))
+        near = _Neighbourhood(sub, rhs_lo[rows], rhs_hi[rows]) if len(members) >= LOCAL_MIN else None
         for k in members:
-            lo, hi = lp.interval(pos[int(where_in_supp[checked[k]])], float(required[checked[k]]))
-            lower[k], upper[k] = lo, hi
+            col, need = pos[int(where_in_supp[checked[k]])], float(required[checked[k]])
+            narrow = None if near is None or lp.proven(np.array([col]), need)[0] else near.interval(col, need)
+            lower[k], upper[k] = narrow if narrow is not None else lp.interval(col, need)
     return Intervals(checked[keep], lower[keep], upper[keep], required[checked][keep], comp_of_checked[keep])
+
+
+LOCAL_MIN = 64  # cells of a component to check for a local proof of failure to pay off
+LOCAL_SHARE = 4  # ... and how many times smaller than the component the neighbourhood must be
+
+
+class _Neighbourhood:
+    """Failure proofs from a cell's neighbourhood: the rows within two steps of it and their cells.
+
+    Dropping rows only widens the attacker's interval, so when the neighbourhood's interval is
+    already narrower than required the cell fails for certain, at the cost of a small LP instead
+    of two over the whole component. A cell it does not prove narrow gets the component's LPs."""
+
+    def __init__(self, matrix: sp.spmatrix, row_lo: np.ndarray, row_hi: np.ndarray) -> None:
+        self.by_col, self.by_row = sp.csc_matrix(matrix), sp.csr_matrix(matrix)
+        self.row_lo, self.row_hi = row_lo, row_hi
+
+    def _rows(self, cols: np.ndarray) -> np.ndarray:
+        return np.unique(self.by_col[:, cols].indices)
+
+    def interval(self, col: int, required: float) -> tuple[float, float] | None:
+        rows = self._rows(np.unique(self.by_row[self._rows(np.array([col]))].indices))
+        cells = np.unique(self.by_row[rows].indices)
+        if len(cells) * LOCAL_SHARE > self.by_col.shape[1]:  # not much smaller than the component: no gain
+            return None
+        lp = LP(self.by_row[rows][:, cells], self.row_lo[rows], self.row_hi[rows], np.zeros(len(cells)),
+                np.full(len(cells), INF))  # fmt: skip
+        at = int(np.searchsorted(cells, col))
+        top = lp._solve(at, -1.0)
+        if top is None:
+            return None
+        bottom = lp._solve(at, 1.0)
+        assert bottom is not None  # x >= 0 bounds the minimum
+        lo, hi = _int_lo(bottom), _int_hi(-top)
+        return (lo, hi) if hi - lo < required - TOL else None
 
 
 def interval_intervals(

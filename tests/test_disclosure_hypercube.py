@@ -263,3 +263,21 @@ def test_batched_solves_of_the_exact_attacker_prove_only_what_one_independent_lp
         got = exact_intervals(grid.constraints, values, hidden, np.where(hidden, float(width), 0.0), truth=values)
     want = feasible_intervals(table[0], parents, published, 1, np.argsort(cells)[got.cells])
     _assert_proves_only_the_truth(got, want, width)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables(3), st.integers(0, 2**32 - 1), st.integers(1, 12))
+def test_local_failure_proofs_fail_only_cells_that_fail(table, seed, width):
+    """``exact_intervals`` may prove a cell narrow from its neighbourhood alone (``_Neighbourhood``,
+    here for every cell): the same cells pass as under one independent LP over the whole table, a
+    failing cell's interval holds the true one, and a passing cell's lies inside it."""
+    grid, values, hidden, cells, published, parents = _half_hidden(table, seed)
+    with mock.patch.multiple(attacker, PUSH_MIN=1, LOCAL_MIN=1, LOCAL_SHARE=0):
+        got = exact_intervals(grid.constraints, values, hidden, np.where(hidden, float(width), 0.0), truth=values)
+    want = feasible_intervals(table[0], parents, published, 1, np.argsort(cells)[got.cells])
+    lo = np.ceil(want["lower"].to_numpy(dtype=np.float64) - 1e-6)
+    hi = np.floor(want["upper"].to_numpy(dtype=np.float64) + 1e-6)
+    assert (got.ok == (hi - lo >= width)).all()
+    fail = ~got.ok
+    assert (got.lower[fail] <= lo[fail]).all() and (got.upper[fail] >= hi[fail]).all()
+    assert (got.lower[~fail] >= lo[~fail]).all() and (got.upper[~fail] <= hi[~fail]).all()

@@ -296,3 +296,28 @@ def test_optimal_never_hides_more_value_than_fast_with_singletons_protected(case
     best = secondary_pattern(grid, values, primary, required, "optimal", insiders=insiders)
     assert values[best.suppressed].sum() <= values[fast.suppressed].sum()
     assert best.intervals.ok.all() and fast.intervals.ok.all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_steps_from_touched_columns_equal_the_product_over_all_rows(seed):
+    """``Relations.limits`` gathers ``G d`` from the columns a move touches: the same steps as the
+    full product ``G @ d.T`` (rows summing to exactly 0 limit nothing)."""
+    rng = np.random.default_rng(seed)
+    n, k, m = (int(x) for x in rng.integers(1, 40, size=3))
+    g = sp.random(k, n, density=0.3, random_state=rng, format="csr")
+    g.data = np.round(g.data * 6 - 3)
+    relations = Relations(g, np.abs(rng.normal(size=k)) * 10)
+    d = sp.random(m, n, density=0.2, random_state=rng, format="csr")
+    d.data = np.sign(d.data - 0.5)
+    slack = np.abs(rng.normal(size=k)) * 5
+    gd = sp.csr_matrix(relations.matrix @ d.T)
+    gd.eliminate_zeros()
+    gd = gd.tocoo()
+    ratio = slack[gd.row] / np.abs(gd.data)
+    down, up = np.full(m, np.inf), np.full(m, np.inf)
+    np.minimum.at(up, gd.col[gd.data > 0], ratio[gd.data > 0])
+    np.minimum.at(down, gd.col[gd.data < 0], ratio[gd.data < 0])
+    got_down, got_up = relations.limits(d, slack)
+    floor = lambda t: np.where(np.isinf(t), t, np.floor(t + 1e-6))  # noqa: E731
+    assert np.array_equal(got_down, floor(down)) and np.array_equal(got_up, floor(up))
