@@ -23,6 +23,11 @@ set ``tests/tables/small_tables.json`` (written by ``--write-tables``).
     .venv/bin/python bench/disclosure_bench.py --sizes 650k-records-5d --skip-small --timeout 1800
     .venv/bin/python bench/disclosure_bench.py --sizes                     # the small-table comparison only
     .venv/bin/python bench/disclosure_bench.py --write-tables        # regenerate tests/tables/small_tables.json
+    .venv/bin/python bench/disclosure_bench.py --sizes 1k 10k --methods fast optimal --like-sdctable --skip-small
+
+``--like-sdctable`` runs with sdcTable's defaults instead of the release rules: threshold 10,
+protection 1 (no primary cell disclosed exactly), no singleton protection, no rounding, pruned
+hypercubes; results are stored apart (``variant``).
 """
 
 from __future__ import annotations
@@ -92,15 +97,22 @@ def _audit_label(method: str) -> str:
     return {METHOD_EXACT: "exact", METHOD_CERTIFIED: "certificates"}.get(method, method)
 
 
-def _protected(frame: pd.DataFrame, dims, method: str, lp_check: bool) -> dict:
-    """``protect`` with the benchmark rules (no pruning), plus the optional exact LP re-audit."""
+RULES = {
+    "release": dict(threshold=10, rounding_base=5),
+    "sdctable": dict(threshold=10, protection=1, singletons="ignore"),
+}
+
+
+def _protected(frame: pd.DataFrame, dims, method: str, lp_check: bool, variant: str = "release") -> dict:
+    """``protect`` with the benchmark rules (no pruning; pruned for sdcTable's defaults), plus the
+    optional exact LP re-audit."""
     from disclosure import Grid, Rules, protect
     from disclosure.attacker import exact_intervals
     from disclosure.primary import primary_mask, required_widths
 
-    rules = Rules(threshold=10, rounding_base=5)
+    rules = Rules(**RULES[variant])
     t0 = time.perf_counter()
-    res = protect(frame, dims, "n", rules=rules, method=method, prune=False)
+    res = protect(frame, dims, "n", rules=rules, method=method, prune=variant == "sdctable")
     t1 = time.perf_counter()
     out = dict(
         cells=res.counts["cells"],
@@ -126,14 +138,14 @@ def _protected(frame: pd.DataFrame, dims, method: str, lp_check: bool) -> dict:
     return out
 
 
-def _optimal(frame: pd.DataFrame, dims, nodes: int) -> dict:
+def _optimal(frame: pd.DataFrame, dims, nodes: int, variant: str = "release") -> dict:
     """``disclosure.optimal.optimal`` (cost "cells") on the grid, re-audited by the exact attacker."""
     from disclosure import Grid, Rules
     from disclosure.attacker import exact_intervals
     from disclosure.optimal import optimal
     from disclosure.primary import primary_mask, required_widths
 
-    rules = Rules(threshold=10, rounding_base=5)
+    rules = Rules(**RULES[variant])
     t0 = time.perf_counter()
     grid = Grid.of(dims)
     values = np.zeros(grid.size, dtype=np.int64)
@@ -170,10 +182,17 @@ def child(spec: dict, t0: float) -> None:
         frame, dims, extra = pd.read_parquet(spec["path"]), dims_for(size), {}
     t1 = time.perf_counter()
     if method == "optimal":
-        out = _optimal(frame, dims, spec["nodes"])
+        out = _optimal(frame, dims, spec["nodes"], spec["variant"])
     else:
-        out = _protected(frame, dims, method, spec["lp_check"])
-    out.update(extra, method=method, size=size, load_s=round(t1 - t0, 2), child_s=round(time.perf_counter() - t0, 2))
+        out = _protected(frame, dims, method, spec["lp_check"], spec["variant"])
+    out.update(
+        extra,
+        method=method,
+        size=size,
+        variant=spec["variant"],
+        load_s=round(t1 - t0, 2),
+        child_s=round(time.perf_counter() - t0, 2),
+    )
     print(json.dumps(out), flush=True)
 
 
@@ -279,20 +298,27 @@ def case_cells(size: str) -> int:
     return (1 + n_cpa * (1 + n_prime * (1 + n_sub))) * other
 
 
-def run_case(size: str, method: str, timeout: float, nodes: int, lp_check: bool = False) -> dict:
+def run_case(
+    size: str, method: str, timeout: float, nodes: int, lp_check: bool = False, variant: str = "release"
+) -> dict:
     """One case as a whole subprocess under its own wrapper; the child's JSON line plus wall time and peak RSS."""
     path = OUT / f"table_{size}.parquet"
     if size != FIVE_D and not path.exists():
         OUT.mkdir(parents=True, exist_ok=True)
         make_table(size).to_parquet(path, index=False)
     lp_check = lp_check and method == "fast" and case_cells(size) <= LP_CHECK_MAX_CELLS
-    spec = dict(size=size, method=method, path=str(path), nodes=nodes, lp_check=lp_check)
+    spec = dict(size=size, method=method, path=str(path), nodes=nodes, lp_check=lp_check, variant=variant)
     child = CHILD.format(bench=str(ROOT / "bench"), spec=spec)
     wrapped = subprocess.run(
         [sys.executable, "-c", WRAPPER, child, str(timeout)], capture_output=True, text=True, cwd=ROOT
     )
     meta = json.loads(wrapped.stdout)
-    result = {"size": size, "method": method, **{k: meta[k] for k in ("returncode", "wall_s", "peak_rss_mb")}}
+    result = {
+        "size": size,
+        "method": method,
+        "variant": variant,
+        **{k: meta[k] for k in ("returncode", "wall_s", "peak_rss_mb")},
+    }
     lines = [ln for ln in meta["stdout"].splitlines() if ln.startswith("{")]
     if lines:
         result.update(json.loads(lines[-1]))
@@ -456,7 +482,9 @@ def main() -> None:
     )
     parser.add_argument("--write-tables", action="store_true", help="regenerate the small-table set and exit")
     parser.add_argument("--skip-small", action="store_true")
+    parser.add_argument("--like-sdctable", action="store_true", help="sdcTable's defaults (see the module docstring)")
     args = parser.parse_args()
+    variant = "sdctable" if args.like_sdctable else "release"
     if args.write_tables:
         write_tables()
         print(f"wrote {TABLES}")
@@ -470,8 +498,9 @@ def main() -> None:
         results = []
     for size in args.sizes:
         for method in methods_for(size, args.methods, optimal_sizes):
-            r = run_case(size, method, args.timeout, args.nodes, args.lp_check)
-            results = [x for x in results if (x["size"], x["method"]) != (size, method)] + [r]
+            r = run_case(size, method, args.timeout, args.nodes, args.lp_check, variant)
+            same = (size, method, variant)
+            results = [x for x in results if (x["size"], x["method"], x.get("variant", "release")) != same] + [r]
             print(json.dumps(r), flush=True)
             store.write_text(json.dumps(results, indent=1) + "\n")
     if not args.skip_small:
