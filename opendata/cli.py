@@ -621,6 +621,82 @@ def list_(source: str, name: str | None, version: str | None, trust: Path | None
 
 
 @main.command()
+@click.argument("source")
+@click.option("--entity", required=True, help="The row to compare, e.g. a subcontractor code (S0001).")
+@click.option(
+    "--indicator", "indicator_text", required=True, help="NUMERATOR/DENOMINATOR measures, e.g. job_outcomes/referrals."
+)
+@click.option("--table", default="provider-by-month", show_default=True, help="The published table.")
+@click.option("--period", default="Total", show_default=True, help="The month, or Total for the whole period.")
+@click.option("--benchmark", "against", help="The row to compare with [default: the table's total, the programme].")
+@click.option("--kind", type=click.Choice(["proportion", "rate"]), default="proportion", show_default=True)
+@click.option("--per", type=click.IntRange(min=1), default=1, show_default=True, help="Rates: per this many.")
+@click.option(
+    "--polarity", type=click.Choice(["higher", "lower", "none"]), default="higher", show_default=True,
+    help="Which direction is better.",
+)  # fmt: skip
+@click.option("--exact", is_flag=True, help="Clopper-Pearson intervals for proportions instead of Wilson.")
+@click.option(
+    "--charts", type=click.Path(file_okay=False, path_type=Path), help="Write the funnel plot and trend here."
+)
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default="releases", show_default=True)
+@click.option("--trust", type=click.Path(dir_okay=False, path_type=Path), help="Publisher public key.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare(
+    source: str, entity: str, indicator_text: str, table: str, period: str, against: str | None, kind: str,
+    per: int, polarity: str, exact: bool, charts: Path | None, root: Path, trust: Path | None, as_json: bool,
+):  # fmt: skip
+    """Compare one provider's indicator with the programme's, from a published package alone.
+
+    Intervals at 95% and 99.8% (Wilson for proportions, exact Poisson or Byar's for rates), widened
+    for the rounding of the published counts; significance by the funnel-plot method; rank band
+    among the rows at the same level. Suppressed inputs give [c], never a guess.
+
+    \b
+    Example:
+      opendata compare work-programme-subcontractor-mi --entity S0001 --indicator job_outcomes/referrals \\
+          --charts charts/
+    """
+    from opendata.compare import compare as run
+    from opendata.compare import write_charts
+    from opendata.indicators import Indicator
+
+    with user_errors():
+        indicator = Indicator.parse(indicator_text, kind=kind, per=per, polarity=polarity)
+        result = run(
+            source, entity, indicator, table=table, period=period, against=against, exact=exact, root=root, trust=trust
+        )
+        written = write_charts(result, charts) if charts else []
+    summary = result.summary()
+    if as_json:
+        out.print_json(json.dumps(summary | {"charts": [str(p) for p in written]}))
+        return
+    scale, unit = (100, "%") if indicator.kind == "proportion" else (1, f" per {indicator.per:,}")
+    head = f"{indicator.name} of {entity}, {period}"
+    if summary["status"]:
+        out.print(f"{head}: [c] (suppressed: a count it needs is hidden)", highlight=False, markup=False)
+    else:
+        out.print(
+            f"{head}: {summary['value'] * scale:.1f}{unit} ({summary['numerator']:,} of {summary['denominator']:,}); "
+            f"95% {summary['lower_95'] * scale:.1f} to {summary['upper_95'] * scale:.1f}, "
+            f"99.8% {summary['lower_99.8'] * scale:.1f} to {summary['upper_99.8'] * scale:.1f}",
+            highlight=False,
+            markup=False,
+        )
+        out.print(
+            f"against {summary['benchmark']['entity']} ({summary['benchmark']['value'] * scale:.1f}{unit}): "
+            f"{summary['compared_95']} at 95%, {summary['compared_99.8']} at 99.8%; rank band "
+            f"{summary['rank_band']} of 5 among {summary['peers']} peers shown",
+            highlight=False,
+            markup=False,
+        )
+    for note in summary["notes"]:
+        out.print(f"note: {note}", highlight=False, markup=False)
+    for path in written:
+        out.print(f"wrote {path}", highlight=False, markup=False)
+
+
+@main.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--trust", "key", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Publisher public key."

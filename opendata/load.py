@@ -878,10 +878,19 @@ def _attrs(found: _Found, resource: Mapping[str, Any]) -> dict[str, Any]:
         "title": resource.get("title") or resource["name"],
         "package_title": title,
         "kind": d.get("opendata:kind"),
+        "rounding_base": _rounding_base(d),
         "licence": "; ".join(licences) or None,
         "citation": citation,
         "source": found.source,
     }
+
+
+def _rounding_base(descriptor: Mapping[str, Any]) -> int | None:
+    """The base the published counts are rounded to (None if not rounded): intervals need it."""
+    rules = (descriptor.get("opendata:disclosure") or {}).get("rules") or {}
+    rounding = rules.get("rounding") if isinstance(rules, dict) else None
+    base = rounding.get("base") if isinstance(rounding, dict) else None
+    return base if isinstance(base, int) and not isinstance(base, bool) else None
 
 
 def _ident(name: str) -> str:

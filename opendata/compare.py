@@ -1,0 +1,255 @@
+"""One provider's performance against its peers, from a published package alone.
+
+``compare`` loads one table of a published package, computes an indicator for every row
+(``opendata.indicators``), benchmarks each against the programme (the table's total row of the
+same period, or another row of the table) and returns the entity's position: value, intervals,
+benchmark, significance at 95% and 99.8%, rank band among the peers at its level, and its trend
+over the months. ``write_charts`` draws the funnel plot and the trend chart as SVG and PNG
+(matplotlib), each with a text alternative and the data behind it in a CSV beside it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from opendata.errors import OpenDataError
+from opendata.indicators import LEVELS, Indicator, IndicatorError, benchmark, compute, funnel_limits, quintiles
+from opendata.load import load
+
+# Okabe and Ito's colour-blind-safe palette; meaning never rests on colour alone (markers, labels)
+BLUE, ORANGE, GREEN, GREY, BLACK = "#0072B2", "#E69F00", "#009E73", "#999999", "#000000"
+
+
+class CompareError(OpenDataError):
+    """A comparison that cannot be made as asked (unknown entity, table or period)."""
+
+
+@dataclass
+class Comparison:
+    """The entity's row and its peers' rows (``compute`` + ``benchmark`` columns), its trend, and
+    what the comparison used."""
+
+    indicator: Indicator
+    entity: str
+    period: str
+    benchmark_entity: str
+    benchmark_value: float
+    row: dict[str, Any]
+    peers: pd.DataFrame
+    trend: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """What ``opendata compare`` prints (JSON-safe)."""
+
+        def clean(v: Any) -> Any:
+            if isinstance(v, float | np.floating):
+                return None if math.isnan(v) else round(float(v), 6)
+            if isinstance(v, np.integer):
+                return int(v)
+            return None if v is pd.NA else v
+
+        keys = ["numerator", "denominator", "value", "status", "method", "rank_band"]
+        keys += [f"{side}_{level * 100:g}" for level in LEVELS for side in ("lower", "upper")]
+        keys += [f"compared_{level * 100:g}" for level in LEVELS]
+        return {
+            "indicator": self.indicator.name,
+            "kind": self.indicator.kind,
+            "polarity": self.indicator.polarity,
+            "entity": self.entity,
+            "period": self.period,
+            "benchmark": {"entity": self.benchmark_entity, "value": clean(self.benchmark_value)},
+            **{k: clean(self.row.get(k)) for k in keys},
+            "peers": int((self.peers["status"] == "").sum()),
+            "trend": [
+                {"period": str(r["period"]), "value": clean(r["value"]), "status": r["status"]}
+                for r in self.trend.to_dict("records")
+            ],
+            "notes": self.notes,
+        }
+
+
+def _dimension_columns(frame: pd.DataFrame) -> tuple[str, str]:
+    """(entity dimension, period dimension) of a two-dimension published table."""
+    levels = [c for c in frame.columns if c.endswith("_level")]
+    dims = [c[: -len("_level")] for c in levels]
+    period = [d for d in dims if set(frame[d + "_level"].dropna()) <= {"month", "total"}]
+    entity = [d for d in dims if d not in period]
+    if len(period) != 1 or len(entity) != 1:
+        raise CompareError(f"compare needs a table of one entity dimension by month; this one has {', '.join(dims)}")
+    return entity[0], period[0]
+
+
+def compare(
+    source: str | os.PathLike[str],
+    entity: str,
+    indicator: Indicator,
+    *,
+    table: str = "provider-by-month",
+    period: str = "Total",
+    against: str | None = None,
+    exact: bool = False,
+    root: str | os.PathLike[str] = "releases",
+    trust: str | os.PathLike[str] | None = None,
+) -> Comparison:
+    """``entity``'s ``indicator`` in ``period`` of one published table, against ``against`` (a row
+    of the same table; default: its total, the programme) and its peers (the rows at its level)."""
+    frame = load(source, table, root=root, trust=trust)
+    dim, when = _dimension_columns(frame)
+    if entity not in set(frame[dim]):
+        raise CompareError(f"{dim} {entity!r} is not in table {table}")
+    if period not in set(frame[when]):
+        raise CompareError(f"{when} {period!r} is not in table {table}; it has {', '.join(sorted(set(frame[when])))}")
+    base = frame.attrs.get("rounding_base")
+    rows = compute(frame, indicator, base=base, exact=exact)
+    total = frame.loc[frame[dim + "_level"] == "total", dim]
+    against = against or (str(total.iloc[0]) if len(total) else None)
+    if against is None or against not in set(frame[dim]):
+        raise CompareError(f"benchmark {against!r} is not a {dim} of table {table}")
+    notes = []
+    at = rows[rows[when] == period]
+    bench_row = at[at[dim] == against].iloc[0]
+    if bench_row["status"] != "":
+        raise CompareError(f"the benchmark {against} is suppressed or empty in {period}: nothing to compare with")
+    p0 = float(bench_row["value"])
+    level = frame.loc[frame[dim] == entity, dim + "_level"].iloc[0]
+    peers = benchmark(at[(frame.loc[at.index, dim + "_level"] == level).to_numpy()], indicator, p0)
+    peers = peers.assign(rank_band=quintiles(peers["value"].where(peers["status"] == "")))
+    row = peers[peers[dim] == entity].iloc[0].to_dict()
+    if base and base > 1:
+        notes.append(f"published counts are rounded to base {base}; the intervals allow for it")
+    if row["status"] == "c":
+        notes.append("suppressed ([c]): a count it needs is hidden to protect people, so no value is shown")
+    trend = rows[(rows[dim] == entity) & (rows[when] != period) & (frame.loc[rows.index, when + "_level"] == "month")]
+    trend = trend.rename(columns={when: "period"}).sort_values("period")
+    return Comparison(indicator, entity, period, against, p0, row, peers.rename(columns={dim: "entity"}), trend, notes)
+
+
+def write_charts(result: Comparison, out: Path, formats: Sequence[str] = ("svg", "png")) -> list[Path]:
+    """The funnel plot and the trend chart (each as ``formats``), their text alternatives
+    (``.txt``) and data (``.csv``); written to a temporary name first, then renamed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.hashsalt"] = "opendata"  # same ids, same bytes
+    out.mkdir(parents=True, exist_ok=True)
+    ind = result.indicator
+    pct = 100 if ind.kind == "proportion" else 1
+    unit = "%" if ind.kind == "proportion" else f" per {ind.per:,}"
+    name = ind.name.replace("/", "-per-")
+    written = []
+
+    shown = result.peers[result.peers["status"] == ""]
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=100)
+    if len(shown):
+        n = np.linspace(max(float(shown["denominator"].min()), 1.0), float(shown["denominator"].max()), 200)
+        for level, style in zip(LEVELS, ("--", ":"), strict=True):
+            lo, hi = funnel_limits(result.benchmark_value / (ind.per if ind.kind == "rate" else 1), n, level)
+            scale = pct * (ind.per if ind.kind == "rate" else 1)
+            ax.plot(n, lo * scale, style, color=GREY, label=f"{level * 100:g}% limits")
+            ax.plot(n, hi * scale, style, color=GREY)
+        others = shown[shown["entity"] != result.entity]
+        ax.scatter(others["denominator"], others["value"] * pct, s=18, color=BLUE, marker="o", label="peers")
+    ax.axhline(result.benchmark_value * pct, color=BLACK, linewidth=1, label=f"{result.benchmark_entity} (benchmark)")
+    if result.row["status"] == "":
+        ax.scatter(
+            [result.row["denominator"]], [result.row["value"] * pct], s=90, color=ORANGE, marker="D",
+            edgecolor=BLACK, label=result.entity, zorder=3,
+        )  # fmt: skip
+        ax.annotate(result.entity, (result.row["denominator"], result.row["value"] * pct), xytext=(6, 6),
+                    textcoords="offset points")  # fmt: skip
+    ax.set_xlabel(f"{ind.denominator.replace('_', ' ')} (denominator)")
+    ax.set_ylabel(f"{ind.numerator.replace('_', ' ')} per {ind.denominator.replace('_', ' ')} ({unit.strip()})")
+    ax.set_title(f"{ind.name}, {result.period}: {result.entity} against its peers")
+    ax.legend(loc="best", fontsize=8)
+    funnel_alt = _funnel_text(result, pct, unit)
+    written += _save(fig, out / f"funnel-{name}", formats, f"Funnel plot: {ind.name}", funnel_alt)
+    plt.close(fig)
+    written.append(_write_text(out / f"funnel-{name}.csv", result.peers.to_csv(index=False)))
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    t = result.trend[result.trend["status"] == ""]
+    if len(t):
+        x = np.arange(len(t))
+        ax.errorbar(
+            x, t["value"] * pct,
+            yerr=[((t["value"] - t["lower_95"]) * pct).clip(0), ((t["upper_95"] - t["value"]) * pct).clip(0)],
+            fmt="o-", color=BLUE, ecolor=GREY, capsize=3, label=f"{result.entity} (95% interval)",
+        )  # fmt: skip
+        step = max(len(t) // 12, 1)
+        ax.set_xticks(x[::step], [str(p) for p in t["period"]][::step], rotation=45, ha="right")
+    ax.axhline(
+        result.benchmark_value * pct, color=BLACK, linewidth=1, label=f"{result.benchmark_entity}, {result.period}"
+    )
+    ax.set_xlabel("month")
+    ax.set_ylabel(f"{ind.name} ({unit.strip()})")
+    ax.set_title(f"{ind.name} by month: {result.entity}")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    trend_alt = _trend_text(result, pct, unit)
+    written += _save(fig, out / f"trend-{name}", formats, f"Trend: {ind.name}", trend_alt)
+    plt.close(fig)
+    written.append(_write_text(out / f"trend-{name}.csv", result.trend.to_csv(index=False)))
+    return written
+
+
+def _funnel_text(result: Comparison, pct: float, unit: str) -> str:
+    shown = result.peers[result.peers["status"] == ""]
+    row = result.row
+    where = (
+        f"{result.entity} is at {row['value'] * pct:.1f}{unit} ({row['numerator']} of {row['denominator']}), "
+        f"95% interval {row['lower_95'] * pct:.1f} to {row['upper_95'] * pct:.1f}; "
+        f"compared with the benchmark: {row['compared_95']} at 95%, {row['compared_99.8']} at 99.8%."
+        if row["status"] == ""
+        else f"{result.entity}'s value is suppressed ([c])."
+    )
+    return (
+        f"Funnel plot of {result.indicator.name} for {len(shown)} peers in {result.period}, against "
+        f"{result.benchmark_entity} at {result.benchmark_value * pct:.1f}{unit}, with 95% and 99.8% control "
+        f"limits. {where} The data are in the CSV file beside this chart."
+    )
+
+
+def _trend_text(result: Comparison, pct: float, unit: str) -> str:
+    t = result.trend[result.trend["status"] == ""]
+    if not len(t):
+        return f"No month of {result.entity} has a value shown: every month is suppressed or empty."
+    return (
+        f"{result.indicator.name} of {result.entity} over {len(t)} months with a value shown, from "
+        f"{t['value'].min() * pct:.1f}{unit} to {t['value'].max() * pct:.1f}{unit}; the line is "
+        f"{result.benchmark_entity} over the whole period ({result.benchmark_value * pct:.1f}{unit}). "
+        f"Months not shown are suppressed or empty. The data are in the CSV file beside this chart."
+    )
+
+
+def _save(fig, stem: Path, formats: Sequence[str], title: str, alt: str) -> list[Path]:
+    written = []
+    for fmt in formats:
+        metadata = {"Title": title, "Description": alt, "Date": None} if fmt == "svg" else {"Software": None}
+        path = stem.with_suffix(f".{fmt}")
+        tmp = path.with_name(f".{path.name}.tmp")
+        fig.savefig(tmp, format=fmt, metadata=metadata)
+        tmp.replace(path)
+        written.append(path)
+    written.append(_write_text(stem.with_suffix(".txt"), alt + "\n"))
+    return written
+
+
+def _write_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+__all__ = ["CompareError", "Comparison", "IndicatorError", "compare", "write_charts"]

@@ -1,0 +1,224 @@
+"""Performance indicators computed from published cells alone, with honest uncertainty.
+
+An indicator is a ratio of two published measures (job outcomes per referral, say) for one row of a
+published table. Everything here is a function of the published view (rounded values, ``[c]`` for
+suppressed cells): it can disclose nothing the tables do not, since anyone can compute it from
+the same files. Where either input is suppressed the indicator is ``c`` too; where the
+denominator is 0 it is ``z`` (not applicable).
+
+Uncertainty follows the methods public-health statisticians use for the same question (OHID's
+Fingertips and PHEindicatormethods):
+
+* proportions: Wilson score intervals (``statsmodels``); Clopper–Pearson on request;
+* rates and counts: Byar's approximation from 10 events up, exact Poisson limits below
+  (chi-square quantiles, ``scipy``; Byar's closed form is written here, as no maintained Python
+  library provides it);
+* rounding: a published value ``v`` rounded to base ``b`` stands for any count in
+  ``[v - b//2, v + b - b//2 - 1]``, so each interval is the widest over those counts (the
+  interval says so in ``method``), never the interval of the rounded value as if it were exact.
+
+Benchmarking is the funnel-plot method (Spiegelhalter 2005): a row is compared with the benchmark
+proportion ``p0`` of its comparator (by default the programme: the table's total row of the same
+period) at 95% and 99.8%; it differs significantly when ``p0`` lies outside its interval. For a
+Wilson interval that is exactly the score test, whose acceptance region at denominator ``n`` is the
+funnel ``p0 ± z sqrt(p0 (1 - p0) / n)`` (``funnel_limits``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import chi2, norm
+from statsmodels.stats.proportion import proportion_confint
+
+from opendata.errors import OpenDataError
+
+LEVELS = (0.95, 0.998)
+KINDS = ("proportion", "rate")
+POLARITIES = ("higher", "lower", "none")
+
+
+class IndicatorError(OpenDataError):
+    """An indicator that cannot be computed as asked (unknown measure, bad level, ...)."""
+
+
+def _z(level: float) -> float:
+    if not 0 < level < 1:
+        raise IndicatorError(f"confidence level {level} must be between 0 and 1 (e.g. 0.95)")
+    return float(norm.ppf(1 - (1 - level) / 2))
+
+
+def wilson(x, n, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of the proportion ``x / n`` (Wilson 1927; statsmodels)."""
+    _z(level)
+    lo, hi = proportion_confint(np.asarray(x, dtype=float), np.asarray(n, dtype=float), 1 - level, "wilson")
+    return np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+
+
+def clopper_pearson(x, n, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (Clopper–Pearson) interval of ``x / n`` (statsmodels' "beta" method)."""
+    _z(level)
+    lo, hi = proportion_confint(np.asarray(x, dtype=float), np.asarray(n, dtype=float), 1 - level, "beta")
+    return np.nan_to_num(np.asarray(lo, dtype=float)), np.nan_to_num(np.asarray(hi, dtype=float), nan=1.0)
+
+
+def exact_poisson(o, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Exact limits of a Poisson count ``o``: ``chi2(a/2, 2o) / 2`` and ``chi2(1 - a/2, 2o + 2) / 2``."""
+    a = 1 - level
+    _z(level)
+    o = np.asarray(o, dtype=float)
+    lower = np.where(o > 0, chi2.ppf(a / 2, np.maximum(2 * o, 1e-12)) / 2, 0.0)
+    return lower, chi2.ppf(1 - a / 2, 2 * o + 2) / 2
+
+
+def byar(o, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Byar's approximation to the exact Poisson limits of a count ``o`` (Breslow and Day 1987):
+    ``o (1 - 1/(9o) - z/(3 sqrt o))^3`` and ``(o+1) (1 - 1/(9(o+1)) + z/(3 sqrt(o+1)))^3``."""
+    z = _z(level)
+    o = np.asarray(o, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lower = np.where(o > 0, o * (1 - 1 / (9 * o) - z / (3 * np.sqrt(o))) ** 3, 0.0)
+    upper = (o + 1) * (1 - 1 / (9 * (o + 1)) + z / (3 * np.sqrt(o + 1))) ** 3
+    return lower, upper
+
+
+def poisson(o, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Limits of a count as Fingertips gives them: exact below 10 events, Byar's from 10 up."""
+    o = np.asarray(o, dtype=float)
+    (el, eu), (bl, bu) = exact_poisson(o, level), byar(o, level)
+    return np.where(o < 10, el, bl), np.where(o < 10, eu, bu)
+
+
+def funnel_limits(p0: float, n, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Control limits of a funnel plot for proportions around the benchmark ``p0`` at denominator
+    ``n``: the score test's acceptance region, ``p0 ± z sqrt(p0 (1 - p0) / n)``, clipped to [0, 1].
+    A proportion inside them has a Wilson interval that holds ``p0``, and the reverse."""
+    z = _z(level)
+    n = np.asarray(n, dtype=float)
+    half = z * np.sqrt(p0 * (1 - p0) / n)
+    return np.clip(p0 - half, 0, 1), np.clip(p0 + half, 0, 1)
+
+
+def rounding_range(published, base: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The counts a published value rounded to ``base`` may stand for (conventional rounding)."""
+    v = np.asarray(published, dtype=float)
+    if not base or base <= 1:
+        return v, v
+    return np.maximum(v - base // 2, 0), v + base - base // 2 - 1
+
+
+@dataclass(frozen=True)
+class Indicator:
+    """``numerator / denominator`` of two published measures: a proportion (the numerator counts a
+    subset of the denominator's people) or a rate per ``per`` of the denominator."""
+
+    numerator: str
+    denominator: str
+    kind: str = "proportion"
+    per: int = 1
+    polarity: str = "higher"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise IndicatorError(f"indicator kind {self.kind!r}: expected one of {', '.join(KINDS)}")
+        if self.polarity not in POLARITIES:
+            raise IndicatorError(f"indicator polarity {self.polarity!r}: expected one of {', '.join(POLARITIES)}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.numerator}/{self.denominator}"
+
+    @classmethod
+    def parse(cls, text: str, **options) -> Indicator:
+        """``NUMERATOR/DENOMINATOR``, e.g. ``job_outcomes/referrals``."""
+        parts = [p.strip() for p in text.split("/")]
+        if len(parts) != 2 or not all(parts):
+            raise IndicatorError(f"indicator {text!r}: expected NUMERATOR/DENOMINATOR, e.g. job_outcomes/referrals")
+        return cls(parts[0], parts[1], **options)
+
+
+def compute(
+    frame: pd.DataFrame,
+    indicator: Indicator,
+    base: int | None = None,
+    levels: tuple[float, ...] = LEVELS,
+    exact: bool = False,
+) -> pd.DataFrame:
+    """The indicator for every row of a published table (``opendata.load`` output: a measure
+    column with <NA> where suppressed). Returns the input's non-measure columns and ``numerator``,
+    ``denominator``, ``value``, ``lower_<level>``, ``upper_<level>`` per level (e.g. ``lower_95``,
+    ``upper_99.8``), ``status`` ("" shown, "c" an input suppressed, "z" denominator 0) and
+    ``method``. ``base``: the rounding base of the published values; ``exact``: Clopper–Pearson
+    instead of Wilson for proportions."""
+    for m in (indicator.numerator, indicator.denominator):
+        if m not in frame.columns:
+            raise IndicatorError(f"measure {m!r} is not in this table; it has: {', '.join(_measures(frame))}")
+    keep = [c for c in frame.columns if c not in _measures(frame) and not c.endswith("_status")]
+    out = frame[keep].reset_index(drop=True).copy()
+    x, n = (_floats(frame[m]) for m in (indicator.numerator, indicator.denominator))
+    hidden = np.isnan(x) | np.isnan(n)
+    empty = ~hidden & (n <= 0)
+    shown = ~hidden & ~empty
+    out["numerator"] = pd.array(np.where(hidden, np.nan, x), dtype="Int64") if len(x) else pd.array([], "Int64")
+    out["denominator"] = pd.array(np.where(hidden, np.nan, n), dtype="Int64") if len(n) else pd.array([], "Int64")
+    scale = indicator.per if indicator.kind == "rate" else 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["value"] = np.where(shown, x / n * scale, np.nan)
+    x_lo, x_hi = rounding_range(np.nan_to_num(x), base)
+    n_lo, n_hi = rounding_range(np.nan_to_num(n), base)
+    n_lo = np.maximum(n_lo, 1)
+    for level in levels:
+        tag = f"{level * 100:g}"
+        if indicator.kind == "proportion":
+            interval = clopper_pearson if exact else wilson
+            lo, _ = interval(np.minimum(x_lo, n_hi), n_hi, level)
+            _, hi = interval(np.minimum(x_hi, n_lo), n_lo, level)
+        else:
+            lo_count, _ = poisson(x_lo, level)
+            _, hi_count = poisson(x_hi, level)
+            lo, hi = lo_count / n_hi * scale, hi_count / n_lo * scale
+        out[f"lower_{tag}"] = np.where(shown, lo, np.nan)
+        out[f"upper_{tag}"] = np.where(shown, hi, np.nan)
+    out["status"] = np.where(hidden, "c", np.where(empty, "z", ""))
+    method = (
+        ("Clopper-Pearson" if exact else "Wilson score")
+        if indicator.kind == "proportion"
+        else "exact Poisson below 10 events, Byar's from 10"
+    )
+    if base and base > 1:
+        method += f", widest over the counts each value rounded to base {base} may stand for"
+    out["method"] = np.where(shown, method, "")
+    return out
+
+
+def benchmark(table: pd.DataFrame, indicator: Indicator, p0: float, levels: tuple[float, ...] = LEVELS) -> pd.DataFrame:
+    """Each row of ``compute``'s output against the benchmark value ``p0`` (same scale as
+    ``value``): per level, ``higher``/``lower`` where ``p0`` lies outside the row's interval,
+    ``similar`` inside, "" where the indicator is not shown; ``better``/``worse`` by polarity."""
+    out = table.copy()
+    out["benchmark"] = p0
+    for level in levels:
+        tag = f"{level * 100:g}"
+        lo, hi = out[f"lower_{tag}"].to_numpy(), out[f"upper_{tag}"].to_numpy()
+        verdict = np.where(lo > p0, "higher", np.where(hi < p0, "lower", "similar"))
+        if indicator.polarity != "none":
+            good = "higher" if indicator.polarity == "higher" else "lower"
+            verdict = np.where(verdict == "similar", verdict, np.where(verdict == good, "better", "worse"))
+        out[f"compared_{tag}"] = np.where(out["status"] == "", verdict, "")
+    return out
+
+
+def quintiles(values: pd.Series) -> pd.Series:
+    """Rank band 1 (lowest fifth) to 5 of each shown value among its peers (<NA> if not shown)."""
+    ranks = values.rank(method="average", pct=True)
+    return pd.Series(np.ceil(ranks * 5).clip(1, 5), index=values.index).astype("Int64")
+
+
+def _floats(column: pd.Series) -> np.ndarray:
+    return pd.to_numeric(column, errors="coerce").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _measures(frame: pd.DataFrame) -> list[str]:
+    return [c[: -len("_status")] for c in frame.columns if c.endswith("_status") and c[: -len("_status")] in frame]
