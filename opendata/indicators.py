@@ -168,7 +168,7 @@ def compute(
         out["value"] = np.where(shown, x / n * scale, np.nan)
     x_lo, x_hi = rounding_range(np.nan_to_num(x), base)
     n_lo, n_hi = rounding_range(np.nan_to_num(n), base)
-    n_lo = np.maximum(n_lo, 1)
+    n_lo, n_hi = np.maximum(n_lo, 1), np.maximum(n_hi, 1)  # rows with no denominator are "z" anyway
     for level in levels:
         tag = f"{level * 100:g}"
         if indicator.kind == "proportion":
@@ -202,7 +202,8 @@ def benchmark(table: pd.DataFrame, indicator: Indicator, p0: float, levels: tupl
     for level in levels:
         tag = f"{level * 100:g}"
         lo, hi = out[f"lower_{tag}"].to_numpy(), out[f"upper_{tag}"].to_numpy()
-        verdict = np.where(lo > p0, "higher", np.where(hi < p0, "lower", "similar"))
+        slack = 1e-12 * max(abs(p0), 1.0)  # a limit equal to p0 up to rounding error holds it
+        verdict = np.where(lo > p0 + slack, "higher", np.where(hi < p0 - slack, "lower", "similar"))
         if indicator.polarity != "none":
             good = "higher" if indicator.polarity == "higher" else "lower"
             verdict = np.where(verdict == "similar", verdict, np.where(verdict == good, "better", "worse"))

@@ -1,0 +1,231 @@
+"""Indicators from published cells: reference values, interval properties, and `opendata compare`
+on a real release, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import gamma
+
+from opendata.indicators import (
+    Indicator,
+    IndicatorError,
+    benchmark,
+    byar,
+    clopper_pearson,
+    compute,
+    exact_poisson,
+    funnel_limits,
+    poisson,
+    wilson,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "specs" / "work-programme.yaml"
+
+
+# ----- reference values ---------------------------------------------------------------------------
+
+
+def test_wilson_reproduces_published_examples():
+    # PHE's Python port of its indicator methods tests wilson(100, 10000) as a percentage:
+    # (0.8229336148148417, 1.2146982255114647)
+    lo, hi = wilson(100, 10_000)
+    assert abs(lo * 100 - 0.8229336148148417) < 1e-9 and abs(hi * 100 - 1.2146982255114647) < 1e-9
+    # Newcombe (1998), Statistics in Medicine 17:857-872, Table II, method 3 (score): 81/263 gives
+    # 0.2553 to 0.3662 (four decimals in the paper)
+    lo, hi = wilson(81, 263)
+    assert round(float(lo), 4) == 0.2553 and round(float(hi), 4) == 0.3662
+
+
+def test_byar_reproduces_the_published_formula_and_example():
+    # the same port's test: byars_lower(100) = 81.36210549052788 (95%)
+    lo, hi = byar(100)
+    assert abs(lo - 81.36210549052788) < 1e-9
+    # upper: PHEindicatormethods' byars_upper, (x+1)(1 - 1/(9(x+1)) + z/(3 sqrt(x+1)))^3 (Breslow and
+    # Day 1987); the port's own upper test (121.62458755509265) does not follow that formula
+    z = 1.959963984540054
+    assert abs(hi - 101 * (1 - 1 / 909 + z / (3 * np.sqrt(101))) ** 3) < 1e-9
+    # Byar's approximation is within 0.2% of the exact limits from 10 events up
+    o = np.arange(10, 2000)
+    (bl, bu), (el, eu) = byar(o), exact_poisson(o)
+    assert np.all(np.abs(bl / el - 1) < 2e-3) and np.all(np.abs(bu / eu - 1) < 2e-3)
+
+
+def test_exact_poisson_limits_agree_with_the_gamma_quantiles():
+    """Exact limits as chi-square quantiles (here) and as gamma quantiles (an independent form)."""
+    o = np.arange(0, 500)
+    for level in (0.95, 0.998):
+        a = 1 - level
+        lo, hi = exact_poisson(o, level)
+        assert np.allclose(lo, np.where(o > 0, gamma.ppf(a / 2, np.maximum(o, 1e-12)), 0), rtol=0, atol=1e-9)
+        assert np.allclose(hi, gamma.ppf(1 - a / 2, o + 1), rtol=0, atol=1e-9)
+    lo, hi = exact_poisson(100)  # tables of exact limits give 81.36 and 121.63 for 100 events
+    assert (round(float(lo), 2), round(float(hi), 2)) == (81.36, 121.63)
+    lo, hi = poisson(np.array([9, 10]))
+    assert lo[0] == exact_poisson(9)[0] and lo[1] == byar(10)[0]
+
+
+def test_clopper_pearson_is_exact_at_the_ends():
+    lo, hi = clopper_pearson(0, 20)
+    assert lo == 0 and abs(hi - (1 - 0.025 ** (1 / 20))) < 1e-12
+    lo, hi = clopper_pearson(20, 20)
+    assert hi == 1 and abs(lo - 0.025 ** (1 / 20)) < 1e-12
+
+
+def test_bad_levels_and_definitions_are_refused():
+    with pytest.raises(IndicatorError):
+        wilson(1, 2, 95)
+    with pytest.raises(IndicatorError):
+        Indicator.parse("job_outcomes")
+    with pytest.raises(IndicatorError):
+        Indicator("a", "b", kind="odds")
+
+
+# ----- properties -----------------------------------------------------------------------------------
+
+
+def table(x: list[float | None], n: list[float | None]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "provider": [f"S{i}" for i in range(len(x))],
+            "num": pd.array(x, dtype="Int64"),
+            "num_status": ["c" if v is None else "" for v in x],
+            "den": pd.array(n, dtype="Int64"),
+            "den_status": ["c" if v is None else "" for v in n],
+        }
+    )
+
+
+counts = st.integers(0, 5000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(counts, counts), min_size=1, max_size=20), st.sampled_from([None, 5, 10]))
+def test_every_interval_holds_its_estimate(pairs, base):
+    x = [min(a, b) for a, b in pairs]
+    n = [max(a, b) for a, b in pairs]
+    for kind in ("proportion", "rate"):
+        got = compute(table(x, n), Indicator("num", "den", kind=kind, per=1000), base=base)
+        shown = got["status"] == ""
+        assert (got.loc[~shown, "value"].isna()).all()
+        for tag in ("95", "99.8"):
+            assert (got.loc[shown, f"lower_{tag}"] <= got.loc[shown, "value"] + 1e-12).all()
+            assert (got.loc[shown, "value"] <= got.loc[shown, f"upper_{tag}"] + 1e-12).all()
+        assert (got.loc[shown, "lower_99.8"] <= got.loc[shown, "lower_95"] + 1e-12).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 400), st.integers(1, 400), st.integers(2, 20))
+def test_intervals_narrow_as_the_denominator_grows(x, extra, k):
+    n = x + extra
+    small = compute(table([x], [n]), Indicator("num", "den"))
+    large = compute(table([k * x], [k * n]), Indicator("num", "den"))
+    for tag in ("95", "99.8"):
+        small_width = float(small[f"upper_{tag}"].iloc[0] - small[f"lower_{tag}"].iloc[0])
+        assert float(large[f"upper_{tag}"].iloc[0] - large[f"lower_{tag}"].iloc[0]) < small_width
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2000), st.integers(1, 2000), st.sampled_from([None, 5]))
+def test_a_provider_at_the_benchmark_is_never_flagged(x, extra, base):
+    n = x + extra
+    rows = compute(table([x], [n]), Indicator("num", "den"), base=base)
+    compared = benchmark(rows, Indicator("num", "den"), float(rows["value"].iloc[0]))
+    assert (compared[["compared_95", "compared_99.8"]] == "similar").all(axis=None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 3000), st.integers(1, 3000), st.floats(0.01, 0.99))
+def test_outside_the_funnel_exactly_when_the_wilson_interval_misses_the_benchmark(x, extra, p0):
+    n = x + extra
+    for level in (0.95, 0.998):
+        lo, hi = wilson(x, n, level)
+        f_lo, f_hi = funnel_limits(p0, n, level)
+        p = x / n
+        if min(abs(p - f_lo), abs(p - f_hi)) > 1e-9 and min(abs(p0 - lo), abs(p0 - hi)) > 1e-9:
+            assert (f_lo <= p <= f_hi) == (lo <= p0 <= hi)
+
+
+def test_suppressed_inputs_give_c_and_an_empty_denominator_z():
+    got = compute(table([3, None, 0], [10, 40, 0]), Indicator("num", "den"))
+    assert list(got["status"]) == ["", "c", "z"]
+    assert got["numerator"].isna().tolist() == [False, True, False]
+    polar = benchmark(got, Indicator("num", "den", polarity="lower"), 0.9)
+    assert list(polar["compared_95"]) == ["better", "", ""]
+
+
+def test_indicators_depend_on_the_published_view_only():
+    """Two tables whose true counts differ but publish the same view give the same indicators."""
+    published = table([5, None, 20], [50, 60, None])
+    a = compute(published, Indicator("num", "den"), base=5)
+    b = compute(published.copy(), Indicator("num", "den"), base=5)
+    pd.testing.assert_frame_equal(a, b)
+    assert "status" in a and set(a.columns) >= {"lower_95", "upper_99.8", "method"}
+
+
+# ----- end to end ----------------------------------------------------------------------------------
+
+
+def opendata(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "opendata.cli", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("compare")
+    for args in (
+        ("sample", "--out", work / "mi", "--rows", 8000, "--months", 6, "--seed", 2, "--format", "csv", "-q"),
+        ("release", SPEC, work / "mi" / "work-programme-mi.csv", "--out", work / "releases",
+         "--release-time", "2026-11-12T09:30:00+00:00", "--late", "--reason", "test", "-q"),
+        ("publish", "--out", work / "releases", "-q"),
+    ):  # fmt: skip
+        run = opendata(*args)
+        assert run.returncode == 0, run.stderr
+    return work / "releases"
+
+
+@pytest.mark.slow
+def test_compare_prints_the_position_and_writes_both_charts(released, tmp_path):
+    charts = tmp_path / "charts"
+    args = ["compare", "work-programme-subcontractor-mi", "--root", released, "--entity", "CPA01"]
+    run = opendata(*args, "--indicator", "job_starts/referrals", "--charts", charts, "--json")
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    assert got["status"] == "" and got["benchmark"]["entity"] == "Total"
+    assert got["lower_99.8"] <= got["lower_95"] <= got["value"] <= got["upper_95"] <= got["upper_99.8"]
+    assert got["compared_95"] in ("better", "worse", "similar") and 1 <= got["rank_band"] <= 5
+    assert "rounded to base 5" in got["method"]
+    names = {Path(p).name for p in got["charts"]}
+    for stem in ("funnel-job_starts-per-referrals", "trend-job_starts-per-referrals"):
+        assert {f"{stem}.svg", f"{stem}.png", f"{stem}.txt", f"{stem}.csv"} <= names
+        svg = (charts / f"{stem}.svg").read_text()
+        assert "<title>" in svg and "<dc:description>" in svg  # title and text alternative in the file
+        assert (charts / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = opendata(*args, "--indicator", "job_starts/referrals", "--charts", tmp_path / "again", "--json")
+    assert again.returncode == 0
+    for path in charts.iterdir():  # same package, same bytes
+        assert (tmp_path / "again" / path.name).read_bytes() == path.read_bytes()
+    table = pd.read_csv(charts / "funnel-job_starts-per-referrals.csv")
+    assert "CPA01" in set(table["entity"]) and set(table["provider_level"]) == {"cpa"}
+    assert table["value"].notna().sum() == got["peers"] and {"lower_95", "upper_99.8", "compared_95"} <= set(table)
+
+
+@pytest.mark.slow
+def test_compare_refuses_unknown_names_clearly(released):
+    base = ["compare", "work-programme-subcontractor-mi", "--root", released]
+    run = opendata(*base, "--entity", "S9999", "--indicator", "job_starts/referrals")
+    assert run.returncode == 1 and "provider 'S9999' is not in table" in run.stdout + run.stderr
+    run = opendata(*base, "--entity", "CPA01", "--indicator", "job_start/referrals")
+    assert run.returncode == 1 and "measure 'job_start' is not in this table" in run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
