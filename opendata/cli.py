@@ -624,16 +624,18 @@ def list_(source: str, name: str | None, version: str | None, trust: Path | None
 @click.argument("source")
 @click.option("--entity", required=True, help="The row to compare, e.g. a subcontractor code (S0001).")
 @click.option(
-    "--indicator", "indicator_text", required=True, help="NUMERATOR/DENOMINATOR measures, e.g. job_outcomes/referrals."
-)
+    "--indicator", "indicator_text", required=True,
+    help="An indicator the package defines (e.g. job-outcomes-per-referral), or NUMERATOR/DENOMINATOR measures.",
+)  # fmt: skip
 @click.option("--table", default="provider-by-month", show_default=True, help="The published table.")
 @click.option("--period", default="Total", show_default=True, help="The month, or Total for the whole period.")
 @click.option("--benchmark", "against", help="The row to compare with [default: the table's total, the programme].")
-@click.option("--kind", type=click.Choice(["proportion", "rate"]), default="proportion", show_default=True)
+@click.option("--kind", type=click.Choice(["proportion", "rate"]), default="proportion", show_default=True,
+              help="For NUMERATOR/DENOMINATOR.")  # fmt: skip
 @click.option("--per", type=click.IntRange(min=1), default=1, show_default=True, help="Rates: per this many.")
 @click.option(
     "--polarity", type=click.Choice(["higher", "lower", "none"]), default="higher", show_default=True,
-    help="Which direction is better.",
+    help="For NUMERATOR/DENOMINATOR: which direction is better.",
 )  # fmt: skip
 @click.option("--exact", is_flag=True, help="Clopper-Pearson intervals for proportions instead of Wilson.")
 @click.option(
@@ -662,10 +664,12 @@ def compare(
     from opendata.indicators import Indicator
 
     with user_errors():
-        indicator = Indicator.parse(indicator_text, kind=kind, per=per, polarity=polarity)
+        num, _, den = (part.strip() for part in indicator_text.partition("/"))
+        wanted = Indicator(num, den, kind, per, polarity) if num and den else indicator_text  # else: a name
         result = run(
-            source, entity, indicator, table=table, period=period, against=against, exact=exact, root=root, trust=trust
+            source, entity, wanted, table=table, period=period, against=against, exact=exact, root=root, trust=trust
         )
+        indicator = result.indicator
         written = write_charts(result, charts) if charts else []
     summary = result.summary()
     if as_json:

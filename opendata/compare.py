@@ -91,7 +91,7 @@ def _dimension_columns(frame: pd.DataFrame) -> tuple[str, str]:
 def compare(
     source: str | os.PathLike[str],
     entity: str,
-    indicator: Indicator,
+    indicator: Indicator | str,
     *,
     table: str = "provider-by-month",
     period: str = "Total",
@@ -101,8 +101,11 @@ def compare(
     trust: str | os.PathLike[str] | None = None,
 ) -> Comparison:
     """``entity``'s ``indicator`` in ``period`` of one published table, against ``against`` (a row
-    of the same table; default: its total, the programme) and its peers (the rows at its level)."""
+    of the same table; default: its total, the programme) and its peers (the rows at its level).
+    ``indicator``: an ``Indicator``, or the name of one the package defines, or ``NUM/DEN``."""
     frame = load(source, table, root=root, trust=trust)
+    if isinstance(indicator, str):
+        indicator = Indicator.parse(indicator, frame.attrs.get("indicators") or ())
     dim, when = _dimension_columns(frame)
     if entity not in set(frame[dim]):
         raise CompareError(f"{dim} {entity!r} is not in table {table}")

@@ -119,6 +119,8 @@ class Indicator:
     kind: str = "proportion"
     per: int = 1
     polarity: str = "higher"
+    key: str = ""  # its name in the spec, if it has one
+    title: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -128,14 +130,23 @@ class Indicator:
 
     @property
     def name(self) -> str:
-        return f"{self.numerator}/{self.denominator}"
+        return self.key or f"{self.numerator}/{self.denominator}"
 
     @classmethod
-    def parse(cls, text: str, **options) -> Indicator:
-        """``NUMERATOR/DENOMINATOR``, e.g. ``job_outcomes/referrals``."""
+    def parse(cls, text: str, defined: list[dict] | tuple = (), **options) -> Indicator:
+        """An indicator ``defined`` in the package (by name, e.g. ``job-outcomes-per-referral``), or
+        ``NUMERATOR/DENOMINATOR`` of two measures, e.g. ``job_outcomes/referrals``."""
+        for d in defined:
+            if d.get("name") == text:
+                fields = ("numerator", "denominator", "kind", "per", "polarity", "title")
+                return cls(**{k: d[k] for k in fields if k in d}, key=text)
         parts = [p.strip() for p in text.split("/")]
         if len(parts) != 2 or not all(parts):
-            raise IndicatorError(f"indicator {text!r}: expected NUMERATOR/DENOMINATOR, e.g. job_outcomes/referrals")
+            names = ", ".join(str(d.get("name")) for d in defined) or "none"
+            raise IndicatorError(
+                f"indicator {text!r}: expected NUMERATOR/DENOMINATOR (e.g. job_outcomes/referrals) or the name of "
+                f"one the package defines ({names})"
+            )
         return cls(parts[0], parts[1], **options)
 
 

@@ -879,6 +879,7 @@ def _attrs(found: _Found, resource: Mapping[str, Any]) -> dict[str, Any]:
         "package_title": title,
         "kind": d.get("opendata:kind"),
         "rounding_base": _rounding_base(d),
+        "indicators": [i for i in d.get("opendata:indicators") or [] if isinstance(i, dict)],
         "licence": "; ".join(licences) or None,
         "citation": citation,
         "source": found.source,

@@ -557,6 +557,8 @@ def _descriptor(
         "opendata:kind": spec.kind,
         "opendata:disclosure": _disclosure(spec, tables),
     }
+    if spec.indicators:  # definitions only: readers compute them from the published cells (opendata compare)
+        descriptor["opendata:indicators"] = [i.describe() for i in spec.indicators]
     clash = sorted(set(extra) & set(descriptor))
     if clash:
         raise ReleaseError(f"extra metadata would overwrite {', '.join(clash)}")

@@ -127,6 +127,25 @@ class TableSpec:
 
 
 @dataclass(frozen=True)
+class IndicatorSpec:
+    """A ratio of two published measures that readers compare providers by (``opendata.indicators``):
+    a proportion when the numerator counts a subset of the denominator's people, else a rate per
+    ``per``; ``polarity`` says which direction is better."""
+
+    name: str
+    title: str
+    numerator: str
+    denominator: str
+    kind: str = "proportion"
+    per: int = 1
+    polarity: str = "higher"
+    description: str = ""
+
+    def describe(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v != ""}
+
+
+@dataclass(frozen=True)
 class DisclosureSpec:
     threshold: int
     zeros: str = "safe"
@@ -158,6 +177,7 @@ class ReleaseSpec:
     measures: dict[str, MeasureSpec]
     tables: tuple[TableSpec, ...]
     disclosure: DisclosureSpec
+    indicators: tuple[IndicatorSpec, ...] = ()
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
 
@@ -353,6 +373,17 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
         )
     if len({t.name for t in tables}) != len(tables):
         raise SpecError("tables: table names must be unique")
+    indicators = tuple(IndicatorSpec(**i) for i in raw.get("indicators", ()))
+    for i, ind in enumerate(indicators):
+        for role in ("numerator", "denominator"):
+            if getattr(ind, role) not in measures:
+                raise SpecError(
+                    f"indicators[{i}].{role}: unknown measure {getattr(ind, role)!r}; known: {', '.join(measures)}"
+                )
+        if not any({ind.numerator, ind.denominator} <= set(t.measures) for t in tables):
+            raise SpecError(f"indicators[{i}]: no table publishes both {ind.numerator} and {ind.denominator}")
+    if len({ind.name for ind in indicators}) != len(indicators):
+        raise SpecError("indicators: indicator names must be unique")
 
     d = raw["disclosure"]
     disclosure = DisclosureSpec(
@@ -400,5 +431,6 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
         measures=measures,
         tables=tuple(tables),
         disclosure=disclosure,
+        indicators=indicators,
         raw=raw,
     )

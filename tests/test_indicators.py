@@ -4,6 +4,7 @@ on a real release, run as a user would."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import gamma
 
+from opendata.errors import SpecError
 from opendata.indicators import (
     Indicator,
     IndicatorError,
@@ -27,6 +29,7 @@ from opendata.indicators import (
     poisson,
     wilson,
 )
+from opendata.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "work-programme.yaml"
@@ -199,26 +202,41 @@ def released(tmp_path_factory) -> Path:
 def test_compare_prints_the_position_and_writes_both_charts(released, tmp_path):
     charts = tmp_path / "charts"
     args = ["compare", "work-programme-subcontractor-mi", "--root", released, "--entity", "CPA01"]
-    run = opendata(*args, "--indicator", "job_starts/referrals", "--charts", charts, "--json")
+    run = opendata(*args, "--indicator", "job-starts-per-referral", "--charts", charts, "--json")
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
+    assert got["indicator"] == "job-starts-per-referral"  # defined in the spec, named in the descriptor
     assert got["status"] == "" and got["benchmark"]["entity"] == "Total"
     assert got["lower_99.8"] <= got["lower_95"] <= got["value"] <= got["upper_95"] <= got["upper_99.8"]
     assert got["compared_95"] in ("better", "worse", "similar") and 1 <= got["rank_band"] <= 5
     assert "rounded to base 5" in got["method"]
     names = {Path(p).name for p in got["charts"]}
-    for stem in ("funnel-job_starts-per-referrals", "trend-job_starts-per-referrals"):
+    for stem in ("funnel-job-starts-per-referral", "trend-job-starts-per-referral"):
         assert {f"{stem}.svg", f"{stem}.png", f"{stem}.txt", f"{stem}.csv"} <= names
         svg = (charts / f"{stem}.svg").read_text()
         assert "<title>" in svg and "<dc:description>" in svg  # title and text alternative in the file
         assert (charts / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    again = opendata(*args, "--indicator", "job_starts/referrals", "--charts", tmp_path / "again", "--json")
+    again = opendata(*args, "--indicator", "job-starts-per-referral", "--charts", tmp_path / "again", "--json")
     assert again.returncode == 0
     for path in charts.iterdir():  # same package, same bytes
         assert (tmp_path / "again" / path.name).read_bytes() == path.read_bytes()
-    table = pd.read_csv(charts / "funnel-job_starts-per-referrals.csv")
+    same = json.loads(opendata(*args, "--indicator", "job_starts/referrals", "--json").stdout)
+    assert {k: v for k, v in same.items() if k not in ("indicator", "charts")} == {
+        k: v for k, v in got.items() if k not in ("indicator", "charts")
+    }
+    table = pd.read_csv(charts / "funnel-job-starts-per-referral.csv")
     assert "CPA01" in set(table["entity"]) and set(table["provider_level"]) == {"cpa"}
     assert table["value"].notna().sum() == got["peers"] and {"lower_95", "upper_99.8", "compared_95"} <= set(table)
+
+
+def test_spec_indicators_name_measures_a_table_publishes(tmp_path):
+    text = SPEC.read_text()
+    assert "numerator: job_outcomes\n" in text
+    bad = tmp_path / "specs" / SPEC.name
+    shutil.copytree(SPEC.parent, bad.parent)
+    bad.write_text(text.replace("numerator: job_outcomes\n", "numerator: job_outcome\n", 1))
+    with pytest.raises(SpecError, match=r"indicators\[0\]\.numerator: unknown measure 'job_outcome'"):
+        load_spec(bad)
 
 
 @pytest.mark.slow
@@ -228,4 +246,6 @@ def test_compare_refuses_unknown_names_clearly(released):
     assert run.returncode == 1 and "provider 'S9999' is not in table" in run.stdout + run.stderr
     run = opendata(*base, "--entity", "CPA01", "--indicator", "job_start/referrals")
     assert run.returncode == 1 and "measure 'job_start' is not in this table" in run.stdout + run.stderr
+    run = opendata(*base, "--entity", "CPA01", "--indicator", "job-start-rate")
+    assert run.returncode == 1 and "job-outcomes-per-referral" in run.stderr  # names the ones defined
     assert "Traceback" not in run.stderr
