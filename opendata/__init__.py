@@ -12,6 +12,7 @@ __all__ = [
     "LoadError",
     "UnverifiedData",
     "duckdb_connect",
+    "indicator_table",
     "list_packages",
     "list_tables",
     "list_versions",
@@ -21,6 +22,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "indicator_table":  # performance indicators from the published cells (opendata.compare)
+        from opendata.compare import indicator_table
+
+        return indicator_table
     if name in __all__:
         import opendata.load as module  # the module is callable: opendata.load(...) loads a table
 

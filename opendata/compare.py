@@ -136,6 +136,38 @@ def compare(
     return Comparison(indicator, entity, period, against, p0, row, peers.rename(columns={dim: "entity"}), trend, notes)
 
 
+def indicator_table(
+    source: str | os.PathLike[str],
+    indicator: Indicator | str,
+    *,
+    table: str = "provider-by-month",
+    exact: bool = False,
+    root: str | os.PathLike[str] = "releases",
+    trust: str | os.PathLike[str] | None = None,
+) -> pd.DataFrame:
+    """The indicator for every row of a published table, each period benchmarked against the
+    table's total row of that period (the programme): ``compute`` and ``benchmark`` columns, plus
+    ``indicator``. One line for a notebook::
+
+        opendata.indicator_table("work-programme-subcontractor-mi", "job-outcomes-per-referral")
+    """
+    frame = load(source, table, root=root, trust=trust)
+    if isinstance(indicator, str):
+        indicator = Indicator.parse(indicator, frame.attrs.get("indicators") or ())
+    dim, when = _dimension_columns(frame)
+    rows = compute(frame, indicator, base=frame.attrs.get("rounding_base"), exact=exact)
+    is_total = (frame[dim + "_level"] == "total").to_numpy()
+    p0 = rows[is_total].set_index(when)["value"]
+    parts = [
+        benchmark(part, indicator, float(p0.get(period, np.nan)))
+        for period, part in rows.groupby(when, sort=False, observed=True)
+    ]
+    out = pd.concat(parts).sort_index() if parts else rows
+    out.insert(0, "indicator", indicator.name)
+    out.attrs = dict(frame.attrs)
+    return out
+
+
 def write_charts(result: Comparison, out: Path, formats: Sequence[str] = ("svg", "png")) -> list[Path]:
     """The funnel plot and the trend chart (each as ``formats``), their text alternatives
     (``.txt``) and data (``.csv``); written to a temporary name first, then renamed."""

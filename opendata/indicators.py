@@ -207,7 +207,8 @@ def compute(
 def benchmark(table: pd.DataFrame, indicator: Indicator, p0: float, levels: tuple[float, ...] = LEVELS) -> pd.DataFrame:
     """Each row of ``compute``'s output against the benchmark value ``p0`` (same scale as
     ``value``): per level, ``higher``/``lower`` where ``p0`` lies outside the row's interval,
-    ``similar`` inside, "" where the indicator is not shown; ``better``/``worse`` by polarity."""
+    ``similar`` inside, "" where the indicator or the benchmark (NaN: suppressed) is not shown;
+    ``better``/``worse`` by polarity."""
     out = table.copy()
     out["benchmark"] = p0
     for level in levels:
@@ -218,7 +219,7 @@ def benchmark(table: pd.DataFrame, indicator: Indicator, p0: float, levels: tupl
         if indicator.polarity != "none":
             good = "higher" if indicator.polarity == "higher" else "lower"
             verdict = np.where(verdict == "similar", verdict, np.where(verdict == good, "better", "worse"))
-        out[f"compared_{tag}"] = np.where(out["status"] == "", verdict, "")
+        out[f"compared_{tag}"] = np.where((out["status"] == "") & np.isfinite(p0), verdict, "")
     return out
 
 

@@ -249,3 +249,20 @@ def test_compare_refuses_unknown_names_clearly(released):
     run = opendata(*base, "--entity", "CPA01", "--indicator", "job-start-rate")
     assert run.returncode == 1 and "job-outcomes-per-referral" in run.stderr  # names the ones defined
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.slow
+def test_one_line_gives_every_row_benchmarked_against_its_period(released):
+    import opendata
+
+    got = opendata.indicator_table("work-programme-subcontractor-mi", "job-outcomes-per-referral", root=released)
+    table = opendata.load("work-programme-subcontractor-mi", "provider-by-month", root=released)
+    assert len(got) == len(table) and set(got["indicator"]) == {"job-outcomes-per-referral"}
+    totals = got[got["provider_level"] == "total"].set_index("month")
+    shown = got[got["status"] == ""]
+    expected = shown["month"].map(totals["value"]).astype(float)
+    assert np.allclose(shown["benchmark"], expected, equal_nan=True) and expected.notna().any()
+    assert (shown.loc[expected.isna(), "compared_95"] == "").all()  # no benchmark shown: no verdict
+    assert (totals.loc[totals["status"] == "", "compared_95"] == "similar").all()
+    hidden = table["job_outcomes"].isna() | table["referrals"].isna()
+    assert (got["status"] == "c").to_numpy().tolist() == hidden.to_numpy().tolist()
