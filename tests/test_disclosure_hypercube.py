@@ -259,7 +259,9 @@ def test_batched_solves_of_the_exact_attacker_prove_only_what_one_independent_lp
     """The same for ``exact_intervals`` (published cells known exactly), whose batched solves start
     from the true table."""
     grid, values, hidden, cells, published, parents = _half_hidden(table, seed)
-    with mock.patch.object(attacker, "PUSH_MIN", 1):
+    # the component's own LPs for every cell (local failure proofs, with wider intervals, are
+    # tested in test_local_failure_proofs_fail_only_cells_that_fail)
+    with mock.patch.multiple(attacker, PUSH_MIN=1, LOCAL_MIN=10**9):
         got = exact_intervals(grid.constraints, values, hidden, np.where(hidden, float(width), 0.0), truth=values)
     want = feasible_intervals(table[0], parents, published, 1, np.argsort(cells)[got.cells])
     _assert_proves_only_the_truth(got, want, width)
