@@ -103,19 +103,15 @@ def compare(
     """``entity``'s ``indicator`` in ``period`` of one published table, against ``against`` (a row
     of the same table; default: its total, the programme) and its peers (the rows at its level).
     ``indicator``: an ``Indicator``, or the name of one the package defines, or ``NUM/DEN``."""
-    frame = load(source, table, root=root, trust=trust)
-    if isinstance(indicator, str):
-        indicator = Indicator.parse(indicator, frame.attrs.get("indicators") or ())
-    dim, when = _dimension_columns(frame)
-    if entity not in set(frame[dim]):
+    indicator, dim, when, rows = _rows(source, indicator, table, exact, root, trust)
+    if entity not in set(rows[dim]):
         raise CompareError(f"{dim} {entity!r} is not in table {table}")
-    if period not in set(frame[when]):
-        raise CompareError(f"{when} {period!r} is not in table {table}; it has {', '.join(sorted(set(frame[when])))}")
-    base = frame.attrs.get("rounding_base")
-    rows = compute(frame, indicator, base=base, exact=exact)
-    total = frame.loc[frame[dim + "_level"] == "total", dim]
+    if period not in set(rows[when]):
+        raise CompareError(f"{when} {period!r} is not in table {table}; it has {', '.join(sorted(set(rows[when])))}")
+    base = rows.attrs.get("rounding_base")
+    total = rows.loc[rows[dim + "_level"] == "total", dim]
     against = against or (str(total.iloc[0]) if len(total) else None)
-    if against is None or against not in set(frame[dim]):
+    if against is None or against not in set(rows[dim]):
         raise CompareError(f"benchmark {against!r} is not a {dim} of table {table}")
     notes = []
     at = rows[rows[when] == period]
@@ -123,15 +119,15 @@ def compare(
     if bench_row["status"] != "":
         raise CompareError(f"the benchmark {against} is suppressed or empty in {period}: nothing to compare with")
     p0 = float(bench_row["value"])
-    level = frame.loc[frame[dim] == entity, dim + "_level"].iloc[0]
-    peers = benchmark(at[(frame.loc[at.index, dim + "_level"] == level).to_numpy()], indicator, p0)
+    level = rows.loc[rows[dim] == entity, dim + "_level"].iloc[0]
+    peers = benchmark(at[at[dim + "_level"] == level], indicator, p0)
     peers = peers.assign(rank_band=quintiles(peers["value"].where(peers["status"] == "")))
     row = peers[peers[dim] == entity].iloc[0].to_dict()
     if base and base > 1:
         notes.append(f"published counts are rounded to base {base}; the intervals allow for it")
     if row["status"] == "c":
         notes.append("suppressed ([c]): a count it needs is hidden to protect people, so no value is shown")
-    trend = rows[(rows[dim] == entity) & (rows[when] != period) & (frame.loc[rows.index, when + "_level"] == "month")]
+    trend = rows[(rows[dim] == entity) & (rows[when + "_level"] == "month")]
     trend = trend.rename(columns={when: "period"}).sort_values("period")
     return Comparison(indicator, entity, period, against, p0, row, peers.rename(columns={dim: "entity"}), trend, notes)
 
@@ -151,21 +147,27 @@ def indicator_table(
 
         opendata.indicator_table("work-programme-subcontractor-mi", "job-outcomes-per-referral")
     """
-    frame = load(source, table, root=root, trust=trust)
-    if isinstance(indicator, str):
-        indicator = Indicator.parse(indicator, frame.attrs.get("indicators") or ())
-    dim, when = _dimension_columns(frame)
-    rows = compute(frame, indicator, base=frame.attrs.get("rounding_base"), exact=exact)
-    is_total = (frame[dim + "_level"] == "total").to_numpy()
-    p0 = rows[is_total].set_index(when)["value"]
+    indicator, dim, when, rows = _rows(source, indicator, table, exact, root, trust)
+    p0 = rows[rows[dim + "_level"] == "total"].set_index(when)["value"]
     parts = [
         benchmark(part, indicator, float(p0.get(period, np.nan)))
         for period, part in rows.groupby(when, sort=False, observed=True)
     ]
     out = pd.concat(parts).sort_index() if parts else rows
     out.insert(0, "indicator", indicator.name)
-    out.attrs = dict(frame.attrs)
     return out
+
+
+def _rows(source, indicator: Indicator | str, table: str, exact: bool, root, trust):
+    """The indicator for every row of a published table: (indicator, entity and period dimension,
+    ``compute``'s rows, with the table's ``attrs``)."""
+    frame = load(source, table, root=root, trust=trust)
+    if isinstance(indicator, str):
+        indicator = Indicator.parse(indicator, frame.attrs.get("indicators") or ())
+    dim, when = _dimension_columns(frame)
+    rows = compute(frame, indicator, base=frame.attrs.get("rounding_base"), exact=exact)
+    rows.attrs = dict(frame.attrs)
+    return indicator, dim, when, rows
 
 
 def write_charts(result: Comparison, out: Path, formats: Sequence[str] = ("svg", "png")) -> list[Path]:
