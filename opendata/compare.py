@@ -21,7 +21,16 @@ import numpy as np
 import pandas as pd
 
 from opendata.errors import OpenDataError
-from opendata.indicators import LEVELS, Indicator, IndicatorError, benchmark, compute, funnel_limits, quintiles
+from opendata.indicators import (
+    LEVELS,
+    Indicator,
+    IndicatorError,
+    benchmark,
+    compute,
+    funnel_limits,
+    quintiles,
+    tidy,
+)
 from opendata.load import load
 
 # Okabe and Ito's colour-blind-safe palette; meaning never rests on colour alone (markers, labels)
@@ -142,19 +151,17 @@ def indicator_table(
     trust: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """The indicator for every row of a published table, each period benchmarked against the
-    table's total row of that period (the programme): ``compute`` and ``benchmark`` columns, plus
-    ``indicator``. One line for a notebook::
+    table's total row of that period (the programme), in the columns of a package's ``indicators``
+    resource (``opendata.indicators.TIDY``). One line for a notebook::
 
         opendata.indicator_table("work-programme-subcontractor-mi", "job-outcomes-per-referral")
     """
-    indicator, dim, when, rows = _rows(source, indicator, table, exact, root, trust)
-    p0 = rows[rows[dim + "_level"] == "total"].set_index(when)["value"]
-    parts = [
-        benchmark(part, indicator, float(p0.get(period, np.nan)))
-        for period, part in rows.groupby(when, sort=False, observed=True)
-    ]
-    out = pd.concat(parts).sort_index() if parts else rows
-    out.insert(0, "indicator", indicator.name)
+    frame = load(source, table, root=root, trust=trust)
+    if isinstance(indicator, str):
+        indicator = Indicator.parse(indicator, frame.attrs.get("indicators") or ())
+    dim, when = _dimension_columns(frame)
+    out = tidy(frame, dim, when, indicator, base=frame.attrs.get("rounding_base"), exact=exact)
+    out.attrs = dict(frame.attrs)
     return out
 
 

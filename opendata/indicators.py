@@ -235,3 +235,31 @@ def _floats(column: pd.Series) -> np.ndarray:
 
 def _measures(frame: pd.DataFrame) -> list[str]:
     return [c[: -len("_status")] for c in frame.columns if c.endswith("_status") and c[: -len("_status")] in frame]
+
+
+TIDY = (
+    "indicator", "period", "entity", "entity_level", "numerator", "denominator", "value",
+    *(f"{side}_{level * 100:g}" for level in LEVELS for side in ("lower", "upper")),
+    "benchmark", *(f"compared_{level * 100:g}" for level in LEVELS), "status", "method",
+)  # fmt: skip
+
+
+def tidy(
+    frame: pd.DataFrame, entity: str, period: str, indicator: Indicator, base: int | None = None, exact: bool = False
+) -> pd.DataFrame:
+    """The indicator for every row of a published table of ``entity`` by ``period`` (the frame has
+    both dimensions, their ``<dimension>_level`` columns and the measures with their statuses),
+    each row benchmarked against the table's total entity of the same period (the programme):
+    one row per entity and period, columns ``TIDY``."""
+    rows = compute(frame, indicator, base=base, exact=exact)
+    p0 = rows[rows[entity + "_level"] == "total"].set_index(period)["value"]
+    parts = [
+        benchmark(part, indicator, float(p0.get(when, np.nan)))
+        for when, part in rows.groupby(period, sort=False, observed=True)
+    ]
+    out = pd.concat(parts).sort_index() if parts else benchmark(rows, indicator, np.nan)
+    out = out.rename(columns={period: "period", entity: "entity", entity + "_level": "entity_level"})
+    out.insert(0, "indicator", indicator.name)
+    for column in ("period", "entity", "entity_level"):
+        out[column] = out[column].astype(str)
+    return out[list(TIDY)].reset_index(drop=True)

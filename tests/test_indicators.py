@@ -258,9 +258,9 @@ def test_one_line_gives_every_row_benchmarked_against_its_period(released):
     got = opendata.indicator_table("work-programme-subcontractor-mi", "job-outcomes-per-referral", root=released)
     table = opendata.load("work-programme-subcontractor-mi", "provider-by-month", root=released)
     assert len(got) == len(table) and set(got["indicator"]) == {"job-outcomes-per-referral"}
-    totals = got[got["provider_level"] == "total"].set_index("month")
+    totals = got[got["entity_level"] == "total"].set_index("period")
     shown = got[got["status"] == ""]
-    expected = shown["month"].map(totals["value"]).astype(float)
+    expected = shown["period"].map(totals["value"]).astype(float)
     assert np.allclose(shown["benchmark"], expected, equal_nan=True) and expected.notna().any()
     assert (shown.loc[expected.isna(), "compared_95"] == "").all()  # no benchmark shown: no verdict
     assert (totals.loc[totals["status"] == "", "compared_95"] == "similar").all()
