@@ -165,8 +165,12 @@ class PackageContent:
 
 
 def _is_table(resource: Mapping[str, Any]) -> bool:
-    """Tabular resources as consumers read them; Parquet twins are the same table in another format."""
+    """Tabular resources as consumers read them; Parquet twins are the same table in another format.
+    Derived resources (the indicators) follow from the tables and the descriptor's definitions, so
+    a version's changes are the tables' changes: they are not compared themselves."""
     if resource.get("format") == "parquet" or "path" not in resource or "name" not in resource:
+        return False
+    if resource.get("opendata:derived"):
         return False
     return resource.get("type") == "table" or (resource.get("format") == "csv" and "schema" in resource)
 

@@ -194,12 +194,12 @@ def compute(
         out[f"upper_{tag}"] = np.where(shown, hi, np.nan)
     out["status"] = np.where(hidden, "c", np.where(empty, "z", ""))
     method = (
-        ("Clopper-Pearson" if exact else "Wilson score")
+        ("Clopper-Pearson" if exact else "Wilson")
         if indicator.kind == "proportion"
-        else "exact Poisson below 10 events, Byar's from 10"
+        else "exact Poisson below 10 events, Byar from 10"
     )
-    if base and base > 1:
-        method += f", widest over the counts each value rounded to base {base} may stand for"
+    if base and base > 1:  # widest over the counts each rounded value may stand for
+        method += f", rounding to base {base} allowed for"
     out["method"] = np.where(shown, method, "")
     return out
 

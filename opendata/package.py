@@ -28,6 +28,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -51,7 +52,8 @@ from opendata.descriptor import (
     size_and_hash,
 )
 from opendata.errors import ReleaseError, ReleaseExists
-from opendata.protection import ProtectedTable, rules_for
+from opendata.indicators import LEVELS, TIDY, Indicator, tidy
+from opendata.protection import AHEAD_SUFFIX, ProtectedTable, rules_for
 from opendata.relations import spec_relations
 from opendata.spec import ReleaseSpec
 from opendata.versions import SEMVER
@@ -113,7 +115,7 @@ def write_package(
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{version}-{os.getpid()}-", dir=dataset_dir))
     try:
         os.chmod(tmp, 0o755)
-        resources = _write_resources(tmp, tables, hierarchies)
+        resources = _write_resources(tmp, tables, hierarchies, _indicator_frame(spec, tables))
         descriptor = _descriptor(spec, tables, version, stamp, resources, extra)
         _write_text(tmp / DESCRIPTOR_FILE, json.dumps(descriptor, indent=2, ensure_ascii=False, default=_json) + "\n")
         _write_text(tmp / README_FILE, _readme(spec, tables, descriptor))
@@ -155,6 +157,13 @@ def describe(
     hierarchies = _hierarchies(tables)
     resources = [_csv_resource(t, f"data/{t.spec.name}.csv", CSV_PROPS) for t in tables]
     resources += [_parquet_resource(t, f"data/{t.spec.name}.parquet", PARQUET_PROPS) for t in tables]
+    indicators = _indicator_frame(spec, tables)
+    if indicators is not None:
+        frames[INDICATORS] = indicators
+        resources += [
+            _indicator_resource(INDICATORS_CSV, CSV_PROPS),
+            _indicator_resource(INDICATORS_PARQUET, PARQUET_PROPS),
+        ]
     texts = {}
     for d in hierarchies.values():
         resources.append(_hierarchy_resource(d, f"hierarchies/{d.name}.csv", CSV_PROPS))
@@ -240,7 +249,10 @@ def _published_frame(t: ProtectedTable) -> pd.DataFrame:
 
 
 def _write_resources(
-    root: Path, tables: list[ProtectedTable], hierarchies: dict[str, DimensionCodes]
+    root: Path,
+    tables: list[ProtectedTable],
+    hierarchies: dict[str, DimensionCodes],
+    indicators: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """Write every data file and return its resource descriptor, in a fixed order."""
     (root / "data").mkdir(mode=0o755)
@@ -254,12 +266,18 @@ def _write_resources(
         parquet_path = f"data/{t.spec.name}.parquet"
         _write_parquet(root / parquet_path, t, frame)
         parquets.append(_parquet_resource(t, parquet_path, _written(root, parquet_path, PARQUET_PROPS)))
+    derived = []
+    if indicators is not None:
+        _write_text(root / INDICATORS_CSV, _indicator_csv(indicators))
+        derived.append(_indicator_resource(INDICATORS_CSV, _written(root, INDICATORS_CSV, CSV_PROPS)))
+        _write_indicator_parquet(root / INDICATORS_PARQUET, indicators)
+        derived.append(_indicator_resource(INDICATORS_PARQUET, _written(root, INDICATORS_PARQUET, PARQUET_PROPS)))
     hiers = []
     for d in hierarchies.values():
         path = f"hierarchies/{d.name}.csv"
         _write_text(root / path, _hierarchy_csv(d))
         hiers.append(_hierarchy_resource(d, path, _written(root, path, CSV_PROPS)))
-    return csvs + parquets + hiers
+    return csvs + parquets + derived + hiers
 
 
 def _table_csv(t: ProtectedTable, frame: pd.DataFrame) -> str:
@@ -425,6 +443,123 @@ def _parquet_resource(t: ProtectedTable, path: str, props: dict[str, Any]) -> di
             "foreignKeys": _foreign_keys(t),
         },
     }
+
+
+INDICATORS = "indicators"
+INDICATORS_CSV = f"data/{INDICATORS}.csv"
+INDICATORS_PARQUET = f"data/{INDICATORS}.parquet"
+COLUMNS = ("indicator", "table", *TIDY[1:])
+_NUMBERS = [c for c in TIDY if c in ("value", "benchmark") or c.startswith(("lower_", "upper_"))]
+DIGITS = 6  # decimals kept of each indicator value and limit: enough to read, and the same on every machine
+
+
+def _indicator_frame(spec: ReleaseSpec, tables: list[ProtectedTable]) -> pd.DataFrame | None:
+    """The spec's indicators for every table of one provider dimension by month that holds both of
+    an indicator's measures (not the MI-ahead tables), from the published view alone: each
+    figure is a function of published cells, so it discloses nothing the tables do not."""
+    parts = []
+    for t in tables:
+        months = [d for d in t.dimensions if "month" in d.levels.values()]
+        if t.spec.name.endswith(AHEAD_SUFFIX) or len(t.dimensions) != 2 or len(months) != 1:
+            continue
+        period = months[0]
+        entity = next(d for d in t.dimensions if d is not period)
+        frame = _published_frame(t)
+        for d in (entity, period):
+            frame[d.name + "_level"] = frame[d.name].map(d.levels)
+        for ind in spec.indicators:
+            if {ind.numerator, ind.denominator} <= {m.name for m in t.measures}:
+                indicator = Indicator(ind.numerator, ind.denominator, ind.kind, ind.per, ind.polarity, key=ind.name)
+                rows = tidy(frame, entity.name, period.name, indicator, base=spec.disclosure.rounding_base)
+                rows.insert(1, "table", t.spec.name)
+                rows[_NUMBERS] = rows[_NUMBERS].round(DIGITS)
+                parts.append(rows)
+    return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def _indicator_fields() -> list[dict[str, Any]]:
+    text = {
+        "indicator": "Indicator: its name in opendata:indicators (numerator, denominator, kind, polarity)",
+        "table": "The table it is computed from",
+        "period": "Month, or the table's total over every month",
+        "entity": "Provider code (the table's hierarchy)",
+        "entity_level": "Level of the provider code (total, cpa, prime_contract, subcontractor)",
+        "numerator": "Published numerator (rounded)",
+        "denominator": "Published denominator (rounded)",
+        "value": "Numerator / denominator (a proportion, or a rate per the indicator's per)",
+        "benchmark": "The value of the table's total entity in the same period (the programme)",
+        "status": "c: an input is suppressed; z: the denominator is 0; empty: shown",
+        "method": "How the interval was computed",
+    }
+    fields = []
+    for name in COLUMNS:
+        if name in ("numerator", "denominator"):
+            kind = "integer"
+        elif name in _NUMBERS:
+            kind = "number"
+        else:
+            kind = "string"
+        level = name.rsplit("_", 1)[-1]
+        title = text.get(name) or (
+            f"{'Lower' if name.startswith('lower') else 'Upper'} limit of the {level}% interval"
+            if name.startswith(("lower_", "upper_"))
+            else f"Against the benchmark at {level}%: better, worse, higher, lower or similar; empty without one"
+        )
+        fields.append({"name": name, "type": kind, "title": title})
+    return fields
+
+
+def _indicator_resource(path: str, props: dict[str, Any]) -> dict[str, Any]:
+    parquet = path.endswith(".parquet")
+    return {
+        "name": INDICATORS + ("-parquet" if parquet else ""),
+        "type": "file" if parquet else "table",
+        "path": path,
+        "title": "Performance indicators with 95% and 99.8% intervals" + (" (Parquet)" if parquet else ""),
+        "description": (
+            "Each indicator of the spec for every provider and month of the tables that hold its measures, "
+            "computed from the published (rounded, suppressed) cells only; intervals allow for the rounding. "
+            "Levels: " + ", ".join(f"{level * 100:g}%" for level in LEVELS) + "."
+        ),
+        "opendata:derived": "indicators",
+        **props,
+        **({} if parquet else {"dialect": dict(CSV_DIALECT)}),
+        "schema": {
+            "fields": _indicator_fields(),
+            **({} if parquet else {"missingValues": [dict(v) for v in MISSING_VALUES]}),
+            "primaryKey": ["indicator", "table", "period", "entity"],
+        },
+    }
+
+
+def _indicator_csv(frame: pd.DataFrame) -> str:
+    """Numbers as Python writes them (shortest round trip); a missing one as GSS shorthand: [z]
+    where the denominator is 0, else [c]."""
+    out = frame.copy()
+    for name in ("numerator", "denominator", *_NUMBERS):
+        marker = np.where(out["status"] == "z", "[z]", "[c]") if name != "benchmark" else "[c]"
+        values = out[name].astype("Float64") if name in _NUMBERS else out[name].astype("Int64")
+        out[name] = values.astype("string").where(values.notna(), pd.Series(marker, index=out.index)).astype(str)
+    return out.to_csv(index=False, lineterminator="\n")
+
+
+def _write_indicator_parquet(path: Path, frame: pd.DataFrame) -> None:
+    arrays = []
+    for name in COLUMNS:
+        column = frame[name]
+        if name in ("numerator", "denominator"):
+            values = column.astype("Int64")
+            arrays.append(pa.array(values.fillna(0).to_numpy("int64"), pa.int64(), mask=values.isna().to_numpy()))
+        elif name in _NUMBERS:
+            values = column.astype("float64")
+            arrays.append(pa.array(values.fillna(0).to_numpy(), pa.float64(), mask=values.isna().to_numpy()))
+        else:
+            arrays.append(pa.array(column.astype(str).to_numpy(dtype=object), pa.string()))
+    pq.write_table(
+        pa.Table.from_arrays(arrays, names=list(COLUMNS)), path, compression="zstd", compression_level=3,
+        write_statistics=True, version="2.6", data_page_version="1.0", store_schema=True,
+    )  # fmt: skip
+    _fsync(path)
 
 
 def _hierarchy_resource(d: DimensionCodes, path: str, props: dict[str, Any]) -> dict[str, Any]:

@@ -109,6 +109,8 @@ def load_version(path: str | Path) -> list[Table]:
         rpath = resource.get("path", "")
         if not (isinstance(rpath, str) and rpath.startswith("data/") and rpath.endswith(".parquet")):
             continue
+        if resource.get("opendata:derived"):  # indicators: ratios of published cells, no cells of their own
+            continue
         name = Path(rpath).stem
         dims = list(resource["schema"]["primaryKey"])
         frame = pd.read_parquet(path / rpath)
