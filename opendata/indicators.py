@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.stats import chi2, norm
-from statsmodels.stats.proportion import proportion_confint
 
 from opendata.errors import OpenDataError
 
@@ -50,18 +49,25 @@ def _z(level: float) -> float:
     return float(norm.ppf(1 - (1 - level) / 2))
 
 
+def _confint(x, n, level: float, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """statsmodels' ``proportion_confint``, imported on first use: a release that stops at
+    validation need not load it (tests/test_release_e2e.py holds such a run under 500 MB)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    _z(level)
+    lo, hi = proportion_confint(np.asarray(x, dtype=float), np.asarray(n, dtype=float), 1 - level, method)
+    return np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+
+
 def wilson(x, n, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval of the proportion ``x / n`` (Wilson 1927; statsmodels)."""
-    _z(level)
-    lo, hi = proportion_confint(np.asarray(x, dtype=float), np.asarray(n, dtype=float), 1 - level, "wilson")
-    return np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    return _confint(x, n, level, "wilson")
 
 
 def clopper_pearson(x, n, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Exact (Clopper–Pearson) interval of ``x / n`` (statsmodels' "beta" method)."""
-    _z(level)
-    lo, hi = proportion_confint(np.asarray(x, dtype=float), np.asarray(n, dtype=float), 1 - level, "beta")
-    return np.nan_to_num(np.asarray(lo, dtype=float)), np.nan_to_num(np.asarray(hi, dtype=float), nan=1.0)
+    lo, hi = _confint(x, n, level, "beta")
+    return np.nan_to_num(lo), np.nan_to_num(hi, nan=1.0)
 
 
 def exact_poisson(o, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
