@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,14 +181,32 @@ def _rows(source, indicator: Indicator | str, table: str, exact: bool, root, tru
 
 def write_charts(result: Comparison, out: Path, formats: Sequence[str] = ("svg", "png")) -> list[Path]:
     """The funnel plot and the trend chart (each as ``formats``), their text alternatives
-    (``.txt``) and data (``.csv``); written to a temporary name first, then renamed."""
+    (``.txt``) and data (``.csv``), in ``out``. All are drawn in a temporary directory beside it
+    and moved in only when every one is written, so a failure leaves ``out`` as it was."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    except OSError as exc:
+        raise CompareError(f"cannot write charts to {out}: {exc.strerror or exc}") from None
+    try:
+        names = [p.name for p in _draw(result, stage, formats)]
+        out.mkdir(exist_ok=True)
+        for name in names:
+            os.replace(stage / name, out / name)
+    except OSError as exc:
+        raise CompareError(f"cannot write charts to {out}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return [out / name for name in names]
+
+
+def _draw(result: Comparison, out: Path, formats: Sequence[str]) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     plt.rcParams["svg.hashsalt"] = "opendata"  # same ids, same bytes
-    out.mkdir(parents=True, exist_ok=True)
     ind = result.indicator
     pct = 100 if ind.kind == "proportion" else 1
     unit = "%" if ind.kind == "proportion" else f" per {ind.per:,}"
@@ -281,18 +301,14 @@ def _save(fig, stem: Path, formats: Sequence[str], title: str, alt: str) -> list
     for fmt in formats:
         metadata = {"Title": title, "Description": alt, "Date": None} if fmt == "svg" else {"Software": None}
         path = stem.with_suffix(f".{fmt}")
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, format=fmt, metadata=metadata)
-        tmp.replace(path)
+        fig.savefig(path, format=fmt, metadata=metadata)
         written.append(path)
     written.append(_write_text(stem.with_suffix(".txt"), alt + "\n"))
     return written
 
 
 def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    path.write_text(text, encoding="utf-8")
     return path
 
 

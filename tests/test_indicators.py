@@ -248,6 +248,9 @@ def test_compare_refuses_unknown_names_clearly(released):
     assert run.returncode == 1 and "measure 'job_start' is not in this table" in run.stdout + run.stderr
     run = opendata(*base, "--entity", "CPA01", "--indicator", "job-start-rate")
     assert run.returncode == 1 and "job-outcomes-per-referral" in run.stderr  # names the ones defined
+    run = opendata(*base, "--entity", "CPA01", "--indicator", "job-starts-per-referral", "--charts", "/proc/no/charts")
+    assert run.returncode == 1 and "cannot write charts to /proc/no/charts" in run.stderr
+    assert "Traceback" not in run.stderr
     assert "Traceback" not in run.stderr
 
 
