@@ -178,8 +178,8 @@ def compute(
     hidden = np.isnan(x) | np.isnan(n)
     empty = ~hidden & (n <= 0)
     shown = ~hidden & ~empty
-    out["numerator"] = pd.array(np.where(hidden, np.nan, x), dtype="Int64") if len(x) else pd.array([], "Int64")
-    out["denominator"] = pd.array(np.where(hidden, np.nan, n), dtype="Int64") if len(n) else pd.array([], "Int64")
+    out["numerator"] = pd.array(np.where(hidden, np.nan, x), dtype="Int64")
+    out["denominator"] = pd.array(np.where(hidden, np.nan, n), dtype="Int64")
     scale = indicator.per if indicator.kind == "rate" else 1
     with np.errstate(divide="ignore", invalid="ignore"):
         out["value"] = np.where(shown, x / n * scale, np.nan)
