@@ -104,8 +104,11 @@ class Heuristic:
 
     def escalate(self, suppressed: np.ndarray, c: int) -> int:
         """Suppress the nearest published totals above ``c`` (in every dimension): a primary hemmed in
-        by small hidden cells several equations away gains room only from a larger total. Walking up
-        always ends, as a suppressed grand total leaves the table's totals unbounded."""
+        by small hidden cells several equations away gains room only from a larger total. Headline
+        cells (``Grid.headline``: national and first-level figures) are walked through, never taken:
+        when only they are left, the caller's partner choice, which takes them last, decides. Each
+        call that returns 0 leaves the repair to ``widen``, which adds a partner every round, so the
+        loop still ends."""
         frontier = [c]
         seen = {c}
         while frontier:
@@ -117,7 +120,7 @@ class Heuristic:
                     if p == cell or p in seen:
                         continue
                     seen.add(p)
-                    if suppressed[p] or self.locked[p]:
+                    if suppressed[p] or self.locked[p] or self.headline[p]:
                         upper.append(p)
                     else:
                         suppressed[p] = True

@@ -283,3 +283,24 @@ def test_local_failure_proofs_fail_only_cells_that_fail(table, seed, width):
     fail = ~got.ok
     assert (got.lower[fail] <= lo[fail]).all() and (got.upper[fail] >= hi[fail]).all()
     assert (got.lower[~fail] >= lo[~fail]).all() and (got.upper[~fail] <= hi[~fail]).all()
+
+
+@SETTINGS
+@given(tables(3), st.integers(0, 2**32 - 1))
+def test_escalation_walks_through_headline_cells_and_never_hides_one(table, seed):
+    """The repair's last resort for a primary that keeps failing hides the published totals above it;
+    it must stop short of the national and first-level figures (in the demo release it hid the
+    national attachments of whole months, ~11,000 people, to make room for one subcontractor's cell),
+    leaving them to the partner choice, which takes them last."""
+    from disclosure.secondary import Heuristic
+
+    frame, dims = table
+    grid, values, primary, required = arrays(frame, dims)
+    rng = np.random.default_rng(seed)
+    suppressed = primary | (rng.random(grid.size) < 0.2)
+    repair = Heuristic(grid, values, primary, required, prune=False)
+    for cell in np.flatnonzero(suppressed & ~grid.headline)[:5]:
+        before = suppressed.copy()
+        added = repair.escalate(suppressed, int(cell))
+        assert added == int((suppressed & ~before).sum())
+        assert not (suppressed & ~before & grid.headline).any()

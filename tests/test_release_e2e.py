@@ -421,3 +421,47 @@ def test_dates_that_would_break_the_machine_are_refused_quickly_and_small(tmp_pa
     assert cpu < 5, cpu
     assert peak < 500 * 1024, peak  # kilobytes on Linux
     assert not (tmp_path / "releases").exists() and not (tmp_path / "staging").exists()
+
+
+@pytest.fixture(scope="module")
+def small_release(tmp_path_factory) -> tuple[Path, Path]:
+    """A 1,500-row, 3-month release: small enough that national figures sit beside small cells."""
+    work = tmp_path_factory.mktemp("small")
+    run = opendata("sample", "--out", work / "mi", "--rows", 1500, "--seed", 3, "--months", 3, "--format", "csv")
+    assert run.returncode == 0, run.stderr
+    mi = work / "mi" / "work-programme-mi.csv"
+    run = opendata("release", SPEC, mi, "--out", work / "releases", "--release-time", WHEN, *LATE)
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert opendata("publish", "--out", work / "releases").returncode == 0
+    return mi, work / "releases" / NAME / "1.0.0"
+
+
+@pytest.mark.parametrize(
+    ("table", "measure", "date"),
+    [
+        ("provider-by-month", "referrals", "referral_date"),
+        ("provider-by-month", "attachments", "attachment_date"),
+        ("provider-by-month", "job_starts", "job_start_date"),
+        ("cpa-payment-group-by-month", "referrals", "referral_date"),
+        ("cpa-payment-group-by-month", "attachments", "attachment_date"),
+    ],
+)
+def test_headline_figures_are_hidden_only_beside_a_small_headline(small_release, table, measure, date):
+    """Issue 9: a national or first-level figure (national by month, by CPA, by payment group; the
+    grand total) of 10 or more is hidden as a secondary only to protect another headline cell below
+    the threshold, which only a headline can partner. Before the repair's escalation walked through
+    headline cells, this release hid national attachments figures of 10 or more with no small
+    headline beside them."""
+    mi, version = small_release
+    frame, parents = published(version, table)
+
+    def depth(dim: str, code: str) -> int:
+        return 0 if not parents[dim][code] else 1 + depth(dim, parents[dim][code])
+
+    dims = list(parents)
+    headline = (sum(frame[d].map(lambda c, d=d: depth(d, c)) for d in dims) <= 1).to_numpy()
+    primary = true_primaries(mi, frame, parents, date)
+    secondary = headline & frame[measure].isna().to_numpy() & ~primary
+    assert headline.sum() > 0
+    if secondary.any():
+        assert (headline & primary).any(), frame.loc[secondary, dims].head()
