@@ -163,7 +163,11 @@ def _measure_frame(
         rollups.append(f"ROLLUP({', '.join(names)})")
         deepest = ", ".join(reversed(names))
         code_exprs.append(f"COALESCE({deepest}, '{dim.total}') AS \"{dim.name}\"")
-    if measure.aggregate == "count":
+    if measure.within_months:  # a cohort: the event within its window of the period date
+        window = f'"{measure.period}" + to_months({measure.within_months})'
+        value = f'COUNT("{measure.field}") FILTER ("{measure.field}" < {window})'
+        freq = value
+    elif measure.aggregate == "count":
         value = f'COUNT("{measure.field}")'
         freq = value
     else:
@@ -191,8 +195,19 @@ def aggregate(
     months = observed_months(con, spec, until, since)
     out = []
     for table in spec.tables:
+        window = max(spec.measures[m].within_months or 0 for m in table.measures)
+        table_until = until
+        if window:  # a cohort table: only cohorts whose whole follow-up the data covers
+            if since or not months:
+                continue  # cohorts after the cut-off are never complete: no table ahead
+            table_until = mature_until(until or months[-1], window)
+            period = next(spec.measures[m].period for m in table.measures)
+            table = replace(table, description=_cohort_note(table.description, period, table_until, window))
+        table_months = [m for m in months if table_until is None or m <= table_until]
+        if window and not table_months:
+            continue  # no cohort is complete yet: the table appears with the first one
         dims = tuple(
-            month_codes(months, spec.dimensions[d])
+            month_codes(table_months, spec.dimensions[d])
             if spec.dimensions[d].period
             else hierarchy_codes(spec.dimensions[d])
             for d in table.dimensions
@@ -201,7 +216,7 @@ def aggregate(
         frame = pd.DataFrame(index=grid)
         measures = tuple(spec.measures[m] for m in table.measures)
         for measure in measures:
-            agg = _measure_frame(con, spec, measure, dims, until, since).set_index([d.name for d in dims])
+            agg = _measure_frame(con, spec, measure, dims, table_until, since).set_index([d.name for d in dims])
             unknown = agg.index.difference(grid)
             if len(unknown):
                 raise ValueError(f"codes outside the code lists reached aggregation: {list(unknown[:3])}")
@@ -214,6 +229,21 @@ def aggregate(
         out.append(AggregatedTable(table, dims, measures, frame))
     con.close()
     return out
+
+
+def mature_until(end: str, window: int) -> str:
+    """The last cohort month (``YYYY-MM``) whose ``window`` months of follow-up end by month ``end``:
+    a participant referred on the last day of that month has had the whole window by then."""
+    return (pd.Period(end, freq="M") - window).strftime("%Y-%m")
+
+
+def _cohort_note(description: str, period: str, last: str, window: int) -> str:
+    note = (
+        f"Cohorts by month of {period}, up to {last}: the latest whose {window} months of follow-up "
+        "the data covers. Later cohorts are not shown until their follow-up is complete, so no cohort is "
+        "shown low for lack of time."
+    )
+    return f"{description} {note}".strip()
 
 
 MI_AHEAD = (

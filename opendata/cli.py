@@ -627,7 +627,11 @@ def list_(source: str, name: str | None, version: str | None, trust: Path | None
     "--indicator", "indicator_text", required=True,
     help="An indicator the package defines (e.g. job-outcomes-per-referral), or NUMERATOR/DENOMINATOR measures.",
 )  # fmt: skip
-@click.option("--table", default="provider-by-month", show_default=True, help="The published table.")
+@click.option(
+    "--table",
+    help="The published table [default: the first by month holding the indicator's measures, e.g. the cohort table "
+    "for a cohort indicator].",
+)
 @click.option("--period", default="Total", show_default=True, help="The month, or Total for the whole period.")
 @click.option("--benchmark", "against", help="The row to compare with [default: the table's total, the programme].")
 @click.option("--kind", type=click.Choice(["proportion", "rate"]), default="proportion", show_default=True,
@@ -645,7 +649,7 @@ def list_(source: str, name: str | None, version: str | None, trust: Path | None
 @click.option("--trust", type=click.Path(dir_okay=False, path_type=Path), help="Publisher public key.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def compare(
-    source: str, entity: str, indicator_text: str, table: str, period: str, against: str | None, kind: str,
+    source: str, entity: str, indicator_text: str, table: str | None, period: str, against: str | None, kind: str,
     per: int, polarity: str, exact: bool, charts: Path | None, root: Path, trust: Path | None, as_json: bool,
 ):  # fmt: skip
     """Compare one provider's indicator with the programme's, from a published package alone.

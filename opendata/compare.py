@@ -33,7 +33,7 @@ from opendata.indicators import (
     quintiles,
     tidy,
 )
-from opendata.load import load
+from opendata.load import list_tables, load
 
 # Okabe and Ito's colour-blind-safe palette; meaning never rests on colour alone (markers, labels)
 BLUE, ORANGE, GREEN, GREY, BLACK = "#0072B2", "#E69F00", "#009E73", "#999999", "#000000"
@@ -104,7 +104,7 @@ def compare(
     entity: str,
     indicator: Indicator | str,
     *,
-    table: str = "provider-by-month",
+    table: str | None = None,
     period: str = "Total",
     against: str | None = None,
     exact: bool = False,
@@ -113,8 +113,10 @@ def compare(
 ) -> Comparison:
     """``entity``'s ``indicator`` in ``period`` of one published table, against ``against`` (a row
     of the same table; default: its total, the programme) and its peers (the rows at its level).
-    ``indicator``: an ``Indicator``, or the name of one the package defines, or ``NUM/DEN``."""
+    ``indicator``: an ``Indicator``, or the name of one the package defines, or ``NUM/DEN``;
+    ``table``: default, the first table of one entity dimension by month that holds its measures."""
     indicator, dim, when, rows = _rows(source, indicator, table, exact, root, trust)
+    table = rows.attrs.get("table", table)
     if entity not in set(rows[dim]):
         raise CompareError(f"{dim} {entity!r} is not in table {table}")
     if period not in set(rows[when]):
@@ -147,7 +149,7 @@ def indicator_table(
     source: str | os.PathLike[str],
     indicator: Indicator | str,
     *,
-    table: str = "provider-by-month",
+    table: str | None = None,
     exact: bool = False,
     root: str | os.PathLike[str] = "releases",
     trust: str | os.PathLike[str] | None = None,
@@ -158,6 +160,8 @@ def indicator_table(
 
         opendata.indicator_table("work-programme-subcontractor-mi", "job-outcomes-per-referral")
     """
+    if table is None:
+        indicator, table = _table_for(source, indicator, root, trust)
     frame = load(source, table, root=root, trust=trust)
     if isinstance(indicator, str):
         indicator = Indicator.parse(indicator, frame.attrs.get("indicators") or ())
@@ -167,9 +171,27 @@ def indicator_table(
     return out
 
 
-def _rows(source, indicator: Indicator | str, table: str, exact: bool, root, trust):
+def _table_for(source, indicator: Indicator | str, root, trust) -> tuple[Indicator, str]:
+    """The indicator, and the first table of the package (in its order) of one entity dimension by
+    month that holds both its measures: the cohort table for a cohort indicator, else the first."""
+    tables = list_tables(os.fspath(source), source=root, trust=trust)
+    if isinstance(indicator, str):
+        attrs = load(source, tables["table"].iloc[0], root=root, trust=trust, levels=False).attrs
+        indicator = Indicator.parse(indicator, attrs.get("indicators") or ())
+    for row in tables.itertuples():
+        measures = row.measures.split(", ")
+        if {indicator.numerator, indicator.denominator} <= set(measures) and len(row.dimensions.split(", ")) == 2:
+            return indicator, row.table
+    raise CompareError(
+        f"no table of one entity dimension by month holds both {indicator.numerator} and {indicator.denominator}"
+    )
+
+
+def _rows(source, indicator: Indicator | str, table: str | None, exact: bool, root, trust):
     """The indicator for every row of a published table: (indicator, entity and period dimension,
     ``compute``'s rows, with the table's ``attrs``)."""
+    if table is None:
+        indicator, table = _table_for(source, indicator, root, trust)
     frame = load(source, table, root=root, trust=trust)
     if isinstance(indicator, str):
         indicator = Indicator.parse(indicator, frame.attrs.get("indicators") or ())

@@ -481,7 +481,7 @@ def _indicator_fields() -> list[dict[str, Any]]:
     text = {
         "indicator": "Indicator: its name in opendata:indicators (numerator, denominator, kind, polarity)",
         "table": "The table it is computed from",
-        "period": "Month, or the table's total over every month",
+        "period": "Month (of the events, or of referral for a cohort table), or the table's total over its months",
         "entity": "Provider code (the table's hierarchy)",
         "entity_level": "Level of the provider code (total, cpa, prime_contract, subcontractor)",
         "numerator": "Published numerator (rounded)",
@@ -692,8 +692,10 @@ def _descriptor(
         "opendata:kind": spec.kind,
         "opendata:disclosure": _disclosure(spec, tables),
     }
-    if spec.indicators:  # definitions only: readers compute them from the published cells (opendata compare)
-        descriptor["opendata:indicators"] = [i.describe() for i in spec.indicators]
+    published = {m.name for t in tables for m in t.measures}
+    defined = [i for i in spec.indicators if {i.numerator, i.denominator} <= published]  # e.g. no cohort complete yet
+    if defined:  # definitions only: readers compute them from the published cells (opendata compare)
+        descriptor["opendata:indicators"] = [i.describe() for i in defined]
     clash = sorted(set(extra) & set(descriptor))
     if clash:
         raise ReleaseError(f"extra metadata would overwrite {', '.join(clash)}")

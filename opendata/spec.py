@@ -115,6 +115,10 @@ class MeasureSpec:
     field: str
     period: str
     unit: str = ""
+    # a cohort measure: records whose ``field`` date falls within this many months of the ``period``
+    # date, counted in the period's month (job outcomes within 12 months of referral, by referral
+    # month); a cohort is published only once the data covers its whole follow-up
+    within_months: int | None = None
 
 
 @dataclass(frozen=True)
@@ -339,9 +343,6 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
             total_code=total.get("code", "Total"),
             total_label=total.get("label", "Total"),
         )
-    periods = [d for d in dimensions.values() if d.period]
-    if len(periods) > 1:
-        raise SpecError("dimensions: at most one dimension may be a period")
 
     measures: dict[str, MeasureSpec] = {}
     for i, m in enumerate(raw["measures"]):
@@ -353,8 +354,19 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
             field=need_field(f"measures[{i}].field", m["field"]),
             period=need_field(f"measures[{i}].period", m["period"]),
             unit=m.get("unit", ""),
+            within_months=m.get("within_months"),
         )
         period_type = fields[names.index(m["period"])].type
+        if m.get("within_months") is not None and (
+            m["aggregate"] != "count"
+            or m["field"] == m["period"]
+            or fields[names.index(m["field"])].type != "date"
+            or period_type != "date"
+        ):
+            raise SpecError(
+                f"measures[{i}].within_months: a cohort measure counts a date field within months of another "
+                "date field (aggregate: count; field and period both dates, and different)"
+            )
         if period_type not in ("date", "yearmonth"):
             raise SpecError(f"measures[{i}].period: field {m['period']!r} is {period_type}, expected date or yearmonth")
         if m["aggregate"] == "sum" and fields[names.index(m["field"])].type != "integer":
@@ -368,6 +380,14 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
         for m in t["measures"]:
             if m not in measures:
                 raise SpecError(f"tables[{i}].measures: unknown measure {m!r}; known: {', '.join(measures)}")
+        if sum(dimensions[d].period for d in t["dimensions"]) > 1:
+            raise SpecError(f"tables[{i}].dimensions: at most one dimension of a table may be a period")
+        cohorts = {measures[m].period for m in t["measures"] if measures[m].within_months}
+        if cohorts and {measures[m].period for m in t["measures"]} != cohorts:
+            raise SpecError(
+                f"tables[{i}].measures: a table with a cohort measure (within_months) holds only measures "
+                "counted in the same period field, so its months mean one thing"
+            )
         tables.append(
             TableSpec(t["name"], t["title"], t.get("description", ""), tuple(t["dimensions"]), tuple(t["measures"]))
         )

@@ -44,8 +44,9 @@ from scipy import sparse
 ROOT_AREA, ROOT_PG = "GB", "ALL"
 #: (smaller, larger): running sums over months of ``smaller`` never exceed those of ``larger``.
 CUMULATIVE = (("attachments", "referrals"), ("job_starts", "attachments"), ("job_outcomes", "job_starts"))
-#: (measure, bound measure, factor): in every cell ``measure <= factor * bound measure``.
-PER_CELL = (("sustainment_payments", "job_outcomes", 30),)
+#: (measure, bound measure, factor): in every cell ``measure <= factor * bound measure`` (a referral
+#: cohort's job outcomes within 12 months are some of its referrals).
+PER_CELL = (("sustainment_payments", "job_outcomes", 30), ("job_outcomes_12m", "referrals", 1))
 AREA_DIMS, PG_DIMS = ("provider", "cpa"), ("payment_group",)
 
 
@@ -121,7 +122,7 @@ def load_version(path: str | Path) -> list[Table]:
             frame[m] = frame[m].astype("float64")
             status = f"{m}_status"
             frame[status] = frame[status].astype(object).where(frame[status].notna(), "") if status in frame else ""
-        time_dim = next((d for d in dims if d.startswith("month")), None)
+        time_dim = next((d for d in dims if "month" in d), None)  # month, month_provisional, referral_month
         tables.append(
             Table(version, name, dims, frame.reset_index(drop=True), {d: hier[d] for d in dims}, measures, time_dim)
         )
@@ -551,6 +552,10 @@ MEASURES = {
     "job_outcomes": ("job_outcome_date", None),
     "sustainment_payments": ("job_outcome_date", "sustainment_payments"),
 }
+#: cohort measure -> (event date, months): records whose event falls within that many months of the
+#: date of :data:`MEASURES`, counted in that date's month
+COHORTS = {"job_outcomes_12m": ("job_outcome_date", 12)}
+MEASURES["job_outcomes_12m"] = ("referral_date", None)
 
 
 def read_mi(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -569,6 +574,11 @@ def true_tables(records: pd.DataFrame, tables: Sequence[Table]) -> dict[str, dic
         for m in t.measures:
             date, value = MEASURES[m]
             rec = records[records[date] != ""]
+            if m in COHORTS:
+                event, months = COHORTS[m]
+                rec = rec[rec[event] != ""]
+                start = pd.to_datetime(rec[date])
+                rec = rec[pd.to_datetime(rec[event]) < start + pd.DateOffset(months=months)]
             leaf = pd.DataFrame(
                 {"_v": rec[value] if value else 1, "_f": (rec[value] > 0).astype(int) if value else 1}, index=rec.index
             )

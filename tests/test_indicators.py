@@ -235,7 +235,7 @@ def test_spec_indicators_name_measures_a_table_publishes(tmp_path):
     bad = tmp_path / "specs" / SPEC.name
     shutil.copytree(SPEC.parent, bad.parent)
     bad.write_text(text.replace("numerator: job_outcomes\n", "numerator: job_outcome\n", 1))
-    with pytest.raises(SpecError, match=r"indicators\[0\]\.numerator: unknown measure 'job_outcome'"):
+    with pytest.raises(SpecError, match=r"indicators\[1\]\.numerator: unknown measure 'job_outcome'"):
         load_spec(bad)
 
 
@@ -245,6 +245,8 @@ def test_compare_refuses_unknown_names_clearly(released):
     run = opendata(*base, "--entity", "S9999", "--indicator", "job_starts/referrals")
     assert run.returncode == 1 and "provider 'S9999' is not in table" in run.stdout + run.stderr
     run = opendata(*base, "--entity", "CPA01", "--indicator", "job_start/referrals")
+    assert run.returncode == 1 and "no table of one entity dimension by month holds both job_start" in run.stderr
+    run = opendata(*base, "--entity", "CPA01", "--indicator", "job_start/referrals", "--table", "provider-by-month")
     assert run.returncode == 1 and "measure 'job_start' is not in this table" in run.stdout + run.stderr
     run = opendata(*base, "--entity", "CPA01", "--indicator", "job-start-rate")
     assert run.returncode == 1 and "job-outcomes-per-referral" in run.stderr  # names the ones defined
