@@ -31,6 +31,7 @@ from opendata.indicators import (
     compute,
     funnel_limits,
     quintiles,
+    standardised,
     tidy,
 )
 from opendata.load import list_tables, load
@@ -88,10 +89,11 @@ class Comparison:
         }
 
 
-def _dimension_columns(frame: pd.DataFrame) -> tuple[str, str]:
-    """(entity dimension, period dimension) of a two-dimension published table."""
+def _dimension_columns(frame: pd.DataFrame, strata: str = "") -> tuple[str, str]:
+    """(entity dimension, period dimension) of a two-dimension published table (three with the
+    ``strata`` of a standardised indicator)."""
     levels = [c for c in frame.columns if c.endswith("_level")]
-    dims = [c[: -len("_level")] for c in levels]
+    dims = [c[: -len("_level")] for c in levels if c != f"{strata}_level"]
     period = [d for d in dims if set(frame[d + "_level"].dropna()) <= {"month", "total"}]
     entity = [d for d in dims if d not in period]
     if len(period) != 1 or len(entity) != 1:
@@ -165,8 +167,13 @@ def indicator_table(
     frame = load(source, table, root=root, trust=trust)
     if isinstance(indicator, str):
         indicator = Indicator.parse(indicator, frame.attrs.get("indicators") or ())
-    dim, when = _dimension_columns(frame)
-    out = tidy(frame, dim, when, indicator, base=frame.attrs.get("rounding_base"), exact=exact)
+    base = frame.attrs.get("rounding_base")
+    if indicator.standardise_by:
+        dim, when = _dimension_columns(frame, indicator.standardise_by)
+        out = standardised(frame, dim, when, indicator.standardise_by, indicator, base=base)
+    else:
+        dim, when = _dimension_columns(frame)
+        out = tidy(frame, dim, when, indicator, base=base, exact=exact)
     out.attrs = dict(frame.attrs)
     return out
 
@@ -178,12 +185,15 @@ def _table_for(source, indicator: Indicator | str, root, trust) -> tuple[Indicat
     if isinstance(indicator, str):
         attrs = load(source, tables["table"].iloc[0], root=root, trust=trust, levels=False).attrs
         indicator = Indicator.parse(indicator, attrs.get("indicators") or ())
+    strata = indicator.standardise_by
     for row in tables.itertuples():
-        measures = row.measures.split(", ")
-        if {indicator.numerator, indicator.denominator} <= set(measures) and len(row.dimensions.split(", ")) == 2:
+        measures, dims = row.measures.split(", "), row.dimensions.split(", ")
+        shape = len(dims) == 3 and strata in dims if strata else len(dims) == 2
+        if {indicator.numerator, indicator.denominator} <= set(measures) and shape:
             return indicator, row.table
+    by = f" and {strata}" if strata else ""
     raise CompareError(
-        f"no table of one entity dimension by month holds both {indicator.numerator} and {indicator.denominator}"
+        f"no table of one entity dimension by month{by} holds both {indicator.numerator} and {indicator.denominator}"
     )
 
 
@@ -195,6 +205,11 @@ def _rows(source, indicator: Indicator | str, table: str | None, exact: bool, ro
     frame = load(source, table, root=root, trust=trust)
     if isinstance(indicator, str):
         indicator = Indicator.parse(indicator, frame.attrs.get("indicators") or ())
+    if indicator.standardise_by:
+        raise CompareError(
+            f"{indicator.name} is standardised: compare draws plain ratios only; read it with "
+            "opendata.indicator_table or the package's indicators resource"
+        )
     dim, when = _dimension_columns(frame)
     rows = compute(frame, indicator, base=frame.attrs.get("rounding_base"), exact=exact)
     rows.attrs = dict(frame.attrs)

@@ -127,6 +127,7 @@ class Indicator:
     polarity: str = "higher"
     key: str = ""  # its name in the spec, if it has one
     title: str = ""
+    standardise_by: str = ""  # a dimension of strata: observed / expected (``standardised``)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -144,7 +145,7 @@ class Indicator:
         ``NUMERATOR/DENOMINATOR`` of two measures, e.g. ``job_outcomes/referrals``."""
         for d in defined:
             if d.get("name") == text:
-                fields = ("numerator", "denominator", "kind", "per", "polarity", "title")
+                fields = ("numerator", "denominator", "kind", "per", "polarity", "title", "standardise_by")
                 return cls(**{k: d[k] for k in fields if k in d}, key=text)
         parts = [p.strip() for p in text.split("/")]
         if len(parts) != 2 or not all(parts):
@@ -244,7 +245,7 @@ def _measures(frame: pd.DataFrame) -> list[str]:
 
 
 TIDY = (
-    "indicator", "period", "entity", "entity_level", "numerator", "denominator", "value",
+    "indicator", "period", "entity", "entity_level", "numerator", "denominator", "expected", "value",
     *(f"{side}_{level * 100:g}" for level in LEVELS for side in ("lower", "upper")),
     "benchmark", *(f"compared_{level * 100:g}" for level in LEVELS), "status", "method",
 )  # fmt: skip
@@ -265,7 +266,98 @@ def tidy(
     ]
     out = pd.concat(parts).sort_index() if parts else benchmark(rows, indicator, np.nan)
     out = out.rename(columns={period: "period", entity: "entity", entity + "_level": "entity_level"})
+    return _tidy_columns(out, indicator)
+
+
+def _tidy_columns(out: pd.DataFrame, indicator: Indicator) -> pd.DataFrame:
     out.insert(0, "indicator", indicator.name)
+    if "expected" not in out:
+        out["expected"] = np.nan
     for column in ("period", "entity", "entity_level"):
         out[column] = out[column].astype(str)
     return out[list(TIDY)].reset_index(drop=True)
+
+
+def standardised(
+    frame: pd.DataFrame,
+    entity: str,
+    period: str,
+    strata: str,
+    indicator: Indicator,
+    base: int | None = None,
+    levels: tuple[float, ...] = LEVELS,
+) -> pd.DataFrame:
+    """Indirectly standardised ratio of every entity and period: observed ``O`` (the numerator of
+    the entity at the strata total) over expected ``E = sum_s n_s r_s``, its denominator in each
+    stratum ``s`` at the programme's rate ``r_s`` of that stratum and period (the total entity's
+    row). A provider serving harder claimant groups is then measured against what the programme
+    achieves with the same mix. ``frame``: a published table of the three dimensions (``load``
+    output, with ``<dimension>_level`` columns); rows at the entity's strata total, columns ``TIDY``.
+
+    From published cells only, so every uncertainty is bounded, never guessed: a rounded count
+    stands for its rounding range, and the strata the entity's denominator hides share what its
+    published total leaves of it (``R``), each at between the lowest and the highest of their
+    rates. So ``E`` lies in ``[E_min, E_max]``; ``expected`` is the midpoint, ``value`` is
+    ``O / expected``, and each interval is the count limits of ``O`` (exact Poisson below 10, Byar
+    from 10) over ``E_max`` and ``E_min``. ``c`` where ``O``, the entity's total denominator or a
+    programme rate it needs is suppressed; ``z`` where nothing is expected. The benchmark is 1."""
+    num, den = indicator.numerator, indicator.denominator
+    for m in (num, den):
+        if m not in frame.columns:
+            raise IndicatorError(f"measure {m!r} is not in this table; it has: {', '.join(_measures(frame))}")
+    f = frame.reset_index(drop=True)
+    x, n = _floats(f[num]), _floats(f[den])
+    # a published 0 is exactly 0 (counts below the threshold are suppressed, not rounded to 0)
+    x_lo, x_hi = (np.where(x == 0, 0.0, b) for b in rounding_range(np.nan_to_num(x), base))
+    n_lo, n_hi = (np.where(n == 0, 0.0, b) for b in rounding_range(np.nan_to_num(n), base))
+    in_stratum = (f[strata + "_level"] != "total").to_numpy()
+    programme = (f[entity + "_level"] == "total").to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):  # a stratum nobody is in has no rate (NaN)
+        r_lo = np.where(np.isnan(x) | np.isnan(n), np.nan, x_lo / n_hi)
+        r_hi = np.where(np.isnan(x) | np.isnan(n), np.nan, x_hi / np.maximum(n_lo, 1))
+    key = [f[period].to_numpy(), f[strata].to_numpy()]
+    at = programme & in_stratum
+    rates = pd.DataFrame({"lo": r_lo[at], "hi": r_hi[at]}, index=pd.MultiIndex.from_arrays([k[at] for k in key]))
+    rates = rates.reindex(pd.MultiIndex.from_arrays(key))
+    rate_lo, rate_hi = rates["lo"].to_numpy(), rates["hi"].to_numpy()
+    rows = []
+    for (when, who), part in f.groupby([period, entity], sort=False, observed=True):
+        idx = part.index.to_numpy()
+        total, cells = idx[~in_stratum[idx]], idx[in_stratum[idx]]
+        row = {"period": when, "entity": who, "entity_level": part[entity + "_level"].iloc[0]}
+        t = int(total[0])
+        shown, hidden = cells[~np.isnan(n[cells])], cells[np.isnan(n[cells])]
+        needed = np.concatenate([shown[n_hi[shown] > 0], hidden])  # strata with anyone of this entity in them
+        unknown = np.isnan(x[t]) or np.isnan(n[t]) or np.isnan(rate_lo[needed]).any()
+        e_min = e_max = np.nan
+        if not unknown:
+            rest_lo = max(n_lo[t] - n_hi[shown].sum(), 0.0) if len(hidden) else 0.0
+            rest_hi = max(n_hi[t] - n_lo[shown].sum(), 0.0) if len(hidden) else 0.0
+            low = rate_lo[hidden].min() if len(hidden) else 0.0
+            high = rate_hi[hidden].max() if len(hidden) else 0.0
+            e_min = float((n_lo[shown] * np.nan_to_num(rate_lo[shown])).sum() + rest_lo * low)
+            e_max = float((n_hi[shown] * np.nan_to_num(rate_hi[shown])).sum() + rest_hi * high)
+        row["numerator"] = np.nan if np.isnan(x[t]) else x[t]
+        row["denominator"] = np.nan if np.isnan(n[t]) else n[t]
+        row["status"] = "c" if unknown else ("z" if e_max <= 0 else "")
+        if row["status"] == "":
+            row["expected"] = (e_min + e_max) / 2
+            row["value"] = x[t] / row["expected"] if row["expected"] > 0 else np.nan
+            for level in levels:
+                tag = f"{level * 100:g}"
+                row[f"lower_{tag}"] = poisson(x_lo[t], level)[0] / e_max
+                row[f"upper_{tag}"] = poisson(x_hi[t], level)[1] / max(e_min, 1e-300)
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    for column in ("numerator", "denominator"):
+        out[column] = pd.array(out[column], dtype="Int64")
+    for column in ("expected", "value", *(f"{side}_{lv * 100:g}" for lv in levels for side in ("lower", "upper"))):
+        out[column] = out.get(column, np.nan)
+    method = (
+        f"indirectly standardised by {strata} (observed / expected at the programme's rate per stratum); "
+        "exact Poisson below 10 events, Byar from 10; expected bounded over hidden strata"
+    )
+    if base and base > 1:
+        method += f" and rounding to base {base}"
+    out["method"] = np.where(out["status"] == "", method, "")
+    return _tidy_columns(benchmark(out, indicator, 1.0, levels), indicator)

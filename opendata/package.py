@@ -52,7 +52,7 @@ from opendata.descriptor import (
     size_and_hash,
 )
 from opendata.errors import ReleaseError, ReleaseExists
-from opendata.indicators import LEVELS, TIDY, Indicator, tidy
+from opendata.indicators import LEVELS, TIDY, Indicator, standardised, tidy
 from opendata.protection import AHEAD_SUFFIX, ProtectedTable, rules_for
 from opendata.relations import spec_relations
 from opendata.spec import ReleaseSpec
@@ -449,31 +449,42 @@ INDICATORS = "indicators"
 INDICATORS_CSV = f"data/{INDICATORS}.csv"
 INDICATORS_PARQUET = f"data/{INDICATORS}.parquet"
 COLUMNS = ("indicator", "table", *TIDY[1:])
-_NUMBERS = [c for c in TIDY if c in ("value", "benchmark") or c.startswith(("lower_", "upper_"))]
+_NUMBERS = [c for c in TIDY if c in ("expected", "value", "benchmark") or c.startswith(("lower_", "upper_"))]
 DIGITS = 6  # decimals kept of each indicator value and limit: enough to read, and the same on every machine
 
 
 def _indicator_frame(spec: ReleaseSpec, tables: list[ProtectedTable]) -> pd.DataFrame | None:
     """The spec's indicators for every table of one provider dimension by month that holds both of
-    an indicator's measures (not the MI-ahead tables), from the published view alone: each
-    figure is a function of published cells, so it discloses nothing the tables do not."""
+    an indicator's measures (not the MI-ahead tables), and the standardised ones for every table
+    of the period, an entity and their strata, from the published view alone: each figure is a
+    function of published cells, so it discloses nothing the tables do not."""
     parts = []
     for t in tables:
         months = [d for d in t.dimensions if "month" in d.levels.values()]
-        if t.spec.name.endswith(AHEAD_SUFFIX) or len(t.dimensions) != 2 or len(months) != 1:
+        if t.spec.name.endswith(AHEAD_SUFFIX) or len(t.dimensions) not in (2, 3) or len(months) != 1:
             continue
         period = months[0]
-        entity = next(d for d in t.dimensions if d is not period)
         frame = _published_frame(t)
-        for d in (entity, period):
+        for d in t.dimensions:
             frame[d.name + "_level"] = frame[d.name].map(d.levels)
         for ind in spec.indicators:
-            if {ind.numerator, ind.denominator} <= {m.name for m in t.measures}:
-                indicator = Indicator(ind.numerator, ind.denominator, ind.kind, ind.per, ind.polarity, key=ind.name)
-                rows = tidy(frame, entity.name, period.name, indicator, base=spec.disclosure.rounding_base)
-                rows.insert(1, "table", t.spec.name)
-                rows[_NUMBERS] = rows[_NUMBERS].round(DIGITS)
-                parts.append(rows)
+            strata = ind.standardise_by
+            if not {ind.numerator, ind.denominator} <= {m.name for m in t.measures}:
+                continue
+            if (len(t.dimensions) == 3) != bool(strata) or (strata and strata not in {d.name for d in t.dimensions}):
+                continue  # plain ratios by entity and period; standardised ones with the strata as third
+            entity = next(d for d in t.dimensions if d is not period and d.name != strata)
+            indicator = Indicator(
+                ind.numerator, ind.denominator, ind.kind, ind.per, ind.polarity, key=ind.name, standardise_by=strata
+            )
+            base = spec.disclosure.rounding_base
+            if strata:
+                rows = standardised(frame, entity.name, period.name, strata, indicator, base=base)
+            else:
+                rows = tidy(frame, entity.name, period.name, indicator, base=base)
+            rows.insert(1, "table", t.spec.name)
+            rows[_NUMBERS] = rows[_NUMBERS].round(DIGITS)
+            parts.append(rows)
     return pd.concat(parts, ignore_index=True) if parts else None
 
 
@@ -486,8 +497,12 @@ def _indicator_fields() -> list[dict[str, Any]]:
         "entity_level": "Level of the provider code (total, cpa, prime_contract, subcontractor)",
         "numerator": "Published numerator (rounded)",
         "denominator": "Published denominator (rounded)",
-        "value": "Numerator / denominator (a proportion, or a rate per the indicator's per)",
-        "benchmark": "The value of the table's total entity in the same period (the programme)",
+        "expected": "A standardised indicator's expected numerator: the denominator in each stratum at the "
+        "programme's rate there (the midpoint of its bounds); empty for the others",
+        "value": "Numerator / denominator (a proportion, or a rate per the indicator's per); a standardised "
+        "indicator's numerator / expected",
+        "benchmark": "The value of the table's total entity in the same period (the programme); 1 for a "
+        "standardised indicator",
         "status": "c: an input is suppressed; z: the denominator is 0; empty: shown",
         "method": "How the interval was computed",
     }
@@ -534,10 +549,13 @@ def _indicator_resource(path: str, props: dict[str, Any]) -> dict[str, Any]:
 
 def _indicator_csv(frame: pd.DataFrame) -> str:
     """Numbers as Python writes them (shortest round trip); a missing one as GSS shorthand: [z]
-    where the denominator is 0, else [c]."""
+    where the denominator is 0 (or, for ``expected``, the indicator is not standardised), else [c]."""
     out = frame.copy()
+    plain = ~out["expected"].notna().groupby(out["indicator"]).transform("any")  # not standardised: no expected
     for name in ("numerator", "denominator", *_NUMBERS):
         marker = np.where(out["status"] == "z", "[z]", "[c]") if name != "benchmark" else "[c]"
+        if name == "expected":
+            marker = np.where(plain, "[z]", marker)
         values = out[name].astype("Float64") if name in _NUMBERS else out[name].astype("Int64")
         out[name] = values.astype("string").where(values.notna(), pd.Series(marker, index=out.index)).astype(str)
     return out.to_csv(index=False, lineterminator="\n")

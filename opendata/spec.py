@@ -144,6 +144,7 @@ class IndicatorSpec:
     per: int = 1
     polarity: str = "higher"
     description: str = ""
+    standardise_by: str = ""  # a dimension of strata: observed / expected (indirect standardisation)
 
     def describe(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v != ""}
@@ -402,6 +403,17 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
                 )
         if not any({ind.numerator, ind.denominator} <= set(t.measures) for t in tables):
             raise SpecError(f"indicators[{i}]: no table publishes both {ind.numerator} and {ind.denominator}")
+        if ind.standardise_by and not any(
+            {ind.numerator, ind.denominator} <= set(t.measures)
+            and ind.standardise_by in t.dimensions
+            and len(t.dimensions) == 3
+            and any(dimensions[d].period for d in t.dimensions)
+            for t in tables
+        ):
+            raise SpecError(
+                f"indicators[{i}].standardise_by: no table of a period, an entity and {ind.standardise_by!r} "
+                f"publishes both {ind.numerator} and {ind.denominator}"
+            )
     if len({ind.name for ind in indicators}) != len(indicators):
         raise SpecError("indicators: indicator names must be unique")
 

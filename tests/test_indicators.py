@@ -27,6 +27,7 @@ from opendata.indicators import (
     exact_poisson,
     funnel_limits,
     poisson,
+    standardised,
     wilson,
 )
 from opendata.spec import load_spec
@@ -297,3 +298,94 @@ def test_every_package_carries_its_indicators_computed_from_published_cells(rele
         assert mine["status"].astype(str).tolist() == again["status"].tolist()
     text = (version / "data" / "indicators.csv").read_text()
     assert "[c]" in text and ",nan" not in text.lower()
+
+
+# ----- indirect standardisation ------------------------------------------------------------------
+
+
+def strata_table(num: np.ndarray, den: np.ndarray, publish) -> pd.DataFrame:
+    """A published entity × stratum table for one period from true counts ``[entity, stratum]``
+    (entity and stratum totals added); ``publish(value, entity, stratum)`` gives the published value
+    (NaN: suppressed; 0 is the total entity or stratum)."""
+    rows = []
+    n_e, n_s = den.shape
+    full_num = np.zeros((n_e + 1, n_s + 1), dtype=int)
+    full_den = np.zeros_like(full_num)
+    full_num[1:, 1:], full_den[1:, 1:] = num, den
+    for a in (full_num, full_den):
+        a[0, 1:], a[1:, 0] = a[1:, 1:].sum(axis=0), a[1:, 1:].sum(axis=1)
+        a[0, 0] = a[1:, 1:].sum()
+    for e in range(n_e + 1):
+        for s in range(n_s + 1):
+            x, n = publish(full_num[e, s], e, s), publish(full_den[e, s], e, s)
+            rows.append(
+                {
+                    "month": "Total", "month_level": "total",
+                    "cpa": "Total" if e == 0 else f"C{e}", "cpa_level": "total" if e == 0 else "cpa",
+                    "pg": "Total" if s == 0 else f"PG{s}", "pg_level": "total" if s == 0 else "payment_group",
+                    "x": x, "x_status": "c" if np.isnan(x) else "", "n": n, "n_status": "c" if np.isnan(n) else "",
+                }
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+ISR = Indicator("x", "n", standardise_by="pg", key="x-standardised")
+
+
+def test_standardised_ratio_by_hand():
+    """Two CPAs, two payment groups, nothing hidden or rounded. Programme rates: PG1 30/100 = 0.3,
+    PG2 10/100 = 0.1. C1 has 80 in PG1 and 20 in PG2: expected 80 x 0.3 + 20 x 0.1 = 26, observed
+    26 (its rates are the programme's), ratio 1. C2 (20 in PG1, 80 in PG2) expects 14 and has 14.
+    A plain ratio would rank C1 (26%) far above C2 (14%); standardised they are equal."""
+    num, den = np.array([[24, 2], [6, 8]]), np.array([[80, 20], [20, 80]])
+    out = standardised(strata_table(num, den, lambda v, e, s: float(v)), "cpa", "month", "pg", ISR).set_index("entity")
+    assert out.loc["C1", "expected"] == pytest.approx(26) and out.loc["C2", "expected"] == pytest.approx(14)
+    assert out["value"].to_numpy() == pytest.approx([1.0, 1.0, 1.0])
+    assert (out["benchmark"] == 1.0).all() and set(out["compared_95"]) == {"similar"}
+    lower, upper = poisson(26, 0.95)
+    assert out.loc["C1", "lower_95"] == pytest.approx(lower / 26) and out.loc["C1", "upper_95"] == pytest.approx(
+        upper / 26
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(2, 4).flatmap(
+        lambda e: st.integers(2, 4).flatmap(
+            lambda s: st.tuples(
+                st.lists(st.integers(0, 80), min_size=e * s, max_size=e * s),
+                st.lists(st.floats(0, 1), min_size=e * s, max_size=e * s),
+                st.lists(st.booleans(), min_size=e * s, max_size=e * s),
+                st.just((e, s)),
+            )
+        )
+    )
+)
+def test_standardised_intervals_hold_the_truth_whatever_is_rounded_or_hidden(case):
+    """Published as a release would (counts 1-9 suppressed, the rest rounded to base 5, some
+    entity × stratum cells hidden as secondaries), every shown ratio's interval holds the interval
+    an analyst with the true counts would compute: the bounds over hidden strata and rounding
+    never claim more than the published cells prove."""
+    dens, shares, extra, (n_e, n_s) = case
+    den = np.array(dens).reshape(n_e, n_s)
+    num = np.floor(den * np.array(shares).reshape(n_e, n_s)).astype(int)
+    hide = np.array(extra).reshape(n_e, n_s)
+
+    def publish(v, e, s):
+        if 0 < v < 10 or (e and s and hide[e - 1, s - 1]):
+            return np.nan
+        return float(5 * np.floor(v / 5 + 0.5))
+
+    out = standardised(strata_table(num, den, publish), "cpa", "month", "pg", ISR, base=5).set_index("entity")
+    rates = np.divide(num.sum(axis=0), den.sum(axis=0), out=np.zeros(n_s), where=den.sum(axis=0) > 0)
+    for e in range(n_e):
+        row = out.loc[f"C{e + 1}"]
+        if row["status"] != "":
+            continue
+        expected = float((den[e] * rates).sum())
+        if expected == 0:
+            continue  # no oracle ratio; the shown row's interval reaches from 0 to beyond any bound
+        observed = int(num[e].sum())
+        lower, upper = poisson(observed, 0.95)
+        assert row["lower_95"] <= lower / expected + 1e-9
+        assert upper / expected <= row["upper_95"] + 1e-9

@@ -72,6 +72,7 @@ def write_variant(tmp_path: Path, change) -> Path:
         (lambda r: r["measures"][-1].update(within_months=0), "measures[5].within_months: 0 is less than"),
         (lambda r: r["tables"][2]["measures"].append("job_outcomes"), "tables[2].measures: a table with a cohort"),
         (lambda r: r["tables"][2]["dimensions"].append("month"), "tables[2].dimensions: at most one dimension"),
+        (lambda r: r["indicators"][1].update(standardise_by="provider"), "indicators[1].standardise_by: no table"),
     ],
 )
 def test_bad_spec_names_the_key(tmp_path, change, expected):
