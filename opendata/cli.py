@@ -643,6 +643,11 @@ def list_(source: str, name: str | None, version: str | None, trust: Path | None
 )  # fmt: skip
 @click.option("--exact", is_flag=True, help="Clopper-Pearson intervals for proportions instead of Wilson.")
 @click.option(
+    "--overdispersion", type=click.Choice(["none", "phi", "re"]), default="none", show_default=True,
+    help="Widen the funnel for variation beyond chance among peers: phi (multiplicative) or re (additive "
+    "random effects), from 10%-winsorised z-scores (Spiegelhalter 2005).",
+)  # fmt: skip
+@click.option(
     "--charts", type=click.Path(file_okay=False, path_type=Path), help="Write the funnel plot and trend here."
 )
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default="releases", show_default=True)
@@ -650,7 +655,8 @@ def list_(source: str, name: str | None, version: str | None, trust: Path | None
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def compare(
     source: str, entity: str, indicator_text: str, table: str | None, period: str, against: str | None, kind: str,
-    per: int, polarity: str, exact: bool, charts: Path | None, root: Path, trust: Path | None, as_json: bool,
+    per: int, polarity: str, exact: bool, overdispersion: str, charts: Path | None, root: Path, trust: Path | None,
+    as_json: bool,
 ):  # fmt: skip
     """Compare one provider's indicator with the programme's, from a published package alone.
 
@@ -671,8 +677,9 @@ def compare(
         num, _, den = (part.strip() for part in indicator_text.partition("/"))
         wanted = Indicator(num, den, kind, per, polarity) if num and den else indicator_text  # else: a name
         result = run(
-            source, entity, wanted, table=table, period=period, against=against, exact=exact, root=root, trust=trust
-        )
+            source, entity, wanted, table=table, period=period, against=against, exact=exact,
+            overdispersion=overdispersion, root=root, trust=trust,
+        )  # fmt: skip
         indicator = result.indicator
         written = write_charts(result, charts) if charts else []
     summary = result.summary()
@@ -695,6 +702,15 @@ def compare(
             f"against {summary['benchmark']['entity']} ({summary['benchmark']['value'] * scale:.1f}{unit}): "
             f"{summary['compared_95']} at 95%, {summary['compared_99.8']} at 99.8%; rank band "
             f"{summary['rank_band']} of 5 among {summary['peers']} peers shown",
+            highlight=False,
+            markup=False,
+        )
+    spread = summary["overdispersion"]
+    if spread.get("phi") is not None:
+        out.print(
+            f"overdispersion among peers: phi {spread['phi']:.2f}, tau2 {spread['tau2']:.3g} "
+            f"({'not adjusted' if overdispersion == 'none' else 'funnel widened: ' + overdispersion}); "
+            f"trend over the last 5 months: {summary['trend_marker']}",
             highlight=False,
             markup=False,
         )

@@ -27,13 +27,14 @@ from opendata.indicators import (
     LEVELS,
     Indicator,
     IndicatorError,
-    benchmark,
+    adjusted_verdicts,
     compute,
     funnel_limits,
     quintiles,
     standardised,
     tidy,
 )
+from opendata.indicators import trend as trend_marker
 from opendata.load import list_tables, load
 
 # Okabe and Ito's colour-blind-safe palette; meaning never rests on colour alone (markers, labels)
@@ -58,6 +59,9 @@ class Comparison:
     peers: pd.DataFrame
     trend: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    adjustment: str = "none"  # overdispersion: none, phi or re (``indicators.adjusted_verdicts``)
+    overdispersion: dict[str, float] = field(default_factory=dict)
+    trend_marker: str = ""
 
     def summary(self) -> dict[str, Any]:
         """What ``opendata compare`` prints (JSON-safe)."""
@@ -81,6 +85,8 @@ class Comparison:
             "benchmark": {"entity": self.benchmark_entity, "value": clean(self.benchmark_value)},
             **{k: clean(self.row.get(k)) for k in keys},
             "peers": int((self.peers["status"] == "").sum()),
+            "overdispersion": {"adjustment": self.adjustment, **{k: clean(v) for k, v in self.overdispersion.items()}},
+            "trend_marker": self.trend_marker,
             "trend": [
                 {"period": str(r["period"]), "value": clean(r["value"]), "status": r["status"]}
                 for r in self.trend.to_dict("records")
@@ -110,13 +116,16 @@ def compare(
     period: str = "Total",
     against: str | None = None,
     exact: bool = False,
+    overdispersion: str = "none",
     root: str | os.PathLike[str] = "releases",
     trust: str | os.PathLike[str] | None = None,
 ) -> Comparison:
     """``entity``'s ``indicator`` in ``period`` of one published table, against ``against`` (a row
     of the same table; default: its total, the programme) and its peers (the rows at its level).
     ``indicator``: an ``Indicator``, or the name of one the package defines, or ``NUM/DEN``;
-    ``table``: default, the first table of one entity dimension by month that holds its measures."""
+    ``table``: default, the first table of one entity dimension by month that holds its measures;
+    ``overdispersion``: ``phi`` or ``re`` widens the funnel for variation beyond chance among the
+    peers (Spiegelhalter 2005); the trend marker tests the entity's last five months."""
     indicator, dim, when, rows = _rows(source, indicator, table, exact, root, trust)
     table = rows.attrs.get("table", table)
     if entity not in set(rows[dim]):
@@ -135,7 +144,7 @@ def compare(
         raise CompareError(f"the benchmark {against} is suppressed or empty in {period}: nothing to compare with")
     p0 = float(bench_row["value"])
     level = rows.loc[rows[dim] == entity, dim + "_level"].iloc[0]
-    peers = benchmark(at[at[dim + "_level"] == level], indicator, p0)
+    peers, found = adjusted_verdicts(at[at[dim + "_level"] == level], indicator, p0, overdispersion)
     peers = peers.assign(rank_band=quintiles(peers["value"].where(peers["status"] == "")))
     row = peers[peers[dim] == entity].iloc[0].to_dict()
     if base and base > 1:
@@ -144,7 +153,10 @@ def compare(
         notes.append("suppressed ([c]): a count it needs is hidden to protect people, so no value is shown")
     trend = rows[(rows[dim] == entity) & (rows[when + "_level"] == "month")]
     trend = trend.rename(columns={when: "period"}).sort_values("period")
-    return Comparison(indicator, entity, period, against, p0, row, peers.rename(columns={dim: "entity"}), trend, notes)
+    return Comparison(
+        indicator, entity, period, against, p0, row, peers.rename(columns={dim: "entity"}), trend, notes,
+        overdispersion, found, trend_marker(trend, indicator),
+    )  # fmt: skip
 
 
 def indicator_table(
@@ -255,7 +267,9 @@ def _draw(result: Comparison, out: Path, formats: Sequence[str]) -> list[Path]:
     if len(shown):
         n = np.linspace(max(float(shown["denominator"].min()), 1.0), float(shown["denominator"].max()), 200)
         for level, style in zip(LEVELS, ("--", ":"), strict=True):
-            lo, hi = funnel_limits(result.benchmark_value / (ind.per if ind.kind == "rate" else 1), n, level)
+            widen = {"phi": max(result.overdispersion.get("phi", 1.0), 1.0)} if result.adjustment == "phi" else {}
+            widen = {"tau2": result.overdispersion.get("tau2", 0.0)} if result.adjustment == "re" else widen
+            lo, hi = funnel_limits(result.benchmark_value / (ind.per if ind.kind == "rate" else 1), n, level, **widen)
             scale = pct * (ind.per if ind.kind == "rate" else 1)
             ax.plot(n, lo * scale, style, color=GREY, label=f"{level * 100:g}% limits")
             ax.plot(n, hi * scale, style, color=GREY)

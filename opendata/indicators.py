@@ -97,13 +97,16 @@ def poisson(o, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     return np.where(o < 10, el, bl), np.where(o < 10, eu, bu)
 
 
-def funnel_limits(p0: float, n, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def funnel_limits(
+    p0: float, n, level: float = 0.95, phi: float = 1.0, tau2: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Control limits of a funnel plot for proportions around the benchmark ``p0`` at denominator
     ``n``: the score test's acceptance region, ``p0 ± z sqrt(p0 (1 - p0) / n)``, clipped to [0, 1].
-    A proportion inside them has a Wilson interval that holds ``p0``, and the reverse."""
+    A proportion inside them has a Wilson interval that holds ``p0``, and the reverse. ``phi`` and
+    ``tau2`` widen them for overdispersion (``p0 ± z sqrt(phi s^2 + tau2)``, ``adjusted_verdicts``)."""
     z = _z(level)
     n = np.asarray(n, dtype=float)
-    half = z * np.sqrt(p0 * (1 - p0) / n)
+    half = z * np.sqrt(phi * p0 * (1 - p0) / n + tau2)
     return np.clip(p0 - half, 0, 1), np.clip(p0 + half, 0, 1)
 
 
@@ -228,6 +231,101 @@ def benchmark(table: pd.DataFrame, indicator: Indicator, p0: float, levels: tupl
             verdict = np.where(verdict == "similar", verdict, np.where(verdict == good, "better", "worse"))
         out[f"compared_{tag}"] = np.where((out["status"] == "") & np.isfinite(p0), verdict, "")
     return out
+
+
+ADJUSTMENTS = ("none", "phi", "re")
+WINSOR = 0.1  # share of z-scores winsorised at each end before estimating overdispersion (as the SHMI)
+
+
+def _z_scores(table: pd.DataFrame, indicator: Indicator, p0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: ``(y - p0) / s`` with ``s^2`` the variance of ``y`` at the benchmark (``p0 (1 - p0)
+    / n`` for a proportion, ``p0 / n`` for a rate, both unscaled), ``s^2`` itself, and which rows
+    are shown (NaN elsewhere)."""
+    scale = indicator.per if indicator.kind == "rate" else 1
+    shown = (table["status"] == "").to_numpy()
+    x, n = _floats(table["numerator"]), _floats(table["denominator"])
+    q = p0 / scale
+    var = np.where(shown, (q * (1 - q) if indicator.kind == "proportion" else q) / np.where(shown, n, 1), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(shown, (x / np.where(shown, n, 1) - q) / np.sqrt(var), np.nan)
+    return z, var, shown
+
+
+def overdispersion(table: pd.DataFrame, indicator: Indicator, p0: float, winsor: float = WINSOR) -> dict[str, float]:
+    """Spiegelhalter's (2005) estimates of overdispersion among the shown rows against ``p0``:
+    ``phi``, the mean squared z-score after winsorising ``winsor`` of them at each end (scipy), and
+    the additive random-effects variance ``tau2 = max(0, (I phi - (I - 1)) / (sum w - sum w^2 /
+    sum w))`` with ``w = 1 / s^2`` (DerSimonian–Laird on the winsorised scores, as NHS England's
+    SHMI). With no more variation than chance, ``phi`` is near 1 and ``tau2`` is 0."""
+    from scipy.stats.mstats import winsorize
+
+    z, var, shown = _z_scores(table, indicator, p0)
+    keep = shown & np.isfinite(z)
+    count = int(keep.sum())
+    if count < 2:
+        return {"phi": float("nan"), "tau2": float("nan"), "count": count}
+    zw = np.asarray(winsorize(z[keep], limits=(winsor, winsor)), dtype=float)
+    phi = float(np.mean(zw**2))
+    w = 1 / var[keep]
+    tau2 = max(0.0, (count * phi - (count - 1)) / (w.sum() - (w**2).sum() / w.sum()))
+    return {"phi": phi, "tau2": float(tau2), "count": count}
+
+
+def adjusted_verdicts(
+    table: pd.DataFrame, indicator: Indicator, p0: float, adjust: str, levels: tuple[float, ...] = LEVELS
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """``benchmark``'s verdicts with the funnel widened for overdispersion: ``phi`` (multiplicative,
+    limits at ``p0 ± z sqrt(phi) s`` when ``phi > 1``) or ``re`` (additive random effects, ``p0 ± z
+    sqrt(s^2 + tau2)``). A row is flagged when its value lies outside the widened limits. Returns
+    the rows with ``compared_<level>`` replaced and the estimates."""
+    if adjust not in ADJUSTMENTS:
+        raise IndicatorError(f"overdispersion adjustment {adjust!r}: expected one of {', '.join(ADJUSTMENTS)}")
+    out = benchmark(table, indicator, p0, levels)
+    found = overdispersion(out, indicator, p0)
+    if adjust == "none" or not np.isfinite(found["phi"]):
+        return out, found
+    z, var, shown = _z_scores(out, indicator, p0)
+    widen = max(found["phi"], 1.0) if adjust == "phi" else (var + found["tau2"]) / var
+    z = z / np.sqrt(widen)
+    for level in levels:
+        tag = f"{level * 100:g}"
+        verdict = np.where(z > _z(level), "higher", np.where(z < -_z(level), "lower", "similar"))
+        if indicator.polarity != "none":
+            good = "higher" if indicator.polarity == "higher" else "lower"
+            verdict = np.where(verdict == "similar", verdict, np.where(verdict == good, "better", "worse"))
+        out[f"compared_{tag}"] = np.where(shown & np.isfinite(p0), verdict, "")
+    name = "multiplicative phi" if adjust == "phi" else "additive random effects tau2"
+    note = f"; overdispersion {name} (phi {found['phi']:.3g}, tau2 {found['tau2']:.3g}, {WINSOR:.0%} winsorised)"
+    out["method"] = np.where(shown, out["method"].astype(str) + note, out["method"])
+    return out, found
+
+
+def trend(rows: pd.DataFrame, indicator: Indicator, last: int = 5) -> str:
+    """A marker of the linear trend over the ``last`` periods shown (``rows``: one entity, in period
+    order, ``compute`` columns), as Fingertips gives it: the chi-square test for trend in proportions
+    (Cochran–Armitage, as statsmodels' linear-by-linear association test of the 2 x N table) at 99.8%;
+    ``increasing``/``decreasing`` (``getting better``/``getting worse`` by polarity), ``no significant
+    change``, or ``cannot be calculated`` when fewer than ``last`` periods are shown or any of them is
+    hidden. On the published (rounded) counts."""
+    from statsmodels.stats.contingency_tables import Table
+
+    tail = rows.tail(last)
+    if len(tail) < last or (tail["status"] != "").any() or indicator.kind != "proportion":
+        return "cannot be calculated"
+    x, n = _floats(tail["numerator"]), _floats(tail["denominator"])
+    counts = np.vstack([x, n - x]).T  # periods x (events, non-events)
+    if (counts.sum(axis=0) == 0).any():
+        return "no significant change"
+    test = Table(counts).test_ordinal_association(
+        row_scores=np.arange(last, dtype=float), col_scores=np.array([1.0, 0.0])
+    )
+    if test.pvalue >= 0.002:
+        return "no significant change"
+    slope = np.polyfit(np.arange(last), x / n, 1)[0]
+    direction = "increasing" if slope > 0 else "decreasing"
+    if indicator.polarity == "none":
+        return direction
+    return "getting better" if (slope > 0) == (indicator.polarity == "higher") else "getting worse"
 
 
 def quintiles(values: pd.Series) -> pd.Series:

@@ -14,20 +14,23 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import gamma
+from scipy.stats import gamma, norm
 
 from opendata.errors import SpecError
 from opendata.indicators import (
     Indicator,
     IndicatorError,
+    adjusted_verdicts,
     benchmark,
     byar,
     clopper_pearson,
     compute,
     exact_poisson,
     funnel_limits,
+    overdispersion,
     poisson,
     standardised,
+    trend,
     wilson,
 )
 from opendata.spec import load_spec
@@ -389,3 +392,71 @@ def test_standardised_intervals_hold_the_truth_whatever_is_rounded_or_hidden(cas
         lower, upper = poisson(observed, 0.95)
         assert row["lower_95"] <= lower / expected + 1e-9
         assert upper / expected <= row["upper_95"] + 1e-9
+
+
+# ----- overdispersion and trend --------------------------------------------------------------------
+
+
+def peers(x, n) -> pd.DataFrame:
+    frame = pd.DataFrame({"x": np.asarray(x, dtype=float), "n": np.asarray(n, dtype=float)})
+    frame["x_status"] = frame["n_status"] = ""
+    return compute(frame, Indicator("x", "n"))
+
+
+def test_overdispersion_by_hand():
+    """Ten providers of 100 at p0 = 0.2 (s = 0.04): z = (x/100 - 0.2) / 0.04. Winsorising 10% at each
+    end of ten scores replaces the lowest by the second lowest and the highest by the second
+    highest (Spiegelhalter 2005; NHS England's SHMI uses the same 10%); phi is their mean square."""
+    x = [8, 14, 16, 18, 20, 20, 22, 24, 28, 40]
+    z = sorted((np.array(x) / 100 - 0.2) / 0.04)
+    z[0], z[-1] = z[1], z[-2]
+    phi = float(np.mean(np.square(z)))
+    w = np.full(10, 1 / 0.04**2)
+    tau2 = max(0.0, (10 * phi - 9) / (w.sum() - (w**2).sum() / w.sum()))
+    found = overdispersion(peers(x, [100] * 10), Indicator("x", "n"), 0.2)
+    assert found["phi"] == pytest.approx(phi, rel=1e-12) and found["tau2"] == pytest.approx(tau2, rel=1e-12)
+    assert found["phi"] > 1 and found["tau2"] > 0
+
+
+def test_no_overdispersion_among_providers_drawn_at_the_benchmark():
+    rng = np.random.default_rng(7)
+    n = rng.integers(200, 2000, size=400)
+    found = overdispersion(peers(rng.binomial(n, 0.3), n), Indicator("x", "n"), 0.3)
+    # normal scores winsorised at 10% have E[z^2] = 0.8 - 2c phi(c) + 0.2 c^2 = 0.68 (c = 1.2816):
+    # winsorising makes the estimate conservative, so chance variation never widens the funnel
+    assert 0.6 < found["phi"] < 0.76 and found["tau2"] == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 400), st.integers(400, 2000)), min_size=5, max_size=40),
+    st.sampled_from(["phi", "re"]),
+)
+def test_widened_funnels_flag_no_more_providers_and_never_one_at_the_benchmark(rows, adjust):
+    x, n = zip(*rows, strict=True)
+    table = peers(x, n)
+    p0 = 0.2
+    at_benchmark = peers([p0 * 1000], [1000])
+    plain = adjusted_verdicts(table, Indicator("x", "n"), p0, "none")[0]
+    z_plain = np.abs((np.array(x) / np.array(n) - p0) / np.sqrt(p0 * (1 - p0) / np.array(n)))
+    wide, _ = adjusted_verdicts(table, Indicator("x", "n"), p0, adjust)
+    for level in (95, 99.8):
+        flagged = wide[f"compared_{level:g}"] != "similar"
+        assert not (flagged & (z_plain <= norm.ppf(1 - (1 - level / 100) / 2))).any()
+    both = adjusted_verdicts(pd.concat([table, at_benchmark], ignore_index=True), Indicator("x", "n"), p0, adjust)[0]
+    assert both["compared_95"].iloc[-1] == "similar" and len(plain) == len(table)
+
+
+def test_trend_marker():
+    """Five months of 1,000 each: a steady rise in the proportion is a significant trend (99.8%),
+    better when higher is better; a flat series is no change; a hidden month gives no marker."""
+    ind = Indicator("x", "n", polarity="higher")
+    rising = peers([100, 130, 160, 190, 220], [1000] * 5)
+    assert trend(rising, ind) == "getting better"
+    assert trend(rising, Indicator("x", "n", polarity="lower")) == "getting worse"
+    assert trend(rising, Indicator("x", "n", polarity="none")) == "increasing"
+    assert trend(peers([150, 152, 149, 151, 150], [1000] * 5), ind) == "no significant change"
+    hidden = rising.copy()
+    hidden.loc[2, "status"] = "c"
+    assert trend(hidden, ind) == "cannot be calculated"
+    assert trend(rising.head(4), ind) == "cannot be calculated"
