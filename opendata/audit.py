@@ -29,6 +29,7 @@ from disclosure.errors import Inconsistent, SolverFailed
 from opendata.aggregate import DimensionCodes
 from opendata.descriptor import DESCRIPTOR_FILE
 from opendata.errors import OpenDataError
+from opendata.indicators import Indicator, derive
 from opendata.protection import AHEAD_SUFFIX, REVISION_LAYERS, hierarchy, population_keys
 from opendata.relations import CUMULATIVE, Relation, relation_rows
 
@@ -70,10 +71,11 @@ class PackageAudit:
     exposed: list[Exposure] = field(default_factory=list)
     zeros: int = 0  # hidden cells pinned to exactly 0 without the MI: no contributor, never primary (zeros safe)
     above_threshold: int = 0  # hidden counts shown to be at least the threshold without the MI: never primary
+    derived: list[str] = field(default_factory=list)  # derived resources that are not what the cells give
 
     @property
     def ok(self) -> bool:
-        return not self.exposed
+        return not self.exposed and not self.derived
 
     def to_dict(self) -> dict:
         return {
@@ -85,6 +87,7 @@ class PackageAudit:
             "above_threshold": self.above_threshold,
             "ok": self.ok,
             "exposed": [e.__dict__ for e in self.exposed],
+            "derived": self.derived,
         }
 
 
@@ -159,6 +162,7 @@ def audit_package(
         tables += t
         versions.append(d["version"])
     report = PackageAudit(descriptor["name"], versions, primaries is not None)
+    report.derived = check_derived(Path(version_dir), descriptor, newest)
     measures = list(dict.fromkeys(m for t in newest for m in t.measures))
     counts = {m for t in newest for m in t.counts}  # packages before 2026-12 do not say: none
     for measure in measures:
@@ -176,6 +180,47 @@ def audit_package(
             measure in counts,
         )
     return report
+
+
+def check_derived(version_dir: Path, descriptor: dict, tables: Sequence[PublishedTable]) -> list[str]:
+    """The package's ``indicators`` resource recomputed from its published tables: it must hold
+    exactly those figures (to the 6 decimals written), so it adds nothing an attacker could use and
+    the attack over tables and indicators is the attack over the tables alone. Returns what differs."""
+    resource = next(
+        (r for r in descriptor["resources"] if r.get("opendata:derived") and r["path"].endswith(".parquet")), None
+    )
+    if resource is None:
+        return []
+    defined = descriptor.get("opendata:indicators") or []
+    indicators = [Indicator.parse(d["name"], defined) for d in defined]
+    base = (descriptor["opendata:disclosure"]["rules"].get("rounding") or {}).get("base")
+    parts = []
+    for t in tables:
+        months = [d for d in t.dimensions if "month" in d.levels.values()]
+        if t.name.endswith(AHEAD_SUFFIX) or len(months) != 1:
+            continue
+        frame = t.frame.copy()
+        for d in t.dimensions:
+            frame[d.name + "_level"] = frame[d.name].map(d.levels)
+        for rows in derive(frame, [d.name for d in t.dimensions], months[0].name, indicators, base):
+            rows.insert(1, "table", t.name)
+            parts.append(rows)
+    shipped = pd.read_parquet(version_dir / resource["path"])
+    key = ["indicator", "table", "period", "entity"]
+    again = pd.concat(parts, ignore_index=True) if parts else shipped.iloc[0:0]
+    if len(again) != len(shipped) or not again[key].astype(str).equals(shipped[key].astype(str)):
+        return [f"{resource['path']}: its rows are not the indicators of the published tables"]
+    problems = []
+    for column in [c for c in shipped.columns if c not in key]:
+        mine, theirs = again[column], shipped[column]
+        if pd.api.types.is_numeric_dtype(theirs):
+            same = np.isclose(mine.astype(float), theirs.astype(float), atol=2e-6, rtol=0, equal_nan=True)
+        else:
+            same = (mine.astype(str) == theirs.astype(str)).to_numpy()
+        if not same.all():
+            row = shipped.loc[~same, key].iloc[0].to_dict()
+            problems.append(f"{resource['path']}: {column} is not what the published cells give, e.g. at {row}")
+    return problems
 
 
 def _intervals(published: np.ndarray, base: int | None, threshold: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from opendata.descriptor import DESCRIPTOR_FILE
@@ -934,6 +935,8 @@ def audit(package: Path, previous, spec, mi, as_json: bool):
             out.print(f"{report.above_threshold:,} hidden count(s) are at least the threshold: never primary")
         for e in report.exposed[:MAX_PROBLEMS_SHOWN]:
             out.print(f"[red]exposed[/] {e.describe()}", highlight=False)
+        for problem in report.derived:
+            out.print(f"[red]derived[/] {escape(problem)}", highlight=False)
         if report.ok:
             out.print("[green]audit passed[/]: no cell can be narrowed below its protection width")
     if not report.ok:

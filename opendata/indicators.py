@@ -459,3 +459,27 @@ def standardised(
         method += f" and rounding to base {base}"
     out["method"] = np.where(out["status"] == "", method, "")
     return _tidy_columns(benchmark(out, indicator, 1.0, levels), indicator)
+
+
+def derive(
+    frame: pd.DataFrame, dims: list[str], period: str, indicators: list[Indicator], base: int | None = None
+) -> list[pd.DataFrame]:
+    """Every indicator of ``indicators`` one published table gives, as ``TIDY`` rows: the plain
+    ratios from a table of an entity by ``period``, the standardised ones from a table of an entity,
+    ``period`` and their strata. ``frame``: the table as published (codes, measures, statuses) with a
+    ``<dimension>_level`` column per dimension. The package writer and the audit both call this, so
+    the audit can prove a package's ``indicators`` resource holds nothing but these functions of
+    its published cells."""
+    out = []
+    for ind in indicators:
+        strata = ind.standardise_by
+        if not {ind.numerator, ind.denominator} <= set(frame.columns):
+            continue
+        if (len(dims) == 3) != bool(strata) or (strata and strata not in dims) or len(dims) not in (2, 3):
+            continue  # plain ratios by entity and period; standardised ones with the strata as third
+        entity = next(d for d in dims if d not in (period, strata))
+        if strata:
+            out.append(standardised(frame, entity, period, strata, ind, base=base))
+        else:
+            out.append(tidy(frame, entity, period, ind, base=base))
+    return out

@@ -52,7 +52,7 @@ from opendata.descriptor import (
     size_and_hash,
 )
 from opendata.errors import ReleaseError, ReleaseExists
-from opendata.indicators import LEVELS, TIDY, Indicator, standardised, tidy
+from opendata.indicators import LEVELS, TIDY, Indicator, derive
 from opendata.protection import AHEAD_SUFFIX, ProtectedTable, rules_for
 from opendata.relations import spec_relations
 from opendata.spec import ReleaseSpec
@@ -453,6 +453,13 @@ _NUMBERS = [c for c in TIDY if c in ("expected", "value", "benchmark") or c.star
 DIGITS = 6  # decimals kept of each indicator value and limit: enough to read, and the same on every machine
 
 
+def indicator_list(spec: ReleaseSpec) -> list[Indicator]:
+    return [
+        Indicator(i.numerator, i.denominator, i.kind, i.per, i.polarity, key=i.name, standardise_by=i.standardise_by)
+        for i in spec.indicators
+    ]
+
+
 def _indicator_frame(spec: ReleaseSpec, tables: list[ProtectedTable]) -> pd.DataFrame | None:
     """The spec's indicators for every table of one provider dimension by month that holds both of
     an indicator's measures (not the MI-ahead tables), and the standardised ones for every table
@@ -467,21 +474,8 @@ def _indicator_frame(spec: ReleaseSpec, tables: list[ProtectedTable]) -> pd.Data
         frame = _published_frame(t)
         for d in t.dimensions:
             frame[d.name + "_level"] = frame[d.name].map(d.levels)
-        for ind in spec.indicators:
-            strata = ind.standardise_by
-            if not {ind.numerator, ind.denominator} <= {m.name for m in t.measures}:
-                continue
-            if (len(t.dimensions) == 3) != bool(strata) or (strata and strata not in {d.name for d in t.dimensions}):
-                continue  # plain ratios by entity and period; standardised ones with the strata as third
-            entity = next(d for d in t.dimensions if d is not period and d.name != strata)
-            indicator = Indicator(
-                ind.numerator, ind.denominator, ind.kind, ind.per, ind.polarity, key=ind.name, standardise_by=strata
-            )
-            base = spec.disclosure.rounding_base
-            if strata:
-                rows = standardised(frame, entity.name, period.name, strata, indicator, base=base)
-            else:
-                rows = tidy(frame, entity.name, period.name, indicator, base=base)
+        dims = [d.name for d in t.dimensions]
+        for rows in derive(frame, dims, period.name, indicator_list(spec), spec.disclosure.rounding_base):
             rows.insert(1, "table", t.spec.name)
             rows[_NUMBERS] = rows[_NUMBERS].round(DIGITS)
             parts.append(rows)

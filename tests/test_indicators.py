@@ -460,3 +460,24 @@ def test_trend_marker():
     hidden.loc[2, "status"] = "c"
     assert trend(hidden, ind) == "cannot be calculated"
     assert trend(rising.head(4), ind) == "cannot be calculated"
+
+
+@pytest.mark.slow
+def test_the_audit_proves_the_indicators_add_nothing_and_catches_a_forged_one(released, tmp_path):
+    """`opendata audit` recomputes the `indicators` resource from the published tables: equal, it
+    holds no figure an attacker could not compute from the tables, so the attack over tables and
+    indicators is the attack over the tables alone. One value changed in a copy fails the audit."""
+    version = released / "work-programme-subcontractor-mi" / "1.0.0"
+    run = opendata("audit", version, "--json")
+    assert run.returncode == 0 and json.loads(run.stdout)["derived"] == []
+    forged = tmp_path / "1.0.0"
+    shutil.copytree(version, forged)
+    path = forged / "data" / "indicators.parquet"
+    table = pd.read_parquet(path)
+    shown = table.index[table["status"] == ""][0]
+    table.loc[shown, "upper_95"] = table.loc[shown, "upper_95"] + 0.01
+    table.to_parquet(path, index=False)
+    run = opendata("audit", forged)
+    assert run.returncode == 1
+    said = " ".join(run.stdout.split())  # the console wraps long lines
+    assert "derived data/indicators.parquet: upper_95 is not what the published cells give" in said
