@@ -649,6 +649,11 @@ def list_(source: str, name: str | None, version: str | None, trust: Path | None
     "random effects), from 10%-winsorised z-scores (Spiegelhalter 2005).",
 )  # fmt: skip
 @click.option(
+    "--with", "others", multiple=True,
+    help="Another package (name, directory or URL) whose providers join the peers when its indicator "
+    "means the same; repeatable. Refused, saying what differs, when it does not.",
+)  # fmt: skip
+@click.option(
     "--charts", type=click.Path(file_okay=False, path_type=Path), help="Write the funnel plot and trend here."
 )
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default="releases", show_default=True)
@@ -656,8 +661,8 @@ def list_(source: str, name: str | None, version: str | None, trust: Path | None
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def compare(
     source: str, entity: str, indicator_text: str, table: str | None, period: str, against: str | None, kind: str,
-    per: int, polarity: str, exact: bool, overdispersion: str, charts: Path | None, root: Path, trust: Path | None,
-    as_json: bool,
+    per: int, polarity: str, exact: bool, overdispersion: str, others: tuple[str, ...], charts: Path | None,
+    root: Path, trust: Path | None, as_json: bool,
 ):  # fmt: skip
     """Compare one provider's indicator with the programme's, from a published package alone.
 
@@ -679,7 +684,7 @@ def compare(
         wanted = Indicator(num, den, kind, per, polarity) if num and den else indicator_text  # else: a name
         result = run(
             source, entity, wanted, table=table, period=period, against=against, exact=exact,
-            overdispersion=overdispersion, root=root, trust=trust,
+            overdispersion=overdispersion, others=others, root=root, trust=trust,
         )  # fmt: skip
         indicator = result.indicator
         written = write_charts(result, charts) if charts else []

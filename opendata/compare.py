@@ -117,6 +117,7 @@ def compare(
     against: str | None = None,
     exact: bool = False,
     overdispersion: str = "none",
+    others: Sequence[str | os.PathLike[str]] = (),
     root: str | os.PathLike[str] = "releases",
     trust: str | os.PathLike[str] | None = None,
 ) -> Comparison:
@@ -125,7 +126,9 @@ def compare(
     ``indicator``: an ``Indicator``, or the name of one the package defines, or ``NUM/DEN``;
     ``table``: default, the first table of one entity dimension by month that holds its measures;
     ``overdispersion``: ``phi`` or ``re`` widens the funnel for variation beyond chance among the
-    peers (Spiegelhalter 2005); the trend marker tests the entity's last five months."""
+    peers (Spiegelhalter 2005); the trend marker tests the entity's last five months. ``others``:
+    packages (another programme, another publisher) whose rows at the entity's level join the peers,
+    as ``package:code``, when their indicator means the same (``definition_differences``)."""
     indicator, dim, when, rows = _rows(source, indicator, table, exact, root, trust)
     table = rows.attrs.get("table", table)
     if entity not in set(rows[dim]):
@@ -144,7 +147,13 @@ def compare(
         raise CompareError(f"the benchmark {against} is suppressed or empty in {period}: nothing to compare with")
     p0 = float(bench_row["value"])
     level = rows.loc[rows[dim] == entity, dim + "_level"].iloc[0]
-    peers, found = adjusted_verdicts(at[at[dim + "_level"] == level], indicator, p0, overdispersion)
+    same_level = at[at[dim + "_level"] == level]
+    for other in others:
+        same_level = pd.concat(
+            [same_level, _other_peers(other, indicator, rows, dim, when, period, level, exact, root, trust)]
+        )
+        notes.append(f"peers include {rows.attrs.get('name')}'s and {other}'s, whose definitions match")
+    peers, found = adjusted_verdicts(same_level.reset_index(drop=True), indicator, p0, overdispersion)
     peers = peers.assign(rank_band=quintiles(peers["value"].where(peers["status"] == "")))
     row = peers[peers[dim] == entity].iloc[0].to_dict()
     if base and base > 1:
@@ -157,6 +166,40 @@ def compare(
         indicator, entity, period, against, p0, row, peers.rename(columns={dim: "entity"}), trend, notes,
         overdispersion, found, trend_marker(trend, indicator),
     )  # fmt: skip
+
+
+def definition_differences(mine: dict[str, Any], theirs: dict[str, Any], indicator: Indicator, when: str) -> list[str]:
+    """What keeps two packages' figures of ``indicator`` from meaning the same: the numerator's or
+    the denominator's definition (what is counted, unit, how), or the period (calendar month of the
+    events against a referral cohort). From each table's ``attrs`` (``opendata.load``)."""
+    out = []
+    for role in ("numerator", "denominator"):
+        measure = getattr(indicator, role)
+        a, b = (d.get("definitions", {}).get(measure) for d in (mine, theirs))
+        if b is None:
+            out.append(f"{role} {measure} is not in {theirs.get('name')}'s table")
+        elif a != b:
+            out.append(f"{role} {measure} is defined differently ({a!r} against {b!r})")
+    a, b = (d.get("definitions", {}).get(when) for d in (mine, theirs))
+    if b is None or a != b:
+        out.append(f"the period differs ({when}: {a!r} against {b!r})")
+    return out
+
+
+def _other_peers(other, indicator, rows, dim, when, period, level, exact, root, trust) -> pd.DataFrame:
+    """Another package's rows at ``level`` in ``period``, coded ``package:code``, if its definitions match."""
+    try:
+        frame = load(other, rows.attrs.get("table"), root=root, trust=trust)
+    except OpenDataError as exc:
+        raise CompareError(f"cannot compare with {other}: {exc}") from None
+    differ = definition_differences(rows.attrs, frame.attrs, indicator, when)
+    if differ or dim not in frame.columns:
+        reasons = "; ".join(differ) or f"it has no {dim} dimension"
+        raise CompareError(f"cannot compare with {other}: {reasons}")
+    theirs = compute(frame, indicator, base=frame.attrs.get("rounding_base"), exact=exact)
+    theirs = theirs[(theirs[when] == period) & (theirs[dim + "_level"] == level)].copy()
+    theirs[dim] = frame.attrs.get("name", str(other)) + ":" + theirs[dim].astype(str)
+    return theirs
 
 
 def indicator_table(

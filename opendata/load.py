@@ -880,6 +880,14 @@ def _attrs(found: _Found, resource: Mapping[str, Any]) -> dict[str, Any]:
         "kind": d.get("opendata:kind"),
         "rounding_base": _rounding_base(d),
         "indicators": [i for i in d.get("opendata:indicators") or [] if isinstance(i, dict)],
+        # what each column counts, to tell whether two packages' figures mean the same (compare --with)
+        "definitions": {
+            str(f.get("name")): " | ".join(
+                str(f.get(k, "")) for k in ("description", "opendata:unit", "opendata:aggregate")
+            )
+            for f in _fields(resource)
+            if not str(f.get("name", "")).endswith(STATUS_SUFFIX)
+        },
         "licence": "; ".join(licences) or None,
         "citation": citation,
         "source": found.source,

@@ -481,3 +481,37 @@ def test_the_audit_proves_the_indicators_add_nothing_and_catches_a_forged_one(re
     assert run.returncode == 1
     said = " ".join(run.stdout.split())  # the console wraps long lines
     assert "derived data/indicators.parquet: upper_95 is not what the published cells give" in said
+
+
+@pytest.mark.slow
+def test_compare_across_packages_only_when_definitions_match(released, tmp_path):
+    """A second programme's package joins the funnel when its indicator means the same; a package
+    whose denominator counts something else is refused, and the message says what differs."""
+    import yaml
+
+    released = shutil.copytree(released, tmp_path / "tree")  # the module's tree stays as it was
+    specs = tmp_path / "specs"
+    shutil.copytree(SPEC.parent, specs)
+    raw = yaml.safe_load(SPEC.read_text())
+    for name, change in (("other-programme", None), ("other-definitions", "Referrals, counted at first contact.")):
+        raw["name"] = name
+        if change:
+            next(m for m in raw["measures"] if m["name"] == "referrals")["description"] = change
+        spec = specs / f"{name}.yaml"
+        spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+        mi = tmp_path / name
+        for args in (
+            ("sample", "--out", mi, "--rows", 3000, "--months", 4, "--seed", 4, "--format", "csv", "-q"),
+            ("release", spec, mi / "work-programme-mi.csv", "--out", released, "--release-time",
+             "2026-11-12T09:30:00+00:00", "--late", "--reason", "test", "-q"),
+            ("publish", "--out", released, "-q"),
+        ):  # fmt: skip
+            assert opendata(*args).returncode == 0
+    base = ["compare", "work-programme-subcontractor-mi", "--root", released, "--entity", "CPA01"]
+    run = opendata(*base, "--indicator", "job_starts/referrals", "--with", "other-programme", "--json")
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    assert got["peers"] > 18 and any("other-programme" in note for note in got["notes"])
+    run = opendata(*base, "--indicator", "job_starts/referrals", "--with", "other-definitions")
+    assert run.returncode == 1
+    assert "denominator referrals is defined differently" in " ".join(run.stderr.split())
