@@ -138,21 +138,19 @@ def compare(
     base = rows.attrs.get("rounding_base")
     total = rows.loc[rows[dim + "_level"] == "total", dim]
     against = against or (str(total.iloc[0]) if len(total) else None)
-    if against is None or against not in set(rows[dim]):
-        raise CompareError(f"benchmark {against!r} is not a {dim} of table {table}")
     notes = []
     at = rows[rows[when] == period]
-    bench_row = at[at[dim] == against].iloc[0]
+    theirs = [_other_rows(other, indicator, rows, dim, when, period, exact, root, trust) for other in others]
+    everyone = pd.concat([at, *theirs])
+    if against is None or against not in set(everyone[dim].astype(str)):
+        raise CompareError(f"benchmark {against!r} is not a {dim} of table {table} (nor package:{dim} of --with)")
+    bench_row = everyone[everyone[dim].astype(str) == against].iloc[0]
     if bench_row["status"] != "":
         raise CompareError(f"the benchmark {against} is suppressed or empty in {period}: nothing to compare with")
     p0 = float(bench_row["value"])
     level = rows.loc[rows[dim] == entity, dim + "_level"].iloc[0]
-    same_level = at[at[dim + "_level"] == level]
-    for other in others:
-        same_level = pd.concat(
-            [same_level, _other_peers(other, indicator, rows, dim, when, period, level, exact, root, trust)]
-        )
-        notes.append(f"peers include {rows.attrs.get('name')}'s and {other}'s, whose definitions match")
+    same_level = everyone[everyone[dim + "_level"] == level]
+    notes += [f"peers include {other}'s, whose definitions match" for other in others]
     peers, found = adjusted_verdicts(same_level.reset_index(drop=True), indicator, p0, overdispersion)
     peers = peers.assign(rank_band=quintiles(peers["value"].where(peers["status"] == "")))
     row = peers[peers[dim] == entity].iloc[0].to_dict()
@@ -186,8 +184,8 @@ def definition_differences(mine: dict[str, Any], theirs: dict[str, Any], indicat
     return out
 
 
-def _other_peers(other, indicator, rows, dim, when, period, level, exact, root, trust) -> pd.DataFrame:
-    """Another package's rows at ``level`` in ``period``, coded ``package:code``, if its definitions match."""
+def _other_rows(other, indicator, rows, dim, when, period, exact, root, trust) -> pd.DataFrame:
+    """Another package's rows in ``period``, coded ``package:code``, if its definitions match."""
     try:
         frame = load(other, rows.attrs.get("table"), root=root, trust=trust)
     except OpenDataError as exc:
@@ -197,7 +195,7 @@ def _other_peers(other, indicator, rows, dim, when, period, level, exact, root, 
         reasons = "; ".join(differ) or f"it has no {dim} dimension"
         raise CompareError(f"cannot compare with {other}: {reasons}")
     theirs = compute(frame, indicator, base=frame.attrs.get("rounding_base"), exact=exact)
-    theirs = theirs[(theirs[when] == period) & (theirs[dim + "_level"] == level)].copy()
+    theirs = theirs[theirs[when] == period].copy()
     theirs[dim] = frame.attrs.get("name", str(other)) + ":" + theirs[dim].astype(str)
     return theirs
 

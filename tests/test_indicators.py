@@ -512,6 +512,10 @@ def test_compare_across_packages_only_when_definitions_match(released, tmp_path)
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
     assert got["peers"] > 18 and any("other-programme" in note for note in got["notes"])
+    other = ["--with", "other-programme", "--benchmark", "other-programme:Total", "--json"]
+    run = opendata(*base, "--indicator", "job_starts/referrals", *other)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["benchmark"]["entity"] == "other-programme:Total"  # against the other programme
     run = opendata(*base, "--indicator", "job_starts/referrals", "--with", "other-definitions")
     assert run.returncode == 1
     assert "denominator referrals is defined differently" in " ".join(run.stderr.split())
