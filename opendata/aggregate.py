@@ -200,7 +200,7 @@ def aggregate(
         if window:  # a cohort table: only cohorts whose whole follow-up the data covers
             if since or not months:
                 continue  # cohorts after the cut-off are never complete: no table ahead
-            table_until = mature_until(until or months[-1], window)
+            table_until = mature_until(months[-1], window)  # the data's last month (on or before the cut-off)
             period = next(spec.measures[m].period for m in table.measures)
             table = replace(table, description=_cohort_note(table.description, period, table_until, window))
         table_months = [m for m in months if table_until is None or m <= table_until]

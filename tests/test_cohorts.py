@@ -33,6 +33,27 @@ def test_a_cohort_is_complete_once_its_whole_window_has_passed(end, window, expe
     assert mature_until(end, window) == expected
 
 
+def test_a_cut_off_after_the_data_completes_no_more_cohorts(tmp_path):
+    """The cut-off of the official statistics may lie beyond the MI's last month (the demo's data
+    ends in 2013-05, its cut-off is 2026-06): the cohorts complete are those the data covers."""
+    from opendata.aggregate import aggregate
+    from opendata.sample import write_sample
+    from opendata.spec import load_spec
+    from opendata.validate import validate
+
+    write_sample(tmp_path, 2000, 3, months=15, formats=("csv",))
+    spec = load_spec(SPEC)
+    mi = validate(spec, [tmp_path / "work-programme-mi.csv"]).table
+    for until in (None, "2026-06"):
+        [table] = [t for t in aggregate(spec, mi, until=until) if t.spec.name == TABLE]
+        months = sorted(set(table.frame["referral_month"]) - {"Total"})
+        assert months[-1] == mature_until(max(spec_months(mi)), 12), until
+
+
+def spec_months(mi) -> set[str]:
+    return {str(d)[:7] for d in mi.column("referral_date").to_pylist() if d is not None}
+
+
 @pytest.fixture(scope="module")
 def cohort_release(tmp_path_factory):
     """15 months of MI: cohorts of the first three months are complete (12 months of follow-up)."""
