@@ -125,20 +125,37 @@ def observed_months(
 
 
 def held_back(spec: ReleaseSpec, mi: pa.Table, until: str) -> dict[str, dict[str, int]]:
-    """Per measure, what falls in months after the cut-off, by month: reported, never dropped silently."""
+    """Per measure, what falls in months after the cut-off, by month: reported, never dropped silently.
+    For a cohort measure, the cohorts not yet complete (``mature_until``) are held back too."""
     con = duckdb.connect()
     con.register("mi", mi)
     out: dict[str, dict[str, int]] = {}
+    months = observed_months(con, spec, until)
     for m in spec.measures.values():
         month = _period_sql(spec, m.period)
-        value = f'COUNT("{m.field}")' if m.aggregate == "count" else f'COALESCE(SUM("{m.field}"), 0)'
+        value, _ = _value_sql(spec, m)
+        # a cohort is held back until complete: from 12 months (say) before the data's last month
+        after = mature_until(months[-1], m.within_months) if m.within_months and months else until
         rows = con.execute(
-            f"SELECT {month} AS month, {value} FROM mi WHERE \"{m.period}\" IS NOT NULL AND {month} > '{until}' "
+            f"SELECT {month} AS month, {value} FROM mi WHERE \"{m.period}\" IS NOT NULL AND {month} > '{after}' "
             "GROUP BY ALL ORDER BY month"
         ).fetchall()
         out[m.name] = {month: int(n) for month, n in rows if n}
     con.close()
     return out
+
+
+def _value_sql(spec: ReleaseSpec, measure: MeasureSpec) -> tuple[str, str]:
+    """SQL of a measure's value and of its frequency (the contributors the threshold counts)."""
+    if measure.within_months:  # a cohort: the event within its window of the period date
+        window = f'"{measure.period}" + to_months({measure.within_months})'
+        value = f'COUNT("{measure.field}") FILTER ("{measure.field}" < {window})'
+        return value, value
+    if measure.aggregate == "count":
+        value = f'COUNT("{measure.field}")'
+        return value, value
+    value = f'COALESCE(SUM("{measure.field}"), 0)'
+    return value, value if spec.input.kind == "aggregated" else f'COUNT(*) FILTER ("{measure.field}" > 0)'
 
 
 def _measure_frame(
@@ -163,16 +180,7 @@ def _measure_frame(
         rollups.append(f"ROLLUP({', '.join(names)})")
         deepest = ", ".join(reversed(names))
         code_exprs.append(f"COALESCE({deepest}, '{dim.total}') AS \"{dim.name}\"")
-    if measure.within_months:  # a cohort: the event within its window of the period date
-        window = f'"{measure.period}" + to_months({measure.within_months})'
-        value = f'COUNT("{measure.field}") FILTER ("{measure.field}" < {window})'
-        freq = value
-    elif measure.aggregate == "count":
-        value = f'COUNT("{measure.field}")'
-        freq = value
-    else:
-        value = f'COALESCE(SUM("{measure.field}"), 0)'
-        freq = value if spec.input.kind == "aggregated" else f'COUNT(*) FILTER ("{measure.field}" > 0)'
+    value, freq = _value_sql(spec, measure)
     cut = _window(_period_sql(spec, measure.period), until, since)
     sql = (
         f"SELECT {', '.join(code_exprs)}, {value} AS v, {freq} AS f FROM ("

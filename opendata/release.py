@@ -166,7 +166,9 @@ def cut_release(
     step("aggregating")
     tables = aggregate(spec, report.table, until=until)
     held = held_back(spec, report.table, until) if until else {}
-    ahead = mi_ahead_tables(spec, report.table, until) if mi_ahead and until and any(held.values()) else []
+    cohort = {m.name for m in spec.measures.values() if m.within_months}  # never published ahead
+    due = any(v for m, v in held.items() if m not in cohort)
+    ahead = mi_ahead_tables(spec, report.table, until) if mi_ahead and until and due else []
     earlier = _earlier_tables([public, staging], spec.name)
     protected = protect_tables(
         tables + ahead,
@@ -178,7 +180,7 @@ def cut_release(
         scheduler=scheduler,
     )
     months = tuple(sorted({c for t in tables for d in t.dimensions for c in d.codes if d.levels[c] == "month"}))
-    held = {m: {} for m in held} if ahead else held  # published ahead, so nothing is held back
+    held = {m: ({} if m not in cohort else v) for m, v in held.items()} if ahead else held  # published ahead
     extra = {"opendata:release": release_info(spec.name, spec.kind, timing, months, cut, held, calendar)}
     if ahead:
         extra["opendata:release"]["mi_ahead"] = {"resources": [t.spec.name for t in ahead], "statement": MI_AHEAD}

@@ -36,7 +36,7 @@ def test_a_cohort_is_complete_once_its_whole_window_has_passed(end, window, expe
 def test_a_cut_off_after_the_data_completes_no_more_cohorts(tmp_path):
     """The cut-off of the official statistics may lie beyond the MI's last month (the demo's data
     ends in 2013-05, its cut-off is 2026-06): the cohorts complete are those the data covers."""
-    from opendata.aggregate import aggregate
+    from opendata.aggregate import aggregate, held_back
     from opendata.sample import write_sample
     from opendata.spec import load_spec
     from opendata.validate import validate
@@ -48,6 +48,9 @@ def test_a_cut_off_after_the_data_completes_no_more_cohorts(tmp_path):
         [table] = [t for t in aggregate(spec, mi, until=until) if t.spec.name == TABLE]
         months = sorted(set(table.frame["referral_month"]) - {"Total"})
         assert months[-1] == mature_until(max(spec_months(mi)), 12), until
+    held = held_back(spec, mi, "2026-06")  # the cohorts not complete are reported as held back, by month
+    assert sorted(held["job_outcomes_12m"]) and min(held["job_outcomes_12m"]) > months[-1]
+    assert not any(held[m] for m in held if m != "job_outcomes_12m")  # nothing else lies after the cut-off
 
 
 def spec_months(mi) -> set[str]:
