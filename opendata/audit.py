@@ -194,17 +194,12 @@ def check_derived(version_dir: Path, descriptor: dict, tables: Sequence[Publishe
     defined = descriptor.get("opendata:indicators") or []
     indicators = [Indicator.parse(d["name"], defined) for d in defined]
     base = (descriptor["opendata:disclosure"]["rules"].get("rounding") or {}).get("base")
-    parts = []
-    for t in tables:
-        months = [d for d in t.dimensions if "month" in d.levels.values()]
-        if t.name.endswith(AHEAD_SUFFIX) or len(months) != 1:
-            continue
-        frame = t.frame.copy()
-        for d in t.dimensions:
-            frame[d.name + "_level"] = frame[d.name].map(d.levels)
-        for rows in derive(frame, [d.name for d in t.dimensions], months[0].name, indicators, base):
-            rows.insert(1, "table", t.name)
-            parts.append(rows)
+    parts = [
+        rows
+        for t in tables
+        if not t.name.endswith(AHEAD_SUFFIX)
+        for rows in derive(t.name, t.dimensions, t.frame, indicators, base)
+    ]
     shipped = pd.read_parquet(version_dir / resource["path"])
     key = ["indicator", "table", "period", "entity"]
     again = pd.concat(parts, ignore_index=True) if parts else shipped.iloc[0:0]

@@ -26,7 +26,9 @@ funnel ``p0 ± z sqrt(p0 (1 - p0) / n)`` (``funnel_limits``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -462,24 +464,32 @@ def standardised(
 
 
 def derive(
-    frame: pd.DataFrame, dims: list[str], period: str, indicators: list[Indicator], base: int | None = None
+    table: str, dimensions: Sequence[Any], frame: pd.DataFrame, indicators: list[Indicator], base: int | None = None
 ) -> list[pd.DataFrame]:
-    """Every indicator of ``indicators`` one published table gives, as ``TIDY`` rows: the plain
-    ratios from a table of an entity by ``period``, the standardised ones from a table of an entity,
-    ``period`` and their strata. ``frame``: the table as published (codes, measures, statuses) with a
-    ``<dimension>_level`` column per dimension. The package writer and the audit both call this, so
-    the audit can prove a package's ``indicators`` resource holds nothing but these functions of
-    its published cells."""
+    """Every indicator of ``indicators`` one published table gives, as ``TIDY`` rows with the
+    table's name: the plain ratios from a table of an entity by month, the standardised ones from a
+    table of an entity, month and their strata. ``dimensions``: the table's, each with ``name`` and
+    ``levels`` (code -> level); ``frame``: the table as published (codes, measures, statuses). The
+    package writer and the audit both call this, so the audit can prove a package's ``indicators``
+    resource holds nothing but these functions of its published cells."""
+    months = [d.name for d in dimensions if "month" in d.levels.values()]
+    dims = [d.name for d in dimensions]
+    if len(months) != 1 or len(dims) not in (2, 3):
+        return []
+    period = months[0]
+    frame = frame.assign(**{d.name + "_level": frame[d.name].map(d.levels) for d in dimensions})
     out = []
     for ind in indicators:
         strata = ind.standardise_by
         if not {ind.numerator, ind.denominator} <= set(frame.columns):
             continue
-        if (len(dims) == 3) != bool(strata) or (strata and strata not in dims) or len(dims) not in (2, 3):
+        if (len(dims) == 3) != bool(strata) or (strata and strata not in dims):
             continue  # plain ratios by entity and period; standardised ones with the strata as third
         entity = next(d for d in dims if d not in (period, strata))
         if strata:
-            out.append(standardised(frame, entity, period, strata, ind, base=base))
+            rows = standardised(frame, entity, period, strata, ind, base=base)
         else:
-            out.append(tidy(frame, entity, period, ind, base=base))
+            rows = tidy(frame, entity, period, ind, base=base)
+        rows.insert(1, "table", table)
+        out.append(rows)
     return out

@@ -467,16 +467,10 @@ def _indicator_frame(spec: ReleaseSpec, tables: list[ProtectedTable]) -> pd.Data
     function of published cells, so it discloses nothing the tables do not."""
     parts = []
     for t in tables:
-        months = [d for d in t.dimensions if "month" in d.levels.values()]
-        if t.spec.name.endswith(AHEAD_SUFFIX) or len(t.dimensions) not in (2, 3) or len(months) != 1:
+        if t.spec.name.endswith(AHEAD_SUFFIX):
             continue
-        period = months[0]
         frame = _published_frame(t)
-        for d in t.dimensions:
-            frame[d.name + "_level"] = frame[d.name].map(d.levels)
-        dims = [d.name for d in t.dimensions]
-        for rows in derive(frame, dims, period.name, indicator_list(spec), spec.disclosure.rounding_base):
-            rows.insert(1, "table", t.spec.name)
+        for rows in derive(t.spec.name, t.dimensions, frame, indicator_list(spec), spec.disclosure.rounding_base):
             rows[_NUMBERS] = rows[_NUMBERS].round(DIGITS)
             parts.append(rows)
     return pd.concat(parts, ignore_index=True) if parts else None

@@ -426,14 +426,9 @@ def test_dates_that_would_break_the_machine_are_refused_quickly_and_small(tmp_pa
 @pytest.fixture(scope="module")
 def small_release(tmp_path_factory) -> tuple[Path, Path]:
     """A 1,500-row, 3-month release: small enough that national figures sit beside small cells."""
-    work = tmp_path_factory.mktemp("small")
-    run = opendata("sample", "--out", work / "mi", "--rows", 1500, "--seed", 3, "--months", 3, "--format", "csv")
-    assert run.returncode == 0, run.stderr
-    mi = work / "mi" / "work-programme-mi.csv"
-    run = opendata("release", SPEC, mi, "--out", work / "releases", "--release-time", WHEN, *LATE)
-    assert run.returncode == 0, run.stderr + run.stdout
-    assert opendata("publish", "--out", work / "releases").returncode == 0
-    return mi, work / "releases" / NAME / "1.0.0"
+    from test_attack_classes import one_release
+
+    return one_release(tmp_path_factory.mktemp("small"), SPEC, rows=1500, months=3, seed=3)
 
 
 @pytest.mark.parametrize(
