@@ -173,7 +173,10 @@ class LP:
         """Minimise ``sum(signs * x[cols])`` with ``x[cols] <= caps`` for a while: one solve that drives
         many cells to the ends of their ranges at once. Any point found is feasible for the LP
         (the caps only shrink it), so it widens the seen ranges; the caps keep the objective bounded
-        where a cell's maximum is not. Costs and bounds are restored afterwards."""
+        where a cell's maximum is not. The capped LP has a solution (a point seen obeys every cap), so
+        "infeasible" after a warm start is a numerical slip: it is solved again from scratch, since a
+        round that finds nothing ends the rounds early (``_spread``). Costs and bounds are restored
+        afterwards."""
         if self._cost_col is not None:
             self.h.changeColCost(self._cost_col, 0.0)
             self._cost_col = None
@@ -182,7 +185,10 @@ class LP:
         upper = np.asarray(self.h.getLp().col_upper_)[idx]
         self.h.changeColsBounds(len(idx), idx, lower, np.minimum(upper, caps))
         self.h.changeColsCost(len(idx), idx, np.asarray(signs, dtype=np.float64))
-        if self.run() == highspy.HighsModelStatus.kOptimal:
+        status = self.run()
+        if status == highspy.HighsModelStatus.kInfeasible:  # a seen point obeys the caps: a warm-start slip
+            status = self.run(fresh=True)
+        if status == highspy.HighsModelStatus.kOptimal:
             assert self.x is not None
             np.minimum(self.lo_seen, self.x, out=self.lo_seen)
             np.maximum(self.hi_seen, self.x, out=self.hi_seen)
