@@ -68,6 +68,8 @@ MEDIA_TYPES = {
     ".parquet": PARQUET_MEDIATYPE,
     ".json": "application/json",
     ".md": "text/markdown",
+    ".ods": "application/vnd.oasis.opendocument.spreadsheet",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     SIGNATURE_SUFFIX: "application/octet-stream",
 }
 CONTEXT: dict[str, Any] = {

@@ -948,6 +948,38 @@ def audit(package: Path, previous, spec, mi, as_json: bool):
         sys.exit(1)
 
 
+@main.command("check-spreadsheet")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def check_spreadsheet(files: tuple[Path, ...], as_json: bool):
+    """Check ODS and XLSX files against the Analysis Function's spreadsheet guidance.
+
+    Cover, contents and notes sheets; a title in A1 of every sheet; one marked-up table per sheet
+    starting in column A with one header row; no merged cells, blank or hidden rows and columns,
+    fills; numbers as numbers and GSS shorthand in square brackets; title and language in the
+    file's properties. Each failure names its sheet and cell. Exit code 1 if any file fails.
+
+    \b
+    Example:
+      opendata check-spreadsheet releases/work-programme-subcontractor-mi/1.0.0/*.ods
+    """
+    from opendata.spreadsheet_check import check_spreadsheet as check
+
+    with user_errors():
+        findings = [x for f in files for x in check(f)]
+    if as_json:
+        out.print_json(json.dumps([x.__dict__ for x in findings]))
+    else:
+        for x in findings[:MAX_PROBLEMS_SHOWN]:
+            out.print(f"[red]fails[/] {escape(x.describe())}", highlight=False)
+        if len(findings) > MAX_PROBLEMS_SHOWN:
+            out.print(f"… and {len(findings) - MAX_PROBLEMS_SHOWN:,} more")
+        if not findings:
+            out.print(f"[green]passed[/]: {len(files)} file(s) follow the spreadsheet guidance")
+    if findings:
+        sys.exit(1)
+
+
 @main.command()
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("releases"))
 @click.option("--host", default="127.0.0.1", show_default=True)

@@ -38,6 +38,7 @@ from opendata.errors import OpenDataError, ReleaseError, ReleaseExists
 from opendata.package import retimed_readme
 from opendata.schedule import release_timing, retimed
 from opendata.signing import write_atomic
+from opendata.spreadsheet import write_spreadsheets
 from opendata.versions import semver_key
 
 PRE_RELEASE_WINDOW = timedelta(hours=24)
@@ -424,6 +425,7 @@ def reschedule(
     readme = staged.path / README_FILE
     text = retimed_readme(readme.read_text(encoding="utf-8"), old_created, descriptor)
     write_atomic(readme, text.encode("utf-8"))
+    descriptor["resources"] = write_spreadsheets(staged.path, descriptor)  # their cover gives the time
     _write_descriptor(path, descriptor)  # last: the descriptor is what publish reads
     entry = {
         "time": rfc3339(now),

@@ -56,6 +56,7 @@ from opendata.indicators import LEVELS, TIDY, Indicator, derive
 from opendata.protection import AHEAD_SUFFIX, ProtectedTable, rules_for
 from opendata.relations import spec_relations
 from opendata.spec import ReleaseSpec
+from opendata.spreadsheet import write_spreadsheets
 from opendata.versions import SEMVER
 
 TMP_PREFIX = ".tmp-"  # .tmp-<version>-<pid>-<random>: a package being written
@@ -117,6 +118,7 @@ def write_package(
         os.chmod(tmp, 0o755)
         resources = _write_resources(tmp, tables, hierarchies, _indicator_frame(spec, tables))
         descriptor = _descriptor(spec, tables, version, stamp, resources, extra)
+        descriptor["resources"] = write_spreadsheets(tmp, descriptor)
         _write_text(tmp / DESCRIPTOR_FILE, json.dumps(descriptor, indent=2, ensure_ascii=False, default=_json) + "\n")
         _write_text(tmp / README_FILE, _readme(spec, tables, descriptor))
         _sync_tree(tmp)

@@ -100,6 +100,8 @@ def test_layout_and_descriptor(release: Path) -> None:
         "datapackage.json",
         "hierarchies/month.csv",
         "hierarchies/provider.csv",
+        "tiny-mi-1.0.0.ods",
+        "tiny-mi-1.0.0.xlsx",
     ]
     d = _descriptor(release)
     assert d["$schema"] == "https://datapackage.org/profiles/2.0/datapackage.json"
@@ -143,7 +145,7 @@ def test_layout_and_descriptor(release: Path) -> None:
 def test_frictionless_validates(release: Path) -> None:
     report = frictionless.validate(release / "datapackage.json")
     assert report.valid, report.flatten(["resourceName", "rowNumber", "fieldName", "type", "note"])
-    assert len(report.tasks) == 6
+    assert len(report.tasks) == 8  # 2 tables x (CSV, Parquet), 2 hierarchies, ODS, XLSX
 
 
 def test_frictionless_catches_a_tampered_file(spec: ReleaseSpec, tmp_path: Path) -> None:
@@ -160,7 +162,7 @@ def test_frictionless_catches_a_tampered_file(spec: ReleaseSpec, tmp_path: Path)
 
 def test_hashes_and_bytes_match(release: Path) -> None:
     d = _descriptor(release)
-    assert len(d["resources"]) == 6
+    assert len(d["resources"]) == 8
     for r in d["resources"]:
         data = (release / r["path"]).read_bytes()
         assert r["bytes"] == len(data)
