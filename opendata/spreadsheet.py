@@ -26,12 +26,12 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from xml.sax.saxutils import XMLGenerator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import XMLGenerator
 
 import pandas as pd
 
@@ -130,9 +130,7 @@ def build_book(version_dir: Path, descriptor: dict[str, Any]) -> Book:
     tables = [r for r in descriptor["resources"] if r.get("type") == "table" and r.get("format") == "csv"]
     tables = [r for r in tables if not r["name"].startswith("hierarchy-") and not r.get("opendata:derived")]
     notes = _notes(descriptor)
-    data_sheets = [
-        _table_sheet(version_dir, resource, n, descriptor) for n, resource in enumerate(tables, start=1)
-    ]
+    data_sheets = [_table_sheet(version_dir, resource, n, descriptor) for n, resource in enumerate(tables, start=1)]
     data_sheets = [s for s in data_sheets if s is not None]
     notes_sheet = _notes_sheet(notes)
     sheets = (_cover(descriptor), _contents([notes_sheet, *data_sheets]), notes_sheet, *data_sheets)
@@ -172,6 +170,8 @@ def _cover(descriptor: dict[str, Any]) -> Sheet:
     for line in release.get("statement", []):
         if line not in lines:
             lines.append(line)
+    if not release.get("next_release"):
+        lines.append("Next release: not yet announced.")
     period = release.get("period")
     if period:
         lines.append(f"Period covered: {period['from']} to {period['to']}.")
@@ -221,9 +221,7 @@ def _table_sheet(version_dir: Path, resource: dict[str, Any], n: int, descriptor
     frame = pd.read_parquet(version_dir / resource["path"].replace(".csv", ".parquet"))
     if len(frame) + 6 > MAX_ROWS:
         return None  # left out; the contents sheet lists only what is there, the CSV has it all
-    labels = {
-        d: {c["value"]: c.get("label", c["value"]) for c in fields[d].get("categories", [])} for d in dims
-    }
+    labels = {d: {c["value"]: c.get("label", c["value"]) for c in fields[d].get("categories", [])} for d in dims}
     columns: list[Column] = []
     data: list[list[Any]] = []
     for d in dims:
@@ -394,7 +392,7 @@ def _ods_row(x: XMLGenerator, values: list[Any], links: dict[int, str] | None = 
             if links and j in links:
                 _leaf(x, "text:a", value, {"xlink:href": f"#{value}.A1", "xlink:type": "simple"})
             else:
-                x.characters(_plain(value))
+                x.characters(str(value))
             x.endElement("text:p")
         x.endElement("table:table-cell")
     x.endElement("table:table-row")
@@ -408,6 +406,7 @@ def xlsx_bytes(book: Book) -> bytes:
     import xlsxwriter
 
     out = io.BytesIO()
+    # every text is a string cell, never a formula or link: a label or --reason cannot run when opened
     wb = xlsxwriter.Workbook(out, {"in_memory": True, "strings_to_formulas": False, "strings_to_urls": False})
     wb.set_properties(
         {
@@ -421,9 +420,9 @@ def xlsx_bytes(book: Book) -> bytes:
     wrap = wb.add_format({"text_wrap": False})
     for sheet in book.sheets:
         ws = wb.add_worksheet(sheet.name)
-        ws.write_string(0, 0, _plain(sheet.title), heading)
+        ws.write_string(0, 0, sheet.title, heading)
         for i, line in enumerate(sheet.lines, start=1):
-            ws.write_string(i, 0, _plain(line), wrap)
+            ws.write_string(i, 0, line, wrap)
         if not sheet.columns:
             ws.set_column(0, 0, 100)
             continue
@@ -435,7 +434,7 @@ def xlsx_bytes(book: Book) -> bytes:
                 elif j in sheet.links:
                     ws.write_url(i, j, f"internal:'{value}'!A1", string=value)
                 else:
-                    ws.write_string(i, j, _plain(value))
+                    ws.write_string(i, j, value)
         ws.add_table(
             top,
             0,
@@ -443,7 +442,7 @@ def xlsx_bytes(book: Book) -> bytes:
             len(sheet.columns) - 1,
             {
                 "name": f"{sheet.name}_table",
-                "columns": [{"header": _plain(c.title)} for c in sheet.columns],
+                "columns": [{"header": c.title} for c in sheet.columns],
                 "style": "Table Style Light 1",
                 "autofilter": False,
                 "banded_rows": False,
@@ -469,21 +468,6 @@ def _with_language(data: bytes) -> bytes:
 
 
 # --- shared ---------------------------------------------------------------------------------------
-
-
-def _plain(value: Any) -> str:
-    """Text as text: a leading ``=``, ``+``, ``-`` or ``@`` cannot start a formula in either format
-    (both writers store strings, never formulas; this guards a reader who re-types the cell)."""
-    s = str(value)
-    return "'" + s if s[:1] in ("=", "+", "-", "@") and not _is_number(s) else s
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
 
 
 def _column(n: int) -> str:

@@ -150,8 +150,7 @@ def _check_sheet(f: str, s: Sheet, notes: set[int] | None, cover: bool):
         return
     if not s.tables:
         if grid:  # more than a column of text lines: data outside a marked-up table
-            r, c = min(grid)
-            yield Finding(f, s.name, _ref(r, c), "table", "data that is not in a marked-up table")
+            yield Finding(f, s.name, _ref(min(grid)[0], 0), "table", "data that is not in a marked-up table")
         return
     if len(s.tables) > 1:
         yield Finding(f, s.name, "", "table", f"{len(s.tables)} tables on one sheet; one per sheet")
@@ -226,7 +225,7 @@ def _parse_ref(ref: str) -> tuple[int, int]:
 
 # --- ODS ------------------------------------------------------------------------------------------
 
-O = {
+ODF = {
     "office": "urn:oasis:names:tc:opendocument:xmlns:office:1.0",
     "style": "urn:oasis:names:tc:opendocument:xmlns:style:1.0",
     "text": "urn:oasis:names:tc:opendocument:xmlns:text:1.0",
@@ -238,7 +237,7 @@ O = {
 
 
 def _q(prefix: str, name: str) -> str:
-    return f"{{{O[prefix]}}}{name}"
+    return f"{{{ODF[prefix]}}}{name}"
 
 
 def _read_ods(path: Path, z: zipfile.ZipFile) -> Workbook:
@@ -276,9 +275,10 @@ def _read_ods(path: Path, z: zipfile.ZipFile) -> Workbook:
             for cell in cells:
                 n = int(cell.get(_q("table", "number-columns-repeated"), "1"))
                 kind = cell.get(_q("office", "value-type"))
-                if cell.get(_q("table", "number-columns-spanned"), "1") != "1" or cell.get(
-                    _q("table", "number-rows-spanned"), "1"
-                ) != "1":
+                if (
+                    cell.get(_q("table", "number-columns-spanned"), "1") != "1"
+                    or cell.get(_q("table", "number-rows-spanned"), "1") != "1"
+                ):
                     sheet.merged.append(_ref(r, c))
                 if kind is not None and n < 1024 and repeat < 1024:
                     value: Any

@@ -12,9 +12,11 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
+from opendata.descriptor import size_and_hash
 from opendata.embargo import AccessRefused, grant_pre_release_access, publish
 from opendata.errors import ReleaseError
 from opendata.release import cut_release
@@ -429,6 +431,10 @@ def test_unstage_and_reschedule_through_the_cli(tmp_path, mi):
         and f"Release time {at(21)[:16]}Z" in readme
         and "pre-announced, 09:30" not in readme
     )
+    cover = pd.read_excel(staged / f"{NAME}-1.0.0.ods", engine="odf", sheet_name="Cover_sheet", header=None)[0]
+    assert f"Release time {at(21)[:16]}Z." in cover.tolist()  # the spreadsheets were rewritten too
+    for r in descriptor["resources"]:
+        assert size_and_hash(staged / r["path"]) == (r["bytes"], r["hash"]), r["path"]
 
     later = cli("reschedule", NAME, "1.0.0", "--to", at(50), "--reason", "Later", *where)
     assert later.returncode == 1 and "Cut the release again" in later.stderr  # official statistics in between
