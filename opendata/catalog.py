@@ -41,6 +41,7 @@ from opendata.descriptor import (
 )
 from opendata.digest import file_digest
 from opendata.errors import ReleaseError
+from opendata.page import PAGE_FILE, Listed, tree_index
 from opendata.signing import (
     SignatureError,
     SigningKey,
@@ -282,7 +283,8 @@ def write_catalog(
     title: str = DEFAULT_TITLE,
     description: str | None = None,
 ) -> FileInfos:
-    """Write ``catalog.json``, ``catalog.jsonld`` and ``feed.atom`` for the versions public at ``now``.
+    """Write ``catalog.json``, ``catalog.jsonld``, ``feed.atom`` and the tree's ``index.html`` for the
+    versions public at ``now``.
 
     With a signer, every listed version's ``datapackage.json`` that is not yet signed is signed, an
     existing descriptor signature is checked (SignatureError if it does not verify with this key:
@@ -330,6 +332,7 @@ def write_catalog(
     for path, data in (
         (root / JSONLD_FILE, _jsonld(public, title, description, base, stamp)),
         (root / FEED_FILE, _atom(public, title, base, stamp)),
+        (root / PAGE_FILE, _index(public, title)),
     ):
         if write_atomic(path, data):
             written.append(path)
@@ -412,7 +415,7 @@ def _version_entry(v: _Version) -> dict[str, Any]:
 
 
 def derived_views(root: Path, catalog: Catalog) -> dict[str, bytes]:
-    """``catalog.jsonld`` and ``feed.atom`` for the versions a verified ``catalog`` lists, built from
+    """``catalog.jsonld``, ``feed.atom`` and ``index.html`` for the versions a verified ``catalog`` lists, built from
     the files under ``root`` (a mirror). They are not signed, so a mirror makes its own from what
     it verified instead of copying the source's."""
     listed = {(v.name, v.version) for v in catalog.versions}
@@ -421,7 +424,26 @@ def derived_views(root: Path, catalog: Catalog) -> dict[str, bytes]:
     return {
         JSONLD_FILE: _jsonld(versions, catalog.title, None, catalog.base_url, stamp),
         FEED_FILE: _atom(versions, catalog.title, catalog.base_url, stamp),
+        PAGE_FILE: _index(versions, catalog.title),
     }
+
+
+def _index(versions: list[_Version], title: str) -> bytes:
+    """The tree's ``index.html``: every version, linked to its release page."""
+    return tree_index(
+        [
+            Listed(
+                v.info.name,
+                v.info.version,
+                str(v.info.descriptor.get("title", v.info.name)),
+                v.info.created,
+                v.rel,
+                any(f.path == f"{v.rel}/{PAGE_FILE}" for f in v.files),
+            )
+            for v in versions
+        ],
+        title,
+    )
 
 
 RELEASE_FACTS = ("published", "pre_announced", "orderly", "unscheduled", "late", "reason")

@@ -35,10 +35,9 @@ from opendata.content import PackageContent
 from opendata.descriptor import DESCRIPTOR_FILE, README_FILE, PackageInfo, parse_time, rfc3339
 from opendata.diff import diff
 from opendata.errors import OpenDataError, ReleaseError, ReleaseExists
-from opendata.package import retimed_readme
+from opendata.package import retimed_readme, write_views
 from opendata.schedule import release_timing, retimed
 from opendata.signing import write_atomic
-from opendata.spreadsheet import write_spreadsheets
 from opendata.versions import semver_key
 
 PRE_RELEASE_WINDOW = timedelta(hours=24)
@@ -425,7 +424,7 @@ def reschedule(
     readme = staged.path / README_FILE
     text = retimed_readme(readme.read_text(encoding="utf-8"), old_created, descriptor)
     write_atomic(readme, text.encode("utf-8"))
-    descriptor["resources"] = write_spreadsheets(staged.path, descriptor)  # their cover gives the time
+    descriptor["resources"] = write_views(staged.path, descriptor)  # spreadsheets and page show the time
     _write_descriptor(path, descriptor)  # last: the descriptor is what publish reads
     entry = {
         "time": rfc3339(now),

@@ -53,8 +53,10 @@ from opendata.descriptor import (
 )
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.indicators import LEVELS, TIDY, Indicator, derive
+from opendata.page import PAGE_FILE, release_page
 from opendata.protection import AHEAD_SUFFIX, ProtectedTable, rules_for
 from opendata.relations import spec_relations
+from opendata.signing import write_atomic
 from opendata.spec import ReleaseSpec
 from opendata.spreadsheet import write_spreadsheets
 from opendata.versions import SEMVER
@@ -118,7 +120,7 @@ def write_package(
         os.chmod(tmp, 0o755)
         resources = _write_resources(tmp, tables, hierarchies, _indicator_frame(spec, tables))
         descriptor = _descriptor(spec, tables, version, stamp, resources, extra)
-        descriptor["resources"] = write_spreadsheets(tmp, descriptor)
+        descriptor["resources"] = write_views(tmp, descriptor)
         _write_text(tmp / DESCRIPTOR_FILE, json.dumps(descriptor, indent=2, ensure_ascii=False, default=_json) + "\n")
         _write_text(tmp / README_FILE, _readme(spec, tables, descriptor))
         _sync_tree(tmp)
@@ -710,6 +712,19 @@ def _descriptor(
     for key in sorted(extra):
         descriptor[key] = extra[key]
     return descriptor
+
+
+def write_views(version_dir: Path, descriptor: dict[str, Any]) -> list[dict[str, Any]]:
+    """Write what people read of a package (the spreadsheets, then the release page, which lists
+    them with their hashes) and return the descriptor's resources with theirs in place of any
+    earlier ones: a reschedule calls it again, since both show the release time."""
+    resources = write_spreadsheets(version_dir, descriptor)
+    resources = [r for r in resources if r.get("path") != PAGE_FILE]
+    write_atomic(version_dir / PAGE_FILE, release_page(version_dir, descriptor | {"resources": resources}))
+    size, digest = size_and_hash(version_dir / PAGE_FILE)
+    page = {"name": "release-page", "type": "file", "path": PAGE_FILE, "title": "Release page",
+            "format": "html", "mediatype": "text/html", "bytes": size, "hash": digest}  # fmt: skip
+    return [*resources, page]
 
 
 def _json(value: Any) -> Any:

@@ -3,7 +3,8 @@
 The tree holds only static files, so this server computes nothing: any static host works equally, and
 this one exists for a quick, safe default. What it guarantees:
 
-- GET and HEAD only (anything else: 405); no directory listings (a directory is 404);
+- GET and HEAD only (anything else: 405); no directory listings: a directory answers with its
+  ``index.html`` when that is public (the tree's index, a version's release page), else 404;
 - validators for cheap re-syncs: a strong ``ETag`` and ``Last-Modified``, answering ``If-None-Match`` and
   ``If-Modified-Since`` with 304; a single ``Range: bytes=a-b`` with 206 (416 when unsatisfiable), honouring
   ``If-Range``, so an interrupted download can continue;
@@ -11,7 +12,7 @@ this one exists for a quick, safe default. What it guarantees:
   anything that is not an origin-form path are refused (403); dot-files and dot-directories (``.tmp-*``,
   ``.staging``, a mirror's ``.partial`` and ``.sync-state.json``) are not found (404);
 - only what the catalogue makes public (``listed_only=True``, always so from the CLI): the catalogue files
-  at the root (``catalog.json``, its signature, the DCAT and Atom views), the files ``catalog.json``
+  at the root (``catalog.json``, its signature, the DCAT and Atom views, ``index.html``), the files ``catalog.json``
   lists (versions' files and each series' ``CHANGELOG.md``), nothing else (a ``publisher.key`` left in the
   tree, a version withheld from the catalogue because it is under embargo, a stray file). The check is
   made on the requested path and again on the resolved one, so a symbolic link never reaches a file
@@ -58,6 +59,7 @@ import httptools
 from opendata.catalog import FEED_FILE, JSONLD_FILE, read_catalog
 from opendata.descriptor import CATALOG_FILE, SIGNATURE_SUFFIX
 from opendata.errors import OpenDataError
+from opendata.page import PAGE_FILE
 
 CONTENT_TYPES = {
     ".json": "application/json",
@@ -68,7 +70,12 @@ CONTENT_TYPES = {
     ".atom": "application/atom+xml",
     ".sig": "text/plain; charset=us-ascii",  # one base64 line
     ".txt": "text/plain; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".ods": "application/vnd.oasis.opendocument.spreadsheet",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
+# The pages are static: no script, no frame, nothing fetched but their own inline style and images.
+PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
 CHUNK = 1 << 16  # a file up to this size leaves in one write with its headers; larger ones in chunks of it × 4
 # Encoded characters that would let a path mean something other than it appears to: /, \, ., NUL.
 ENCODED_HOSTILE = re.compile(r"%(2f|5c|2e|00)", re.IGNORECASE)
@@ -81,7 +88,7 @@ BACKLOG = 1024
 IDLE_TIMEOUT = 10.0
 HEADER_DEADLINE = 20.0
 REFUSED_LINGER = 1.0  # a refused connection is read (and dropped) this long, so its 503 is not lost to a reset
-ROOT_FILES = frozenset({CATALOG_FILE, CATALOG_FILE + SIGNATURE_SUFFIX, JSONLD_FILE, FEED_FILE})
+ROOT_FILES = frozenset({CATALOG_FILE, CATALOG_FILE + SIGNATURE_SUFFIX, JSONLD_FILE, FEED_FILE, PAGE_FILE})
 BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Content-Length: 28\r\nRetry-After: 1\r\nConnection: close\r\n\r\ntoo many connections, retry\n"
@@ -254,10 +261,12 @@ class ReleaseServer:
         except UnicodeDecodeError:
             return None, None, HTTPStatus.FORBIDDEN
         parts = decoded[1:].split("/")
+        if parts[-1] == "":  # a directory: its page, if it is listed (the root's, a version's)
+            parts[-1] = PAGE_FILE
         if any(p in {".", ".."} for p in parts) or "\x00" in decoded:
             return None, None, HTTPStatus.FORBIDDEN
         if any(p == "" or p.startswith(".") for p in parts):
-            return None, None, HTTPStatus.NOT_FOUND  # directories (trailing /) and dot-files are never served
+            return None, None, HTTPStatus.NOT_FOUND  # empty segments and dot-files are never served
         rel = "/".join(parts)
         if not self.listed(rel):
             return None, None, HTTPStatus.NOT_FOUND
@@ -321,6 +330,8 @@ class ReleaseServer:
             # Version files never change; the catalogue changes with every release and must be revalidated.
             "Cache-Control": "no-cache" if "/" not in rel else "public, max-age=31536000, immutable",
         }
+        if rel.endswith(".html"):
+            headers["Content-Security-Policy"] = PAGE_POLICY
         if _not_modified(request.headers, etag, modified):
             handle.close()
             return Response(HTTPStatus.NOT_MODIFIED, headers)
