@@ -30,6 +30,7 @@ demo: $(STAMP)
 	fi
 	@if [ ! -f publisher.key ]; then $(BIN)/opendata keys generate --private publisher.key --public publisher.pub; fi
 	$(BIN)/opendata publish --out releases/ --key publisher.key
+	$(BIN)/opendata check-spreadsheet $(DEMO_VERSION)/*.ods $(DEMO_VERSION)/*.xlsx
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q

@@ -100,7 +100,7 @@ def _files_on_disk(version_dir: Path, root: Path) -> dict[str, bytes]:
 
 
 def _outputs(root: Path) -> dict[str, bytes]:
-    names = ["catalog.json", "catalog.json.sig", "catalog.jsonld", "feed.atom"]
+    names = ["catalog.json", "catalog.json.sig", "catalog.jsonld", "feed.atom", "index.html"]
     return {n: (root / n).read_bytes() for n in names if (root / n).exists()}
 
 
@@ -161,7 +161,7 @@ def test_semver_order() -> None:
 def test_deterministic_and_independent_of_clock(tree: Path, tmp_path: Path, source_tree: Path) -> None:
     first = write_catalog(tree, base_url=BASE, now=NOW)
     before = _outputs(tree)
-    assert sorted(p.name for p in first.written) == ["catalog.json", "catalog.jsonld", "feed.atom"]
+    assert sorted(p.name for p in first.written) == ["catalog.json", "catalog.jsonld", "feed.atom", "index.html"]
     again = write_catalog(tree, base_url=BASE, now=NOW + timedelta(days=100))
     assert _outputs(tree) == before
     assert again.written == ()  # nothing rewritten, so mirrors' caches stay valid

@@ -100,6 +100,7 @@ def test_layout_and_descriptor(release: Path) -> None:
         "datapackage.json",
         "hierarchies/month.csv",
         "hierarchies/provider.csv",
+        "index.html",
         "tiny-mi-1.0.0.ods",
         "tiny-mi-1.0.0.xlsx",
     ]
@@ -145,7 +146,7 @@ def test_layout_and_descriptor(release: Path) -> None:
 def test_frictionless_validates(release: Path) -> None:
     report = frictionless.validate(release / "datapackage.json")
     assert report.valid, report.flatten(["resourceName", "rowNumber", "fieldName", "type", "note"])
-    assert len(report.tasks) == 8  # 2 tables x (CSV, Parquet), 2 hierarchies, ODS, XLSX
+    assert len(report.tasks) == 9  # 2 tables x (CSV, Parquet), 2 hierarchies, ODS, XLSX, release page
 
 
 def test_frictionless_catches_a_tampered_file(spec: ReleaseSpec, tmp_path: Path) -> None:
@@ -162,7 +163,7 @@ def test_frictionless_catches_a_tampered_file(spec: ReleaseSpec, tmp_path: Path)
 
 def test_hashes_and_bytes_match(release: Path) -> None:
     d = _descriptor(release)
-    assert len(d["resources"]) == 8
+    assert len(d["resources"]) == 9
     for r in d["resources"]:
         data = (release / r["path"]).read_bytes()
         assert r["bytes"] == len(data)

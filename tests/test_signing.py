@@ -206,7 +206,7 @@ def test_verify_package(tree: Path, keys: tuple[SigningKey, Path], other_key: Si
     sign_package(version, private)
     report = verify_package(version, public_path)
     assert report.ok and report.signatures == ["datapackage.json"] and report.versions == ["signed-mi 1.0.0"]
-    assert report.files == 5  # csv, parquet, hierarchy, ods, xlsx: everything the descriptor hashes
+    assert report.files == 6  # csv, parquet, hierarchy, ods, xlsx, page: everything the descriptor hashes
     with pytest.raises(SignatureError, match="signed by another key"):
         verify_package(version, other_key.public_key())
 
@@ -236,7 +236,7 @@ def test_signed_tree_verifies(signed_tree: Path, keys: tuple[SigningKey, Path]) 
         "signed-mi/1.0.0/datapackage.json",
         "signed-mi/1.1.0/datapackage.json",
     ]
-    assert report.files == 16  # per version: README, descriptor, its signature, csv, parquet, hierarchy, ods, xlsx
+    assert report.files == 18  # per version: README, descriptor and signature, csv, parquet, hierarchy, ods, xlsx, page
     assert report.to_dict()["key"] == fingerprint(keys[0])
 
 
