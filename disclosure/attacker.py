@@ -453,13 +453,73 @@ def interval_intervals(
         if not lp.feasible():
             raise Inconsistent(INCONSISTENT)
         mine = todo[todo_bounds[comp] : todo_bounds[comp + 1]]
-        _spread(lp, np.searchsorted(cols, where[checked[mine]]), required[checked[mine]], comp)
+        at, need = np.searchsorted(cols, where[checked[mine]]), required[checked[mine]]
+        _prove_with_shown_fixed(lp, b_csc[:, cols][rows], row_lo[touched[rows]], row_hi[touched[rows]],
+                                col_lo[cells], col_hi[cells], at, need)  # fmt: skip
+        _spread(lp, at, need, comp)
         for k in mine:
             col = int(np.searchsorted(cols, where[checked[k]]))
             lower[k], upper[k] = lp.interval(col, float(required[checked[k]]))
     return Intervals(checked, lower, upper, required[checked], component)
 
 
+def _prove_with_shown_fixed(
+    lp: LP,
+    matrix: sp.spmatrix,
+    row_lo: np.ndarray,
+    row_hi: np.ndarray,
+    col_lo: np.ndarray,
+    col_hi: np.ndarray,
+    cols: np.ndarray,
+    required: np.ndarray,
+) -> None:
+    """Widen ``lp``'s seen ranges cheaply before its own solves. Take the feasible point ``lp.x`` and
+    fix every shown cell (finite upper bound) at its value there: what is left is the hidden cells
+    under the exact-values attacker, which falls apart into small components. Every solution of
+    those small LPs, completed by the fixed values, is a feasible table of the whole component, so
+    the ranges they reach are inner bounds of the interval attacker's too; only passes come from
+    here, and a cell they do not prove wide gets the whole component's LPs as before. Solver
+    trouble in a small LP only means fewer cells proven here."""
+    x0 = lp.x
+    hidden = ~np.isfinite(col_hi)
+    if x0 is None or hidden.all() or not hidden.any():
+        return
+    m = sp.csc_matrix(matrix)
+    shown = np.flatnonzero(~hidden)
+    act = m[:, shown] @ x0[shown]
+    sub = sp.csr_matrix(m[:, np.flatnonzero(hidden)])
+    rows = np.flatnonzero(np.diff(sub.indptr) > 0)
+    sub = sub[rows]
+    lo, hi = row_lo[rows] - act[rows], row_hi[rows] - act[rows]
+    position = np.full(len(col_hi), -1, dtype=np.int64)
+    position[hidden] = np.arange(int(hidden.sum()))
+    wanted = position[cols]
+    keep = wanted >= 0
+    a = abs(sub)
+    _, labels = connected_components((a.T @ a).tocsr(), directed=False)
+    row_label = labels[sub.indices[sub.indptr[:-1]]]
+    hidden_cols = np.flatnonzero(hidden)
+    for label in np.unique(labels[wanted[keep]]):
+        members = np.flatnonzero(labels == label)
+        in_rows = np.flatnonzero(row_label == label)
+        seen = x0[hidden_cols[members]]
+        small = LP(sub[in_rows][:, members], lo[in_rows], hi[in_rows], col_lo[hidden_cols[members]],
+                   col_hi[hidden_cols[members]], seen=seen)  # fmt: skip
+        targets = np.flatnonzero(keep & (labels[np.maximum(wanted, 0)] == label))
+        at = np.searchsorted(members, wanted[targets])
+        try:
+            _spread(small, at, required[targets], int(label))
+            if len(members) <= SMALL:  # one LP pair per cell pays only where the LPs are small
+                for col, need in zip(at, required[targets], strict=True):
+                    small.interval(int(col), float(need))
+        except (Inconsistent, SolverFailed):
+            continue
+        full = hidden_cols[members]
+        np.minimum.at(lp.lo_seen, full, small.lo_seen)
+        np.maximum.at(lp.hi_seen, full, small.hi_seen)
+
+
+SMALL = 500  # columns of a hidden-cells component small enough for one LP pair per cell there
 PUSH_MIN = 16  # cells of a component left unproven for a batched solve to pay off
 PUSH_ROUNDS = 24  # batched solves per component at most
 PUSH_GAIN = 0.02  # stop once a solve proves fewer than this share of the cells left
