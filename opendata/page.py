@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import html
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,6 +76,12 @@ def release_page(version_dir: Path, descriptor: dict[str, Any]) -> bytes:
         body.append("<ul>" + "".join(f"<li>{_headline(s, release)}</li>" for s in series) + "</ul>")
         body.append("<h2 id='monthly'>Month by month</h2>")
         body += [_chart(s, n) for n, s in enumerate(series, start=1)]
+    funnels = _funnels(version_dir, d)
+    if funnels:
+        intro = ("<p>Each contract package area (CPA) over the whole release, from the published figures only "
+                 "(the package's indicators): a CPA outside the limits differs from the programme by more than "
+                 "chance would explain.</p>")  # fmt: skip
+        body += ["<h2 id='compare'>How CPAs compare</h2>", intro, *funnels]
     body += ["<h2 id='hidden'>What was hidden, and why</h2>", _disclosure(d)]
     body += ["<h2 id='revisions'>Revisions</h2>", _revisions(d)]
     body += ["<h2 id='downloads'>Downloads</h2>", _downloads(d)]
@@ -234,6 +241,102 @@ def _chart(s: Series, n: int) -> str:
         f"<div class='scroll' role='region' aria-label='{_e(s.title)} by month, data' tabindex='0'><table>"
         f"<caption>{_e(s.title)} by month</caption><thead><tr><th scope='col'>Month</th>"
         f"<th scope='col' class='n'>{_e(s.title)}</th></tr></thead><tbody>{rows}</tbody></table></div>"
+    )
+    data = f"<details><summary>Data for this chart</summary>{table}</details>"
+    return f"<figure>{svg}<figcaption>{_e(desc)}</figcaption></figure>{data}"
+
+
+Z = {"95": 1.959964, "99.8": 3.090232}  # two-sided normal quantiles of the funnel limits
+
+
+def _funnels(version_dir: Path, d: dict[str, Any]) -> list[str]:
+    """A funnel plot per proportion indicator: each CPA over the whole release against the programme,
+    with the 95% and 99.8% limits (score test: p0 ± z·sqrt(p0(1-p0)/n), as ``opendata compare``)."""
+    resource = next((r for r in d["resources"] if r.get("opendata:derived") and r["path"].endswith(".csv")), None)
+    if resource is None:
+        return []
+    rows = _csv(version_dir / resource["path"])
+    out = []
+    for ind in d.get("opendata:indicators") or []:
+        if ind.get("kind") != "proportion" or ind.get("standardise_by"):
+            continue
+        mine = [r for r in rows if r["indicator"] == ind["name"] and r["period"] == "Total"]
+        table = mine[0]["table"] if mine else ""
+        mine = [r for r in mine if r["table"] == table]
+        points = [r for r in mine if r["entity_level"] == "cpa" and not r["status"]]
+        bench = next((r for r in mine if r["entity_level"] == "total"), None)
+        if not points or bench is None or bench["status"] or bench["benchmark"].startswith("["):
+            continue
+        out.append(_funnel(ind, points, float(bench["benchmark"]), len(out) + 1))
+    return out
+
+
+def _funnel(ind: dict[str, Any], points: list[dict[str, str]], p0: float, n: int) -> str:
+    width, height, left, bottom, top_pad = 640, 300, 64, 40, 12
+    sizes = [float(r["denominator"]) for r in points]
+    values = [float(r["value"]) for r in points]
+    lo_n, hi_n = max(min(sizes) * 0.8, 1.0), max(sizes) * 1.1
+    limits = [p0 + sign * Z[level] * math.sqrt(p0 * (1 - p0) / lo_n) for level in Z for sign in (-1, 1)]
+    y_min, y_max = max(min(values + limits + [p0]) - 0.01, 0.0), min(max(values + limits + [p0]) + 0.01, 1.0)
+
+    def x(size: float) -> float:
+        return left + (width - left - 12) * (size - lo_n) / (hi_n - lo_n)
+
+    def y(value: float) -> float:
+        return height - bottom - (height - bottom - top_pad) * (value - y_min) / ((y_max - y_min) or 1)
+
+    grid = [lo_n + (hi_n - lo_n) * i / 60 for i in range(61)]
+    lines = []
+    for level, dash in (("95", "6 4"), ("99.8", "2 3")):
+        for sign in (-1, 1):
+            edge = [min(max(p0 + sign * Z[level] * math.sqrt(p0 * (1 - p0) / s), y_min), y_max) for s in grid]
+            path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in zip(grid, edge, strict=True))
+            lines.append(f"<polyline points='{path}' fill='none' stroke='#0b0c0c' stroke-dasharray='{dash}'/>")
+    marks, counts = [], {}
+    for r, size, value in zip(points, sizes, values, strict=True):
+        verdict = r["compared_95"] or "not compared"
+        counts[verdict] = counts.get(verdict, 0) + 1
+        cx, cy = x(size), y(value)
+        shape = {"better": f"M{cx:.1f},{cy - 6:.1f} l6,10 h-12 z", "worse": f"M{cx:.1f},{cy + 6:.1f} l6,-10 h-12 z"}
+        mark = (f"<path d='{shape[verdict]}' fill='#0b0c0c'>" if verdict in shape
+                else f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='4' fill='#1d70b8'>")  # fmt: skip
+        close = "</path>" if verdict in shape else "</circle>"
+        marks.append(f"{mark}<title>{_e(r['entity'])}: {value:.1%} of {size:,.0f} ({_e(verdict)})</title>{close}")
+    title = f"{ind['title']}: each CPA against the programme"
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    desc = (
+        f"Funnel plot of {len(points)} CPAs over the whole release: the programme's value is {p0:.1%}; dashed "
+        f"lines are the 95% limits and dotted lines the 99.8% limits around it. At 95%: {summary} (triangles "
+        "up: better; triangles down: worse; circles: similar). Verdicts allow for rounding. The data is in the "
+        "table below the chart."
+    )
+    axis = (
+        f"<line x1='{left}' y1='{height - bottom}' x2='{width - 12}' y2='{height - bottom}' stroke='#0b0c0c'/>"
+        f"<line x1='{left}' y1='{top_pad}' x2='{left}' y2='{height - bottom}' stroke='#0b0c0c'/>"
+        f"<line x1='{left}' y1='{y(p0):.1f}' x2='{width - 12}' y2='{y(p0):.1f}' stroke='#0b0c0c'/>"
+        f"<text x='{left - 6}' y='{y(y_max) + 4:.1f}' font-size='12' text-anchor='end'>{y_max:.0%}</text>"
+        f"<text x='{left - 6}' y='{y(y_min):.1f}' font-size='12' text-anchor='end'>{y_min:.0%}</text>"
+        f"<text x='{left}' y='{height - 20}' font-size='12'>{lo_n:,.0f}</text>"
+        f"<text x='{width - 12}' y='{height - 20}' font-size='12' text-anchor='end'>{hi_n:,.0f}</text>"
+        f"<text x='{(left + width) / 2:.0f}' y='{height - 4}' font-size='12' text-anchor='middle'>"
+        f"{_e(ind['denominator'])} (denominator)</text>"
+    )
+    svg = (
+        f"<svg viewBox='0 0 {width} {height}' role='img' aria-labelledby='funnel{n}-t funnel{n}-d' "
+        f"xmlns='http://www.w3.org/2000/svg'><title id='funnel{n}-t'>{_e(title)}</title>"
+        f"<desc id='funnel{n}-d'>{_e(desc)}</desc>{axis}{''.join(lines)}{''.join(marks)}</svg>"
+    )
+    body = "".join(
+        f"<tr><td>{_e(r['entity'])}</td><td class='n'>{int(s):,}</td><td class='n'>{v:.1%}</td>"
+        f"<td class='n'>{float(r['lower_95']):.1%} to {float(r['upper_95']):.1%}</td>"
+        f"<td>{_e(r['compared_95'])}</td></tr>"
+        for r, s, v in zip(points, sizes, values, strict=True)
+    )
+    table = (
+        f"<div class='scroll' role='region' aria-label='{_e(title)}, data' tabindex='0'><table><caption>{_e(title)}"
+        "</caption><thead><tr><th scope='col'>CPA</th><th scope='col' class='n'>Denominator</th>"
+        "<th scope='col' class='n'>Value</th><th scope='col' class='n'>95% interval</th>"
+        f"<th scope='col'>Against the programme (95%)</th></tr></thead><tbody>{body}</tbody></table></div>"
     )
     data = f"<details><summary>Data for this chart</summary>{table}</details>"
     return f"<figure>{svg}<figcaption>{_e(desc)}</figcaption></figure>{data}"

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from opendata.package import write_views
@@ -43,7 +44,7 @@ def cli(*args) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("pages")
-    cli("sample", "--out", work / "mi", "--rows", 1200, "--months", 3, "--seed", 7, "--format", "csv", "-q")
+    cli("sample", "--out", work / "mi", "--rows", 6000, "--months", 3, "--seed", 7, "--format", "csv", "-q")
     cli("release", SPEC, work / "mi" / "work-programme-mi.csv", "--out", work / "releases", "--calendar", CALENDAR,
         "--release-time", "2026-11-12T09:30:00+00:00", "--late", "--reason", REASON, "-q")  # fmt: skip
     cli("publish", "--out", work / "releases", "-q")
@@ -95,6 +96,12 @@ def test_the_release_page_says_what_a_reader_needs(tree):
     national = next(r for r in descriptor["resources"] if r["name"] == "provider-by-month")
     assert national["path"] in page
     assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; late" in page
+    indicators = pd.read_csv(version / "data" / "indicators.csv", dtype=str, keep_default_na=False)
+    plain = [i["name"] for i in descriptor["opendata:indicators"] if not i.get("standardise_by")]
+    national = indicators[(indicators.period == "Total") & (indicators.entity == "Total")]
+    drawn = national[national.indicator.isin(plain) & ~national.benchmark.str.startswith("[")]
+    assert len(drawn) > 0  # this release has a programme benchmark to draw against
+    assert "How CPAs compare" in page and page.count("<desc id='funnel") == len(drawn)
 
 
 def test_same_package_same_page(tree, tmp_path):
