@@ -280,21 +280,22 @@ def _read_ods(path: Path, z: zipfile.ZipFile) -> Workbook:
                     or cell.get(_q("table", "number-rows-spanned"), "1") != "1"
                 ):
                     sheet.merged.append(_ref(r, c))
-                if kind is not None and n < 1024 and repeat < 1024:
+                if kind is not None:  # a value, however often repeated, counts against the cap first
+                    count += repeat * n
+                    if count > MAX_CELLS:
+                        raise SpreadsheetError(f"{path}: more than {MAX_CELLS:,} cells; not read")
                     value: Any
                     if kind in ("float", "percentage", "currency"):
                         number = float(cell.get(_q("office", "value"), "nan"))
                         value = int(number) if number.is_integer() else number
                     else:
                         value = "\n".join("".join(p.itertext()) for p in cell.iter(_q("text", "p")))
+                    filled = cell.get(_q("table", "style-name")) in filled_styles
                     for dr in range(repeat):
                         for dc in range(n):
                             sheet.cells[(r + dr, c + dc)] = value
-                            if cell.get(_q("table", "style-name")) in filled_styles:
+                            if filled:
                                 sheet.filled.append((r + dr, c + dc))
-                    count += repeat * n
-                    if count > MAX_CELLS:
-                        raise SpreadsheetError(f"{path}: more than {MAX_CELLS:,} cells; not read")
                 for a in cell.iter(_q("text", "a")):
                     href = a.get(_q("xlink", "href"), "")
                     if href.startswith("#"):

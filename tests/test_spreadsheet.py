@@ -253,3 +253,41 @@ def test_what_is_not_a_spreadsheet_gets_a_message_not_a_traceback(tmp_path):
         check_spreadsheet(text)
     run = cli("check-spreadsheet", text, tmp_path / "missing.ods", ok=False)
     assert "not a readable ODS or XLSX" in run.stderr or "no such file" in run.stderr
+
+
+def test_a_file_that_unpacks_to_far_more_than_it_holds_is_refused_unread(tmp_path, monkeypatch):
+    """A zip bomb: a small file whose content.xml would fill memory. Refused from the zip's own
+    directory, before anything is inflated (the cap is lowered here so the test file stays small)."""
+    import opendata.spreadsheet_check as check
+
+    monkeypatch.setattr(check, "MAX_BYTES", 1 << 20)
+    bomb = tmp_path / "bomb.ods"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        z.writestr("content.xml", b"<" + b" " * (12 << 20) + b"/>")
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(SpreadsheetError, match="unpacks to"):
+        check_spreadsheet(bomb)
+
+
+def test_repeated_rows_and_columns_are_counted_not_expanded(version, tmp_path):
+    """A row repeated a million times, as LibreOffice writes the empty end of a sheet, costs nothing;
+    one repeated with a value in it is refused past the cell cap instead of filling memory."""
+    empty = '<table:table-row table:number-rows-repeated="1048000"><table:table-cell table:number-columns-repeated="1024"/></table:table-row>'  # noqa: E501
+    ods = rewrite_ods(version, tmp_path, lambda x: x.replace("</table:table>", empty + "</table:table>", 1))
+    assert not check_spreadsheet(ods)
+    full = (
+        '<table:table-row table:number-rows-repeated="1000"><table:table-cell office:value-type="float" '
+        'office:value="1" table:number-columns-repeated="1000"/></table:table-row>'
+    )
+    import opendata.spreadsheet_check as check
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(check, "MAX_CELLS", 100_000)
+        big = rewrite_ods(version, tmp_path, lambda x: x.replace("</table:table>", full * 2 + "</table:table>", 1))
+        with pytest.raises(SpreadsheetError, match="more than 100,000 cells"):
+            check_spreadsheet(big)
+        huge = full.replace('"1000"', '"1000000"', 1)  # one element, a billion cells: refused, not expanded
+        big = rewrite_ods(version, tmp_path, lambda x: x.replace("</table:table>", huge + "</table:table>", 1))
+        with pytest.raises(SpreadsheetError, match="more than 100,000 cells"):
+            check_spreadsheet(big)
