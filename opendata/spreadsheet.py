@@ -26,8 +26,8 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -54,22 +54,15 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say: no clock in the 
 
 
 @dataclass(frozen=True)
-class Column:
-    title: str
-    numeric: bool = False
-
-
-@dataclass(frozen=True)
 class Sheet:
     """One worksheet: a title in A1, lines of text below it, then one marked-up table."""
 
     name: str  # the tab: at most 31 characters, no spaces (the guidance)
     title: str
     lines: tuple[str, ...]
-    columns: tuple[Column, ...]
+    columns: tuple[str, ...]  # header titles
     rows: list[list[Any]]  # numbers as int, shorthand and text as str
-    link: str | None = None  # text of the contents entry
-    links: dict[int, str] = field(default_factory=dict)  # column -> sheet named by that column's cells
+    link_column: int | None = None  # a column whose cells name sheets, written as links to them
 
     @property
     def header_row(self) -> int:
@@ -197,9 +190,9 @@ def _contents(sheets: list[Sheet]) -> Sheet:
         "Contents",
         "Table of contents",
         ("This worksheet contains one table. Each sheet name links to its sheet.",),
-        (Column("Sheet name"), Column("Table title")),
+        ("Sheet name", "Table title"),
         rows,
-        links={0: "sheet"},
+        link_column=0,
     )
 
 
@@ -208,7 +201,7 @@ def _notes_sheet(notes: list[str]) -> Sheet:
         "Notes",
         "Notes",
         ("This worksheet contains one table. Column headers refer to these notes as [note N].",),
-        (Column("Note number"), Column("Note text")),
+        ("Note number", "Note text"),
         [[f"[note {n}]", text] for n, text in enumerate(notes, start=1)],
     )
 
@@ -222,18 +215,18 @@ def _table_sheet(version_dir: Path, resource: dict[str, Any], n: int, descriptor
     if len(frame) + 6 > MAX_ROWS:
         return None  # left out; the contents sheet lists only what is there, the CSV has it all
     labels = {d: {c["value"]: c.get("label", c["value"]) for c in fields[d].get("categories", [])} for d in dims}
-    columns: list[Column] = []
+    columns: list[str] = []
     data: list[list[Any]] = []
     for d in dims:
         title = fields[d].get("title", d)
-        columns += [Column(f"{title} code"), Column(title)]
+        columns += [f"{title} code", title]
         codes = frame[d].astype(str)
         data += [codes.tolist(), codes.map(labels[d]).fillna(codes).tolist()]
     marks = pd.Series("", index=frame.index)
     for m in measures:
         f = fields[m]
         unit = f" ({f['opendata:unit']})" if f.get("opendata:unit") else ""
-        columns.append(Column(f"{f.get('title', m)}{unit} [note 1] [note 2]", numeric=True))
+        columns.append(f"{f.get('title', m)}{unit} [note 1] [note 2]")
         values = frame[m].astype("Int64")
         status = frame[m + STATUS_SUFFIX].fillna("").astype(str)
         shown = [int(v) if v is not pd.NA else f"[{s}]" for v, s in zip(values, status, strict=True)]
@@ -241,7 +234,7 @@ def _table_sheet(version_dir: Path, resource: dict[str, Any], n: int, descriptor
         annotated = status.isin(list(ANNOTATIONS))
         marks = marks.where(~annotated, marks + f"{f.get('title', m)} [" + status + "]; ")
     if marks.str.len().gt(0).any():
-        columns.append(Column("Revised or provisional values"))
+        columns.append("Revised or provisional values")
         data.append(marks.str.rstrip("; ").tolist())
     rows = [list(r) for r in zip(*data, strict=True)]
     source = "; ".join(s["title"] for s in descriptor.get("sources", []))
@@ -250,8 +243,7 @@ def _table_sheet(version_dir: Path, resource: dict[str, Any], n: int, descriptor
         lines.append(resource["description"])
     if source:
         lines.append(f"Source: {source}.")
-    return Sheet(f"Table_{n}", resource.get("title", resource["name"]), tuple(lines), tuple(columns), rows,
-                 link=resource["name"])  # fmt: skip
+    return Sheet(f"Table_{n}", resource.get("title", resource["name"]), tuple(lines), tuple(columns), rows)
 
 
 # --- ODS -----------------------------------------------------------------------------------------
@@ -363,9 +355,9 @@ def _ods_content(x: XMLGenerator, book: Book) -> None:
         for line in sheet.lines:
             _ods_row(x, [line])
         if sheet.columns:
-            _ods_row(x, [c.title for c in sheet.columns])
+            _ods_row(x, list(sheet.columns))
             for row in sheet.rows:
-                _ods_row(x, row, sheet.links)
+                _ods_row(x, row, sheet.link_column)
             top, last = sheet.header_row + 1, sheet.header_row + 1 + len(sheet.rows)
             address = f"'{sheet.name}'.A{top}:'{sheet.name}'.{_column(width)}{last}"
             ranges.append({"table:name": f"{sheet.name}_table", "table:target-range-address": address,
@@ -380,7 +372,7 @@ def _ods_content(x: XMLGenerator, book: Book) -> None:
     x.endElement("office:document-content")
 
 
-def _ods_row(x: XMLGenerator, values: list[Any], links: dict[int, str] | None = None, heading: bool = False) -> None:
+def _ods_row(x: XMLGenerator, values: list[Any], link_column: int | None = None, heading: bool = False) -> None:
     x.startElement("table:table-row", {})
     for j, value in enumerate(values):
         if isinstance(value, int):
@@ -389,7 +381,7 @@ def _ods_row(x: XMLGenerator, values: list[Any], links: dict[int, str] | None = 
         else:
             x.startElement("table:table-cell", {"office:value-type": "string"})
             x.startElement("text:p", {"text:style-name": "heading"} if heading else {})
-            if links and j in links:
+            if j == link_column:
                 _leaf(x, "text:a", value, {"xlink:href": f"#{value}.A1", "xlink:type": "simple"})
             else:
                 x.characters(str(value))
@@ -431,7 +423,7 @@ def xlsx_bytes(book: Book) -> bytes:
             for j, value in enumerate(row):
                 if isinstance(value, int):
                     ws.write_number(i, j, value)
-                elif j in sheet.links:
+                elif j == sheet.link_column:
                     ws.write_url(i, j, f"internal:'{value}'!A1", string=value)
                 else:
                     ws.write_string(i, j, value)
@@ -442,7 +434,7 @@ def xlsx_bytes(book: Book) -> bytes:
             len(sheet.columns) - 1,
             {
                 "name": f"{sheet.name}_table",
-                "columns": [{"header": c.title} for c in sheet.columns],
+                "columns": [{"header": title} for title in sheet.columns],
                 "style": "Table Style Light 1",
                 "autofilter": False,
                 "banded_rows": False,
@@ -488,16 +480,3 @@ def read_descriptor(version_dir: Path) -> dict[str, Any]:
         return json.loads((version_dir / DESCRIPTOR_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ReleaseError(f"{version_dir}: no readable {DESCRIPTOR_FILE} ({exc})") from None
-
-
-def iter_cells(sheet: Sheet) -> Iterator[tuple[int, int, Any]]:
-    """Every written cell as (row, column, value), 0-based, as both writers lay the sheet out."""
-    yield 0, 0, sheet.title
-    for i, line in enumerate(sheet.lines, start=1):
-        yield i, 0, line
-    if sheet.columns:
-        for j, c in enumerate(sheet.columns):
-            yield sheet.header_row, j, c.title
-        for i, row in enumerate(sheet.rows, start=sheet.header_row + 1):
-            for j, value in enumerate(row):
-                yield i, j, value
