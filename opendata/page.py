@@ -73,7 +73,7 @@ def release_page(version_dir: Path, descriptor: dict[str, Any]) -> bytes:
             "<h2 id='headlines'>Headline figures</h2>",
             f"<p>From the table “{_e(table_title)}”, for the whole programme.</p>",
         ]
-        body.append("<ul>" + "".join(f"<li>{_headline(s, release)}</li>" for s in series) + "</ul>")
+        body.append("<ul>" + "".join(f"<li>{_headline(s)}</li>" for s in series) + "</ul>")
         body.append("<h2 id='monthly'>Month by month</h2>")
         body += [_chart(s, n) for n, s in enumerate(series, start=1)]
     funnels = _funnels(version_dir, d)
@@ -189,13 +189,12 @@ def _value(text: str) -> tuple[int | None, str]:
     return int(text), ""
 
 
-def _headline(s: Series, release: dict[str, Any]) -> str:
-    period = release.get("period") or {}
-    span = f" from {period['from']} to {period['to']}" if period else ""
+def _headline(s: Series) -> str:
+    span = f" from {s.months[0][1]} to {s.months[-1][1]}" if s.months else ""
     if s.total is None:
         return f"{_e(s.title)}{_e(span)}: not published ({_e(MISSING_LABELS.get(s.total_status, s.total_status))})."
-    unit = f" {s.unit}" if s.unit else ""
-    return f"<span class='big'>{s.total:,}</span> {_e(s.title.lower())}{_e(unit and f' ({s.unit})')}{_e(span)}."
+    unit = f" ({s.unit})" if s.unit else ""
+    return f"<span class='big'>{s.total:,}</span> {_e(s.title.lower() + unit + span)}."
 
 
 def _chart(s: Series, n: int) -> str:
