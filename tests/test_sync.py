@@ -148,7 +148,7 @@ def test_incremental_sync_fetches_only_new_files_and_unchanged_costs_one_request
         assert first.versions_added == ["tiny-mi 1.0.0", "tiny-mi 1.1.0", "tiny-mi 1.2.0"]
         assert first.requests == len(server.log)
         assert verify_tree(mirror, pub.public).ok
-        for name in ("catalog.json", "catalog.json.sig", "catalog.jsonld", "feed.atom"):
+        for name in ("catalog.json", "catalog.json.sig", "catalog.jsonld", "feed.atom", "index.html"):
             assert (mirror / name).read_bytes() == (pub.root / name).read_bytes()
         assert not (mirror / PARTIAL_DIR).exists()
 
@@ -346,17 +346,18 @@ def test_first_sync_refusal_creates_nothing(pub: Publisher, tmp_path: Path):
 
 
 def test_unsigned_side_files_of_a_hostile_host_never_reach_the_mirror(pub: Publisher, tmp_path: Path):
-    """Finding 3 of the trusted-distribution issue: a host answering feed.atom with attacker XML and
-    catalog.jsonld with 60 MiB of junk. The mirror's views are made from the verified versions, so
-    they equal the publisher's own, and the junk is never fetched."""
-    genuine = {name: (pub.root / name).read_bytes() for name in ("catalog.jsonld", "feed.atom")}
+    """Finding 3 of the trusted-distribution issue: a host answering feed.atom with attacker XML,
+    catalog.jsonld with 60 MiB of junk and index.html with a script. The mirror's views are made from
+    the verified versions, so they equal the publisher's own, and the junk is never fetched."""
+    genuine = {name: (pub.root / name).read_bytes() for name in ("catalog.jsonld", "feed.atom", "index.html")}
     (pub.root / "feed.atom").write_bytes(b"<feed><entry><title>Attacker</title></entry></feed>")
     (pub.root / "catalog.jsonld").write_bytes(b"x" * (60 << 20))
+    (pub.root / "index.html").write_bytes(b"<script>steal()</script>")
     mirror = tmp_path / "mirror"
     with running(pub.root) as server:
         sync(server.url, mirror, pub.public, progress=False)
         fetched = {p for _, p, _, _ in server.log}
-    assert "/feed.atom" not in fetched and "/catalog.jsonld" not in fetched
+    assert not fetched & {"/feed.atom", "/catalog.jsonld", "/index.html"}
     for name, data in genuine.items():
         assert (mirror / name).read_bytes() == data
     assert verify_tree(mirror, pub.public).ok
