@@ -201,13 +201,13 @@ def _chart(s: Series, n: int) -> str:
     """A bar chart as inline SVG (title and description for screen readers), the data beside it."""
     shown = [v for _, _, v, _ in s.months if v is not None]
     top = max(shown, default=0) or 1
-    width, height, left, bottom = 640, 240, 56, 32
+    width, height, left, bottom = 640, 260, 96, 40
     step = (width - left - 8) / max(len(s.months), 1)
     bars = []
     for i, (_, label, value, status) in enumerate(s.months):
         x = left + i * step
         if value is None:
-            bars.append(f"<text x='{x + step / 2:.1f}' y='{height - bottom - 4}' font-size='10' text-anchor='middle'>"
+            bars.append(f"<text x='{x + step / 2:.1f}' y='{height - bottom - 4}' font-size='16' text-anchor='middle'>"
                         f"{_e(status)}</text>")  # fmt: skip
             continue
         h = (height - bottom - 16) * value / top
@@ -225,10 +225,10 @@ def _chart(s: Series, n: int) -> str:
         f"xmlns='http://www.w3.org/2000/svg'><title id='chart{n}-t'>{_e(s.title)} by month</title>"
         f"<desc id='chart{n}-d'>{_e(desc)}</desc>"
         f"<line x1='{left}' y1='{height - bottom}' x2='{width - 8}' y2='{height - bottom}' stroke='#0b0c0c'/>"
-        f"<text x='{left - 6}' y='{height - bottom}' font-size='12' text-anchor='end'>0</text>"
-        f"<text x='{left - 6}' y='20' font-size='12' text-anchor='end'>{top:,}</text>"
-        f"<text x='{left}' y='{height - 8}' font-size='12'>{_e(first)}</text>"
-        f"<text x='{width - 8}' y='{height - 8}' font-size='12' text-anchor='end'>{_e(last)}</text>"
+        f"<text x='{left - 6}' y='{height - bottom}' font-size='20' text-anchor='end'>0</text>"
+        f"<text x='{left - 6}' y='24' font-size='20' text-anchor='end'>{top:,}</text>"
+        f"<text x='{left}' y='{height - 8}' font-size='20'>{_e(first)}</text>"
+        f"<text x='{width - 8}' y='{height - 8}' font-size='20' text-anchor='end'>{_e(last)}</text>"
         + "".join(bars)
         + "</svg>"
     )
@@ -242,7 +242,7 @@ def _chart(s: Series, n: int) -> str:
         f"<th scope='col' class='n'>{_e(s.title)}</th></tr></thead><tbody>{rows}</tbody></table></div>"
     )
     data = f"<details><summary>Data for this chart</summary>{table}</details>"
-    return f"<figure>{svg}<figcaption>{_e(desc)}</figcaption></figure>{data}"
+    return f"<h3>{_e(s.title)}</h3><figure>{svg}<figcaption>{_e(desc)}</figcaption></figure>{data}"
 
 
 Z = {"95": 1.959964, "99.8": 3.090232}  # two-sided normal quantiles of the funnel limits
@@ -271,7 +271,7 @@ def _funnels(version_dir: Path, d: dict[str, Any]) -> list[str]:
 
 
 def _funnel(ind: dict[str, Any], points: list[dict[str, str]], p0: float, n: int) -> str:
-    width, height, left, bottom, top_pad = 640, 300, 64, 40, 12
+    width, height, left, bottom, top_pad = 640, 320, 72, 56, 12
     sizes = [float(r["denominator"]) for r in points]
     values = [float(r["value"]) for r in points]
     lo_n, hi_n = max(min(sizes) * 0.8, 1.0), max(sizes) * 1.1
@@ -313,11 +313,11 @@ def _funnel(ind: dict[str, Any], points: list[dict[str, str]], p0: float, n: int
         f"<line x1='{left}' y1='{height - bottom}' x2='{width - 12}' y2='{height - bottom}' stroke='#0b0c0c'/>"
         f"<line x1='{left}' y1='{top_pad}' x2='{left}' y2='{height - bottom}' stroke='#0b0c0c'/>"
         f"<line x1='{left}' y1='{y(p0):.1f}' x2='{width - 12}' y2='{y(p0):.1f}' stroke='#0b0c0c'/>"
-        f"<text x='{left - 6}' y='{y(y_max) + 4:.1f}' font-size='12' text-anchor='end'>{y_max:.0%}</text>"
-        f"<text x='{left - 6}' y='{y(y_min):.1f}' font-size='12' text-anchor='end'>{y_min:.0%}</text>"
-        f"<text x='{left}' y='{height - 20}' font-size='12'>{lo_n:,.0f}</text>"
-        f"<text x='{width - 12}' y='{height - 20}' font-size='12' text-anchor='end'>{hi_n:,.0f}</text>"
-        f"<text x='{(left + width) / 2:.0f}' y='{height - 4}' font-size='12' text-anchor='middle'>"
+        f"<text x='{left - 6}' y='{y(y_max) + 4:.1f}' font-size='20' text-anchor='end'>{y_max:.0%}</text>"
+        f"<text x='{left - 6}' y='{y(y_min):.1f}' font-size='20' text-anchor='end'>{y_min:.0%}</text>"
+        f"<text x='{left}' y='{height - 30}' font-size='20'>{lo_n:,.0f}</text>"
+        f"<text x='{width - 12}' y='{height - 30}' font-size='20' text-anchor='end'>{hi_n:,.0f}</text>"
+        f"<text x='{(left + width) / 2:.0f}' y='{height - 4}' font-size='20' text-anchor='middle'>"
         f"{_e(ind['denominator'])} (denominator)</text>"
     )
     svg = (
@@ -338,7 +338,7 @@ def _funnel(ind: dict[str, Any], points: list[dict[str, str]], p0: float, n: int
         f"<th scope='col'>Against the programme (95%)</th></tr></thead><tbody>{body}</tbody></table></div>"
     )
     data = f"<details><summary>Data for this chart</summary>{table}</details>"
-    return f"<figure>{svg}<figcaption>{_e(desc)}</figcaption></figure>{data}"
+    return f"<h3>{_e(ind['title'])}</h3><figure>{svg}<figcaption>{_e(desc)}</figcaption></figure>{data}"
 
 
 def _disclosure(d: dict[str, Any]) -> str:
