@@ -29,7 +29,8 @@ from xml.etree import ElementTree as ET
 
 from opendata.errors import OpenDataError
 
-MAX_BYTES = 200 * 1024 * 1024  # a spreadsheet bigger than this is refused unread (zip bombs too)
+MAX_BYTES = 200 * 1024 * 1024  # a spreadsheet bigger than this is refused unread
+MAX_UNPACKED = 256 * 1024 * 1024  # nor one whose parts unpack to more (zip bombs; openpyxl holds every cell)
 MAX_CELLS = 20_000_000
 SHORTHAND = frozenset({"[c]", "[x]", "[z]", "[low]", "[u]", "[w]", "[p]", "[r]", "[e]", "[b]", "[d]", "[a]"})
 NOTE = re.compile(r"\[note (\d+)\]")
@@ -89,7 +90,7 @@ def read_workbook(path: Path) -> Workbook:
     try:
         with zipfile.ZipFile(path) as z:
             unpacked = sum(i.file_size for i in z.infolist())
-            if unpacked > 10 * MAX_BYTES:
+            if unpacked > MAX_UNPACKED:
                 raise SpreadsheetError(f"{path}: unpacks to {unpacked:,} bytes; not read")
             names = set(z.namelist())
             if "content.xml" in names:
