@@ -28,6 +28,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from opendata.errors import OpenDataError
+from opendata.spreadsheet import NS
 
 MAX_BYTES = 200 * 1024 * 1024  # a spreadsheet bigger than this is refused unread
 MAX_UNPACKED = 256 * 1024 * 1024  # nor one whose parts unpack to more (zip bombs; openpyxl holds every cell)
@@ -226,15 +227,7 @@ def _parse_ref(ref: str) -> tuple[int, int]:
 
 # --- ODS ------------------------------------------------------------------------------------------
 
-ODF = {
-    "office": "urn:oasis:names:tc:opendocument:xmlns:office:1.0",
-    "style": "urn:oasis:names:tc:opendocument:xmlns:style:1.0",
-    "text": "urn:oasis:names:tc:opendocument:xmlns:text:1.0",
-    "table": "urn:oasis:names:tc:opendocument:xmlns:table:1.0",
-    "fo": "urn:oasis:names:tc:opendocument:xmlns:xsl-fo-compatible:1.0",
-    "xlink": "http://www.w3.org/1999/xlink",
-    "dc": "http://purl.org/dc/elements/1.1/",
-}
+ODF = NS  # the namespaces the writer uses (opendata.spreadsheet)
 
 
 def _q(prefix: str, name: str) -> str:
