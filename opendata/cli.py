@@ -1059,3 +1059,151 @@ def sync(source: str, mirror: Path, trust: Path, dry_run: bool, deadline: float,
 
 if __name__ == "__main__":
     main()
+
+
+@main.group()
+def hub():
+    """The comparative performance hub: organisations upload, the hub checks, protects and publishes.
+
+    \b
+    Example:
+      opendata hub init hub/
+      opendata hub add-org hub/ acme --title "Acme Employment"
+      opendata hub add-user hub/ ana@acme.example --org acme
+      opendata hub token hub/ acme
+      opendata hub serve hub/ --port 8080
+    """
+
+
+HUB_DIR = click.argument("root", type=click.Path(file_okay=False, path_type=Path))
+
+
+@hub.command("init")
+@HUB_DIR
+@click.option("--specs", type=click.Path(file_okay=False, path_type=Path), default=Path("specs"), show_default=True)
+def hub_init(root: Path, specs: Path):
+    """Create a hub: its store, signing key and a copy of the standard specs uploads must follow."""
+    from opendata.hub.uploads import init_hub
+    from opendata.signing import fingerprint, load_public_key
+
+    with user_errors():
+        layout = init_hub(root, specs)
+    out.print(f"hub created at {root}; its catalogue is signed with {layout.public_key}")
+    out.print(f"fingerprint {fingerprint(load_public_key(layout.public_key))}")
+
+
+@hub.command("add-org")
+@HUB_DIR
+@click.argument("name")
+@click.option("--title", required=True, help="The organisation's name as readers see it.")
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The organisation's Ed25519 public key: its API uploads must then be signed with it.",
+)
+def hub_add_org(root: Path, name: str, title: str, key: Path | None):
+    """Register an organisation that may upload its programme's MI."""
+    from opendata.hub.store import Store
+    from opendata.signing import load_public_key
+
+    with user_errors():
+        pem = None
+        if key is not None:
+            load_public_key(key)  # refused here if it is not an Ed25519 public key
+            pem = key.read_text(encoding="ascii").strip()
+        Store(root).add_org(name, title, pem)
+    out.print(f"organisation {name} added")
+
+
+@hub.command("add-user")
+@HUB_DIR
+@click.argument("email")
+@click.option("--org", required=True)
+@click.password_option(envvar="OPENDATA_HUB_PASSWORD", help="At least 12 characters (or $OPENDATA_HUB_PASSWORD).")
+def hub_add_user(root: Path, email: str, org: str, password: str):
+    """Give a person of an organisation a sign-in for the hub's web pages."""
+    from opendata.hub.store import Store
+
+    with user_errors():
+        Store(root).add_user(email, org, password)
+    out.print(f"{email} can sign in for {org}")
+
+
+@hub.command("token")
+@HUB_DIR
+@click.argument("org")
+def hub_token(root: Path, org: str):
+    """Make an API token for an organisation's programs; it is shown once, only its hash is kept."""
+    from opendata.hub.store import Store
+
+    with user_errors():
+        token = Store(root).new_token(org)
+    click.echo(token)
+
+
+@hub.command("upload")
+@HUB_DIR
+@click.argument("org")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--kind", type=click.Choice(["records", "aggregated"]), default="records", show_default=True)
+@click.option("--publish", "then_publish", is_flag=True, help="Preview and publish at once if the checks pass.")
+def hub_upload(root: Path, org: str, files: tuple[Path, ...], kind: str, then_publish: bool):
+    """Upload MI for an organisation from the hub's own machine (the web form and API do the same).
+
+    \b
+    Example:
+      opendata hub upload hub/ acme mi/work-programme-mi.csv --publish
+    """
+    import shutil
+    import tempfile
+
+    from opendata.hub import uploads as lifecycle
+    from opendata.hub.store import HubError, Store
+
+    layout, store = lifecycle.Layout(root), Store(root)
+    with user_errors():
+        if store.org(org) is None:
+            raise HubError(f"no organisation {org!r} (add it with: opendata hub add-org)")
+        with tempfile.TemporaryDirectory(dir=root) as temp:
+            copies = {}
+            for i, path in enumerate(files):
+                copies[path.name] = Path(temp) / str(i)
+                shutil.copyfile(path, copies[path.name])
+            upload = lifecycle.receive(layout, store, org, kind, copies, "admin")
+        out.print(f"upload {upload.id}: {upload.status}")
+        if upload.status == "rejected":
+            out.print(f"problems: {lifecycle.todo_path(layout, upload)}")
+            sys.exit(1)
+        if then_publish:
+            lifecycle.preview(layout, store, upload, "admin")
+            target = lifecycle.publish_upload(layout, store, store.upload(upload.id, org), "admin")
+            out.print(f"published {target}")
+
+
+@hub.command("log")
+@HUB_DIR
+def hub_log(root: Path):
+    """Print the audit log: every upload, preview, publication, sign-in and admin action."""
+    from opendata.hub.store import Store
+
+    with user_errors():
+        for entry in Store(root).audit_log():
+            click.echo(json.dumps(entry, sort_keys=True))
+
+
+@hub.command("serve")
+@HUB_DIR
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--secure-cookies", is_flag=True, help="Send the session cookie over HTTPS only (behind a TLS proxy).")
+@click.option("--max-body", type=click.IntRange(min=1), default=200 * 1024 * 1024, show_default=True, help="Bytes.")
+def hub_serve(root: Path, host: str, port: int, secure_cookies: bool, max_body: int):
+    """Run the hub's web application and API (Starlette on uvicorn)."""
+    import uvicorn
+
+    from opendata.hub.app import create_app
+
+    with user_errors():
+        app = create_app(root, secure_cookies=secure_cookies, max_body=max_body)
+    out.print(f"hub at http://{host}:{port}/ (Ctrl-C stops it)")
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)

@@ -158,6 +158,11 @@ def load_public_key(path: str | Path) -> PublicKey:
     data = _read_key_file(path, "public")
     if b"PRIVATE KEY" in data:
         raise KeyFileError(f"{path} is a private key; give hosts and `verify` the public key only")
+    return parse_public_key(data, str(path))
+
+
+def parse_public_key(data: bytes, where: str) -> PublicKey:
+    """An Ed25519 public key from its text (as ``load_public_key`` reads it); ``where`` names it in errors."""
     text = data.strip()
     try:
         if text.startswith(b"-----BEGIN"):
@@ -171,11 +176,11 @@ def load_public_key(path: str | Path) -> PublicKey:
             key = Ed25519PublicKey.from_public_bytes(raw)
     except (ValueError, binascii.Error, UnsupportedAlgorithm):
         raise KeyFileError(
-            f"{path} is not a readable Ed25519 public key (expected PEM, ssh-ed25519 or 32 base64-encoded bytes)"
+            f"{where} is not a readable Ed25519 public key (expected PEM, ssh-ed25519 or 32 base64-encoded bytes)"
         ) from None
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFileError(
-            f"{path} holds a {type(key).__name__.removesuffix('PublicKey')} key; an Ed25519 key is needed"
+            f"{where} holds a {type(key).__name__.removesuffix('PublicKey')} key; an Ed25519 key is needed"
         )
     return key
 
