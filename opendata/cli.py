@@ -1180,6 +1180,46 @@ def hub_upload(root: Path, org: str, files: tuple[Path, ...], kind: str, then_pu
             out.print(f"published {target}")
 
 
+@hub.command("subscribe")
+@HUB_DIR
+@click.argument("name")
+@click.argument("source")
+@click.option("--trust", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True)
+@click.option("--title", required=True, help="The publisher's name as readers see it.")
+@click.option("--kind", type=click.Choice(["official statistics", "management information"]), required=True)
+def hub_subscribe(root: Path, name: str, source: str, trust: Path, title: str, kind: str):
+    """Mirror a publisher's signed release tree (SOURCE: its URL or directory) and show its packages.
+
+    \b
+    Example:
+      opendata hub subscribe hub/ dwp https://stats.example/releases/ --trust dwp.pub \\
+        --title "Department for Work and Pensions" --kind "management information"
+    """
+    from opendata.hub.publishers import subscribe
+    from opendata.hub.store import Store
+    from opendata.signing import load_public_key
+
+    with user_errors():
+        load_public_key(trust)
+        subscribe(root, Store(root), name, title, source, trust.read_text(encoding="ascii"), kind)
+    out.print(f"subscribed to {name}; fetch it with: opendata hub refresh {root}")
+
+
+@hub.command("refresh")
+@HUB_DIR
+def hub_refresh(root: Path):
+    """Sync every subscribed publisher's tree, verifying each with the publisher's key."""
+    from opendata.hub.publishers import refresh
+    from opendata.hub.store import Store
+
+    with user_errors():
+        done = refresh(root, Store(root))
+    for r in done:
+        out.print(f"{r.name}: {r.result}")
+    if not all(r.ok for r in done):
+        sys.exit(1)
+
+
 @hub.command("log")
 @HUB_DIR
 def hub_log(root: Path):

@@ -262,24 +262,58 @@ def _funnels(version_dir: Path, d: dict[str, Any]) -> list[str]:
         mine = [r for r in rows if r["indicator"] == ind["name"] and r["period"] == "Total"]
         table = mine[0]["table"] if mine else ""
         mine = [r for r in mine if r["table"] == table]
-        points = [r for r in mine if r["entity_level"] == "cpa" and not r["status"]]
+        points = [
+            FunnelPoint(
+                r["entity"],
+                float(r["denominator"]),
+                float(r["value"]),
+                float(r["lower_95"]),
+                float(r["upper_95"]),
+                r["compared_95"],
+            )
+            for r in mine
+            if r["entity_level"] == "cpa" and not r["status"]
+        ]
         bench = next((r for r in mine if r["entity_level"] == "total"), None)
         if not points or bench is None or bench["status"] or bench["benchmark"].startswith("["):
             continue
-        out.append(_funnel(ind, points, float(bench["benchmark"]), len(out) + 1))
+        title = f"{ind['title']}: each CPA against the programme"
+        figure = funnel_figure(
+            title, f"{len(points)} CPAs over the whole release", points, float(bench["benchmark"]),
+            ind["denominator"], "CPA", len(out) + 1,
+        )  # fmt: skip
+        out.append(f"<h3>{_e(ind['title'])}</h3>{figure}")
     return out
 
 
-def _funnel(ind: dict[str, Any], points: list[dict[str, str]], p0: float, n: int) -> str:
+@dataclass(frozen=True)
+class FunnelPoint:
+    """One unit on a funnel plot: its label, denominator, value, 95% interval and verdict at 95%."""
+
+    label: str
+    n: float
+    value: float
+    lower: float
+    upper: float
+    verdict: str  # better, worse, similar or empty (not compared)
+
+
+def funnel_figure(
+    title: str, what: str, points: Sequence[FunnelPoint], p0: float, denominator: str, unit: str, n: int
+) -> str:
+    """An accessible SVG funnel plot (title, description, data table) of proportions around ``p0``.
+
+    ``what`` says what the points are ("18 CPAs over the whole release"), ``unit`` heads the data
+    table's first column and ``n`` keeps the SVG's ids unique on a page."""
     width, height, left, bottom, top_pad = 640, 320, 72, 56, 12
-    sizes = [float(r["denominator"]) for r in points]
-    values = [float(r["value"]) for r in points]
+    sizes = [p.n for p in points]
+    values = [p.value for p in points]
     lo_n, hi_n = max(min(sizes) * 0.8, 1.0), max(sizes) * 1.1
     limits = [p0 + sign * Z[level] * math.sqrt(p0 * (1 - p0) / lo_n) for level in Z for sign in (-1, 1)]
     y_min, y_max = max(min(values + limits + [p0]) - 0.01, 0.0), min(max(values + limits + [p0]) + 0.01, 1.0)
 
     def x(size: float) -> float:
-        return left + (width - left - 12) * (size - lo_n) / (hi_n - lo_n)
+        return left + (width - left - 12) * (size - lo_n) / ((hi_n - lo_n) or 1)
 
     def y(value: float) -> float:
         return height - bottom - (height - bottom - top_pad) * (value - y_min) / ((y_max - y_min) or 1)
@@ -292,22 +326,20 @@ def _funnel(ind: dict[str, Any], points: list[dict[str, str]], p0: float, n: int
             path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in zip(grid, edge, strict=True))
             lines.append(f"<polyline points='{path}' fill='none' stroke='#0b0c0c' stroke-dasharray='{dash}'/>")
     marks, counts = [], {}
-    for r, size, value in zip(points, sizes, values, strict=True):
-        verdict = r["compared_95"] or "not compared"
+    for p in points:
+        verdict = p.verdict or "not compared"
         counts[verdict] = counts.get(verdict, 0) + 1
-        cx, cy = x(size), y(value)
+        cx, cy = x(p.n), y(p.value)
         shape = {"better": f"M{cx:.1f},{cy - 6:.1f} l6,10 h-12 z", "worse": f"M{cx:.1f},{cy + 6:.1f} l6,-10 h-12 z"}
         mark = (f"<path d='{shape[verdict]}' fill='#0b0c0c'>" if verdict in shape
                 else f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='4' fill='#1d70b8'>")  # fmt: skip
         close = "</path>" if verdict in shape else "</circle>"
-        marks.append(f"{mark}<title>{_e(r['entity'])}: {value:.1%} of {size:,.0f} ({_e(verdict)})</title>{close}")
-    title = f"{ind['title']}: each CPA against the programme"
+        marks.append(f"{mark}<title>{_e(p.label)}: {p.value:.1%} of {p.n:,.0f} ({_e(verdict)})</title>{close}")
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     desc = (
-        f"Funnel plot of {len(points)} CPAs over the whole release: the programme's value is {p0:.1%}; dashed "
-        f"lines are the 95% limits and dotted lines the 99.8% limits around it. At 95%: {summary} (triangles "
-        "up: better; triangles down: worse; circles: similar). Verdicts allow for rounding. The data is in the "
-        "table below the chart."
+        f"Funnel plot of {what}: the benchmark is {p0:.1%}; dashed lines are the 95% limits and dotted lines the "
+        f"99.8% limits around it. At 95%: {summary} (triangles up: better; triangles down: worse; circles: "
+        "similar). Verdicts allow for rounding. The data is in the table below the chart."
     )
     axis = (
         f"<line x1='{left}' y1='{height - bottom}' x2='{width - 12}' y2='{height - bottom}' stroke='#0b0c0c'/>"
@@ -318,7 +350,7 @@ def _funnel(ind: dict[str, Any], points: list[dict[str, str]], p0: float, n: int
         f"<text x='{left}' y='{height - 30}' font-size='20'>{lo_n:,.0f}</text>"
         f"<text x='{width - 12}' y='{height - 30}' font-size='20' text-anchor='end'>{hi_n:,.0f}</text>"
         f"<text x='{(left + width) / 2:.0f}' y='{height - 4}' font-size='20' text-anchor='middle'>"
-        f"{_e(ind['denominator'])} (denominator)</text>"
+        f"{_e(denominator)} (denominator)</text>"
     )
     svg = (
         f"<svg viewBox='0 0 {width} {height}' role='img' aria-labelledby='funnel{n}-t funnel{n}-d' "
@@ -326,19 +358,18 @@ def _funnel(ind: dict[str, Any], points: list[dict[str, str]], p0: float, n: int
         f"<desc id='funnel{n}-d'>{_e(desc)}</desc>{axis}{''.join(lines)}{''.join(marks)}</svg>"
     )
     body = "".join(
-        f"<tr><td>{_e(r['entity'])}</td><td class='n'>{int(s):,}</td><td class='n'>{v:.1%}</td>"
-        f"<td class='n'>{float(r['lower_95']):.1%} to {float(r['upper_95']):.1%}</td>"
-        f"<td>{_e(r['compared_95'])}</td></tr>"
-        for r, s, v in zip(points, sizes, values, strict=True)
+        f"<tr><td>{_e(p.label)}</td><td class='n'>{int(p.n):,}</td><td class='n'>{p.value:.1%}</td>"
+        f"<td class='n'>{p.lower:.1%} to {p.upper:.1%}</td><td>{_e(p.verdict)}</td></tr>"
+        for p in points
     )
     table = (
         f"<div class='scroll' role='region' aria-label='{_e(title)}, data' tabindex='0'><table><caption>{_e(title)}"
-        "</caption><thead><tr><th scope='col'>CPA</th><th scope='col' class='n'>Denominator</th>"
+        f"</caption><thead><tr><th scope='col'>{_e(unit)}</th><th scope='col' class='n'>Denominator</th>"
         "<th scope='col' class='n'>Value</th><th scope='col' class='n'>95% interval</th>"
-        f"<th scope='col'>Against the programme (95%)</th></tr></thead><tbody>{body}</tbody></table></div>"
+        f"<th scope='col'>Against the benchmark (95%)</th></tr></thead><tbody>{body}</tbody></table></div>"
     )
     data = f"<details><summary>Data for this chart</summary>{table}</details>"
-    return f"<h3>{_e(ind['title'])}</h3><figure>{svg}<figcaption>{_e(desc)}</figcaption></figure>{data}"
+    return f"<figure>{svg}<figcaption>{_e(desc)}</figcaption></figure>{data}"
 
 
 def _disclosure(d: dict[str, Any]) -> str:

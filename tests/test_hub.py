@@ -266,3 +266,61 @@ def test_upload_preview_publish_and_sync_with_the_hubs_key(hub: Hub, tmp_path: P
     assert any('"action": "upload"' in line for line in log)
     assert any('"action": "preview"' in line for line in log)
     assert any('"action": "publish"' in line for line in log)
+
+
+def test_a_publishers_tree_is_mirrored_verified_and_compared_with_community_data(hub: Hub, tmp_path: Path):
+    dwp = tmp_path / "dwp"
+    run("release", "specs/work-programme.yaml", str(hub.mi), "--out", str(dwp), "--calendar", "specs/calendar.yaml",
+        "--release-time", "2026-11-12T09:30:00+00:00", "--late", "--reason", "test", "-q")  # fmt: skip
+    run("keys", "generate", "--private", str(tmp_path / "dwp.key"), "--public", str(tmp_path / "dwp.pub"))
+    run("publish", "--out", str(dwp), "--key", str(tmp_path / "dwp.key"), "-q")
+    run("hub", "subscribe", str(hub.root), "dwp", str(dwp), "--trust", str(tmp_path / "dwp.pub"),
+        "--title", "Department for Work and Pensions", "--kind", "management information")  # fmt: skip
+    assert "added: work-programme-subcontractor-mi 1.0.0" in run("hub", "refresh", str(hub.root)).stdout
+
+    other = tmp_path / "bravo-mi"
+    run("sample", "--out", str(other), "--rows", "1500", "--seed", "9", "--months", "3", "--format", "csv", "-q")
+    run("hub", "upload", str(hub.root), "bravo", str(other / "work-programme-mi.csv"), "--publish")
+
+    answer = httpx.get(f"{hub.url}/api/compare", params={"indicator": "attachments-per-referral", "level": "cpa"})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()["comparison"]
+    kinds = {p["package"]: p["kind"] for p in result["programmes"]}
+    assert kinds["work-programme-subcontractor-mi"] == "management information"
+    assert kinds["bravo-work-programme-subcontractor-mi"] == "community contributed"
+    assert {p["package"] for p in result["points"]} >= {
+        "work-programme-subcontractor-mi",
+        "bravo-work-programme-subcontractor-mi",
+    }
+    totals = [p for p in result["points"] if p["denominator"] > 0]
+    assert 0 < result["benchmark"] < 1 and totals
+    for p in result["points"]:  # every verdict agrees with the interval and the pooled benchmark
+        expected = (
+            "better"
+            if p["lower_95"] > result["benchmark"]
+            else "worse"
+            if p["upper_95"] < result["benchmark"]
+            else "similar"
+        )
+        assert p["verdict_95"] == expected
+    only = httpx.get(
+        f"{hub.url}/api/compare",
+        params=[("indicator", "attachments-per-referral"), ("programme", "bravo-work-programme-subcontractor-mi")],
+    )
+    assert {p["package"] for p in only.json()["comparison"]["points"]} == {"bravo-work-programme-subcontractor-mi"}
+    page = httpx.get(f"{hub.url}/compare", params={"indicator": "attachments-per-referral"})
+    assert page.status_code == 200 and "<svg" in page.text and "community contributed" in page.text
+    assert (
+        httpx.get(f"{hub.url}/publishers/dwp/work-programme-subcontractor-mi/1.0.0/datapackage.json").status_code == 200
+    )
+    assert httpx.get(f"{hub.url}/publishers/dwp/.sync-state.json").status_code == 404
+    assert httpx.get(f"{hub.url}/compare", params={"indicator": "<script>"}).status_code == 400
+
+    catalog = dwp / "catalog.json"  # a changed catalogue no longer verifies with DWP's key: refused, mirror kept
+    catalog.write_bytes(catalog.read_bytes().replace(b'"title": "', b'"title": "Forged ', 1))
+    refused = run("hub", "refresh", str(hub.root), check=False)
+    assert refused.returncode == 1 and "dwp: refused" in refused.stdout
+    assert (
+        hub.root / "publishers" / "dwp" / "work-programme-subcontractor-mi" / "1.0.0" / "datapackage.json"
+    ).is_file()
+    assert b"Forged" not in (hub.root / "publishers" / "dwp" / "catalog.json").read_bytes()

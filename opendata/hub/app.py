@@ -48,8 +48,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opendata.errors import OpenDataError
 from opendata.hub import uploads as lifecycle
+from opendata.hub.comparison import Comparison, Indicators, compare, options
+from opendata.hub.sources import sources
 from opendata.hub.store import Store, Upload
-from opendata.page import STYLE
+from opendata.page import STYLE, FunnelPoint, funnel_figure
 from opendata.signing import SignatureError, fingerprint, load_public_key, parse_public_key, verify_signature
 
 MAX_BODY = 200 * 1024 * 1024  # bytes per request: the spreadsheet checker's file cap
@@ -164,6 +166,7 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
     templates = Environment(loader=PackageLoader("opendata.hub", "templates"), autoescape=select_autoescape())
     templates.globals["style"] = STYLE
     upload_limit, sign_in_limit = RateLimit(UPLOADS_PER_MINUTE), RateLimit(SIGN_INS_PER_MINUTE)
+    indicators = Indicators()
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         session = request.session
@@ -244,7 +247,48 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
     # --- pages ---
 
     async def home(request: Request) -> Response:
-        return page(request, "home.html", packages=lifecycle.published(layout), fingerprint=hub_fingerprint)
+        found = sources(layout.root, store)
+        return page(request, "home.html", sources=found, publishers=store.publishers(), fingerprint=hub_fingerprint)
+
+    def comparison_of(request: Request) -> tuple[list, Any, dict, Comparison | None]:
+        found = sources(layout.root, store)
+        frame = indicators.frame(found)
+        choices = options(found, frame)
+        q = request.query_params
+        indicator = q.get("indicator") or (choices["indicators"][0] if choices["indicators"] else None)
+        if indicator is None:
+            return found, frame, choices, None
+        level, period = q.get("level") or "cpa", q.get("period") or "Total"
+        if indicator not in choices["indicators"] or level not in choices["levels"] or period not in choices["periods"]:
+            raise HTTPException(400, "Choose an indicator, a level and a period from the lists.")
+        wanted = q.getlist("programme") or None
+        return found, frame, choices, compare(found, frame, indicator, level, period, wanted)
+
+    async def compare_page(request: Request) -> Response:
+        found, _, choices, result = await run_in_threadpool(comparison_of, request)
+        figure = None
+        if result is not None and result.points and result.benchmark is not None:
+            points = [
+                FunnelPoint(
+                    f"{p.entity} ({p.publisher}, {p.kind})",
+                    p.denominator,
+                    p.value,
+                    p.lower_95,
+                    p.upper_95,
+                    p.verdict_95,
+                )
+                for p in result.points
+            ]
+            what = (
+                f"{len(points)} providers at {result.level} level, {len(result.programmes)} programme(s), "
+                f"period {result.period}"
+            )
+            figure = funnel_figure(result.title, what, points, result.benchmark, "denominator", "Provider", 1)
+        return page(request, "compare.html", sources=found, choices=choices, result=result, figure=figure)
+
+    async def compare_api(request: Request) -> Response:
+        _, _, choices, result = await run_in_threadpool(comparison_of, request)
+        return JSONResponse({"options": choices, "comparison": result.to_dict() if result else None})
 
     async def sign_in(request: Request) -> Response:
         if request.method == "GET":
@@ -356,6 +400,8 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
 
     routes = [
         Route("/", home),
+        Route("/compare", compare_page),
+        Route("/api/compare", compare_api),
         Route("/sign-in", sign_in, methods=["GET", "POST"]),
         Route("/sign-out", sign_out, methods=["POST"]),
         Route("/uploads", uploads_page, methods=["GET", "POST"]),
@@ -371,6 +417,7 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
         Route("/api/uploads/{id}/marked/{name}.xlsx", marked),
         Route("/api/uploads/{id}/preview/{path:path}", preview_file),
         Mount("/data", app=PublicTree(layout.public)),
+        Mount("/publishers", app=PublicTree(layout.root / "publishers")),
         Route("/hub.pub", lambda r: FileResponse(layout.public_key, media_type="text/plain; charset=utf-8")),
     ]
     secret = layout.session_secret.read_text(encoding="ascii").strip()

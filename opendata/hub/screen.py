@@ -406,7 +406,7 @@ def _layout(fmt: str, path: Path) -> _Layout | None:
 
 def _inspect(upload: _Upload) -> None:
     """The checks validate does not make: a format known from the uploader's name, and spreadsheet size caps."""
-    name, path = upload.name, upload.path
+    name, path = upload.name, upload.read_path or upload.path  # openpyxl insists on the extension
     fmt = file_format(name)
     if fmt is None:
         suffix = Path(name).suffix or "(none)"
@@ -560,8 +560,9 @@ def _finding(
                 cell = xl_rowcol_to_cell(problem.row, col)
         elif rule in ("extra_column", "duplicate_column") and problem.column is not None:
             # validate reports every repeat of a header in column order; extra columns from the first
-            k = header_seen[(rule, problem.column)]
-            header_seen[(rule, problem.column)] += 1
+            key = (name, rule, problem.column)
+            k = header_seen[key]
+            header_seen[key] += 1
             col = layout.position(problem.column, k + (1 if rule == "duplicate_column" else 0))
             if col is not None:
                 cell = xl_rowcol_to_cell(0, col)
@@ -660,7 +661,7 @@ def _future_dates(
                 )
 
 
-def _group_check(spec: ReleaseSpec, table: pa.Table, where: str, today: dt.date) -> Iterator[tuple[Finding, int]]:
+def _group_check(spec: ReleaseSpec, table: pa.Table, where: str) -> Iterator[tuple[Finding, int]]:
     """How much of the main table will survive disclosure control: the share of (provider, month)
     groups below the threshold (shown as [c]), and whether there is enough to publish anything."""
     threshold = spec.disclosure.threshold
@@ -748,13 +749,13 @@ def screen(spec: ReleaseSpec, files: Mapping[str, Path], *, now: dt.date | None 
         nothing = Problem("(no file)", None, None, None, "no_files", "no file was uploaded")
         f = _finding(nothing, _Upload("(no file)", Path()), spec, Counter(), [])
         found.append(_Found(f, 1, _order(0, f, None)))
-    for u in uploads:
-        _inspect(u)
-    checked = [u for u in uploads if u.refusal is None]
-    with _named(checked):
-        report = validate(spec, [u.read_path for u in checked if u.read_path is not None])
-    by_path = {str(u.read_path): u for u in checked}
-    paths = sorted(((str(u.read_path), u.name) for u in checked), key=lambda p: -len(p[0]))
+    with _named(uploads):
+        for u in uploads:
+            _inspect(u)
+        checked = [u for u in uploads if u.refusal is None]
+        report = validate(spec, [u.read_path or u.path for u in checked])
+    by_path = {str(u.read_path or u.path): u for u in checked}
+    paths = sorted(((str(u.read_path or u.path), u.name) for u in checked), key=lambda p: -len(p[0]))
     paths += sorted(((str(u.path), u.name) for u in uploads), key=lambda p: -len(p[0]))
     index = {u.name: i for i, u in enumerate(uploads)}
     per_file: dict[str, list[_Found]] = defaultdict(list)
@@ -781,14 +782,14 @@ def screen(spec: ReleaseSpec, files: Mapping[str, Path], *, now: dt.date | None 
         if not sound:  # the later stages did not run for this file: what validate found there is noise
             mine = [x for x in mine if x.finding.stage in ("file", "structure") or x.finding.rule == "duplicate_file"]
         found.extend(mine)
-    rows = {u.name: report.rows.get(str(u.read_path), 0) if u.read_path is not None else 0 for u in uploads}
+    rows = {u.name: report.rows.get(str(u.read_path or u.path), 0) if u.refusal is None else 0 for u in uploads}
     blocked = any(x.finding.severity == BLOCKING for x in found)
     if not blocked and report.ok and report.table is not None and uploads:
         ran["usefulness"] = True
         where = uploads[0].name if len(uploads) == 1 else WHOLE_UPLOAD
         counts_in_order = [rows[u.name] for u in uploads]
         extra = [*_future_dates(spec, report.table, uploads, counts_in_order, today)]
-        extra += _group_check(spec, report.table, where, today)
+        extra += _group_check(spec, report.table, where)
         layouts = {u.name: u.layout for u in uploads}
         for f, weight in extra:
             found.append(_Found(f, weight, _order(index.get(f.file, len(uploads)), f, layouts.get(f.file))))
@@ -856,10 +857,10 @@ def write_marked(report: ScreenReport, name: str, path: Path, out: Path) -> None
     import xlsxwriter
 
     upload = _Upload(name, Path(path))
-    _inspect(upload)
     raw: RawTable | None = None
-    if upload.refusal is None:
-        with _named([upload]):
+    with _named([upload]):
+        _inspect(upload)
+        if upload.refusal is None:
             try:
                 raw = read_raw(upload.read_path or upload.path)
             except FileProblem:

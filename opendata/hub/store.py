@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE TABLE IF NOT EXISTS uploads (
     id VARCHAR PRIMARY KEY, org VARCHAR NOT NULL, created VARCHAR NOT NULL, input_kind VARCHAR NOT NULL,
     files VARCHAR NOT NULL, status VARCHAR NOT NULL, report VARCHAR NOT NULL, package VARCHAR, version VARCHAR);
+CREATE TABLE IF NOT EXISTS publishers (
+    name VARCHAR PRIMARY KEY, title VARCHAR NOT NULL, source VARCHAR NOT NULL, public_key VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL, created VARCHAR NOT NULL, synced VARCHAR, result VARCHAR);
 CREATE TABLE IF NOT EXISTS audit (
     seq BIGINT PRIMARY KEY, "at" VARCHAR NOT NULL, actor VARCHAR NOT NULL, org VARCHAR, action VARCHAR NOT NULL,
     subject VARCHAR, detail VARCHAR);
@@ -63,6 +66,19 @@ class Org:
     name: str
     title: str
     public_key: str | None
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """A release tree the hub mirrors and shows as it is (``opendata sync`` with the publisher's key)."""
+
+    name: str
+    title: str
+    source: str  # http(s) URL or directory of the publisher's tree
+    public_key: str  # PEM: what the tree's catalogue must verify with
+    kind: str  # what its figures are: official statistics or management information
+    synced: str | None = None
+    result: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +196,32 @@ class Store:
     def _need_org(self, org: str) -> None:
         if self.org(org) is None:
             raise HubError(f"no organisation {org!r} (add it with: opendata hub add-org)")
+
+    # --- publishers the hub subscribes to ---
+
+    def add_publisher(self, publisher: Publisher) -> None:
+        if not ORG_NAME.match(publisher.name):
+            raise HubError(f"publisher name {publisher.name!r}: use 2-40 lower-case letters, digits and hyphens")
+        with self._db() as con:
+            if con.execute("SELECT 1 FROM publishers WHERE name = ?", [publisher.name]).fetchone():
+                raise HubError(f"publisher {publisher.name!r} exists already")
+            con.execute(
+                "INSERT INTO publishers VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
+                [publisher.name, publisher.title, publisher.source, publisher.public_key, publisher.kind, _now()],
+            )
+        self.log("admin", None, "subscribe", publisher.name, publisher.source)
+
+    def publishers(self) -> list[Publisher]:
+        with self._db() as con:
+            rows = con.execute(
+                "SELECT name, title, source, public_key, kind, synced, result FROM publishers ORDER BY name"
+            ).fetchall()
+        return [Publisher(*r) for r in rows]
+
+    def synced(self, name: str, result: str) -> None:
+        with self._db() as con:
+            con.execute("UPDATE publishers SET synced = ?, result = ? WHERE name = ?", [_now(), result, name])
+        self.log("hub", None, "sync", name, result)
 
     # --- uploads ---
 
