@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml constraints.txt tests/browser/package-lock.json
 install: $(STAMP)
 
 DEMO_VERSION := releases/work-programme-subcontractor-mi/1.0.0
+HUB := hub
 
 demo: $(STAMP)
 	$(BIN)/opendata sample --out mi/ --rows 200000 --seed 1
@@ -31,6 +32,20 @@ demo: $(STAMP)
 	@if [ ! -f publisher.key ]; then $(BIN)/opendata keys generate --private publisher.key --public publisher.pub; fi
 	$(BIN)/opendata publish --out releases/ --key publisher.key
 	$(BIN)/opendata check-spreadsheet $(DEMO_VERSION)/*.ods $(DEMO_VERSION)/*.xlsx
+	@# the comparative performance hub: two community publishers and DWP's tree above (issue 15)
+	@if [ ! -d $(HUB) ]; then \
+		$(BIN)/opendata hub init $(HUB) && \
+		$(BIN)/opendata hub add-org $(HUB) north-works --title "North Works (synthetic)" && \
+		$(BIN)/opendata hub add-org $(HUB) south-skills --title "South Skills (synthetic)" && \
+		$(BIN)/opendata sample --out mi-hub/north --rows 4000 --months 12 --seed 21 --format csv -q && \
+		$(BIN)/opendata sample --out mi-hub/south --rows 4000 --months 12 --seed 22 --format csv -q && \
+		$(BIN)/opendata hub upload $(HUB) north-works mi-hub/north/work-programme-mi.csv --publish && \
+		$(BIN)/opendata hub upload $(HUB) south-skills mi-hub/south/work-programme-mi.csv --publish && \
+		$(BIN)/opendata hub subscribe $(HUB) dwp releases/ --trust publisher.pub \
+			--title "Department for Work and Pensions" --kind "management information"; \
+	fi
+	$(BIN)/opendata hub refresh $(HUB)
+	@echo "Start the hub with: $(BIN)/opendata hub serve $(HUB)   then open http://127.0.0.1:8080/compare"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
@@ -48,4 +63,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) mi bench/out .pytest_cache .hypothesis
+	rm -rf $(VENV) mi mi-hub bench/out .pytest_cache .hypothesis

@@ -410,11 +410,12 @@ def xlsx_bytes(book: Book) -> bytes:
     )
     heading = wb.add_format({"bold": True, "font_size": 14})
     wrap = wb.add_format({"text_wrap": False})
+    plain = wb.add_format()
     for sheet in book.sheets:
         ws = wb.add_worksheet(sheet.name)
-        ws.write_string(0, 0, sheet.title, heading)
+        write_text(ws, 0, 0, sheet.title, heading, plain)
         for i, line in enumerate(sheet.lines, start=1):
-            ws.write_string(i, 0, line, wrap)
+            write_text(ws, i, 0, line, wrap, plain)
         if not sheet.columns:
             ws.set_column(0, 0, 100)
             continue
@@ -426,7 +427,7 @@ def xlsx_bytes(book: Book) -> bytes:
                 elif j == sheet.link_column:
                     ws.write_url(i, j, f"internal:'{value}'!A1", string=value)
                 else:
-                    ws.write_string(i, j, value)
+                    write_text(ws, i, j, value, None, plain)
         ws.add_table(
             top,
             0,
@@ -443,6 +444,22 @@ def xlsx_bytes(book: Book) -> bytes:
         ws.set_column(0, len(sheet.columns) - 1, 22)
     wb.close()
     return _with_language(out.getvalue())
+
+
+def write_text(ws: Any, row: int, col: int, text: str, fmt: Any, plain: Any) -> None:
+    """Write ``text`` as a string cell and nothing else (XlsxWriter, any mode).
+
+    XlsxWriter writes a string that starts with ``<r>`` and ends with ``</r>`` into the sheet or the
+    shared strings unescaped (it takes it for a rich string it made), so a label, a reason or an
+    upload could inject any XML, formulas included. Such a string is written as a rich string of two
+    plain runs instead: escaped, the same text. ``plain`` is an empty format of the workbook."""
+    if text.startswith("<r>") and text.endswith("</r>"):
+        args: list[Any] = [text[:1], plain, text[1:]]
+        if fmt is not None:
+            args.append(fmt)
+        ws.write_rich_string(row, col, *args)
+    else:
+        ws.write_string(row, col, text, fmt)
 
 
 def _with_language(data: bytes) -> bytes:

@@ -291,3 +291,18 @@ def test_repeated_rows_and_columns_are_counted_not_expanded(version, tmp_path):
         big = rewrite_ods(version, tmp_path, lambda x: x.replace("</table:table>", huge + "</table:table>", 1))
         with pytest.raises(SpreadsheetError, match="more than 100,000 cells"):
             check_spreadsheet(big)
+
+
+def test_text_shaped_like_xlsxwriters_rich_string_markup_is_escaped(version, tmp_path):
+    # XlsxWriter copies a string "<r>...</r>" into the XML unescaped; a label or reason must not inject a formula
+    copy = tmp_path / "copy"
+    shutil.copytree(version, copy)
+    descriptor = read_descriptor(copy)
+    hostile = '<r><t>x</t></r><r><f>HYPERLINK("http://evil.example")</f></r>'
+    descriptor["opendata:release"]["statement"].append(hostile)
+    write_spreadsheets(copy, descriptor)
+    _, xlsx = books(copy)
+    with zipfile.ZipFile(xlsx) as z:
+        assert not any(b"<f>" in z.read(n) for n in z.namelist() if n.startswith("xl/"))
+    sheet = openpyxl.load_workbook(xlsx)["Cover_sheet"]
+    assert hostile in [str(c.value) for row in sheet.iter_rows() for c in row]

@@ -346,7 +346,7 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
 
     async def marked(request: Request) -> Response:
         upload = own_upload(_any_org(request), request.path_params["id"])
-        path = lifecycle.marked_path(layout, upload, request.path_params["name"])
+        path = await run_in_threadpool(lifecycle.marked_path, layout, upload, request.path_params["name"])
         if path is None:
             raise _not_found()
         return FileResponse(

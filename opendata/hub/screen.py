@@ -54,7 +54,7 @@ from xlsxwriter.utility import xl_cell_to_rowcol, xl_rowcol_to_cell
 from opendata.errors import Problem
 from opendata.ingest import FORMATS, FileProblem, RawTable, file_format, read_raw
 from opendata.spec import FORMULA_STARTS, ReleaseSpec
-from opendata.spreadsheet import NS
+from opendata.spreadsheet import NS, write_text
 from opendata.spreadsheet_check import MAX_BYTES, MAX_CELLS
 from opendata.validate import MAX_DETAIL, validate
 
@@ -240,6 +240,16 @@ class ScreenReport:
             "rows": dict(self.rows),
             "findings": [asdict(f) for f in self.findings],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScreenReport:
+        """The report as ``to_dict`` stored it (the marked files are made from it later, on demand)."""
+        return cls(
+            [Finding(**f) for f in data["findings"]],
+            [StageResult(**s) for s in data["stages"]],
+            {rule: int(c["count"]) for rule, c in data["counts"].items()},
+            {name: int(n) for name, n in data["rows"].items()},
+        )
 
     def todo_csv(self) -> bytes:
         """The to-do list: one line per finding, every text neutralised so no cell can run as a formula.
@@ -807,23 +817,6 @@ def screen(spec: ReleaseSpec, files: Mapping[str, Path], *, now: dt.date | None 
 # --- the uploader's file, marked ------------------------------------------------------------------
 
 
-def _put(ws: Any, row: int, col: int, text: str, fmt: Any, plain: Any) -> None:
-    """Write ``text`` as a string cell and nothing else.
-
-    XlsxWriter writes a string that starts with ``<r>`` and ends with ``</r>`` into the sheet XML
-    unescaped (it takes it for a rich string it made), so an upload could inject any XML, formulas
-    included. Such a string is written as a rich string of two plain runs instead: escaped, the
-    same text.
-    """
-    if text.startswith("<r>") and text.endswith("</r>"):
-        args: list[Any] = [text[:1], plain, text[1:]]
-        if fmt is not None:
-            args.append(fmt)
-        ws.write_rich_string(row, col, *args)
-    else:
-        ws.write_string(row, col, text, fmt)
-
-
 def _sheet_name(wanted: str | None) -> str:
     """The uploader's sheet name when Excel allows it and it is not the problems sheet's, else Data."""
     if (
@@ -919,14 +912,14 @@ def _write_problems(
                     ws.write_url(r, c, f"internal:'{data_sheet}'!{value}", link, value)
                     links += 1
                 else:
-                    _put(ws, r, c, value, None, plain)
+                    write_text(ws, r, c, value, None, plain)
             else:
-                _put(ws, r, c, str(value), None, plain)
+                write_text(ws, r, c, str(value), None, plain)
     ws.autofilter(0, 0, max(len(shown), 1), len(TODO_COLUMNS) - 1)
     if len(shown) < len(findings):
         notes = [*notes, f"Only the first {len(shown):,} of {len(findings):,} problems fit on this sheet."]
     for i, note in enumerate(notes, start=len(shown) + 2):
-        _put(ws, i, 0, note, None, plain)
+        write_text(ws, i, 0, note, None, plain)
 
 
 def _write_data(
@@ -972,7 +965,7 @@ def _write_data(
             else:
                 for c, v in zip(positions, values, strict=False):
                     if v is not None:
-                        _put(ws, r, c, v, None, plain)
+                        write_text(ws, r, c, v, None, plain)
             return
         written = set()
         for c, v in zip(positions, values, strict=True):
@@ -982,17 +975,17 @@ def _write_data(
                 if v is None:
                     ws.write_blank(r, c, None, fill(group))
                 else:
-                    _put(ws, r, c, v, fill(group), plain)
+                    write_text(ws, r, c, v, fill(group), plain)
                 ws.write_comment(r, c, _comment(group), {"x_scale": 2.5, "y_scale": 2})
             elif v is not None:
-                _put(ws, r, c, v, None, plain)
+                write_text(ws, r, c, v, None, plain)
         for c in sorted(set(marked) - written):  # a ragged row, or a header cell past the table
             group = marked[c]
             text = next((f.value for f in group if f.value is not None), None)
             if text is None:
                 ws.write_blank(r, c, None, fill(group))
             else:
-                _put(ws, r, c, text, fill(group), plain)
+                write_text(ws, r, c, text, fill(group), plain)
             ws.write_comment(r, c, _comment(group), {"x_scale": 2.5, "y_scale": 2})
 
     header = ["" if NO_HEADER.fullmatch(n) else n for n in names]

@@ -19,13 +19,14 @@ import json
 import re
 import secrets
 import shutil
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from opendata.embargo import publish
 from opendata.errors import OpenDataError
-from opendata.hub.screen import screen, write_marked
+from opendata.hub.screen import ScreenReport, screen, write_marked
 from opendata.hub.store import HubError, Org, Store, Upload
 from opendata.release import cut_release
 from opendata.signing import SigningKey, generate_keys, load_private_key
@@ -35,6 +36,7 @@ SPEC_FILES = {"records": "work-programme.yaml", "aggregated": "work-programme-ag
 FORMATS = (".csv", ".xlsx", ".ods")
 MAX_FILES = 10
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_marking = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,8 @@ def safe_file_name(name: str) -> str:
 def receive(layout: Layout, store: Store, org: str, input_kind: str, files: dict[str, Path], actor: str) -> Upload:
     """Keep the files (moved from ``files``: the uploader's name → a temporary path), screen them,
     and record the upload with its report. A rejected upload is kept too, so its report and marked
-    files can be downloaded."""
+    files can be downloaded. The marked files are made when first asked for (``marked_path``):
+    marking a million rows takes a minute, and the uploader needs the verdict before that."""
     if not files:
         raise HubError("no file uploaded")
     if len(files) > MAX_FILES:
@@ -138,9 +141,6 @@ def receive(layout: Layout, store: Store, org: str, input_kind: str, files: dict
         saved[safe] = folder / "files" / safe
         shutil.move(temp, saved[safe])
     report = screen(spec, saved, now=datetime.now(UTC).date())
-    (folder / "marked").mkdir()
-    for name, path in saved.items():
-        write_marked(report, name, path, folder / "marked" / f"{name}.xlsx")
     (folder / "todo.csv").write_bytes(report.todo_csv())
     status = "accepted" if report.accepted else "rejected"
     upload = Upload(upload_id, org, _now(), input_kind, tuple(saved), status, report.to_dict())
@@ -150,8 +150,17 @@ def receive(layout: Layout, store: Store, org: str, input_kind: str, files: dict
 
 
 def marked_path(layout: Layout, upload: Upload, name: str) -> Path | None:
-    path = layout.upload_dir(upload.org, upload.id) / "marked" / f"{name}.xlsx"
-    return path if name in upload.files and path.is_file() else None
+    """The uploader's file ``name`` with its problems marked, made on first request (written to a
+    temporary file and renamed, so a half-written file is never served); None if no such file."""
+    if name not in upload.files:
+        return None
+    folder = layout.upload_dir(upload.org, upload.id)
+    path = folder / "marked" / f"{name}.xlsx"
+    with _marking:  # one at a time: two requests for the same file must not write one temporary file
+        if not path.is_file():
+            path.parent.mkdir(exist_ok=True)
+            write_marked(ScreenReport.from_dict(upload.report), name, folder / "files" / name, path)
+    return path
 
 
 def todo_path(layout: Layout, upload: Upload) -> Path:
