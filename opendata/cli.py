@@ -1147,7 +1147,8 @@ def hub_token(root: Path, org: str):
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--kind", type=click.Choice(["records", "aggregated"]), default="records", show_default=True)
 @click.option("--publish", "then_publish", is_flag=True, help="Preview and publish at once if the checks pass.")
-def hub_upload(root: Path, org: str, files: tuple[Path, ...], kind: str, then_publish: bool):
+@click.option("--corrects", type=int, help="The number of the query this upload corrects.")
+def hub_upload(root: Path, org: str, files: tuple[Path, ...], kind: str, then_publish: bool, corrects: int | None):
     """Upload MI for an organisation from the hub's own machine (the web form and API do the same).
 
     \b
@@ -1169,7 +1170,7 @@ def hub_upload(root: Path, org: str, files: tuple[Path, ...], kind: str, then_pu
             for i, path in enumerate(files):
                 copies[path.name] = Path(temp) / str(i)
                 shutil.copyfile(path, copies[path.name])
-            upload = lifecycle.receive(layout, store, org, kind, copies, "admin")
+            upload = lifecycle.receive(layout, store, org, kind, copies, "admin", corrects)
         out.print(f"upload {upload.id}: {upload.status}")
         if upload.status == "rejected":
             out.print(f"problems: {lifecycle.todo_path(layout, upload)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 import os
 import re
 import socket
@@ -324,3 +325,63 @@ def test_a_publishers_tree_is_mirrored_verified_and_compared_with_community_data
         hub.root / "publishers" / "dwp" / "work-programme-subcontractor-mi" / "1.0.0" / "datapackage.json"
     ).is_file()
     assert b"Forged" not in (hub.root / "publishers" / "dwp" / "catalog.json").read_bytes()
+
+
+def _signed_in(hub: Hub, email: str) -> tuple[httpx.Client, str]:
+    browser = httpx.Client(base_url=hub.url, follow_redirects=False, timeout=60)
+    token = re.search(r'name="csrf" value="([^"]+)"', browser.get("/sign-in").text).group(1)
+    signed = browser.post("/sign-in", data={"email": email, "password": PASSWORD, "csrf": token})
+    assert signed.status_code == 303, signed.text
+    return browser, re.search(r'name="csrf" value="([^"]+)"', browser.get("/uploads").text).group(1)
+
+
+def test_queries_on_a_published_figure_are_answered_in_public_and_a_correction_names_them(hub: Hub, tmp_path: Path):
+    env = {**os.environ, "OPENDATA_HUB_PASSWORD": PASSWORD}
+    run("hub", "add-org", str(hub.root), "delta", "--title", "Delta Training")
+    run("hub", "add-user", str(hub.root), "dee@delta.example", "--org", "delta", env=env)
+    run("hub", "add-user", str(hub.root), "bob@bravo.example", "--org", "bravo", env=env)
+    run("hub", "upload", str(hub.root), "delta", str(hub.mi), "--publish")
+    package = "delta-work-programme-subcontractor-mi"
+
+    bob, csrf = _signed_in(hub, "bob@bravo.example")
+    figure, question = "provider-by-month, CPA01, 2011-07, referrals", "Is <script>alert(1)</script> this right?"
+    assert bob.post(f"/packages/{package}/queries", data={"figure": figure, "text": question}).status_code == 403
+    raised = bob.post(f"/packages/{package}/queries", data={"figure": figure, "text": question, "csrf": csrf})
+    assert raised.status_code == 303
+    public = httpx.get(f"{hub.url}/packages/{package}")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in public.text and "<script>alert" not in public.text
+    (query,) = httpx.get(f"{hub.url}/api/packages/{package}/queries").json()["queries"]
+    assert query["figure"] == figure and query["author_org"] == "bravo" and query["answer"] is None
+    qid = query["id"]
+    assert (
+        bob.post(f"/queries/{qid}/answer", data={"text": "yes", "csrf": csrf}).status_code == 404
+    )  # not the publisher
+
+    dee, csrf_dee = _signed_in(hub, "dee@delta.example")
+    answered = dee.post(f"/queries/{qid}/answer", data={"text": "We are checking it.", "csrf": csrf_dee})
+    assert answered.status_code == 303
+    assert (
+        httpx.get(f"{hub.url}/api/packages/{package}/queries").json()["queries"][0]["answer"] == "We are checking it."
+    )
+
+    other = tmp_path / "mi"
+    run("sample", "--out", str(other), "--rows", "1500", "--seed", "4", "--months", "3", "--format", "csv", "-q")
+    assert (
+        run("hub", "upload", str(hub.root), "bravo", str(hub.mi), "--corrects", str(qid), check=False).returncode == 1
+    )
+    run(
+        "hub",
+        "upload",
+        str(hub.root),
+        "delta",
+        str(other / "work-programme-mi.csv"),
+        "--corrects",
+        str(qid),
+        "--publish",
+    )
+    (query,) = httpx.get(f"{hub.url}/api/packages/{package}/queries").json()["queries"]
+    assert query["corrected_in"] and query["corrected_in"] != "1.0.0"
+    descriptor = httpx.get(f"{hub.url}/data/{package}/{query['corrected_in']}/datapackage.json").json()
+    assert f"query #{qid}" in json.dumps(descriptor["opendata:release"])
+    for client in (bob, dee):
+        client.close()

@@ -49,7 +49,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from opendata.errors import OpenDataError
 from opendata.hub import uploads as lifecycle
 from opendata.hub.comparison import Comparison, Indicators, compare, options
-from opendata.hub.sources import sources
+from opendata.hub.sources import Source, sources
 from opendata.hub.store import Store, Upload
 from opendata.page import STYLE, FunnelPoint, funnel_figure
 from opendata.signing import SignatureError, fingerprint, load_public_key, parse_public_key, verify_signature
@@ -212,6 +212,9 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
         return upload
 
     async def take_files(form: Any, org: str, kind: str, actor: str, signature: str | None = None) -> Upload:
+        corrects = str(form.get("corrects") or "").strip()
+        if corrects and not corrects.isdigit():
+            raise HTTPException(400, "'corrects' is the number of the query this upload corrects.")
         if not upload_limit.allow(org):
             raise HTTPException(429, f"More than {UPLOADS_PER_MINUTE} uploads in a minute: wait and try again.")
         parts = [v for v in form.getlist("file") if isinstance(v, UploadFile) and v.filename]
@@ -229,7 +232,9 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
                 files[part.filename] = path
             if registered and actor.startswith("token:"):
                 _check_signature(registered, signature, [files[p.filename] for p in parts])
-            return await run_in_threadpool(lifecycle.receive, layout, store, org, kind, files, actor)
+            return await run_in_threadpool(
+                lifecycle.receive, layout, store, org, kind, files, actor, int(corrects) if corrects else None
+            )
         except OpenDataError as exc:
             raise HTTPException(400, str(exc)) from None
         finally:
@@ -285,6 +290,61 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
             )
             figure = funnel_figure(result.title, what, points, result.benchmark, "denominator", "Provider", 1)
         return page(request, "compare.html", sources=found, choices=choices, result=result, figure=figure)
+
+    def source_of(name: str) -> Source:
+        found = next((s for s in sources(layout.root, store) if s.package == name), None)
+        if found is None:
+            raise _not_found()
+        return found
+
+    async def package_page(request: Request) -> Response:
+        source = source_of(request.path_params["name"])
+        org = session_org(request)
+        owner = store.package_owner(source.package)
+        return page(
+            request,
+            "package.html",
+            source=source,
+            queries=store.queries(source.package),
+            can_answer=org is not None and org == owner,
+            signed_in=org is not None,
+        )
+
+    async def raise_query(request: Request) -> Response:
+        source = source_of(request.path_params["name"])
+        org = session_org(request)
+        if org is None:
+            return RedirectResponse("/sign-in", 303)
+        form = await checked_form(request)
+        try:
+            store.add_query(
+                source.package,
+                source.version,
+                str(form.get("figure", "")),
+                str(form.get("text", "")),
+                f"user:{request.session['email']}",
+                org,
+            )
+        except OpenDataError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return RedirectResponse(f"/packages/{source.package}#queries", 303)
+
+    async def answer_query(request: Request) -> Response:
+        org = session_org(request)
+        qid = request.path_params["id"]
+        query = store.query(qid)
+        if query is None or org is None or store.package_owner(query.package) != org:
+            raise _not_found()
+        form = await checked_form(request)
+        try:
+            store.answer(qid, str(form.get("text", "")), f"user:{request.session['email']}")
+        except OpenDataError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return RedirectResponse(f"/packages/{query.package}#query-{qid}", 303)
+
+    async def queries_api(request: Request) -> Response:
+        source = source_of(request.path_params["name"])
+        return JSONResponse({"package": source.package, "queries": [q.__dict__ for q in store.queries(source.package)]})
 
     async def compare_api(request: Request) -> Response:
         _, _, choices, result = await run_in_threadpool(comparison_of, request)
@@ -402,6 +462,10 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
         Route("/", home),
         Route("/compare", compare_page),
         Route("/api/compare", compare_api),
+        Route("/packages/{name}", package_page),
+        Route("/packages/{name}/queries", raise_query, methods=["POST"]),
+        Route("/queries/{id:int}/answer", answer_query, methods=["POST"]),
+        Route("/api/packages/{name}/queries", queries_api),
         Route("/sign-in", sign_in, methods=["GET", "POST"]),
         Route("/sign-out", sign_out, methods=["POST"]),
         Route("/uploads", uploads_page, methods=["GET", "POST"]),

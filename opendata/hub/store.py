@@ -44,7 +44,12 @@ CREATE TABLE IF NOT EXISTS tokens (
     token_hash VARCHAR PRIMARY KEY, org VARCHAR NOT NULL, created VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS uploads (
     id VARCHAR PRIMARY KEY, org VARCHAR NOT NULL, created VARCHAR NOT NULL, input_kind VARCHAR NOT NULL,
-    files VARCHAR NOT NULL, status VARCHAR NOT NULL, report VARCHAR NOT NULL, package VARCHAR, version VARCHAR);
+    files VARCHAR NOT NULL, status VARCHAR NOT NULL, report VARCHAR NOT NULL, package VARCHAR, version VARCHAR,
+    corrects BIGINT);
+CREATE TABLE IF NOT EXISTS queries (
+    id BIGINT PRIMARY KEY, package VARCHAR NOT NULL, version VARCHAR NOT NULL, figure VARCHAR NOT NULL,
+    text VARCHAR NOT NULL, author VARCHAR NOT NULL, author_org VARCHAR NOT NULL, created VARCHAR NOT NULL,
+    answer VARCHAR, answered_by VARCHAR, answered VARCHAR, corrected_in VARCHAR);
 CREATE TABLE IF NOT EXISTS publishers (
     name VARCHAR PRIMARY KEY, title VARCHAR NOT NULL, source VARCHAR NOT NULL, public_key VARCHAR NOT NULL,
     kind VARCHAR NOT NULL, created VARCHAR NOT NULL, synced VARCHAR, result VARCHAR);
@@ -92,6 +97,25 @@ class Upload:
     report: dict[str, Any]
     package: str | None = None
     version: str | None = None
+    corrects: int | None = None  # the query this upload answers with a correction
+
+
+@dataclass(frozen=True)
+class Query:
+    """A question anyone signed in raises on a published figure; the publisher's answer is public too."""
+
+    id: int
+    package: str
+    version: str
+    figure: str  # which figure: table, row and column as the reader names them
+    text: str
+    author: str
+    author_org: str
+    created: str
+    answer: str | None = None
+    answered_by: str | None = None
+    answered: str | None = None
+    corrected_in: str | None = None  # the version that corrected the figure in response
 
 
 def _now() -> str:
@@ -228,7 +252,7 @@ class Store:
     def add_upload(self, upload: Upload) -> None:
         with self._db() as con:
             con.execute(
-                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     upload.id,
                     upload.org,
@@ -239,6 +263,7 @@ class Store:
                     json.dumps(upload.report, sort_keys=True),
                     upload.package,
                     upload.version,
+                    upload.corrects,
                 ],
             )
 
@@ -263,6 +288,54 @@ class Store:
             rows = con.execute("SELECT * FROM uploads WHERE org = ? ORDER BY created DESC", [org]).fetchall()
         return [_upload(r) for r in rows]
 
+    def package_owner(self, package: str) -> str | None:
+        """The organisation whose uploads make ``package`` (None for a publisher's mirrored package)."""
+        with self._db() as con:
+            row = con.execute("SELECT org FROM uploads WHERE package = ? LIMIT 1", [package]).fetchone()
+        return row[0] if row else None
+
+    # --- community validation: queries on published figures ---
+
+    def add_query(self, package: str, version: str, figure: str, text: str, author: str, org: str) -> Query:
+        figure, text = figure.strip(), text.strip()
+        if not text or not figure:
+            raise HubError("say which figure (table, row, column) and what the question is")
+        if len(text) > 5000 or len(figure) > 500:
+            raise HubError("a query is at most 5,000 characters, its figure 500")
+        with self._db() as con:
+            qid = con.execute("SELECT coalesce(max(id), 0) + 1 FROM queries").fetchone()[0]
+            con.execute(
+                "INSERT INTO queries VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL)",
+                [qid, package, version, figure, text, author, org, _now()],
+            )
+        self.log(author, org, "query", package, f"#{qid} on {figure}")
+        return Query(qid, package, version, figure, text, author, org, _now())
+
+    def queries(self, package: str | None = None) -> list[Query]:
+        where, args = ("WHERE package = ?", [package]) if package else ("", [])
+        with self._db() as con:
+            rows = con.execute(f"SELECT * FROM queries {where} ORDER BY id", args).fetchall()
+        return [Query(*r) for r in rows]
+
+    def query(self, qid: int) -> Query | None:
+        with self._db() as con:
+            row = con.execute("SELECT * FROM queries WHERE id = ?", [qid]).fetchone()
+        return Query(*row) if row else None
+
+    def answer(self, qid: int, text: str, by: str) -> None:
+        text = text.strip()
+        if not text or len(text) > 5000:
+            raise HubError("an answer is 1 to 5,000 characters")
+        with self._db() as con:
+            con.execute(
+                "UPDATE queries SET answer = ?, answered_by = ?, answered = ? WHERE id = ?", [text, by, _now(), qid]
+            )
+        self.log(by, None, "answer", str(qid), None)
+
+    def corrected(self, qid: int, version: str) -> None:
+        with self._db() as con:
+            con.execute("UPDATE queries SET corrected_in = ? WHERE id = ?", [version, qid])
+
     # --- audit log ---
 
     def log(self, actor: str, org: str | None, action: str, subject: str | None, detail: str | None) -> None:
@@ -281,8 +354,9 @@ class Store:
 
 
 def _upload(row: tuple) -> Upload:
-    uid, org, created, kind, files, status, report, package, version = row
-    return Upload(uid, org, created, kind, tuple(json.loads(files)), status, json.loads(report), package, version)
+    uid, org, created, kind, files, status, report, package, version, corrects = row
+    files, report = tuple(json.loads(files)), json.loads(report)
+    return Upload(uid, org, created, kind, files, status, report, package, version, corrects)
 
 
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))  # verified when the email is unknown: same time either way

@@ -120,7 +120,15 @@ def safe_file_name(name: str) -> str:
     return base[:100]
 
 
-def receive(layout: Layout, store: Store, org: str, input_kind: str, files: dict[str, Path], actor: str) -> Upload:
+def receive(
+    layout: Layout,
+    store: Store,
+    org: str,
+    input_kind: str,
+    files: dict[str, Path],
+    actor: str,
+    corrects: int | None = None,
+) -> Upload:
     """Keep the files (moved from ``files``: the uploader's name → a temporary path), screen them,
     and record the upload with its report. A rejected upload is kept too, so its report and marked
     files can be downloaded. The marked files are made when first asked for (``marked_path``):
@@ -129,6 +137,10 @@ def receive(layout: Layout, store: Store, org: str, input_kind: str, files: dict
         raise HubError("no file uploaded")
     if len(files) > MAX_FILES:
         raise HubError(f"{len(files)} files: upload at most {MAX_FILES} at a time")
+    if corrects is not None:
+        query = store.query(corrects)
+        if query is None or store.package_owner(query.package) != org:
+            raise HubError(f"query #{corrects} is not about one of your organisation's packages")
     spec = standard_spec(layout, input_kind)
     upload_id = secrets.token_hex(16)
     folder = layout.upload_dir(org, upload_id)
@@ -143,7 +155,7 @@ def receive(layout: Layout, store: Store, org: str, input_kind: str, files: dict
     report = screen(spec, saved, now=datetime.now(UTC).date())
     (folder / "todo.csv").write_bytes(report.todo_csv())
     status = "accepted" if report.accepted else "rejected"
-    upload = Upload(upload_id, org, _now(), input_kind, tuple(saved), status, report.to_dict())
+    upload = Upload(upload_id, org, _now(), input_kind, tuple(saved), status, report.to_dict(), corrects=corrects)
     store.add_upload(upload)
     store.log(actor, org, "upload", upload_id, f"{status}; files: {', '.join(saved)}")
     return upload
@@ -182,6 +194,10 @@ def preview(layout: Layout, store: Store, upload: Upload, actor: str) -> Path:
         shutil.rmtree(staging)  # a new preview replaces an unpublished one; nothing public changes
     folder = layout.upload_dir(upload.org, upload.id) / "files"
     now = datetime.now(UTC).replace(microsecond=0)
+    reason = f"community contribution uploaded to the hub by {org.title}"
+    if upload.corrects is not None:
+        query = store.query(upload.corrects)
+        reason = f"{reason}: a correction in response to query #{upload.corrects} ({query.figure if query else ''})"
     try:
         summary = cut_release(
             org_spec(layout, org, upload.input_kind),
@@ -191,7 +207,7 @@ def preview(layout: Layout, store: Store, upload: Upload, actor: str) -> Path:
             release_time=now,
             now=now,
             unscheduled=True,
-            reason=f"community contribution uploaded to the hub by {org.title}",
+            reason=reason,
         )
     except OpenDataError as exc:
         shutil.rmtree(staging, ignore_errors=True)
@@ -225,6 +241,8 @@ def publish_upload(layout: Layout, store: Store, upload: Upload, actor: str) -> 
     publish(staging, layout.public, datetime.now(UTC), signer=hub_key(layout))
     store.set_status(upload.id, "published")
     store.log(actor, upload.org, "publish", upload.id, f"{upload.package} {upload.version}")
+    if upload.corrects is not None:
+        store.corrected(upload.corrects, upload.version)
     return target
 
 
