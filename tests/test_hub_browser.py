@@ -1,6 +1,7 @@
 """The hub in a real browser: an organisation signs in, uploads a spreadsheet with three kinds of
 error, sees each located, downloads the to-do list and the marked spreadsheet, fixes and uploads
-again, previews and publishes; another organisation sees the published data, never the upload.
+again, previews and publishes; another organisation sees the published data, never the upload; a
+reader compares the two programmes on a funnel plot.
 
 Debian ``chromium`` driven by Playwright against ``opendata hub serve`` started as a real process;
 axe-core checks each page (WCAG 2.2 AA). Screenshots of each step land in
@@ -38,6 +39,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
         run("hub", "add-org", str(root), org, "--title", title)
         run("hub", "add-user", str(root), f"ana@{org}.example", "--org", org, env=env)
     run("sample", "--out", str(base / "mi"), "--rows", "1500", "--seed", "5", "--months", "3", "--format", "csv", "-q")
+    run("sample", "--out", str(base / "mi2"), "--rows", "1500", "--seed", "6", "--months", "3", "--format", "csv", "-q")
+    run("hub", "upload", str(root), "bravo", str(base / "mi2" / "work-programme-mi.csv"), "--publish")
     port = _free_port()
     server = subprocess.Popen([*OPENDATA, "hub", "serve", str(root), "--port", str(port)], cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
@@ -143,5 +146,15 @@ def test_an_organisation_fixes_its_upload_and_publishes_it_another_sees_only_the
             answer = bravo.goto(rejected_url)
             assert answer.status == 404
             assert "Upload of" not in bravo.content()
+
+            reader = chromium.new_context(bypass_csp=True).new_page()  # not signed in
+            reader.goto(url + "/compare")
+            reader.get_by_label("Indicator").select_option("attachments-per-referral")
+            reader.get_by_role("button", name="Compare").click()
+            reader.wait_for_selector("figure svg")
+            text = reader.content()
+            assert "acme-work-programme-subcontractor-mi" in text and "bravo-work-programme-subcontractor-mi" in text
+            assert "community contributed" in text
+            _check(reader, "7-compare")
         finally:
             chromium.close()

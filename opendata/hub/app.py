@@ -288,7 +288,7 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
                 f"{len(points)} providers at {result.level} level, {len(result.programmes)} programme(s), "
                 f"period {result.period}"
             )
-            figure = funnel_figure(result.title, what, points, result.benchmark, "denominator", "Provider", 1)
+            figure = funnel_figure(result.title, what, points, result.benchmark, result.denominator, "Provider", 1)
         return page(request, "compare.html", sources=found, choices=choices, result=result, figure=figure)
 
     def source_of(name: str) -> Source:

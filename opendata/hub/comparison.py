@@ -52,6 +52,7 @@ class Comparison:
     points: list[Point]
     programmes: list[Source]
     suppressed: int  # rows whose value is [c] in their package: not shown
+    denominator: str = "denominator"  # the measure it divides by, for the chart's axis
     left_out: dict[str, str] = field(default_factory=dict)  # package -> why it is not comparable
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,9 +189,9 @@ def compare(
         )
         for r in shown.itertuples(index=False)
     ]
-    return Comparison(
-        indicator, title, level, period, benchmark, points, comparable, len(at_level) - len(shown), left_out
-    )
+    denominator = str(reference["formula"][1]) if reference else "denominator"
+    hidden = len(at_level) - len(shown)
+    return Comparison(indicator, title, level, period, benchmark, points, comparable, hidden, denominator, left_out)
 
 
 def _verdict(lower: float, upper: float, p0: float | None, polarity: str) -> str:

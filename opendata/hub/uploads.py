@@ -104,7 +104,7 @@ def org_spec(layout: Layout, org: Org, input_kind: str) -> ReleaseSpec:
     return dataclasses.replace(
         spec,
         name=f"{org.name}-{spec.name}",
-        title=f"{spec.title}: {org.title} (community contributed)",
+        title=f"{spec.title}: {org.title}",
         publisher={"title": org.title},
         contributors=({"title": org.title, "roles": ["publisher"]},),
         sources=({"title": f"Management information uploaded to the hub by {org.title}"},),

@@ -1,0 +1,426 @@
+"""Hub benchmark: readers of the compare API while a 1,000,000-row upload is checked (issue 15).
+
+Target: "50 concurrent readers of the compare API on loopback for 60 s while an upload is being
+validated: zero errors, p95 under 300 ms; validation of a 1,000,000-row upload under 30 s."
+
+Setup (once, cached in ``bench/out/hub-bench/``; ``--fresh`` redoes it): ``opendata hub init``, two
+organisations with a token each, each publishing a 4,000-row, 12-month sample through ``opendata hub
+upload --publish`` (as ``make demo`` does), and a subscribed publisher's release of a 30,000-row,
+24-month sample (``opendata release`` + ``publish``, ``hub subscribe`` + ``refresh``), so compare
+pools three packages; and the sample CSV to upload (``opendata sample --rows 1000000``).
+
+Each run copies the hub, starts ``opendata hub serve`` as a process of its own on a free loopback
+port, then starts two more processes: the readers (asyncio, one ``httpx.AsyncClient`` holding 50
+connections, 50 tasks each requesting ``/api/compare`` in turn, through a shuffled rotation of every
+indicator × level × period and each programme on its own, built from the first answer's
+``options``) for ``--seconds``; and, ``--upload-at`` seconds in, one ``POST /api/uploads`` of the
+CSV (multipart, streamed from disk, with an organisation's token), timed from its first byte to the
+JSON answer. Errors are answers other than 200 and transport errors (client time-out 300 s).
+Latencies: the whole window, and the requests that were in flight at any time while the upload
+was. At the end: the server's peak RSS (``VmHWM``) and CPU time (``/proc``). Before the runs, the
+same readers fetch ``/hub.pub`` (a small static file) for ``--check-seconds``: what that client
+can drive shows whether it, rather than the hub, limits the figures.
+
+    .venv/bin/python bench/hub_bench.py                  # --runs 3 --seconds 60 --rows 1000000
+    .venv/bin/python bench/hub_bench.py --quick          # one 10 s run, a 100,000-row upload
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OPENDATA = [sys.executable, "-m", "opendata"]
+CACHE = ROOT / "bench" / "out" / "hub-bench"
+SETUP = 2  # bump when the setup changes: the cached hub is then rebuilt
+ORGS = {"north": ("North Works (synthetic)", 21), "south": ("South Skills (synthetic)", 22)}
+PUBLISHER_ROWS, PUBLISHER_MONTHS, PUBLISHER_SEED = 30_000, 24, 23
+CLIENT_TIMEOUT = 300.0
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- setup ---
+
+
+def opendata(*args: str) -> str:
+    done = subprocess.run([*OPENDATA, *args], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"opendata {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def prepare(cache: Path, fresh: bool) -> tuple[Path, dict[str, str]]:
+    """The hub to copy for each run and a token per organisation (built once, then reused)."""
+    template, stamp = cache / "hub", cache / "setup.json"
+    if fresh and cache.exists():
+        shutil.rmtree(cache)
+    if stamp.is_file() and json.loads(stamp.read_text())["setup"] == SETUP and template.is_dir():
+        return template, json.loads(stamp.read_text())["tokens"]
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True)
+    started = time.monotonic()
+    print(f"setting up the hub in {cache} (once; about 2 minutes) …", flush=True)
+    opendata("hub", "init", str(template), "--specs", str(ROOT / "specs"))
+    tokens = {}
+    for org, (title, seed) in ORGS.items():
+        opendata("hub", "add-org", str(template), org, "--title", title)
+        tokens[org] = opendata("hub", "token", str(template), org).strip()
+        mi = cache / f"mi-{org}"
+        opendata("sample", "--out", str(mi), "--rows", "4000", "--months", "12", "--seed", str(seed),
+                 "--format", "csv", "-q")  # fmt: skip
+        opendata("hub", "upload", str(template), org, str(mi / "work-programme-mi.csv"), "--publish")
+    mi, tree = cache / "mi-dwp", cache / "dwp"
+    opendata("sample", "--out", str(mi), "--rows", str(PUBLISHER_ROWS), "--months", str(PUBLISHER_MONTHS),
+             "--seed", str(PUBLISHER_SEED), "--format", "csv", "-q")  # fmt: skip
+    opendata("release", str(ROOT / "specs" / "work-programme.yaml"), str(mi / "work-programme-mi.csv"),
+             "--out", str(tree), "--calendar", str(ROOT / "specs" / "calendar.yaml"),
+             "--release-time", "2026-11-12T09:30:00+00:00", "--late", "--reason", "hub benchmark", "-q")  # fmt: skip
+    opendata("keys", "generate", "--private", str(cache / "dwp.key"), "--public", str(cache / "dwp.pub"))
+    opendata("publish", "--out", str(tree), "--key", str(cache / "dwp.key"), "-q")
+    opendata("hub", "subscribe", str(template), "dwp", str(tree), "--trust", str(cache / "dwp.pub"),
+             "--title", "Department for Work and Pensions", "--kind", "management information")  # fmt: skip
+    opendata("hub", "refresh", str(template))
+    stamp.write_text(json.dumps({"setup": SETUP, "tokens": tokens}))
+    print(f"set up in {time.monotonic() - started:.0f} s", flush=True)
+    return template, tokens
+
+
+def upload_file(cache: Path, rows: int) -> Path:
+    path = cache / f"upload-{rows}" / "work-programme-mi.csv"
+    if not path.is_file():
+        opendata("sample", "--out", str(path.parent), "--rows", str(rows), "--seed", "1", "--format", "csv", "-q")
+    return path
+
+
+# --- the server ---
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_hub(root: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    with log.open("wb") as out:
+        server = subprocess.Popen([*OPENDATA, "hub", "serve", str(root), "--port", str(port)], stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url + "/hub.pub", timeout=2).status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the hub did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --- the two clients (each run as a process of its own: ``hub_bench.py readers|upload …``) ---
+
+
+def queries(first: dict[str, Any]) -> list[list[tuple[str, str]]]:
+    """Every indicator × level × period, and each programme alone at every indicator × level."""
+    choices, comparison = first["options"], first["comparison"]
+    out = [
+        [("indicator", i), ("level", lv), ("period", p)]
+        for i in choices["indicators"]
+        for lv in choices["levels"]
+        for p in choices["periods"]
+    ]
+    programmes = [p["package"] for p in comparison["programmes"]] if comparison else []
+    out += [
+        [("indicator", i), ("level", lv), ("programme", p)]
+        for i in choices["indicators"]
+        for lv in choices["levels"]
+        for p in programmes
+    ]
+    random.Random(15).shuffle(out)
+    return out
+
+
+async def read_for(url: str, path: str, readers: int, seconds: float) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=readers, max_keepalive_connections=readers)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=CLIENT_TIMEOUT) as client:
+        rotation: list[Any] = [None]
+        if path == "/api/compare":
+            first = await client.get(path)
+            first.raise_for_status()
+            rotation = queries(first.json())
+        done: list[tuple[float, float, int | str]] = []
+        print("started", flush=True)  # the window starts: the orchestrator times the upload from here
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        start = time.monotonic()
+        deadline = start + seconds
+
+        async def reader(i: int) -> None:
+            k = i
+            while time.monotonic() < deadline:
+                params = rotation[k % len(rotation)]
+                k += readers
+                t0 = time.monotonic()
+                try:
+                    answer = await client.get(path, params=params)
+                    status: int | str = answer.status_code
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                done.append((t0, time.monotonic(), status))
+
+        await asyncio.gather(*(reader(i) for i in range(readers)))
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        wall = time.monotonic() - start
+    cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+    return {"queries": len(rotation), "requests": done, "cpu": cpu, "wall": wall}
+
+
+def upload(url: str, token: str, path: Path) -> dict[str, Any]:
+    marks: dict[str, float] = {}
+
+    def trace(event: str, info: dict) -> None:
+        if event == "http11.send_request_body.complete":
+            marks["sent"] = time.monotonic()
+
+    with httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT) as client, path.open("rb") as f:
+        t0 = time.monotonic()
+        try:
+            answer = client.post(
+                "/api/uploads",
+                headers={"authorization": f"Bearer {token}"},
+                files={"file": (path.name, f, "text/csv")},
+                data={"kind": "records"},
+                extensions={"trace": trace},
+            )
+            status: int | str = answer.status_code
+            body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
+        except httpx.HTTPError as exc:
+            status, body = type(exc).__name__, {}
+        t1 = time.monotonic()
+    report = body.get("report") or {}
+    return {
+        "start": t0,
+        "sent": marks.get("sent"),
+        "end": t1,
+        "status": status,
+        "upload_status": body.get("status"),
+        "rows": report.get("rows"),
+        "stages": report.get("stages"),
+        "error": body.get("error"),
+    }
+
+
+def client_main(argv: list[str]) -> None:
+    if argv[0] == "readers":
+        url, path, readers, seconds = argv[1], argv[2], int(argv[3]), float(argv[4])
+        print(json.dumps(asyncio.run(read_for(url, path, readers, seconds))))
+    else:
+        print(json.dumps(upload(argv[1], argv[2], Path(argv[3]))))
+
+
+def client(*args: object) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, *map(str, args)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def result_of(process: subprocess.Popen) -> dict[str, Any]:
+    out, _ = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"a client process failed ({process.returncode})")
+    return json.loads(out)
+
+
+# --- a run ---
+
+
+def latency(requests: list, since: float | None = None, until: float | None = None) -> dict[str, float]:
+    """Counts and latency percentiles (ms) of the requests in flight at some time in [since, until]."""
+    if since is not None:
+        requests = [r for r in requests if r[0] < until and r[1] > since]
+    ms = np.array([(end - start) * 1000 for start, end, _ in requests]) if requests else np.array([np.nan])
+    span = (max(r[1] for r in requests) - min(r[0] for r in requests)) if requests else float("nan")
+    return {
+        "requests": len(requests),
+        "errors": sum(1 for r in requests if r[2] != 200),
+        "rps": len(requests) / span if span else float("nan"),
+        "p50": float(np.percentile(ms, 50)),
+        "p95": float(np.percentile(ms, 95)),
+        "p99": float(np.percentile(ms, 99)),
+        "max": float(ms.max()),
+    }
+
+
+def one_run(template: Path, token: str, csv: Path, args: argparse.Namespace, path: str, with_upload: bool) -> dict:
+    with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp:
+        root = Path(tmp) / "hub"
+        shutil.copytree(template, root)
+        server, url = start_hub(root, Path(tmp) / "serve.log")
+        try:
+            cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+            readers = client("readers", url, path, args.readers, args.seconds)
+            assert readers.stdout is not None and readers.stdout.readline().strip() == "started"
+            sent = None
+            if with_upload:
+                time.sleep(args.upload_at)
+                sent = client("upload", url, token, csv)
+                sent = result_of(sent)
+            read = result_of(readers)
+            server_cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - wall0)
+            rss = peak_rss_mb(server.pid)
+        finally:
+            server.terminate()
+            server.wait(10)
+        log = (Path(tmp) / "serve.log").read_text(errors="replace")
+    requests = read["requests"]
+    statuses: dict[str, int] = {}
+    for r in requests:
+        statuses[str(r[2])] = statuses.get(str(r[2]), 0) + 1
+    run = {
+        "whole": latency(requests),
+        "statuses": statuses,
+        "queries": read["queries"],
+        "client_cpu": read["cpu"] / read["wall"],
+        "server_cpu": server_cpu,
+        "rss": rss,
+        "server_log_lines": len([line for line in log.splitlines() if line.strip()]),
+        "log_tail": log.splitlines()[-5:],
+    }
+    if sent is not None:
+        run["upload"] = sent
+        run["upload_time"] = sent["end"] - sent["start"]
+        run["upload_sent"] = (sent["sent"] - sent["start"]) if sent["sent"] else float("nan")
+        run["during"] = latency(requests, sent["start"], sent["end"])
+        run["upload_outlasted_readers"] = sent["end"] > max(r[1] for r in requests)
+    return run
+
+
+# --- report ---
+
+ROWS = [
+    ("requests (whole window)", lambda r: r["whole"]["requests"], "{:,.0f}"),
+    ("errors (whole window)", lambda r: r["whole"]["errors"], "{:,.0f}"),
+    ("requests/s", lambda r: r["whole"]["rps"], "{:,.1f}"),
+    ("p50 ms", lambda r: r["whole"]["p50"], "{:,.0f}"),
+    ("p95 ms", lambda r: r["whole"]["p95"], "{:,.0f}"),
+    ("p99 ms", lambda r: r["whole"]["p99"], "{:,.0f}"),
+    ("max ms", lambda r: r["whole"]["max"], "{:,.0f}"),
+    ("requests during the upload", lambda r: r["during"]["requests"], "{:,.0f}"),
+    ("errors during the upload", lambda r: r["during"]["errors"], "{:,.0f}"),
+    ("p50 ms during the upload", lambda r: r["during"]["p50"], "{:,.0f}"),
+    ("p95 ms during the upload", lambda r: r["during"]["p95"], "{:,.0f}"),
+    ("p99 ms during the upload", lambda r: r["during"]["p99"], "{:,.0f}"),
+    ("max ms during the upload", lambda r: r["during"]["max"], "{:,.0f}"),
+    ("upload: first byte to JSON answer, s", lambda r: r["upload_time"], "{:,.1f}"),
+    ("upload: of which sending the body, s", lambda r: r["upload_sent"], "{:,.1f}"),
+    ("hub server peak RSS, MB", lambda r: r["rss"], "{:,.0f}"),
+    ("hub server CPU (1.0 = one core)", lambda r: r["server_cpu"], "{:.2f}"),
+    ("readers' client CPU (1.0 = one core)", lambda r: r["client_cpu"], "{:.2f}"),
+]
+
+
+def table(runs: list[dict]) -> dict[str, float]:
+    heads = " | ".join(f"run {i + 1}" for i in range(len(runs)))
+    print(f"| measure | {heads} | median |")
+    print("|---|" + "---:|" * (len(runs) + 1))
+    medians = {}
+    for name, get, fmt in ROWS:
+        values = [get(r) for r in runs]
+        medians[name] = statistics.median(values)
+        print(f"| {name} | {' | '.join(fmt.format(v) for v in values)} | {fmt.format(medians[name])} |")
+    return medians
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in ("readers", "upload"):
+        return client_main(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, help="measurements (default 3; 1 with --quick)")
+    parser.add_argument("--seconds", type=float, help="readers' window (default 60; 10 with --quick)")
+    parser.add_argument("--rows", type=int, help="rows of the uploaded CSV (default 1,000,000; 100,000 with --quick)")
+    parser.add_argument("--readers", type=int, default=50)
+    parser.add_argument("--upload-at", type=float, help="seconds into the window (default 5; 2 with --quick)")
+    parser.add_argument("--check-seconds", type=float, help="the client check on /hub.pub (default 10; 5 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 10 s, a 100,000-row upload, one run")
+    parser.add_argument("--fresh", action="store_true", help=f"rebuild the cached hub in {CACHE}")
+    args = parser.parse_args()
+    defaults = (1, 10.0, 100_000, 2.0, 5.0) if args.quick else (3, 60.0, 1_000_000, 5.0, 10.0)
+    for name, default in zip(("runs", "seconds", "rows", "upload_at", "check_seconds"), defaults, strict=True):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+
+    template, tokens = prepare(CACHE, args.fresh)
+    csv = upload_file(CACHE, args.rows)
+    cpus = len(os.sched_getaffinity(0))
+    print(f"{cpus} CPUs (os.cpu_count() {os.cpu_count()}); upload {csv} ({csv.stat().st_size / 1e6:,.0f} MB, "
+          f"{args.rows:,} rows); {args.readers} readers × {args.seconds:g} s, upload {args.upload_at:g} s in; "
+          f"{args.runs} run(s)", flush=True)  # fmt: skip
+
+    check = dict(args.__dict__, seconds=args.check_seconds)
+    static = one_run(template, tokens["north"], csv, argparse.Namespace(**check), "/hub.pub", with_upload=False)
+    w = static["whole"]
+    print(
+        f"\nclient check, the same {args.readers} readers on /hub.pub for {args.check_seconds:g} s: "
+        f"{w['requests']:,} requests, {w['errors']} errors, {w['rps']:,.0f} requests/s, p95 {w['p95']:.0f} ms; "
+        f"client CPU {static['client_cpu']:.2f}, server CPU {static['server_cpu']:.2f}",
+        flush=True,
+    )
+
+    runs = []
+    for i in range(args.runs):
+        run = one_run(template, tokens["north"], csv, args, "/api/compare", with_upload=True)
+        up = run["upload"]
+        print(
+            f"run {i + 1}: {run['whole']['requests']:,} requests, statuses {run['statuses']}, "
+            f"p95 {run['whole']['p95']:.0f} ms; upload {up['status']} {up['upload_status']} in "
+            f"{run['upload_time']:.1f} s, rows {up['rows']}, stages {up['stages']}"
+            + (f", error {up['error']}" if up["error"] else "")
+            + (" (the upload outlasted the readers)" if run["upload_outlasted_readers"] else "")
+            + (f"; server log: {run['log_tail']}" if run["server_log_lines"] else ""),
+            flush=True,
+        )
+        runs.append(run)
+
+    print(f"\n{args.readers} readers of /api/compare × {args.seconds:g} s ({runs[0]['queries']} query strings "
+          f"in rotation), one {args.rows:,}-row upload {args.upload_at:g} s in; {cpus} CPUs\n")  # fmt: skip
+    med = table(runs)
+    errors = sum(r["whole"]["errors"] for r in runs)
+    statuses = {r["upload"]["status"] for r in runs}
+    verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    print(f"\n* zero errors: {verdict(errors == 0)} ({errors} in {args.runs} run(s))")
+    print(f"* p95 under 300 ms: {verdict(med['p95 ms'] < 300)} (median p95 {med['p95 ms']:,.0f} ms over the window, "
+          f"{med['p95 ms during the upload']:,.0f} ms during the upload)")  # fmt: skip
+    upload_s = med["upload: first byte to JSON answer, s"]
+    print(f"* {args.rows:,}-row upload checked in under 30 s: {verdict(upload_s < 30 and statuses == {201})} "
+          f"(median {upload_s:.1f} s; statuses {sorted(map(str, statuses))})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
