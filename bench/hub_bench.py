@@ -10,16 +10,19 @@ upload --publish`` (as ``make demo`` does), and a subscribed publisher's release
 pools three packages; and the sample CSV to upload (``opendata sample --rows 1000000``).
 
 Each run copies the hub, starts ``opendata hub serve`` as a process of its own on a free loopback
-port, then starts two more processes: the readers (asyncio, one ``httpx.AsyncClient`` holding 50
-connections, 50 tasks each requesting ``/api/compare`` in turn, through a shuffled rotation of every
-indicator × level × period and each programme on its own, built from the first answer's
-``options``) for ``--seconds``; and, ``--upload-at`` seconds in, one ``POST /api/uploads`` of the
-CSV (multipart, streamed from disk, with an organisation's token), timed from its first byte to the
-JSON answer. Errors are answers other than 200 and transport errors (client time-out 300 s).
-Latencies: the whole window, and the requests that were in flight at any time while the upload
-was. At the end: the server's peak RSS (``VmHWM``) and CPU time (``/proc``). Before the runs, the
-same readers fetch ``/hub.pub`` (a small static file) for ``--check-seconds``: what that client
-can drive shows whether it, rather than the hub, limits the figures.
+port, then starts two more processes. The readers: 50 asyncio tasks in one process, each with an
+``httpx.AsyncClient`` of its own (one keep-alive connection), requesting ``/api/compare`` in turn
+through a shuffled rotation of every indicator × level × period and each programme on its own,
+built from the first answer's ``options``, for ``--seconds`` and on until the upload is answered
+(``--max-seconds`` at most). The upload: ``--upload-at`` seconds in, one ``POST /api/uploads`` of
+the CSV (multipart, streamed from disk, with an organisation's token), timed from its first byte
+to the JSON answer. Errors are answers other than 200 and transport errors (client time-out 300 s).
+Latencies: the whole window, and the requests in flight at any time while the upload was. At the
+end: the server's peak RSS (``VmHWM``) and CPU time (``/proc``). Medians over ``--runs``.
+
+References, each on a fresh server: the same 50 readers on ``/hub.pub`` (a small static file),
+which shows what this client can drive, and its CPU, so it is not what limits the figures; one
+reader of ``/api/compare`` (a request's own time); the upload with no readers.
 
     .venv/bin/python bench/hub_bench.py                  # --runs 3 --seconds 60 --rows 1000000
     .venv/bin/python bench/hub_bench.py --quick          # one 10 s run, a 100,000-row upload
@@ -170,36 +173,40 @@ def queries(first: dict[str, Any]) -> list[list[tuple[str, str]]]:
     return out
 
 
-async def read_for(url: str, path: str, readers: int, seconds: float) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=readers, max_keepalive_connections=readers)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=CLIENT_TIMEOUT) as client:
-        rotation: list[Any] = [None]
-        if path == "/api/compare":
-            first = await client.get(path)
-            first.raise_for_status()
-            rotation = queries(first.json())
-        done: list[tuple[float, float, int | str]] = []
-        print("started", flush=True)  # the window starts: the orchestrator times the upload from here
-        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        start = time.monotonic()
-        deadline = start + seconds
+async def read_for(url: str, path: str, readers: int, seconds: float, until: str, most: float) -> dict[str, Any]:
+    """``readers`` tasks requesting ``path`` for ``seconds``, and on until the file ``until`` exists (unless "-"),
+    but for ``most`` seconds at most. Each reader has a client of its own holding one keep-alive connection:
+    one client pooling 50 connections costs several times more CPU per request (httpcore's pool)."""
+    clients = [httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT) for _ in range(readers)]
+    rotation: list[Any] = [None]
+    if path == "/api/compare":
+        first = await clients[0].get(path)
+        first.raise_for_status()
+        rotation = queries(first.json())
+    done: list[tuple[float, float, int | str]] = []
+    print("started", flush=True)  # the window starts: the orchestrator times the upload from here
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.monotonic()
+    deadline, cap = start + seconds, start + most
 
-        async def reader(i: int) -> None:
-            k = i
-            while time.monotonic() < deadline:
-                params = rotation[k % len(rotation)]
-                k += readers
-                t0 = time.monotonic()
-                try:
-                    answer = await client.get(path, params=params)
-                    status: int | str = answer.status_code
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
-                done.append((t0, time.monotonic(), status))
+    async def reader(i: int) -> None:
+        k = i
+        while (now := time.monotonic()) < deadline or (now < cap and until != "-" and not os.path.exists(until)):
+            params = rotation[k % len(rotation)]
+            k += readers
+            t0 = time.monotonic()
+            try:
+                answer = await clients[i].get(path, params=params)
+                status: int | str = answer.status_code
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            done.append((t0, time.monotonic(), status))
 
-        await asyncio.gather(*(reader(i) for i in range(readers)))
-        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        wall = time.monotonic() - start
+    await asyncio.gather(*(reader(i) for i in range(readers)))
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    wall = time.monotonic() - start
+    for client in clients:
+        await client.aclose()
     cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
     return {"queries": len(rotation), "requests": done, "cpu": cpu, "wall": wall}
 
@@ -241,8 +248,8 @@ def upload(url: str, token: str, path: Path) -> dict[str, Any]:
 
 def client_main(argv: list[str]) -> None:
     if argv[0] == "readers":
-        url, path, readers, seconds = argv[1], argv[2], int(argv[3]), float(argv[4])
-        print(json.dumps(asyncio.run(read_for(url, path, readers, seconds))))
+        url, path, readers, seconds, until, most = argv[1], argv[2], int(argv[3]), float(argv[4]), argv[5], argv[6]
+        print(json.dumps(asyncio.run(read_for(url, path, readers, seconds, until, float(most)))))
     else:
         print(json.dumps(upload(argv[1], argv[2], Path(argv[3]))))
 
@@ -278,61 +285,77 @@ def latency(requests: list, since: float | None = None, until: float | None = No
     }
 
 
-def one_run(template: Path, token: str, csv: Path, args: argparse.Namespace, path: str, with_upload: bool) -> dict:
+def one_run(
+    template: Path,
+    token: str,
+    csv: Path,
+    path: str,
+    readers: int,
+    seconds: float,
+    upload_at: float | None,
+    most: float = 0.0,
+) -> dict[str, Any]:
+    """A fresh copy of the hub and a fresh server: ``readers`` on ``path`` for ``seconds`` and on until the
+    upload is answered (``most`` seconds at most), the upload ``upload_at`` seconds in (None: no upload; no
+    readers: the upload alone)."""
     with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp:
-        root = Path(tmp) / "hub"
+        root, flag, log_path = Path(tmp) / "hub", Path(tmp) / "uploaded", Path(tmp) / "serve.log"
         shutil.copytree(template, root)
-        server, url = start_hub(root, Path(tmp) / "serve.log")
+        server, url = start_hub(root, log_path)
         try:
             cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
-            readers = client("readers", url, path, args.readers, args.seconds)
-            assert readers.stdout is not None and readers.stdout.readline().strip() == "started"
+            reading = None
+            if readers:
+                until = str(flag) if upload_at is not None else "-"
+                reading = client("readers", url, path, readers, seconds, until, max(most, seconds))
+                assert reading.stdout is not None and reading.stdout.readline().strip() == "started"
             sent = None
-            if with_upload:
-                time.sleep(args.upload_at)
-                sent = client("upload", url, token, csv)
-                sent = result_of(sent)
-            read = result_of(readers)
+            if upload_at is not None:
+                time.sleep(upload_at if readers else 0)
+                sent = result_of(client("upload", url, token, csv))
+                flag.touch()
+            read = result_of(reading) if reading else None
             server_cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - wall0)
             rss = peak_rss_mb(server.pid)
         finally:
             server.terminate()
             server.wait(10)
-        log = (Path(tmp) / "serve.log").read_text(errors="replace")
-    requests = read["requests"]
-    statuses: dict[str, int] = {}
-    for r in requests:
-        statuses[str(r[2])] = statuses.get(str(r[2]), 0) + 1
-    run = {
-        "whole": latency(requests),
-        "statuses": statuses,
-        "queries": read["queries"],
-        "client_cpu": read["cpu"] / read["wall"],
-        "server_cpu": server_cpu,
-        "rss": rss,
-        "server_log_lines": len([line for line in log.splitlines() if line.strip()]),
-        "log_tail": log.splitlines()[-5:],
-    }
+        log = [line for line in log_path.read_text(errors="replace").splitlines()[1:] if line.strip()]
+    run: dict[str, Any] = {"server_cpu": server_cpu, "rss": rss, "server_log": log[-5:]}
+    if read is not None:
+        requests = read["requests"]
+        statuses: dict[str, int] = {}
+        for r in requests:
+            statuses[str(r[2])] = statuses.get(str(r[2]), 0) + 1
+        run |= {
+            "whole": latency(requests),
+            "window": read["wall"],
+            "statuses": statuses,
+            "queries": read["queries"],
+            "client_cpu": read["cpu"] / read["wall"],
+        }
     if sent is not None:
         run["upload"] = sent
         run["upload_time"] = sent["end"] - sent["start"]
         run["upload_sent"] = (sent["sent"] - sent["start"]) if sent["sent"] else float("nan")
-        run["during"] = latency(requests, sent["start"], sent["end"])
-        run["upload_outlasted_readers"] = sent["end"] > max(r[1] for r in requests)
+        if read is not None:
+            run["during"] = latency(read["requests"], sent["start"], sent["end"])
+            run["outlasted"] = sent["end"] > max(r[1] for r in read["requests"])
     return run
 
 
 # --- report ---
 
 ROWS = [
-    ("requests (whole window)", lambda r: r["whole"]["requests"], "{:,.0f}"),
-    ("errors (whole window)", lambda r: r["whole"]["errors"], "{:,.0f}"),
+    ("readers' window, s", lambda r: r["window"], "{:,.1f}"),
+    ("requests", lambda r: r["whole"]["requests"], "{:,.0f}"),
+    ("errors", lambda r: r["whole"]["errors"], "{:,.0f}"),
     ("requests/s", lambda r: r["whole"]["rps"], "{:,.1f}"),
     ("p50 ms", lambda r: r["whole"]["p50"], "{:,.0f}"),
     ("p95 ms", lambda r: r["whole"]["p95"], "{:,.0f}"),
     ("p99 ms", lambda r: r["whole"]["p99"], "{:,.0f}"),
     ("max ms", lambda r: r["whole"]["max"], "{:,.0f}"),
-    ("requests during the upload", lambda r: r["during"]["requests"], "{:,.0f}"),
+    ("requests in flight during the upload", lambda r: r["during"]["requests"], "{:,.0f}"),
     ("errors during the upload", lambda r: r["during"]["errors"], "{:,.0f}"),
     ("p50 ms during the upload", lambda r: r["during"]["p50"], "{:,.0f}"),
     ("p95 ms during the upload", lambda r: r["during"]["p95"], "{:,.0f}"),
@@ -358,6 +381,25 @@ def table(runs: list[dict]) -> dict[str, float]:
     return medians
 
 
+def upload_line(run: dict) -> str:
+    up = run["upload"]
+    stages = ", ".join(f"{s['stage']} {s['blocking']}/{s['warnings']}" for s in up["stages"] or [])
+    return (
+        f"upload {up['status']} {up['upload_status']} in {run['upload_time']:.1f} s (body sent at "
+        f"{run['upload_sent']:.1f} s), rows {up['rows']}, stages (blocking/warnings): {stages}"
+        + (f", error {up['error']}" if up["error"] else "")
+    )
+
+
+def readers_line(run: dict) -> str:
+    w = run["whole"]
+    return (
+        f"{w['requests']:,} requests in {run['window']:.1f} s, statuses {run['statuses']}, {w['rps']:,.1f}/s, "
+        f"p50 {w['p50']:,.0f} ms, p95 {w['p95']:,.0f} ms; client CPU {run['client_cpu']:.2f}, "
+        f"server CPU {run['server_cpu']:.2f}"
+    )
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in ("readers", "upload"):
         return client_main(sys.argv[1:])
@@ -367,7 +409,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, help="rows of the uploaded CSV (default 1,000,000; 100,000 with --quick)")
     parser.add_argument("--readers", type=int, default=50)
     parser.add_argument("--upload-at", type=float, help="seconds into the window (default 5; 2 with --quick)")
-    parser.add_argument("--check-seconds", type=float, help="the client check on /hub.pub (default 10; 5 with --quick)")
+    parser.add_argument(
+        "--max-seconds", type=float, help="readers stop by then, upload answered or not (3 × --seconds)"
+    )
+    parser.add_argument("--check-seconds", type=float, help="each reference measurement (default 10; 5 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 10 s, a 100,000-row upload, one run")
     parser.add_argument("--fresh", action="store_true", help=f"rebuild the cached hub in {CACHE}")
     args = parser.parse_args()
@@ -375,41 +420,38 @@ def main() -> None:
     for name, default in zip(("runs", "seconds", "rows", "upload_at", "check_seconds"), defaults, strict=True):
         if getattr(args, name) is None:
             setattr(args, name, default)
+    args.max_seconds = args.max_seconds or 3 * args.seconds
 
     template, tokens = prepare(CACHE, args.fresh)
     csv = upload_file(CACHE, args.rows)
+    token = tokens["north"]
     cpus = len(os.sched_getaffinity(0))
     print(f"{cpus} CPUs (os.cpu_count() {os.cpu_count()}); upload {csv} ({csv.stat().st_size / 1e6:,.0f} MB, "
           f"{args.rows:,} rows); {args.readers} readers × {args.seconds:g} s, upload {args.upload_at:g} s in; "
-          f"{args.runs} run(s)", flush=True)  # fmt: skip
+          f"{args.runs} run(s)\n", flush=True)  # fmt: skip
 
-    check = dict(args.__dict__, seconds=args.check_seconds)
-    static = one_run(template, tokens["north"], csv, argparse.Namespace(**check), "/hub.pub", with_upload=False)
-    w = static["whole"]
-    print(
-        f"\nclient check, the same {args.readers} readers on /hub.pub for {args.check_seconds:g} s: "
-        f"{w['requests']:,} requests, {w['errors']} errors, {w['rps']:,.0f} requests/s, p95 {w['p95']:.0f} ms; "
-        f"client CPU {static['client_cpu']:.2f}, server CPU {static['server_cpu']:.2f}",
-        flush=True,
-    )
+    print("references, each on a fresh server:", flush=True)
+    static = one_run(template, token, csv, "/hub.pub", args.readers, args.check_seconds, None)
+    print(f"* client check, {args.readers} readers of /hub.pub (a static file): {readers_line(static)}", flush=True)
+    single = one_run(template, token, csv, "/api/compare", 1, args.check_seconds, None)
+    print(f"* one reader of /api/compare, no upload: {readers_line(single)}", flush=True)
+    alone = one_run(template, token, csv, "/api/compare", 0, 0, 0)
+    print(f"* the upload alone, no readers: {upload_line(alone)}; server peak RSS {alone['rss']:,.0f} MB\n", flush=True)
 
     runs = []
     for i in range(args.runs):
-        run = one_run(template, tokens["north"], csv, args, "/api/compare", with_upload=True)
-        up = run["upload"]
-        print(
-            f"run {i + 1}: {run['whole']['requests']:,} requests, statuses {run['statuses']}, "
-            f"p95 {run['whole']['p95']:.0f} ms; upload {up['status']} {up['upload_status']} in "
-            f"{run['upload_time']:.1f} s, rows {up['rows']}, stages {up['stages']}"
-            + (f", error {up['error']}" if up["error"] else "")
-            + (" (the upload outlasted the readers)" if run["upload_outlasted_readers"] else "")
-            + (f"; server log: {run['log_tail']}" if run["server_log_lines"] else ""),
-            flush=True,
+        run = one_run(
+            template, token, csv, "/api/compare", args.readers, args.seconds, args.upload_at, args.max_seconds
         )
+        late = f" (answered after the readers stopped at {args.max_seconds:g} s)" if run["outlasted"] else ""
+        print(f"run {i + 1}: readers: {readers_line(run)}; {upload_line(run)}{late}", flush=True)
+        if run["server_log"]:
+            print(f"  server log (last lines): {run['server_log']}", flush=True)
         runs.append(run)
 
-    print(f"\n{args.readers} readers of /api/compare × {args.seconds:g} s ({runs[0]['queries']} query strings "
-          f"in rotation), one {args.rows:,}-row upload {args.upload_at:g} s in; {cpus} CPUs\n")  # fmt: skip
+    print(f"\n{args.readers} readers of /api/compare for {args.seconds:g} s and on until the upload is answered "
+          f"(at most {args.max_seconds:g} s; {runs[0]['queries']} query strings in rotation), "
+          f"one {args.rows:,}-row upload {args.upload_at:g} s in; {cpus} CPUs\n")  # fmt: skip
     med = table(runs)
     errors = sum(r["whole"]["errors"] for r in runs)
     statuses = {r["upload"]["status"] for r in runs}
@@ -419,7 +461,8 @@ def main() -> None:
           f"{med['p95 ms during the upload']:,.0f} ms during the upload)")  # fmt: skip
     upload_s = med["upload: first byte to JSON answer, s"]
     print(f"* {args.rows:,}-row upload checked in under 30 s: {verdict(upload_s < 30 and statuses == {201})} "
-          f"(median {upload_s:.1f} s; statuses {sorted(map(str, statuses))})")  # fmt: skip
+          f"(median {upload_s:.1f} s under load, {alone['upload_time']:.1f} s alone; "
+          f"statuses {sorted(map(str, statuses))})")  # fmt: skip
 
 
 if __name__ == "__main__":

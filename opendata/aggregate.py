@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from opendata.errors import InputError
 from opendata.spec import DimensionSpec, MeasureSpec, ReleaseSpec, TableSpec
+from opendata.workdays import elapsed
 
 FREQ_SUFFIX = "_freq"
 
@@ -128,14 +130,14 @@ def held_back(spec: ReleaseSpec, mi: pa.Table, until: str) -> dict[str, dict[str
     """Per measure, what falls in months after the cut-off, by month: reported, never dropped silently.
     For a cohort measure, the cohorts not yet complete (``mature_until``) are held back too."""
     con = duckdb.connect()
-    con.register("mi", mi)
+    con.register("mi", with_elapsed(spec, mi))
     out: dict[str, dict[str, int]] = {}
     months = observed_months(con, spec, until)
     for m in spec.measures.values():
         month = _period_sql(spec, m.period)
         value, _ = _value_sql(spec, m)
         # a cohort is held back until complete: from 12 months (say) before the data's last month
-        after = mature_until(months[-1], m.within_months) if m.within_months and months else until
+        after = mature_until(months[-1], m.cohort_months) if m.cohort_months and months else until
         rows = con.execute(
             f"SELECT {month} AS month, {value} FROM mi WHERE \"{m.period}\" IS NOT NULL AND {month} > '{after}' "
             "GROUP BY ALL ORDER BY month"
@@ -145,8 +147,37 @@ def held_back(spec: ReleaseSpec, mi: pa.Table, until: str) -> dict[str, dict[str
     return out
 
 
+def elapsed_column(measure: MeasureSpec) -> str:
+    return f"__elapsed_{measure.name}"
+
+
+def with_elapsed(spec: ReleaseSpec, mi: pa.Table) -> pa.Table:
+    """The MI with, per timeliness measure, the days from its period date to its field's date, in
+    its unit (``opendata.workdays``: day zero is the period date; null where either is missing)."""
+    for m in spec.measures.values():
+        if m.within_days is None:
+            continue
+        start, end = (mi.column(f).to_numpy(zero_copy_only=False).astype("datetime64[D]") for f in (m.period, m.field))
+        days = elapsed(start, end, m.within_days.unit, m.within_days.nation)
+        mi = mi.append_column(elapsed_column(m), pa.array(days, mask=np.isnan(days), type=pa.float64()))
+    return mi
+
+
 def _value_sql(spec: ReleaseSpec, measure: MeasureSpec) -> tuple[str, str]:
     """SQL of a measure's value and of its frequency (the contributors the threshold counts)."""
+    if measure.within_days is not None:  # a timeliness standard: within its limit, per code where overridden
+        w = measure.within_days
+        limit = str(w.limit)
+        if w.overrides:
+            cases = " ".join(f"WHEN '{code}' THEN {n}" for code, n in w.overrides)
+            limit = f'CASE "{w.by}" {cases} ELSE {w.limit} END'
+        within = f'"{elapsed_column(measure)}" <= {limit}'
+        value = (
+            f"COUNT(*) FILTER (NOT coalesce({within}, false))"
+            if w.counts == "missed"
+            else (f'COUNT("{measure.field}") FILTER ({within})')
+        )
+        return value, value
     if measure.within_months:  # a cohort: the event within its window of the period date
         window = f'"{measure.period}" + to_months({measure.within_months})'
         value = f'COUNT("{measure.field}") FILTER ("{measure.field}" < {window})'
@@ -199,11 +230,11 @@ def aggregate(
     keeps only later months (the management information published ahead of the cut-off).
     """
     con = duckdb.connect()
-    con.register("mi", mi)
+    con.register("mi", with_elapsed(spec, mi))
     months = observed_months(con, spec, until, since)
     out = []
     for table in spec.tables:
-        window = max(spec.measures[m].within_months or 0 for m in table.measures)
+        window = max(spec.measures[m].cohort_months or 0 for m in table.measures)
         table_until = until
         if window:  # a cohort table: only cohorts whose whole follow-up the data covers
             if since or not months:
@@ -247,8 +278,8 @@ def mature_until(end: str, window: int) -> str:
 
 def _cohort_note(description: str, period: str, last: str, window: int) -> str:
     note = (
-        f"Cohorts by month of {period}, up to {last}: the latest whose {window} months of follow-up "
-        "the data covers. Later cohorts are not shown until their follow-up is complete, so no cohort is "
+        f"Cohorts by month of {period}, up to {last}: the latest whose {window} month{'s' * (window != 1)} of "
+        "follow-up the data covers. Later cohorts are not shown until their follow-up is complete, so no cohort is "
         "shown low for lack of time."
     )
     return f"{description} {note}".strip()

@@ -1248,3 +1248,67 @@ def hub_serve(root: Path, host: str, port: int, secure_cookies: bool, max_body: 
         app = create_app(root, secure_cookies=secure_cookies, max_body=max_body)
     out.print(f"hub at http://{host}:{port}/ (Ctrl-C stops it)")
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+
+
+@main.group()
+def css():
+    """Customer Service Standards: a framework per prime provider (Work Programme report, recs 4–13).
+
+    \b
+    Example:
+      opendata css check specs/css/P01.yaml
+    """
+
+
+@css.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--today",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Check the review date against this day [default: today in London].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the scores and findings as JSON on stdout.")
+def css_check(files: tuple[Path, ...], today: datetime | None, as_json: bool):
+    """Check CSS frameworks: the schema, the review date and the plain English of each Service Standard.
+
+    Scores each Service Standard's readability (Flesch Reading Ease, Flesch-Kincaid grade) and
+    flags each sentence a customer would stumble on: over 25 words, above grade 9, or jargon.
+    A review more than six months old is flagged (rec 8). Exit code 1 on any error (an override
+    for a payment group that does not exist, a review date in the future, a malformed file).
+
+    \b
+    Example:
+      opendata css check specs/css/*.yaml --today 2026-12-01
+    """
+    from opendata.css import check_files
+
+    with user_errors():
+        reports = check_files(list(files), today.date() if today else None)
+    ok = all(r.ok for r in reports)
+    if as_json:
+        out.print_json(json.dumps({"ok": ok, "frameworks": [r.to_dict() for r in reports]}))
+        sys.exit(0 if ok else 1)
+    for r in reports:
+        fw = r.framework
+        table = Table(
+            title=f"{fw.prime}: {escape(fw.title)} ({escape(str(fw.path))}, reviewed {fw.reviewed})",
+            title_justify="left",
+        )
+        table.add_column("stage", no_wrap=True)
+        for col in ("standard measure", "words", "reading ease", "grade"):
+            table.add_column(col, overflow="fold")
+        for stage, score in zip(fw.stages, r.readability, strict=True):
+            measure = escape(stage.standard_measure.describe())
+            table.add_row(stage.id, measure, str(score.words), f"{score.flesch_reading_ease:.1f}", f"{score.grade:.1f}")
+        out.print(table)
+        if not r.findings:
+            out.print(f"[green]ok[/]: {escape(str(fw.path))} has no findings")
+            continue
+        found = Table(title=f"{len(r.findings)} finding(s) in {escape(str(fw.path))}", title_justify="left")
+        for col in ("severity", "stage", "rule", "message"):
+            found.add_column(col, overflow="fold")
+        for f in r.findings:
+            colour = "red" if f.severity == "error" else "yellow"
+            found.add_row(f"[{colour}]{f.severity}[/]", f.stage or "(framework)", f.rule, escape(f.message))
+        console.print(found)
+    sys.exit(0 if ok else 1)

@@ -82,6 +82,9 @@ def release_page(version_dir: Path, descriptor: dict[str, Any]) -> bytes:
                  "(the package's indicators): a CPA outside the limits differs from the programme by more than "
                  "chance would explain.</p>")  # fmt: skip
         body += ["<h2 id='compare'>How CPAs compare</h2>", intro, *funnels]
+    scorecard = _scorecard(version_dir, d)
+    if scorecard:
+        body += ["<h2 id='scorecard'>Scorecard of prime contracts</h2>", scorecard]
     body += ["<h2 id='hidden'>What was hidden, and why</h2>", _disclosure(d)]
     body += ["<h2 id='revisions'>Revisions</h2>", _revisions(d)]
     body += ["<h2 id='downloads'>Downloads</h2>", _downloads(d)]
@@ -284,6 +287,48 @@ def _funnels(version_dir: Path, d: dict[str, Any]) -> list[str]:
         )  # fmt: skip
         out.append(f"<h3>{_e(ind['title'])}</h3>{figure}")
     return out
+
+
+def _scorecard(version_dir: Path, d: dict[str, Any]) -> str:
+    """The balanced scorecard (report recommendation 12): each prime contract over the whole release on
+    every proportion the package publishes (service standards and job outcomes alike), with its 95%
+    interval and verdict against the programme, from the published indicators only."""
+    resource = next((r for r in d["resources"] if r.get("opendata:derived") and r["path"].endswith(".csv")), None)
+    shown = [
+        i for i in d.get("opendata:indicators") or [] if i.get("kind") == "proportion" and not i.get("standardise_by")
+    ]
+    if resource is None or not shown:
+        return ""
+    rows = [r for r in _csv(version_dir / resource["path"]) if r["period"] == "Total"]
+    cells: dict[str, dict[str, dict[str, str]]] = {}
+    for r in rows:
+        if r["entity_level"] == "prime_contract":
+            cells.setdefault(r["entity"], {}).setdefault(r["indicator"], r)
+    if not cells:
+        return ""
+    head = "".join(f"<th scope='col'>{_e(i['title'])}</th>" for i in shown)
+    body = []
+    for prime in sorted(cells):
+        tds = []
+        for i in shown:
+            r = cells[prime].get(i["name"])
+            if r is None:
+                tds.append("<td>not published</td>")
+            elif r["status"]:
+                tds.append(f"<td>[{_e(r['status'])}]</td>")
+            else:
+                tds.append(
+                    f"<td>{float(r['value']):.1%} ({float(r['lower_95']):.1%} to {float(r['upper_95']):.1%}), "
+                    f"{_e(r['compared_95'] or 'not compared')}</td>"
+                )
+        body.append(f"<tr><th scope='row'>{_e(prime)}</th>{''.join(tds)}</tr>")
+    caption = "Each prime contract against the programme: value, 95% interval and verdict at 95%"
+    return (
+        "<p>Service standards and outcomes side by side, from the published figures only. [c]: suppressed to "
+        "protect people.</p><div class='scroll' role='region' aria-label='Scorecard' tabindex='0'><table>"
+        f"<caption>{caption}</caption><thead><tr><th scope='col'>Prime contract</th>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ the spec's rules make them bound each other:
   dimensions and per month, running sums obey ``cum Y <= cum X`` (attachments <= referrals, job
   starts <= attachments, job outcomes <= job starts). It holds in tables whose months start where
   the MI starts, not in the MI-ahead tables, which start at the cut-off.
-* **cohorts**: a cohort measure (``within_months``) counts, in each month, some of the records the
+* **cohorts**: a cohort measure (``within_months``, ``within_days``) counts, in each month, some of the records the
   count of its period field counts there (job outcomes within 12 months of referral <= referrals):
   ``cohort <= count`` in every cell.
 * **bounded sums**: a summed field with a maximum ``K`` that requires a date (sustainment payments,
@@ -69,7 +69,7 @@ def spec_relations(spec: ReleaseSpec) -> tuple[Relation, ...]:
         if fields[r.a].required or (r.b, r.a) in needs:
             out.append(Relation(counts[r.b], counts[r.a], cumulative=True))
     for m in spec.measures.values():  # a cohort counts some of the people its period's measure counts
-        if m.within_months and m.period in counts:
+        if m.cohort_months and m.period in counts:
             out.append(Relation(m.name, counts[m.period]))
     for m in spec.measures.values():
         f = fields.get(m.field)

@@ -166,7 +166,7 @@ def cut_release(
     step("aggregating")
     tables = aggregate(spec, report.table, until=until)
     held = held_back(spec, report.table, until) if until else {}
-    cohort = {m.name for m in spec.measures.values() if m.within_months}  # never published ahead
+    cohort = {m.name for m in spec.measures.values() if m.cohort_months}  # never published ahead
     due = any(v for m, v in held.items() if m not in cohort)
     ahead = mi_ahead_tables(spec, report.table, until) if mi_ahead and until and due else []
     earlier = _earlier_tables([public, staging], spec.name)

@@ -119,6 +119,36 @@ class MeasureSpec:
     # date, counted in the period's month (job outcomes within 12 months of referral, by referral
     # month); a cohort is published only once the data covers its whole follow-up
     within_months: int | None = None
+    # a timeliness standard: records whose ``field`` falls within a limit of days of the ``period``
+    # date (attachment within 15 days of referral, 25 for PG9), counted in the period's month
+    within_days: WithinDays | None = None
+
+    @property
+    def cohort_months(self) -> int | None:
+        """Months of follow-up a month's records need before the measure is complete (None: not a cohort)."""
+        if self.within_days is not None:
+            return self.within_days.months
+        return self.within_months
+
+
+@dataclass(frozen=True)
+class WithinDays:
+    """A limit in calendar or working days, per code of the ``by`` field where ``overrides`` says."""
+
+    limit: int
+    unit: str  # calendar_days or working_days
+    nation: str | None = None  # whose bank holidays working days skip
+    by: str | None = None
+    overrides: tuple[tuple[str, int], ...] = ()
+    counts: str = "within"  # or "missed": later than the limit, or never (see the spec's docs for why)
+
+    @property
+    def months(self) -> int:
+        """Whole months that surely hold the longest limit: 28 days a month, and for working days a
+        week per five of them plus four bank holidays (no stretch of the UK calendar holds more)."""
+        longest = max([self.limit, *(n for _, n in self.overrides)])
+        days = longest if self.unit == "calendar_days" else -(-longest // 5) * 7 + 4
+        return -(-days // 28)
 
 
 @dataclass(frozen=True)
@@ -252,6 +282,25 @@ def read_codelist(path: Path) -> CodeList:
     )
 
 
+def _within_days(raw: dict | None, where: str, names: list[str], fields: list) -> WithinDays | None:
+    if raw is None:
+        return None
+    if (raw["unit"] == "working_days") != ("nation" in raw):
+        raise SpecError(f"{where}: working_days need a nation (whose bank holidays to skip); calendar_days take none")
+    by, overrides = raw.get("by"), raw.get("overrides") or {}
+    if overrides and by is None:
+        raise SpecError(f"{where}.overrides: name the field whose codes they are (by: payment_group)")
+    if by is not None and by not in names:
+        raise SpecError(f"{where}.by: no input field {by!r}")
+    if by is not None:
+        known = fields[names.index(by)].allowed_codes()
+        unknown = [c for c in overrides if known is not None and c not in known]
+        if unknown:
+            raise SpecError(f"{where}.overrides: {', '.join(unknown)} not codes of {by}")
+    overrides = tuple(sorted(overrides.items()))
+    return WithinDays(raw["limit"], raw["unit"], raw.get("nation"), by, overrides, raw.get("counts", "within"))
+
+
 def load_spec(path: str | Path) -> ReleaseSpec:
     """Load, schema-check and cross-check a release spec."""
     path = Path(path)
@@ -356,18 +405,21 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
             period=need_field(f"measures[{i}].period", m["period"]),
             unit=m.get("unit", ""),
             within_months=m.get("within_months"),
+            within_days=_within_days(m.get("within_days"), f"measures[{i}].within_days", names, fields),
         )
         period_type = fields[names.index(m["period"])].type
-        if m.get("within_months") is not None and (
+        if (m.get("within_months") is not None or m.get("within_days") is not None) and (
             m["aggregate"] != "count"
             or m["field"] == m["period"]
             or fields[names.index(m["field"])].type != "date"
             or period_type != "date"
         ):
             raise SpecError(
-                f"measures[{i}].within_months: a cohort measure counts a date field within months of another "
-                "date field (aggregate: count; field and period both dates, and different)"
+                f"measures[{i}]: a cohort measure (within_months, within_days) counts a date field within a time "
+                "of another date field (aggregate: count; field and period both dates, and different)"
             )
+        if m.get("within_months") is not None and m.get("within_days") is not None:
+            raise SpecError(f"measures[{i}]: within_months or within_days, not both")
         if period_type not in ("date", "yearmonth"):
             raise SpecError(f"measures[{i}].period: field {m['period']!r} is {period_type}, expected date or yearmonth")
         if m["aggregate"] == "sum" and fields[names.index(m["field"])].type != "integer":
@@ -383,10 +435,10 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
                 raise SpecError(f"tables[{i}].measures: unknown measure {m!r}; known: {', '.join(measures)}")
         if sum(dimensions[d].period for d in t["dimensions"]) > 1:
             raise SpecError(f"tables[{i}].dimensions: at most one dimension of a table may be a period")
-        cohorts = {measures[m].period for m in t["measures"] if measures[m].within_months}
+        cohorts = {measures[m].period for m in t["measures"] if measures[m].cohort_months}
         if cohorts and {measures[m].period for m in t["measures"]} != cohorts:
             raise SpecError(
-                f"tables[{i}].measures: a table with a cohort measure (within_months) holds only measures "
+                f"tables[{i}].measures: a table with a cohort measure (within_months, within_days) holds only measures "
                 "counted in the same period field, so its months mean one thing"
             )
         tables.append(
