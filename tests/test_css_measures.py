@@ -18,7 +18,11 @@ from opendata.validate import validate
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "work-programme.yaml"
 TABLE = "css-by-referral-month"
-HEADER = ["participant_id", "referral_date", "cpa", "prime_contract", "subcontractor", "payment_group", "referral_type", "age_band", "gender", "disability", "attachment_date", "action_plan_date", "job_start_date", "job_outcome_date", "sustainment_payments"]  # fmt: skip
+HEADER = [
+    "participant_id", "referral_date", "cpa", "prime_contract", "subcontractor", "payment_group", "referral_type",
+    "age_band", "gender", "disability", "attachment_date", "action_plan_date", "job_start_date", "job_outcome_date",
+    "sustainment_payments",
+]  # fmt: skip
 
 
 def _write(path: Path, rows: list[tuple[date, str, date | None]]) -> Path:
