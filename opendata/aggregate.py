@@ -130,9 +130,10 @@ def held_back(spec: ReleaseSpec, mi: pa.Table, until: str) -> dict[str, dict[str
     """Per measure, what falls in months after the cut-off, by month: reported, never dropped silently.
     For a cohort measure, the cohorts not yet complete (``mature_until``) are held back too."""
     con = duckdb.connect()
-    con.register("mi", with_elapsed(spec, mi))
+    con.register("mi", mi)
     out: dict[str, dict[str, int]] = {}
     months = observed_months(con, spec, until)
+    con.register("mi", with_elapsed(spec, mi, observed_months(con, spec)[-1] if months else None))
     for m in spec.measures.values():
         month = _period_sql(spec, m.period)
         value, _ = _value_sql(spec, m)
@@ -151,15 +152,29 @@ def elapsed_column(measure: MeasureSpec) -> str:
     return f"__elapsed_{measure.name}"
 
 
-def with_elapsed(spec: ReleaseSpec, mi: pa.Table) -> pa.Table:
-    """The MI with, per timeliness measure, the days from its period date to its field's date, in
-    its unit (``opendata.workdays``: day zero is the period date; null where either is missing)."""
+def end_column(measure: MeasureSpec) -> str:
+    return f"__end_{measure.name}"
+
+
+def with_elapsed(spec: ReleaseSpec, mi: pa.Table, last_month: str | None) -> pa.Table:
+    """The MI with, per timeliness measure, the time from its period date to its field's date, or to
+    the data's end (the last day of ``last_month``) where the field is empty or later: what is known
+    by then. In the measure's unit, day zero the period date (``opendata.workdays``).
+
+    So a measure counts what has happened by the data's end: "missed" counts the records past their
+    limit by then (attached late, or not at all), and a month whose records have not all had their
+    limit yet may rise in the next release, a correction the next version marks as revised."""
+    if last_month is None:
+        return mi
+    data_end = (pd.Period(last_month, freq="M").end_time.normalize()).to_datetime64().astype("datetime64[D]")
     for m in spec.measures.values():
         if m.within_days is None:
             continue
         start, end = (mi.column(f).to_numpy(zero_copy_only=False).astype("datetime64[D]") for f in (m.period, m.field))
+        end = np.where(np.isnat(end) | (end > data_end), data_end, end)
         days = elapsed(start, end, m.within_days.unit, m.within_days.nation)
         mi = mi.append_column(elapsed_column(m), pa.array(days, mask=np.isnan(days), type=pa.float64()))
+        mi = mi.append_column(end_column(m), pa.array(np.full(len(mi), data_end), type=pa.date32()))
     return mi
 
 
@@ -171,12 +186,11 @@ def _value_sql(spec: ReleaseSpec, measure: MeasureSpec) -> tuple[str, str]:
         if w.overrides:
             cases = " ".join(f"WHEN '{code}' THEN {n}" for code, n in w.overrides)
             limit = f'CASE "{w.by}" {cases} ELSE {w.limit} END'
-        within = f'"{elapsed_column(measure)}" <= {limit}'
-        value = (
-            f"COUNT(*) FILTER (NOT coalesce({within}, false))"
-            if w.counts == "missed"
-            else (f'COUNT("{measure.field}") FILTER ({within})')
-        )
+        days = f'"{elapsed_column(measure)}"'
+        if w.counts == "missed":
+            value = f"COUNT(*) FILTER ({days} > {limit})"
+        else:
+            value = f'COUNT(*) FILTER ("{measure.field}" <= "{end_column(measure)}" AND {days} <= {limit})'
         return value, value
     if measure.within_months:  # a cohort: the event within its window of the period date
         window = f'"{measure.period}" + to_months({measure.within_months})'
@@ -230,8 +244,9 @@ def aggregate(
     keeps only later months (the management information published ahead of the cut-off).
     """
     con = duckdb.connect()
-    con.register("mi", with_elapsed(spec, mi))
+    con.register("mi", mi)
     months = observed_months(con, spec, until, since)
+    con.register("mi", with_elapsed(spec, mi, months[-1] if months else None))
     out = []
     for table in spec.tables:
         window = max(spec.measures[m].cohort_months or 0 for m in table.measures)

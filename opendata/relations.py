@@ -69,7 +69,7 @@ def spec_relations(spec: ReleaseSpec) -> tuple[Relation, ...]:
         if fields[r.a].required or (r.b, r.a) in needs:
             out.append(Relation(counts[r.b], counts[r.a], cumulative=True))
     for m in spec.measures.values():  # a cohort counts some of the people its period's measure counts
-        if m.cohort_months and m.period in counts:
+        if m.counts_some_of_period and m.period in counts:
             out.append(Relation(m.name, counts[m.period]))
     for m in spec.measures.values():
         f = fields.get(m.field)

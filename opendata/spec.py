@@ -126,9 +126,12 @@ class MeasureSpec:
     @property
     def cohort_months(self) -> int | None:
         """Months of follow-up a month's records need before the measure is complete (None: not a cohort)."""
-        if self.within_days is not None:
-            return self.within_days.months
         return self.within_months
+
+    @property
+    def counts_some_of_period(self) -> bool:
+        """It counts, in each month, some of the records its period field's count counts there."""
+        return self.within_months is not None or self.within_days is not None
 
 
 @dataclass(frozen=True)
@@ -140,15 +143,7 @@ class WithinDays:
     nation: str | None = None  # whose bank holidays working days skip
     by: str | None = None
     overrides: tuple[tuple[str, int], ...] = ()
-    counts: str = "within"  # or "missed": later than the limit, or never (see the spec's docs for why)
-
-    @property
-    def months(self) -> int:
-        """Whole months that surely hold the longest limit: 28 days a month, and for working days a
-        week per five of them plus four bank holidays (no stretch of the UK calendar holds more)."""
-        longest = max([self.limit, *(n for _, n in self.overrides)])
-        days = longest if self.unit == "calendar_days" else -(-longest // 5) * 7 + 4
-        return -(-days // 28)
+    counts: str = "within"  # or "missed": past the limit by the data's end, late or not at all
 
 
 @dataclass(frozen=True)
@@ -435,7 +430,7 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
                 raise SpecError(f"tables[{i}].measures: unknown measure {m!r}; known: {', '.join(measures)}")
         if sum(dimensions[d].period for d in t["dimensions"]) > 1:
             raise SpecError(f"tables[{i}].dimensions: at most one dimension of a table may be a period")
-        cohorts = {measures[m].period for m in t["measures"] if measures[m].cohort_months}
+        cohorts = {measures[m].period for m in t["measures"] if measures[m].counts_some_of_period}
         if cohorts and {measures[m].period for m in t["measures"]} != cohorts:
             raise SpecError(
                 f"tables[{i}].measures: a table with a cohort measure (within_months, within_days) holds only measures "

@@ -79,13 +79,52 @@ def test_working_days_skip_weekends_and_the_nations_bank_holidays(tmp_path):
         assert _cell(changed, path, "2024-03") == (expected, 1), limit
 
 
-def test_the_latest_month_waits_until_every_referral_has_had_its_limit(tmp_path):
+def test_a_month_counts_what_is_known_by_the_datas_end_and_rises_when_more_is(tmp_path):
+    """Referred 28 February 2012 and never attached: with data to the end of February that is 1 day,
+    not missed yet; with data to March's end it is 32 days, missed. An attachment after the data's
+    end is not known yet either (the cut-off's rule)."""
     spec = load_spec(SPEC)
-    rows = [(date(2012, 1, 31), "PG9", date(2012, 2, 20)), (date(2012, 2, 28), "PG1", date(2012, 3, 1))]
-    path = _write(tmp_path / "mi.csv", rows)
-    mi = validate(spec, [path]).table
-    [table] = [t for t in aggregate(spec, mi) if t.spec.name == TABLE]
-    assert sorted(set(table.frame["referral_month_standards"]) - {"Total"}) == [
-        "2012-01",
-        "2012-02",
-    ]  # data ends 2012-03
+    early = [(date(2012, 2, 28), "PG1", None), (date(2012, 2, 1), "PG1", date(2012, 2, 10))]
+    assert _cell(spec, _write(tmp_path / "feb.csv", early), "2012-02") == (0, 2)
+    later = [*early, (date(2012, 3, 30), "PG1", None)]
+    assert _cell(spec, _write(tmp_path / "mar.csv", later), "2012-02") == (1, 2)
+    mi = validate(spec, [_write(tmp_path / "cut.csv", [(date(2012, 2, 1), "PG1", date(2012, 3, 5))])]).table
+    [table] = [t for t in aggregate(spec, mi, until="2012-02") if t.spec.name == TABLE]
+    row = table.frame[(table.frame["referral_month_standards"] == "2012-02") & (table.frame["provider"] == "S0183")]
+    assert int(row["missed_attachment_standard"].iloc[0]) == 1  # 28 days by the cut-off's end, attached or not
+
+
+@pytest.fixture(scope="module")
+def css_release(tmp_path_factory):
+    from test_attack_classes import one_release
+
+    return one_release(tmp_path_factory.mktemp("css"), SPEC, rows=3000, months=6, seed=8)
+
+
+@pytest.mark.slow
+def test_a_release_carries_the_standard_valid_audited_comparable_and_on_its_scorecard(css_release):
+    import json
+    import subprocess
+    import sys
+
+    import frictionless
+    import pandas as pd
+
+    mi, version = css_release
+    assert frictionless.validate(str(version / "datapackage.json")).valid
+    table = pd.read_parquet(version / "data" / f"{TABLE}.parquet")
+    shown = (table["missed_attachment_standard_status"].fillna("") == "") & (table["referrals_status"].fillna("") == "")
+    assert shown.any() and (table.loc[shown, "missed_attachment_standard"] <= table.loc[shown, "referrals"]).all()
+    descriptor = json.loads((version / "datapackage.json").read_text())
+    assert "missed-attachment-standard" in {i["name"] for i in descriptor["opendata:indicators"]}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "opendata", *map(str, args)], capture_output=True, text=True)
+
+    audited = cli("audit", version)  # the public audit, without the MI, as a third party runs it
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    compared = cli("compare", version, "--entity", "CPA01", "--indicator", "missed-attachment-standard")
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert "missed-attachment-standard of CPA01" in compared.stdout
+    page = (version / "index.html").read_text()
+    assert "Scorecard of prime contracts" in page and "Referrals not attached within the Customer Service" in page
