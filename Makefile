@@ -32,6 +32,7 @@ demo: $(STAMP)
 	@if [ ! -f publisher.key ]; then $(BIN)/opendata keys generate --private publisher.key --public publisher.pub; fi
 	$(BIN)/opendata publish --out releases/ --key publisher.key
 	$(BIN)/opendata check-spreadsheet $(DEMO_VERSION)/*.ods $(DEMO_VERSION)/*.xlsx
+	$(BIN)/opendata css check specs/css/*.yaml
 	@# the comparative performance hub: two community publishers and DWP's tree above (issue 15)
 	@if [ ! -d $(HUB) ]; then \
 		$(BIN)/opendata hub init $(HUB) && \
