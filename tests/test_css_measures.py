@@ -110,7 +110,7 @@ def test_a_release_carries_the_standard_valid_audited_comparable_and_on_its_scor
     import frictionless
     import pandas as pd
 
-    mi, version = css_release
+    _, version = css_release
     assert frictionless.validate(str(version / "datapackage.json")).valid
     table = pd.read_parquet(version / "data" / f"{TABLE}.parquet")
     shown = (table["missed_attachment_standard_status"].fillna("") == "") & (table["referrals_status"].fillna("") == "")

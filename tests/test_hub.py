@@ -230,6 +230,7 @@ def test_signed_organisations_uploads_need_a_valid_signature(hub: Hub):
     assert hub.upload("signed", {"mi.csv": data}, **{"x-signature": good}).status_code == 201
 
 
+@pytest.mark.slow
 def test_upload_preview_publish_and_sync_with_the_hubs_key(hub: Hub, tmp_path: Path):
     reply = hub.upload("acme", {"mi.csv": hub.mi.read_bytes()})
     assert reply.status_code == 201, reply.text
@@ -269,6 +270,7 @@ def test_upload_preview_publish_and_sync_with_the_hubs_key(hub: Hub, tmp_path: P
     assert any('"action": "publish"' in line for line in log)
 
 
+@pytest.mark.slow
 def test_a_publishers_tree_is_mirrored_verified_and_compared_with_community_data(hub: Hub, tmp_path: Path):
     dwp = tmp_path / "dwp"
     run("release", "specs/work-programme.yaml", str(hub.mi), "--out", str(dwp), "--calendar", "specs/calendar.yaml",
@@ -335,6 +337,7 @@ def _signed_in(hub: Hub, email: str) -> tuple[httpx.Client, str]:
     return browser, re.search(r'name="csrf" value="([^"]+)"', browser.get("/uploads").text).group(1)
 
 
+@pytest.mark.slow
 def test_queries_on_a_published_figure_are_answered_in_public_and_a_correction_names_them(hub: Hub, tmp_path: Path):
     env = {**os.environ, "OPENDATA_HUB_PASSWORD": PASSWORD}
     run("hub", "add-org", str(hub.root), "delta", "--title", "Delta Training")

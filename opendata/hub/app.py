@@ -50,7 +50,7 @@ from opendata.errors import OpenDataError
 from opendata.hub import uploads as lifecycle
 from opendata.hub.comparison import Comparison, Indicators, compare, options
 from opendata.hub.sources import Source, sources
-from opendata.hub.store import Store, Upload
+from opendata.hub.store import DB_FILE, HubError, Store, Upload
 from opendata.page import STYLE, FunnelPoint, funnel_figure
 from opendata.signing import SignatureError, fingerprint, load_public_key, parse_public_key, verify_signature
 
@@ -160,8 +160,10 @@ def _not_found() -> HTTPException:
 def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int = MAX_BODY) -> Starlette:
     """The hub at ``root`` (made by ``init_hub``) as an ASGI application."""
     layout = lifecycle.Layout(Path(root))
+    if not (layout.root / DB_FILE).is_file():
+        raise HubError(f"{layout.root} is not a hub (make one with: opendata hub init {layout.root})")
     store = Store(layout.root)
-    store.create()  # a no-op on an existing hub; fails clearly on a folder that is not one
+    store.create()  # adds any table a newer opendata keeps; a no-op otherwise
     hub_fingerprint = fingerprint(load_public_key(layout.public_key))
     templates = Environment(loader=PackageLoader("opendata.hub", "templates"), autoescape=select_autoescape())
     templates.globals["style"] = STYLE
@@ -225,6 +227,8 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
         try:
             files: dict[str, Path] = {}
             for i, part in enumerate(parts):
+                if part.filename in files:
+                    raise HTTPException(400, f"Two files are called {part.filename}: rename one.")
                 path = temp / str(i)
                 with path.open("wb") as f:
                     while chunk := await part.read(1 << 20):
@@ -252,7 +256,7 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
     # --- pages ---
 
     async def home(request: Request) -> Response:
-        found = sources(layout.root, store)
+        found = await run_in_threadpool(sources, layout.root, store)
         return page(request, "home.html", sources=found, publishers=store.publishers(), fingerprint=hub_fingerprint)
 
     def comparison_of(request: Request) -> tuple[list, Any, dict, Comparison | None]:

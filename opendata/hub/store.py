@@ -134,9 +134,9 @@ class Store:
         self.path = self.root / DB_FILE
 
     @contextmanager
-    def _db(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        if not self.path.exists() and not self.root.is_dir():
-            raise HubError(f"{self.root} is not a hub (run: opendata hub init {self.root})")
+    def _db(self, create: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if not self.path.exists() and not create:
+            raise HubError(f"{self.root} is not a hub (make one with: opendata hub init {self.root})")
         waited = 0.0
         with _lock:
             while True:
@@ -154,7 +154,7 @@ class Store:
                 con.close()
 
     def create(self) -> None:
-        with self._db() as con:
+        with self._db(create=True) as con:
             con.execute(SCHEMA)
 
     # --- organisations and people (admin CLI) ---
