@@ -311,6 +311,16 @@ def test_a_publishers_tree_is_mirrored_verified_and_compared_with_community_data
         params=[("indicator", "attachments-per-referral"), ("programme", "bravo-work-programme-subcontractor-mi")],
     )
     assert {p["package"] for p in only.json()["comparison"]["points"]} == {"bravo-work-programme-subcontractor-mi"}
+    east = httpx.get(
+        f"{hub.url}/api/compare",
+        params={"indicator": "attachments-per-referral", "level": "cpa", "area": "CPA01"},
+    )
+    assert east.status_code == 200
+    assert {p["entity"] for p in east.json()["comparison"]["points"]} == {"CPA01"}  # one area, every programme's
+    assert (
+        httpx.get(f"{hub.url}/api/compare", params={"indicator": "attachments-per-referral", "area": "X"}).status_code
+        == 400
+    )
     page = httpx.get(f"{hub.url}/compare", params={"indicator": "attachments-per-referral"})
     assert page.status_code == 200 and "<svg" in page.text and "community contributed" in page.text
     assert (

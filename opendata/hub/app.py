@@ -270,8 +270,10 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
         level, period = q.get("level") or "cpa", q.get("period") or "Total"
         if indicator not in choices["indicators"] or level not in choices["levels"] or period not in choices["periods"]:
             raise HTTPException(400, "Choose an indicator, a level and a period from the lists.")
-        wanted = q.getlist("programme") or None
-        return found, frame, choices, compare(found, frame, indicator, level, period, wanted)
+        wanted, area = q.getlist("programme") or None, q.get("area") or None
+        if area is not None and area not in choices["areas"]:
+            raise HTTPException(400, "Choose an area from the list.")
+        return found, frame, choices, compare(found, frame, indicator, level, period, wanted, area)
 
     async def compare_page(request: Request) -> Response:
         found, _, choices, result = await run_in_threadpool(comparison_of, request)
@@ -293,7 +295,8 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
                 f"period {result.period}"
             )
             figure = funnel_figure(result.title, what, points, result.benchmark, result.denominator, "Provider", 1)
-        return page(request, "compare.html", sources=found, choices=choices, result=result, figure=figure)
+        area = request.query_params.get("area")
+        return page(request, "compare.html", sources=found, choices=choices, result=result, figure=figure, area=area)
 
     def source_of(name: str) -> Source:
         found = next((s for s in sources(layout.root, store) if s.package == name), None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -53,6 +54,7 @@ class Comparison:
     programmes: list[Source]
     suppressed: int  # rows whose value is [c] in their package: not shown
     denominator: str = "denominator"  # the measure it divides by, for the chart's axis
+    area: str | None = None
     left_out: dict[str, str] = field(default_factory=dict)  # package -> why it is not comparable
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,6 +76,7 @@ class Comparison:
                 }
                 for s in self.programmes
             ],
+            "area": self.area,
             "left_out": self.left_out,
             "points": [p.__dict__ for p in self.points],
         }
@@ -102,8 +105,29 @@ def _read(found: list[Source]) -> pd.DataFrame:
         if path.is_file():
             frame = pd.read_parquet(path, columns=[*COLUMNS, *INTERVALS, "table"])
             frame["package"] = s.package
+            frame["area"] = frame["entity"].map(_areas(s.path / "hierarchies" / "provider.csv")).fillna("")
             parts.append(frame)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*COLUMNS, *INTERVALS, "package"])
+    empty = pd.DataFrame(columns=[*COLUMNS, *INTERVALS, "package", "area"])
+    return pd.concat(parts, ignore_index=True) if parts else empty
+
+
+def _areas(hierarchy: Path) -> dict[str, str]:
+    """Each provider code's area: the CPA it is in (itself for a CPA), from the package's hierarchy."""
+    if not hierarchy.is_file():
+        return {}
+    rows = pd.read_csv(hierarchy, dtype=str, keep_default_na=False)
+    parent, level = (
+        dict(zip(rows["code"], rows["parent"], strict=True)),
+        dict(zip(rows["code"], rows["level"], strict=True)),
+    )
+    out = {}
+    for code in parent:
+        c, seen = code, 0
+        while c and level.get(c) != "cpa" and seen < 10:
+            c, seen = parent.get(c, ""), seen + 1
+        if level.get(c) == "cpa":
+            out[code] = c
+    return out
 
 
 def definition(source: Source, indicator: str) -> dict[str, Any] | None:
@@ -129,12 +153,13 @@ def definition(source: Source, indicator: str) -> dict[str, Any] | None:
 def options(found: list[Source], frame: pd.DataFrame) -> dict[str, list[str]]:
     """What a reader can choose: indicators, levels and periods present in some package."""
     if frame.empty:
-        return {"indicators": [], "levels": [], "periods": []}
+        return {"indicators": [], "levels": [], "periods": [], "areas": []}
     periods = sorted(p for p in frame["period"].unique() if p != "Total")
     return {
         "indicators": sorted(frame["indicator"].unique()),
         "levels": [lv for lv in LEVELS_SHOWN if lv in set(frame["entity_level"])],
         "periods": ["Total", *periods],
+        "areas": sorted(a for a in frame["area"].unique() if a),
     }
 
 
@@ -145,8 +170,10 @@ def compare(
     level: str = "cpa",
     period: str = "Total",
     programmes: list[str] | None = None,
+    area: str | None = None,
 ) -> Comparison:
-    """The providers at ``level`` of every comparable programme, in ``period``, against the pooled value."""
+    """The providers at ``level`` of every comparable programme, in ``period``, against the pooled value;
+    with ``area``, only the providers in that contract package area (the benchmark stays national)."""
     chosen = [s for s in found if programmes is None or s.package in programmes]
     defined = {s.package: definition(s, indicator) for s in chosen}
     with_it = [s for s in chosen if defined[s.package] is not None]
@@ -168,7 +195,7 @@ def compare(
     rows = frame[(frame["indicator"] == indicator) & (frame["period"] == period) & frame["package"].isin(names)]
     totals = rows[rows["entity_level"] == "total"].dropna(subset=["numerator", "denominator"])
     benchmark = float(totals["numerator"].sum() / totals["denominator"].sum()) if len(totals) else None
-    at_level = rows[rows["entity_level"] == level]
+    at_level = rows[(rows["entity_level"] == level) & ((rows["area"] == area) if area else True)]
     shown = at_level.dropna(subset=["value", "denominator"]).rename(
         columns={"lower_99.8": "lower_998", "upper_99.8": "upper_998"}
     )
@@ -191,7 +218,9 @@ def compare(
     ]
     denominator = str(reference["formula"][1]) if reference else "denominator"
     hidden = len(at_level) - len(shown)
-    return Comparison(indicator, title, level, period, benchmark, points, comparable, hidden, denominator, left_out)
+    return Comparison(
+        indicator, title, level, period, benchmark, points, comparable, hidden, denominator, area, left_out
+    )
 
 
 def _verdict(lower: float, upper: float, p0: float | None, polarity: str) -> str:
