@@ -48,8 +48,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opendata.errors import OpenDataError
 from opendata.hub import uploads as lifecycle
-from opendata.hub.comparison import Comparison, Indicators, compare, options
-from opendata.hub.sources import Source, sources
+from opendata.hub.comparison import Comparison, Indicators, compare
+from opendata.hub.sources import Cached, Source
 from opendata.hub.store import DB_FILE, HubError, Store, Upload
 from opendata.page import STYLE, FunnelPoint, funnel_figure
 from opendata.signing import SignatureError, fingerprint, load_public_key, parse_public_key, verify_signature
@@ -169,6 +169,7 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
     templates.globals["style"] = STYLE
     upload_limit, sign_in_limit = RateLimit(UPLOADS_PER_MINUTE), RateLimit(SIGN_INS_PER_MINUTE)
     indicators = Indicators()
+    shown = Cached(layout.root, store)
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         session = request.session
@@ -256,13 +257,12 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
     # --- pages ---
 
     async def home(request: Request) -> Response:
-        found = await run_in_threadpool(sources, layout.root, store)
+        found = await run_in_threadpool(shown)
         return page(request, "home.html", sources=found, publishers=store.publishers(), fingerprint=hub_fingerprint)
 
     def comparison_of(request: Request) -> tuple[list, Any, dict, Comparison | None]:
-        found = sources(layout.root, store)
-        frame = indicators.frame(found)
-        choices = options(found, frame)
+        found = shown()
+        frame, choices = indicators.frame(found), indicators.options(found)
         q = request.query_params
         indicator = q.get("indicator") or (choices["indicators"][0] if choices["indicators"] else None)
         if indicator is None:
@@ -273,7 +273,8 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
         wanted, area = q.getlist("programme") or None, q.get("area") or None
         if area is not None and area not in choices["areas"]:
             raise HTTPException(400, "Choose an area from the list.")
-        return found, frame, choices, compare(found, frame, indicator, level, period, wanted, area)
+        rows = indicators.rows(found, indicator, period)
+        return found, frame, choices, compare(found, rows, indicator, level, period, wanted, area)
 
     async def compare_page(request: Request) -> Response:
         found, _, choices, result = await run_in_threadpool(comparison_of, request)
@@ -299,7 +300,7 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
         return page(request, "compare.html", sources=found, choices=choices, result=result, figure=figure, area=area)
 
     def source_of(name: str) -> Source:
-        found = next((s for s in sources(layout.root, store) if s.package == name), None)
+        found = next((s for s in shown() if s.package == name), None)
         if found is None:
             raise _not_found()
         return found

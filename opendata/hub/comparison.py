@@ -89,13 +89,29 @@ class Indicators:
         self._lock = threading.Lock()
         self._key: tuple = ()
         self._frame = pd.DataFrame()
+        self._options: dict[str, list[str]] = {}
+        self._by: dict[tuple[str, str], pd.DataFrame] = {}
 
     def frame(self, found: list[Source]) -> pd.DataFrame:
+        return self._refresh(found)[0]
+
+    def options(self, found: list[Source]) -> dict[str, list[str]]:
+        """What a reader can choose, worked out once per change of the packages (150 ms on the demo hub)."""
+        return self._refresh(found)[1]
+
+    def rows(self, found: list[Source], indicator: str, period: str) -> pd.DataFrame:
+        """One indicator in one period, every package: what ``compare`` reads, split once per change."""
+        self._refresh(found)
+        return self._by.get((indicator, period), self._frame.iloc[:0])
+
+    def _refresh(self, found: list[Source]) -> tuple[pd.DataFrame, dict[str, list[str]]]:
         key = tuple((s.package, s.version, str(s.path)) for s in found)
         with self._lock:
             if key != self._key:
-                self._frame, self._key = _read(found), key
-            return self._frame
+                self._frame = _read(found)
+                self._by = {k: g for k, g in self._frame.groupby(["indicator", "period"], sort=False)}
+                self._options, self._key = options(self._frame), key
+            return self._frame, self._options
 
 
 def _read(found: list[Source]) -> pd.DataFrame:
@@ -150,8 +166,8 @@ def definition(source: Source, indicator: str) -> dict[str, Any] | None:
     }
 
 
-def options(found: list[Source], frame: pd.DataFrame) -> dict[str, list[str]]:
-    """What a reader can choose: indicators, levels and periods present in some package."""
+def options(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """What a reader can choose: indicators, levels, periods and areas present in some package."""
     if frame.empty:
         return {"indicators": [], "levels": [], "periods": [], "areas": []}
     periods = sorted(p for p in frame["period"].unique() if p != "Total")

@@ -10,6 +10,7 @@ another.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from opendata.catalog import read_catalog
 from opendata.descriptor import CATALOG_FILE, DESCRIPTOR_FILE
 from opendata.errors import OpenDataError
 from opendata.hub.publishers import key_fingerprint, mirror_dir
-from opendata.hub.store import Store
+from opendata.hub.store import DB_FILE, Store
 from opendata.signing import fingerprint, load_public_key
 
 COMMUNITY = "community contributed"
@@ -37,6 +38,26 @@ class Source:
     url: str  # where the hub serves the version folder
     path: Path  # the version folder on disk
     descriptor: dict[str, Any]
+
+
+class Cached:
+    """``sources`` re-read only when a catalogue or the store changes (a stat of each, not a parse):
+    readers of the compare API then cost a dictionary lookup, not a dozen files and a database."""
+
+    def __init__(self, root: Path, store: Store):
+        self.root, self.store = Path(root), store
+        self._lock = threading.Lock()
+        self._key: tuple = ()
+        self._found: list[Source] = []
+
+    def __call__(self) -> list[Source]:
+        watched = [self.root / "public" / CATALOG_FILE, *sorted(self.root.glob(f"publishers/*/{CATALOG_FILE}"))]
+        watched += [self.root / DB_FILE, self.root / f"{DB_FILE}.wal"]
+        key = tuple((str(p), p.stat().st_mtime_ns if p.exists() else 0) for p in watched)
+        with self._lock:
+            if key != self._key:
+                self._found, self._key = sources(self.root, self.store), key
+            return self._found
 
 
 def sources(root: Path, store: Store) -> list[Source]:
