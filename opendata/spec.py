@@ -409,9 +409,10 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
             or fields[names.index(m["field"])].type != "date"
             or period_type != "date"
         ):
+            key = "within_months" if m.get("within_months") is not None else "within_days"
             raise SpecError(
-                f"measures[{i}]: a cohort measure (within_months, within_days) counts a date field within a time "
-                "of another date field (aggregate: count; field and period both dates, and different)"
+                f"measures[{i}].{key}: a cohort measure counts a date field within a time of another date field "
+                "(aggregate: count; field and period both dates, and different)"
             )
         if m.get("within_months") is not None and m.get("within_days") is not None:
             raise SpecError(f"measures[{i}]: within_months or within_days, not both")

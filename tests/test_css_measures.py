@@ -10,14 +10,60 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from opendata.aggregate import aggregate
 from opendata.spec import WithinDays, load_spec
 from opendata.validate import validate
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "specs" / "work-programme.yaml"
 TABLE = "css-by-referral-month"
+# The shipped spec plus the first Standard Measure: not shipped yet, because its latest month is revised
+# by the next release and the audit across versions still narrows such a measure's totals (README).
+CSS = {
+    "dimension": {"name": "referral_month_standards", "title": "Month of referral (service standards)",
+                  "period": "month", "total": {"code": "Total", "label": "All months in this table"}},
+    "measure": {
+        "name": "missed_attachment_standard", "title": "Referrals that missed the attachment standard",
+        "description": "Referred in the month and not attached within 15 calendar days (25 for PG9), as known "
+        "at the data's end; day zero is the referral date.",
+        "unit": "people", "aggregate": "count", "field": "attachment_date", "period": "referral_date",
+        "within_days": {"limit": 15, "unit": "calendar_days", "by": "payment_group", "overrides": {"PG9": 25},
+                        "counts": "missed"},
+    },
+    "table": {"name": TABLE, "title": "Referrals and missed attachment standard by provider and month of referral",
+              "dimensions": ["referral_month_standards", "provider"],
+              "measures": ["referrals", "missed_attachment_standard"]},
+    "indicator": {"name": "missed-attachment-standard", "numerator": "missed_attachment_standard",
+                  "denominator": "referrals", "polarity": "lower",
+                  "title": "Referrals not attached within the Customer Service Standard (15 days; 25 for PG9)"},
+}  # fmt: skip
+
+
+def css_spec(directory: Path) -> Path:
+    """The work-programme spec with the CSS measure, its table and indicator, written to ``directory``."""
+    raw = yaml.safe_load((ROOT / "specs" / "work-programme.yaml").read_text())
+
+    def absolute(node):
+        if isinstance(node, dict):
+            return {k: str(ROOT / "specs" / v) if k == "codelist" else absolute(v) for k, v in node.items()}
+        return [absolute(v) for v in node] if isinstance(node, list) else node
+
+    raw = absolute(raw)
+    raw["dimensions"].append(CSS["dimension"])
+    raw["measures"].append(CSS["measure"])
+    raw["tables"].append(CSS["table"])
+    raw["indicators"].append(CSS["indicator"])
+    path = directory / "work-programme-css.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def spec_path(tmp_path_factory) -> Path:
+    return css_spec(tmp_path_factory.mktemp("spec"))
+
+
 HEADER = [
     "participant_id", "referral_date", "cpa", "prime_contract", "subcontractor", "payment_group", "referral_type",
     "age_band", "gender", "disability", "attachment_date", "action_plan_date", "job_start_date", "job_outcome_date",
@@ -44,7 +90,7 @@ def _cell(spec, path: Path, month: str) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize(("late_pg1", "late_pg9"), [(0, 0), (3, 2), (12, 8)])
-def test_exactly_the_attachments_within_their_limit_are_counted(tmp_path, late_pg1, late_pg9):
+def test_exactly_the_attachments_within_their_limit_are_counted(tmp_path, spec_path, late_pg1, late_pg9):
     """n referrals in January 2012, k of them attached late: 15 days for PG1, 25 for PG9, day zero
     the referral; the measure counts the k and those never attached."""
     start = date(2012, 1, 3)
@@ -55,7 +101,7 @@ def test_exactly_the_attachments_within_their_limit_are_counted(tmp_path, late_p
         rows.append((start + timedelta(i), "PG9", start + timedelta(i + (26 + i if i < late_pg9 else 16 + i))))
     rows.append((start, "PG1", None))  # never attached: not within the standard, still a referral
     rows.append((date(2012, 3, 30), "PG1", None))  # the data covers February: January's cohort is complete
-    spec = load_spec(SPEC)
+    spec = load_spec(spec_path)
     missed, referrals = _cell(spec, _write(tmp_path / "mi.csv", rows), "2012-01")
     assert referrals == 21
     assert missed == late_pg1 + late_pg9 + 1  # the one never attached missed it too
@@ -65,10 +111,10 @@ def test_exactly_the_attachments_within_their_limit_are_counted(tmp_path, late_p
     assert _cell(changed, tmp_path / "mi.csv", "2012-01") == (20 - late_pg1 - late_pg9, 21)
 
 
-def test_working_days_skip_weekends_and_the_nations_bank_holidays(tmp_path):
+def test_working_days_skip_weekends_and_the_nations_bank_holidays(tmp_path, spec_path):
     """Referred Wednesday 27 March 2024, attached Wednesday 17 April: 21 calendar days, but 13 working
     days in England and Wales (Good Friday and Easter Monday skipped), so within a 15-working-day limit."""
-    spec = load_spec(SPEC)
+    spec = load_spec(spec_path)
     rows = [(date(2024, 3, 27), "PG1", date(2024, 4, 17)), (date(2024, 5, 31), "PG1", None)]
     path = _write(tmp_path / "mi.csv", rows)
     assert _cell(spec, path, "2024-03") == (1, 1)  # calendar days: 21 > 15, missed
@@ -79,11 +125,11 @@ def test_working_days_skip_weekends_and_the_nations_bank_holidays(tmp_path):
         assert _cell(changed, path, "2024-03") == (expected, 1), limit
 
 
-def test_a_month_counts_what_is_known_by_the_datas_end_and_rises_when_more_is(tmp_path):
+def test_a_month_counts_what_is_known_by_the_datas_end_and_rises_when_more_is(tmp_path, spec_path):
     """Referred 28 February 2012 and never attached: with data to the end of February that is 1 day,
     not missed yet; with data to March's end it is 32 days, missed. An attachment after the data's
     end is not known yet either (the cut-off's rule)."""
-    spec = load_spec(SPEC)
+    spec = load_spec(spec_path)
     early = [(date(2012, 2, 28), "PG1", None), (date(2012, 2, 1), "PG1", date(2012, 2, 10))]
     assert _cell(spec, _write(tmp_path / "feb.csv", early), "2012-02") == (0, 2)
     later = [*early, (date(2012, 3, 30), "PG1", None)]
@@ -95,10 +141,10 @@ def test_a_month_counts_what_is_known_by_the_datas_end_and_rises_when_more_is(tm
 
 
 @pytest.fixture(scope="module")
-def css_release(tmp_path_factory):
+def css_release(tmp_path_factory, spec_path):
     from test_attack_classes import one_release
 
-    return one_release(tmp_path_factory.mktemp("css"), SPEC, rows=3000, months=6, seed=8)
+    return one_release(tmp_path_factory.mktemp("css"), spec_path, rows=3000, months=6, seed=8)
 
 
 @pytest.mark.slow
