@@ -3,22 +3,24 @@
 Target: "50 concurrent readers of the compare API on loopback for 60 s while an upload is being
 validated: zero errors, p95 under 300 ms; validation of a 1,000,000-row upload under 30 s."
 
-Setup (once, cached in ``bench/out/hub-bench/``; ``--fresh`` redoes it): ``opendata hub init``, two
-organisations with a token each, each publishing a 4,000-row, 12-month sample through ``opendata hub
-upload --publish`` (as ``make demo`` does), and a subscribed publisher's release of a 30,000-row,
-24-month sample (``opendata release`` + ``publish``, ``hub subscribe`` + ``refresh``), so compare
-pools three packages; and the sample CSV to upload (``opendata sample --rows 1000000``).
+Setup (once, cached in ``bench/out/hub-bench/``, redone when ``specs/`` changes or with
+``--fresh``): ``opendata hub init``, two organisations with a token each, each publishing a
+4,000-row, 12-month sample through ``opendata hub upload --publish`` (as ``make demo`` does), and a
+subscribed publisher's release of a 30,000-row, 24-month sample (``opendata release`` +
+``publish``, ``hub subscribe`` + ``refresh``), so compare pools three packages; and the sample CSV
+to upload (``opendata sample --rows 1000000``).
 
 Each run copies the hub, starts ``opendata hub serve`` as a process of its own on a free loopback
 port, then starts two more processes. The readers: 50 asyncio tasks in one process, each with an
 ``httpx.AsyncClient`` of its own (one keep-alive connection), requesting ``/api/compare`` in turn
-through a shuffled rotation of every indicator × level × period and each programme on its own,
-built from the first answer's ``options``, for ``--seconds`` and on until the upload is answered
-(``--max-seconds`` at most). The upload: ``--upload-at`` seconds in, one ``POST /api/uploads`` of
-the CSV (multipart, streamed from disk, with an organisation's token), timed from its first byte
-to the JSON answer. Errors are answers other than 200 and transport errors (client time-out 300 s).
-Latencies: the whole window, and the requests in flight at any time while the upload was. At the
-end: the server's peak RSS (``VmHWM``) and CPU time (``/proc``). Medians over ``--runs``.
+through a shuffled rotation of every indicator × level × period, and of each programme alone and
+each area at every indicator × level, built from the first answer's ``options``, for
+``--seconds`` and on until the upload is answered (``--max-seconds`` at most). The upload:
+``--upload-at`` seconds in, one ``POST /api/uploads`` of the CSV (multipart, streamed from disk,
+with an organisation's token), timed from its first byte to the JSON answer. Errors are answers
+other than 200 and transport errors (client time-out 300 s). Latencies: the whole window, and the
+requests in flight at any time while the upload was. At the end: the server's peak RSS
+(``VmHWM``) and CPU time (``/proc``). Medians over ``--runs``.
 
 References, each on a fresh server: the same 50 readers on ``/hub.pub`` (a small static file),
 which shows what this client can drive, and its CPU, so it is not what limits the figures; one
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -74,10 +77,18 @@ def prepare(cache: Path, fresh: bool) -> tuple[Path, dict[str, str]]:
     template, stamp = cache / "hub", cache / "setup.json"
     if fresh and cache.exists():
         shutil.rmtree(cache)
-    if stamp.is_file() and json.loads(stamp.read_text())["setup"] == SETUP and template.is_dir():
+    specs = hashlib.sha256()  # the hub keeps its own copy of the specs: a changed spec means a new hub
+    for path in sorted((ROOT / "specs").rglob("*")):
+        if path.is_file():
+            specs.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    wanted = f"{SETUP}:{specs.hexdigest()}"
+    if stamp.is_file() and json.loads(stamp.read_text())["setup"] == wanted and template.is_dir():
         return template, json.loads(stamp.read_text())["tokens"]
-    shutil.rmtree(cache, ignore_errors=True)
-    cache.mkdir(parents=True)
+    for old in (template, cache / "dwp", *cache.glob("mi-*")):
+        shutil.rmtree(old, ignore_errors=True)  # the upload CSVs are kept: they do not depend on the specs
+    for old in (cache / "dwp.key", cache / "dwp.pub"):
+        old.unlink(missing_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     print(f"setting up the hub in {cache} (once; about 2 minutes) …", flush=True)
     opendata("hub", "init", str(template), "--specs", str(ROOT / "specs"))
@@ -100,7 +111,7 @@ def prepare(cache: Path, fresh: bool) -> tuple[Path, dict[str, str]]:
     opendata("hub", "subscribe", str(template), "dwp", str(tree), "--trust", str(cache / "dwp.pub"),
              "--title", "Department for Work and Pensions", "--kind", "management information")  # fmt: skip
     opendata("hub", "refresh", str(template))
-    stamp.write_text(json.dumps({"setup": SETUP, "tokens": tokens}))
+    stamp.write_text(json.dumps({"setup": wanted, "tokens": tokens}))
     print(f"set up in {time.monotonic() - started:.0f} s", flush=True)
     return template, tokens
 
@@ -154,7 +165,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def queries(first: dict[str, Any]) -> list[list[tuple[str, str]]]:
-    """Every indicator × level × period, and each programme alone at every indicator × level."""
+    """Every indicator × level × period; each programme alone, and each area, at every indicator × level."""
     choices, comparison = first["options"], first["comparison"]
     out = [
         [("indicator", i), ("level", lv), ("period", p)]
@@ -168,6 +179,12 @@ def queries(first: dict[str, Any]) -> list[list[tuple[str, str]]]:
         for i in choices["indicators"]
         for lv in choices["levels"]
         for p in programmes
+    ]
+    out += [
+        [("indicator", i), ("level", lv), ("area", a)]
+        for i in choices["indicators"]
+        for lv in choices["levels"]
+        for a in choices.get("areas", [])
     ]
     random.Random(15).shuffle(out)
     return out
@@ -321,7 +338,12 @@ def one_run(
             server.terminate()
             server.wait(10)
         log = [line for line in log_path.read_text(errors="replace").splitlines()[1:] if line.strip()]
-    run: dict[str, Any] = {"server_cpu": server_cpu, "rss": rss, "server_log": log[-5:]}
+        kept = None
+        if log:  # tracebacks: kept for a look after the run
+            kept = CACHE / "server-logs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{path.strip('/').replace('/', '-')}.log"
+            kept.parent.mkdir(exist_ok=True)
+            shutil.copyfile(log_path, kept)
+    run: dict[str, Any] = {"server_cpu": server_cpu, "rss": rss, "server_log": log, "server_log_kept": kept}
     if read is not None:
         requests = read["requests"]
         statuses: dict[str, int] = {}
@@ -400,6 +422,19 @@ def readers_line(run: dict) -> str:
     )
 
 
+def code_state() -> str:
+    """The commit, and the newest change to ``opendata/`` (each server imports the code as it is at its start)."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "opendata"], capture_output=True, text=True
+    )
+    newest = max(p.stat().st_mtime for p in (ROOT / "opendata").rglob("*.py"))
+    return (
+        f"{head.stdout.strip()}{' with uncommitted changes' if dirty.stdout.strip() else ''}, "
+        f"opendata/ last changed {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(newest))}"
+    )
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in ("readers", "upload"):
         return client_main(sys.argv[1:])
@@ -426,6 +461,8 @@ def main() -> None:
     csv = upload_file(CACHE, args.rows)
     token = tokens["north"]
     cpus = len(os.sched_getaffinity(0))
+    code = code_state()
+    print(f"code: {code}", flush=True)
     print(f"{cpus} CPUs (os.cpu_count() {os.cpu_count()}); upload {csv} ({csv.stat().st_size / 1e6:,.0f} MB, "
           f"{args.rows:,} rows); {args.readers} readers × {args.seconds:g} s, upload {args.upload_at:g} s in; "
           f"{args.runs} run(s)\n", flush=True)  # fmt: skip
@@ -446,13 +483,18 @@ def main() -> None:
         late = f" (answered after the readers stopped at {args.max_seconds:g} s)" if run["outlasted"] else ""
         print(f"run {i + 1}: readers: {readers_line(run)}; {upload_line(run)}{late}", flush=True)
         if run["server_log"]:
-            print(f"  server log (last lines): {run['server_log']}", flush=True)
+            errors = [line for line in run["server_log"] if not line.startswith(" ")][-3:]
+            print(
+                f"  server log: {len(run['server_log'])} lines in {run['server_log_kept']}; last: {errors}", flush=True
+            )
         runs.append(run)
 
     print(f"\n{args.readers} readers of /api/compare for {args.seconds:g} s and on until the upload is answered "
           f"(at most {args.max_seconds:g} s; {runs[0]['queries']} query strings in rotation), "
           f"one {args.rows:,}-row upload {args.upload_at:g} s in; {cpus} CPUs\n")  # fmt: skip
     med = table(runs)
+    if code_state() != code:
+        print(f"\nWARNING: the code changed during the measurement: now {code_state()}")
     errors = sum(r["whole"]["errors"] for r in runs)
     statuses = {r["upload"]["status"] for r in runs}
     verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731

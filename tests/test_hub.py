@@ -382,16 +382,13 @@ def test_queries_on_a_published_figure_are_answered_in_public_and_a_correction_n
     assert (
         run("hub", "upload", str(hub.root), "bravo", str(hub.mi), "--corrects", str(qid), check=False).returncode == 1
     )
-    run(
-        "hub",
-        "upload",
-        str(hub.root),
-        "delta",
-        str(other / "work-programme-mi.csv"),
-        "--corrects",
-        str(qid),
-        "--publish",
-    )
+    asked = {"indicator": "attachments-per-referral", "programme": package}
+    before = httpx.get(f"{hub.url}/api/compare", params=asked).json()["comparison"]["programmes"]
+    assert [p["version"] for p in before] == ["1.0.0"]
+    correction = str(other / "work-programme-mi.csv")
+    run("hub", "upload", str(hub.root), "delta", correction, "--corrects", str(qid), "--publish")
+    after = httpx.get(f"{hub.url}/api/compare", params=asked).json()["comparison"]["programmes"]
+    assert [p["version"] for p in after] != ["1.0.0"]  # a remembered answer is not served once a version is out
     (query,) = httpx.get(f"{hub.url}/api/packages/{package}/queries").json()["queries"]
     assert query["corrected_in"] and query["corrected_in"] != "1.0.0"
     descriptor = httpx.get(f"{hub.url}/data/{package}/{query['corrected_in']}/datapackage.json").json()

@@ -27,8 +27,9 @@ import binascii
 import hmac
 import secrets
 import tempfile
+import threading
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ MAX_BODY = 200 * 1024 * 1024  # bytes per request: the spreadsheet checker's fil
 UPLOADS_PER_MINUTE = 10  # per organisation
 SIGN_INS_PER_MINUTE = 10  # per client address
 SESSION_SECONDS = 8 * 3600
+COMPARE_ANSWERS = 4096  # compare answers kept in memory (a few kB each)
 POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"
 )
@@ -135,6 +137,26 @@ class SecurityHeaders:
         await self.app(scope, receive, sending)
 
 
+class Answers:
+    """The last ``size`` answers by key (least recently used out), shared by the threads serving them."""
+
+    def __init__(self, size: int):
+        self.size, self._lock, self._items = size, threading.Lock(), OrderedDict()
+
+    def get(self, key: Any) -> bytes | None:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            return None
+
+    def put(self, key: Any, body: bytes) -> None:
+        with self._lock:
+            self._items[key] = body
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 class RateLimit:
     """At most ``per_minute`` events per key in any 60 seconds (in memory: one hub process)."""
 
@@ -170,6 +192,7 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
     upload_limit, sign_in_limit = RateLimit(UPLOADS_PER_MINUTE), RateLimit(SIGN_INS_PER_MINUTE)
     indicators = Indicators()
     shown = Cached(layout.root, store)
+    answers = Answers(COMPARE_ANSWERS)
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         session = request.session
@@ -355,8 +378,16 @@ def create_app(root: str | Path, *, secure_cookies: bool = False, max_body: int 
         return JSONResponse({"package": source.package, "queries": [q.__dict__ for q in store.queries(source.package)]})
 
     async def compare_api(request: Request) -> Response:
-        _, _, choices, result = await run_in_threadpool(comparison_of, request)
-        return JSONResponse({"options": choices, "comparison": result.to_dict() if result else None})
+        """The comparison as JSON; the same question of the same packages is answered from memory
+        (the packages change only when one is published or mirrored, and ``shown`` then counts a re-read)."""
+        shown()
+        key = (shown.generation, tuple(sorted(request.query_params.multi_items())))
+        body = answers.get(key)
+        if body is None:
+            _, _, choices, result = await run_in_threadpool(comparison_of, request)
+            body = JSONResponse({"options": choices, "comparison": result.to_dict() if result else None}).body
+            answers.put(key, body)
+        return Response(body, media_type="application/json")
 
     async def sign_in(request: Request) -> Response:
         if request.method == "GET":

@@ -49,6 +49,7 @@ class Cached:
         self._lock = threading.Lock()
         self._key: tuple = ()
         self._found: list[Source] = []
+        self.generation = 0  # counts the re-reads: answers worked out from the sources are keyed by it
 
     def __call__(self) -> list[Source]:
         watched = [self.root / "public" / CATALOG_FILE, *sorted(self.root.glob(f"publishers/*/{CATALOG_FILE}"))]
@@ -57,6 +58,7 @@ class Cached:
         with self._lock:
             if key != self._key:
                 self._found, self._key = sources(self.root, self.store), key
+                self.generation += 1
             return self._found
 
 
