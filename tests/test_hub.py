@@ -395,3 +395,17 @@ def test_queries_on_a_published_figure_are_answered_in_public_and_a_correction_n
     assert f"query #{qid}" in json.dumps(descriptor["opendata:release"])
     for client in (bob, dee):
         client.close()
+
+
+def test_a_store_write_keeps_remembered_answers_and_a_vanishing_wal_is_no_error(hub: Hub, tmp_path: Path):
+    from opendata.hub.sources import Cached, _mtime
+    from opendata.hub.store import Store
+
+    store = Store(hub.root)
+    shown = Cached(hub.root, store)
+    shown()
+    generation = shown.generation
+    store.new_token("acme")  # writes the store, changes no package
+    shown()
+    assert shown.generation == generation
+    assert _mtime(tmp_path / "hub.duckdb.wal") == 0  # DuckDB removes its WAL at will: a stat may find none

@@ -54,12 +54,22 @@ class Cached:
     def __call__(self) -> list[Source]:
         watched = [self.root / "public" / CATALOG_FILE, *sorted(self.root.glob(f"publishers/*/{CATALOG_FILE}"))]
         watched += [self.root / DB_FILE, self.root / f"{DB_FILE}.wal"]
-        key = tuple((str(p), p.stat().st_mtime_ns if p.exists() else 0) for p in watched)
+        key = tuple((str(p), _mtime(p)) for p in watched)
         with self._lock:
             if key != self._key:
-                self._found, self._key = sources(self.root, self.store), key
-                self.generation += 1
+                found, self._key = sources(self.root, self.store), key
+                if found != self._found:  # a store write (an upload, a token, a log line) changes nothing shown
+                    self._found = found
+                    self.generation += 1
             return self._found
+
+
+def _mtime(path: Path) -> int:
+    """0 for a file that is not there, including one removed after we looked (DuckDB's WAL comes and goes)."""
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
 
 
 def sources(root: Path, store: Store) -> list[Source]:
