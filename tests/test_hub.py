@@ -18,6 +18,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,9 +83,16 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     tokens = {org: run("hub", "token", str(root), org).stdout.strip() for org in ("acme", "bravo", "signed")}
     mi = base / "mi"
     run("sample", "--out", str(mi), "--rows", "1500", "--seed", "3", "--months", "3", "--format", "csv", "-q")
+    with serving(root, "--max-body", str(MAX_BODY)) as url:
+        yield Hub(root, url, tokens, signer, mi / "work-programme-mi.csv")
+
+
+@contextmanager
+def serving(root: Path, *options: str) -> Iterator[str]:
+    """``opendata hub serve`` as a real process on a free port, until the block ends; yields its URL."""
     port = _free_port()
     server = subprocess.Popen(
-        [*OPENDATA, "hub", "serve", str(root), "--port", str(port), "--max-body", str(MAX_BODY)],
+        [*OPENDATA, "hub", "serve", str(root), "--port", str(port), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=ROOT,
@@ -101,7 +109,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"the hub did not start: {server.stderr.read().decode()}")
             time.sleep(0.1)
-        yield Hub(root, url, tokens, signer, mi / "work-programme-mi.csv")
+        yield url
     finally:
         server.terminate()
         server.wait(10)

@@ -12,15 +12,12 @@ from __future__ import annotations
 import csv
 import io
 import os
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import openpyxl
 import pytest
-from test_hub import OPENDATA, PASSWORD, ROOT, _free_port, run
+from test_hub import PASSWORD, ROOT, run, serving
 from test_pages import AXE, CHROMIUM, SHOTS, WCAG, browser
 
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -41,23 +38,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     run("sample", "--out", str(base / "mi"), "--rows", "1500", "--seed", "5", "--months", "3", "--format", "csv", "-q")
     run("sample", "--out", str(base / "mi2"), "--rows", "1500", "--seed", "6", "--months", "3", "--format", "csv", "-q")
     run("hub", "upload", str(root), "bravo", str(base / "mi2" / "work-programme-mi.csv"), "--publish")
-    port = _free_port()
-    server = subprocess.Popen([*OPENDATA, "hub", "serve", str(root), "--port", str(port)], cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "the hub did not start"
-            time.sleep(0.1)
+    with serving(root) as url:
         yield url, base / "mi" / "work-programme-mi.csv"
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def _workbook(mi: Path, out: Path, broken: bool) -> Path:

@@ -671,6 +671,11 @@ def _future_dates(
                 )
 
 
+def _upload_warning(where: str, rule: str, message: str) -> Finding:
+    """A usefulness warning about the upload as a whole (no sheet, row or cell)."""
+    return Finding("usefulness", WARNING, where, None, None, None, None, None, rule, message, advice_for(rule))
+
+
 def _group_check(spec: ReleaseSpec, table: pa.Table, where: str) -> Iterator[tuple[Finding, int]]:
     """How much of the main table will survive disclosure control: the share of (provider, month)
     groups below the threshold (shown as [c]), and whether there is enough to publish anything."""
@@ -699,19 +704,11 @@ def _group_check(spec: ReleaseSpec, table: pa.Table, where: str) -> Iterator[tup
     label = measure.title.lower()
     if total < threshold:
         yield (
-            Finding(
-                "usefulness",
-                WARNING,
+            _upload_warning(
                 where,
-                None,
-                None,
-                None,
-                None,
-                None,
                 "too_few_rows",
                 f"the upload holds {total:,} {label} in all, fewer than the disclosure threshold of {threshold}: "
                 "every count would be suppressed, so nothing from it can be published",
-                advice_for("too_few_rows"),
             ),
             1,
         )
@@ -724,19 +721,11 @@ def _group_check(spec: ReleaseSpec, table: pa.Table, where: str) -> Iterator[tup
     if n_groups and small / n_groups > SMALL_SHARE:
         what = " × ".join(k.replace("_", " ") for k in keys)
         yield (
-            Finding(
-                "usefulness",
-                WARNING,
+            _upload_warning(
                 where,
-                None,
-                None,
-                None,
-                None,
-                None,
                 "small_groups",
                 f"{small:,} of {n_groups:,} {what} × month groups ({small / n_groups:.0%}) have fewer than "
                 f"{threshold} {label}; they will be published as [c] (suppressed to protect people)",
-                advice_for("small_groups"),
             ),
             1,
         )

@@ -142,16 +142,16 @@ def receive(
         if query is None or store.package_owner(query.package) != org:
             raise HubError(f"query #{corrects} is not about one of your organisation's packages")
     spec = standard_spec(layout, input_kind)
+    names = {name: safe_file_name(name) for name in files}  # refused here, before anything is written
+    if len(set(names.values())) != len(names):
+        raise HubError("two files have the same name once made safe: rename one")
     upload_id = secrets.token_hex(16)
     folder = layout.upload_dir(org, upload_id)
     (folder / "files").mkdir(parents=True)
     saved: dict[str, Path] = {}
     for name, temp in files.items():
-        safe = safe_file_name(name)
-        if safe in saved:
-            raise HubError(f"two files are called {safe}")
-        saved[safe] = folder / "files" / safe
-        shutil.move(temp, saved[safe])
+        saved[names[name]] = folder / "files" / names[name]
+        shutil.move(temp, saved[names[name]])
     report = screen(spec, saved, now=datetime.now(UTC).date())
     (folder / "todo.csv").write_bytes(report.todo_csv())
     status = "accepted" if report.accepted else "rejected"
