@@ -68,7 +68,7 @@ def _providers(codes: int):
 
 def build(out: Path, months: int, codes: int) -> Path:
     """Write (once) the benchmark package and return its version directory."""
-    from opendata.aggregate import month_codes
+    from opendata.aggregate import period_dimension
     from opendata.package import write_package
     from opendata.protection import ProtectedTable
     from opendata.spec import load_spec
@@ -78,7 +78,7 @@ def build(out: Path, months: int, codes: int) -> Path:
     if (target / "datapackage.json").is_file():
         return target
     table_spec = next(t for t in spec.tables if t.name == TABLE)
-    month = month_codes(
+    month = period_dimension(
         pd.period_range("2012-01", periods=months, freq="M").strftime("%Y-%m").tolist(), spec.dimensions["month"]
     )
     provider = _providers(codes)

@@ -17,13 +17,17 @@ class Hierarchy:
     """A rooted tree of string codes; ``codes`` lists the total first, then depth-first.
 
     Children keep the order in which they were given (deterministic for dicts and lists), or are
-    sorted when ``sort=True``. Build with :meth:`flat` or :meth:`from_parents`.
+    sorted when ``sort=True``. Build with :meth:`flat` or :meth:`from_parents`. ``headline_depth``:
+    how deep its codes are still headline breakdowns (``Grid.headline``): 1 for areas, where a
+    region is headline and a district is not; 2 for quarters with their months, where a national
+    month is as much a headline as a national quarter.
     """
 
     name: str
     total: str
     edges: tuple[tuple[str, str], ...]  # (code, parent), total excluded, in given order
     sort: bool = False
+    headline_depth: int = 1
     codes: tuple[str, ...] = field(init=False)
     _parent: dict[str, str] = field(init=False, repr=False, compare=False, hash=False)
     _children: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False, hash=False)
@@ -78,7 +82,12 @@ class Hierarchy:
 
     @classmethod
     def from_parents(
-        cls, name: str, parents: Mapping[str, str | None], total: str = "Total", sort: bool = False
+        cls,
+        name: str,
+        parents: Mapping[str, str | None],
+        total: str = "Total",
+        sort: bool = False,
+        headline_depth: int = 1,
     ) -> Hierarchy:
         """From a ``code -> parent`` mapping; the total may appear with parent None/'' and is then ignored."""
         edges: list[tuple[str, str]] = []
@@ -88,7 +97,7 @@ class Hierarchy:
             if par is None:
                 raise DisclosureError(f"hierarchy {name!r}: code {code!r} has no parent and is not the total")
             edges.append((code, par))
-        return cls(name, total, tuple(edges), sort)
+        return cls(name, total, tuple(edges), sort, headline_depth)
 
     def _check(self, code: str) -> None:
         if code not in self._depth:

@@ -9,12 +9,14 @@ that every published total can be checked against its parts.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from opendata.descriptor import PERIOD_LEVELS
 from opendata.errors import InputError
 from opendata.spec import DimensionSpec, MeasureSpec, ReleaseSpec, TableSpec
 from opendata.workdays import elapsed
@@ -34,6 +36,20 @@ class DimensionCodes:
     parents: dict[str, str]  # code -> parent code; "" for the total
     levels: dict[str, str]  # code -> level name ("total", "cpa", "month", ...)
     total: str = "Total"
+    period_levels: tuple[str, ...] = ()  # a period dimension's levels, the coarsest first
+    span: tuple[str, str] | None = None  # a period dimension: its first and last month
+
+    def period_key(self, code: str) -> str:
+        """Who a period code counts, as a population key part: ``month=2012-01``, ``quarter=2012-Q1``;
+        a period the table shows in part names the months it shows, the total the months it spans.
+        The same text in two tables (or versions) means the same people, whatever the levels above."""
+        assert self.span is not None or code != self.total
+        if code == self.total:
+            return f"month={self.span[0]}..{self.span[1]}"
+        level = self.levels[code]
+        months = [m for m in months_in(code, level) if self.span[0] <= m <= self.span[1]]
+        whole = len(months) == len(months_in(code, level))
+        return f"{level}={code}" if whole else f"{level}={code}[{months[0]}..{months[-1]}]"
 
 
 @dataclass
@@ -53,26 +69,109 @@ class AggregatedTable:
 MAX_MONTHS = 1200  # a month dimension longer than a century is a data error, not a table to build
 
 
-def month_codes(months: list[str], dim: DimensionSpec) -> DimensionCodes:
-    """A flat month dimension covering every month from the first to the last, gaps included.
-    Refused past ``MAX_MONTHS`` (dates far outside the MI's period would otherwise build a table
-    of every month in between): the spec's date ``minimum``/``maximum`` name the rows first."""
+def period_of(month: str, level: str) -> str:
+    """The code of the period at ``level`` holding ``month`` (``YYYY-MM``): ``2012-Q1``, ``2012``."""
+    if level == "month":
+        return month
+    if level == "quarter":
+        return f"{month[:4]}-Q{(int(month[5:7]) + 2) // 3}"
+    return month[:4]
+
+
+def months_in(code: str, level: str) -> list[str]:
+    """Every month of a period code."""
+    if level == "month":
+        return [code]
+    first = f"{code[:4]}-01" if level == "year" else f"{code[:4]}-{3 * int(code[-1]) - 2:02d}"
+    return pd.period_range(first, periods=12 if level == "year" else 3, freq="M").strftime("%Y-%m").tolist()
+
+
+def _period_label(code: str, level: str, shown: list[str]) -> str:
+    if level == "month":
+        return pd.Period(code).strftime("%B %Y")
+    months = months_in(code, level)
+    name = code if level == "year" else _months_label(months)
+    if shown == months:
+        return name
+    return f"{name} (part: {_months_label(shown)} only)"
+
+
+def _months_label(months: list[str]) -> str:
+    """``January to March 2012`` (``December 2011 to February 2012`` across a year)."""
+    first, last = pd.Period(months[0]), pd.Period(months[-1])
+    if first == last:
+        return last.strftime("%B %Y")
+    return f"{first.strftime('%B' if first.year == last.year else '%B %Y')} to {last.strftime('%B %Y')}"
+
+
+def period_codes(
+    months: list[str], levels: tuple[str, ...], name: str, title: str, description: str, total: str, total_label: str
+) -> DimensionCodes:
+    """A period dimension covering every month from the first to the last, gaps included, as a tree
+    of ``levels`` (the coarsest first) under the total, depth first in time order.
+
+    Where the finest level is coarser than a month, the last period is kept only if the months
+    cover it whole (a quarter with two months' data so far would be read as a low quarter; the
+    next release shows it whole); the first may be part of a period, where the data starts (the
+    programme began in June 2011), and its label says so, as does a subtotal's. Refused past
+    ``MAX_MONTHS`` (dates far outside the MI's period would otherwise build a table of every month
+    in between): the spec's date ``minimum``/``maximum`` name the rows first."""
     if months and (n := (pd.Period(max(months)) - pd.Period(min(months))).n + 1) > MAX_MONTHS:
         raise InputError(
-            f"{dim.name}: the data spans {n:,} months ({min(months)} to {max(months)}), more than {MAX_MONTHS:,}; "
+            f"{name}: the data spans {n:,} months ({min(months)} to {max(months)}), more than {MAX_MONTHS:,}; "
             "give the date fields a plausible minimum and maximum in the spec so the rows are named"
         )
     span = pd.period_range(min(months), max(months), freq="M").strftime("%Y-%m").tolist() if months else []
-    codes = (dim.total_code, *span)
+    leaf = levels[-1]
+    if leaf != "month" and span and months_in(period_of(span[-1], leaf), leaf)[-1] != span[-1]:
+        unfinished = period_of(span[-1], leaf)  # the last period whole: later months would change it
+        span = [m for m in span if period_of(m, leaf) != unfinished]
+    codes, parents, level_of, shown = [total], {total: ""}, {total: "total"}, {}
+    for month in span:
+        parent = total
+        for level in levels:
+            code = period_of(month, level)
+            if code not in parents:
+                codes.append(code)
+                parents[code], level_of[code] = parent, level
+            shown.setdefault(code, []).append(month)
+            parent = code
     return DimensionCodes(
-        name=dim.name,
-        title=dim.title,
-        description=dim.description,
-        codes=codes,
-        labels={dim.total_code: dim.total_label} | {m: pd.Period(m).strftime("%B %Y") for m in span},
-        parents={dim.total_code: ""} | dict.fromkeys(span, dim.total_code),
-        levels={dim.total_code: "total"} | dict.fromkeys(span, "month"),
-        total=dim.total_code,
+        name=name,
+        title=title,
+        description=description,
+        codes=tuple(codes),
+        labels={total: total_label} | {c: _period_label(c, level_of[c], shown[c]) for c in codes[1:]},
+        parents=parents,
+        levels=level_of,
+        total=total,
+        period_levels=levels,
+        span=(span[0], span[-1]) if span else None,
+    )
+
+
+MONTHS_PROPERTY = "opendata:months"  # a period field's first and last month, in the Table Schema
+
+
+def read_period(dim: DimensionCodes, months: Any = None) -> DimensionCodes:
+    """A dimension read back from a published hierarchy, as a period dimension if its levels are
+    periods, so its cells get the same population keys as when it was released. ``months``: the
+    field's ``opendata:months`` (``{"from": "2011-06", "to": "2013-03"}``), the only record of a
+    first period the data covers in part; without it (packages from before quarters), the months
+    of its finest codes."""
+    levels = tuple(lv for lv in PERIOD_LEVELS if lv in dim.levels.values())
+    if not levels:
+        return dim
+    if isinstance(months, dict) and isinstance(months.get("from"), str) and isinstance(months.get("to"), str):
+        return replace(dim, period_levels=levels, span=(months["from"], months["to"]))
+    found = sorted(m for c, lv in dim.levels.items() if lv == levels[-1] for m in months_in(c, lv))
+    return replace(dim, period_levels=levels, span=(found[0], found[-1]) if found else None)
+
+
+def period_dimension(months: list[str], dim: DimensionSpec) -> DimensionCodes:
+    """The spec's period dimension over ``months`` (``period_codes``)."""
+    return period_codes(
+        months, dim.period_levels, dim.name, dim.title, dim.description, dim.total_code, dim.total_label
     )
 
 
@@ -108,6 +207,15 @@ def hierarchy_codes(dim: DimensionSpec) -> DimensionCodes:
 def _period_sql(spec: ReleaseSpec, field: str) -> str:
     kind = spec.input.field(field).type
     return f"strftime(\"{field}\", '%Y-%m')" if kind == "date" else f'CAST("{field}" AS VARCHAR)'
+
+
+def _period_expr(month: str, level: str) -> str:
+    """SQL of the period code at ``level`` from the SQL of a ``YYYY-MM`` month (``period_of``)."""
+    if level == "month":
+        return month
+    if level == "quarter":
+        return f"(substr({month}, 1, 4) || '-Q' || CAST((CAST(substr({month}, 6, 2) AS INTEGER) + 2) // 3 AS VARCHAR))"
+    return f"substr({month}, 1, 4)"
 
 
 def _window(expr: str, until: str | None, since: str | None) -> str:
@@ -216,8 +324,9 @@ def _measure_frame(
     for dim in dims:
         dspec = spec.dimensions[dim.name]
         if dspec.period:
-            cols = [f"{_period_sql(spec, measure.period)} AS {dim.name}__0"]
-            names = [f"{dim.name}__0"]
+            month = _period_sql(spec, measure.period)
+            cols = [f"{_period_expr(month, lv)} AS {dim.name}__{i}" for i, lv in enumerate(dspec.period_levels)]
+            names = [f"{dim.name}__{i}" for i in range(len(dspec.period_levels))]
         else:
             cols = [f'"{lv}" AS {dim.name}__{i}' for i, lv in enumerate(dspec.levels)]
             names = [f"{dim.name}__{i}" for i in range(len(dspec.levels))]
@@ -261,16 +370,23 @@ def aggregate(
         if window and not table_months:
             continue  # no cohort is complete yet: the table appears with the first one
         dims = tuple(
-            month_codes(table_months, spec.dimensions[d])
+            period_dimension(table_months, spec.dimensions[d])
             if spec.dimensions[d].period
             else hierarchy_codes(spec.dimensions[d])
             for d in table.dimensions
         )
+        period = next((d for d in dims if d.period_levels), None)
+        table_since = since
+        if period is not None and period.period_levels[-1] != "month":  # whole periods only (period_codes)
+            if period.span is None:
+                continue  # no whole period yet: the table appears with the first one
+            table_until = period.span[1]
+            table_since = (pd.Period(period.span[0], freq="M") - 1).strftime("%Y-%m")
         grid = pd.MultiIndex.from_product([list(d.codes) for d in dims], names=[d.name for d in dims])
         frame = pd.DataFrame(index=grid)
         measures = tuple(spec.measures[m] for m in table.measures)
         for measure in measures:
-            agg = _measure_frame(con, spec, measure, dims, table_until, since).set_index([d.name for d in dims])
+            agg = _measure_frame(con, spec, measure, dims, table_until, table_since).set_index([d.name for d in dims])
             unknown = agg.index.difference(grid)
             if len(unknown):
                 raise ValueError(f"codes outside the code lists reached aggregation: {list(unknown[:3])}")
@@ -317,9 +433,7 @@ def mi_ahead_tables(spec: ReleaseSpec, mi: pa.Table, until: str) -> list[Aggrega
     out = []
     for t in aggregate(spec, mi, since=until):
         dims = tuple(
-            replace(d, name=f"{d.name}_provisional", title=f"{d.title} (provisional) [p]")
-            if d.levels.get(d.codes[-1]) == "month"
-            else d
+            replace(d, name=f"{d.name}_provisional", title=f"{d.title} (provisional) [p]") if d.period_levels else d
             for d in t.dimensions
         )
         frame = t.frame.rename(columns={old.name: new.name for old, new in zip(t.dimensions, dims, strict=True)})

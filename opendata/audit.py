@@ -26,7 +26,7 @@ from scipy.optimize import linprog
 import disclosure
 from disclosure import Rules, conflicts, interval_intervals, primary_mask
 from disclosure.errors import Inconsistent, SolverFailed
-from opendata.aggregate import DimensionCodes
+from opendata.aggregate import MONTHS_PROPERTY, DimensionCodes, read_period
 from opendata.descriptor import DESCRIPTOR_FILE
 from opendata.errors import OpenDataError
 from opendata.indicators import Indicator, derive
@@ -91,18 +91,21 @@ class PackageAudit:
         }
 
 
-def _dimension(version_dir: Path, name: str, title: str) -> DimensionCodes:
+def _dimension(version_dir: Path, name: str, field: dict) -> DimensionCodes:
     h = pd.read_csv(version_dir / "hierarchies" / f"{name}.csv", dtype=str, keep_default_na=False)
     total = h.loc[h["parent"] == "", "code"].iloc[0]
-    return DimensionCodes(
-        name=name,
-        title=title,
-        description="",
-        codes=tuple(h["code"]),
-        labels=dict(zip(h["code"], h["label"], strict=True)),
-        parents=dict(zip(h["code"], h["parent"], strict=True)),
-        levels=dict(zip(h["code"], h["level"], strict=True)),
-        total=total,
+    return read_period(
+        DimensionCodes(
+            name=name,
+            title=field.get("title", name),
+            description="",
+            codes=tuple(h["code"]),
+            labels=dict(zip(h["code"], h["label"], strict=True)),
+            parents=dict(zip(h["code"], h["parent"], strict=True)),
+            levels=dict(zip(h["code"], h["level"], strict=True)),
+            total=total,
+        ),
+        field.get(MONTHS_PROPERTY),
     )
 
 
@@ -129,7 +132,7 @@ def read_published(version_dir: Path) -> tuple[dict, list[PublishedTable]]:
         frame = pd.read_parquet(Path(version_dir) / resource["path"].replace(".csv", ".parquet"))
         for d in dims:
             frame[d] = frame[d].astype(str)
-        dimensions = tuple(_dimension(Path(version_dir), d, fields[d].get("title", d)) for d in dims)
+        dimensions = tuple(_dimension(Path(version_dir), d, fields[d]) for d in dims)
         counts = frozenset(m for m in measures if fields[m].get("opendata:aggregate") == "count")
         tables.append(PublishedTable(descriptor["version"], resource["name"], dimensions, frame, measures, counts))
     return descriptor, tables

@@ -8,6 +8,8 @@ Heavy modules are imported inside each command so that ``opendata validate`` sta
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -74,13 +76,13 @@ def user_errors():
     except ValidationFailed:
         raise
     except OpenDataError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
     except Exception as exc:  # the disclosure engine's own errors, raised when used on its own
         from disclosure import DisclosureError
 
         if isinstance(exc, DisclosureError):
-            console.print(f"[bold red]disclosure error:[/] {exc}", highlight=False)
+            console.print(f"[bold red]disclosure error:[/] {escape(str(exc))}", highlight=False)
             sys.exit(1)
         raise
 
@@ -108,7 +110,30 @@ def print_problems(problems, total: int, as_json: bool) -> None:
         console.print(f"… and {total - MAX_PROBLEMS_SHOWN} more; use --json to see every problem")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Process(click.Group):
+    """The command group, which ends its process without tearing down native thread pools.
+
+    Arrow's and DuckDB's worker threads can still be alive when the interpreter destroys their
+    pools at exit, and ``std::terminate`` then aborts a command that has finished (exit -6,
+    "terminate called without an active exception", intermittent under load; apache/arrow#34314).
+    Every output is written and closed by then (temp directories renamed or removed, files closed by
+    their ``with``), so the process flushes its streams and leaves with the command's exit code."""
+
+    def main(self, *args, **kwargs):  # type: ignore[override]
+        try:
+            super().main(*args, **kwargs)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if isinstance(exc.code, str):
+                print(exc.code, file=sys.stderr)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+@click.group(cls=_Process, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="opendata")
 def main() -> None:
     """Turn employment-programme MI into disclosure-controlled, versioned open data.
@@ -1057,10 +1082,6 @@ def sync(source: str, mirror: Path, trust: Path, dry_run: bool, deadline: float,
     out.print(f"{summary.files_downloaded} file(s), {summary.bytes_downloaded:,} bytes, {summary.requests} request(s)")
 
 
-if __name__ == "__main__":
-    main()
-
-
 @main.group()
 def hub():
     """The comparative performance hub: organisations upload, the hub checks, protects and publishes.
@@ -1312,3 +1333,7 @@ def css_check(files: tuple[Path, ...], today: datetime | None, as_json: bool):
             found.add_row(f"[{colour}]{f.severity}[/]", f.stage or "(framework)", f.rule, escape(f.message))
         console.print(found)
     sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

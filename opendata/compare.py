@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from opendata.descriptor import finest_period, is_period
 from opendata.errors import OpenDataError
 from opendata.indicators import (
     LEVELS,
@@ -100,7 +101,7 @@ def _dimension_columns(frame: pd.DataFrame, strata: str = "") -> tuple[str, str]
     ``strata`` of a standardised indicator)."""
     levels = [c for c in frame.columns if c.endswith("_level")]
     dims = [c[: -len("_level")] for c in levels if c != f"{strata}_level"]
-    period = [d for d in dims if set(frame[d + "_level"].dropna()) <= {"month", "total"}]
+    period = [d for d in dims if is_period(set(frame[d + "_level"].dropna()))]
     entity = [d for d in dims if d not in period]
     if len(period) != 1 or len(entity) != 1:
         raise CompareError(f"compare needs a table of one entity dimension by month; this one has {', '.join(dims)}")
@@ -158,7 +159,8 @@ def compare(
         notes.append(f"published counts are rounded to base {base}; the intervals allow for it")
     if row["status"] == "c":
         notes.append("suppressed ([c]): a count it needs is hidden to protect people, so no value is shown")
-    trend = rows[(rows[dim] == entity) & (rows[when + "_level"] == "month")]
+    finest = finest_period(rows[when + "_level"].dropna())
+    trend = rows[(rows[dim] == entity) & (rows[when + "_level"] == finest)]
     trend = trend.rename(columns={when: "period"}).sort_values("period")
     return Comparison(
         indicator, entity, period, against, p0, row, peers.rename(columns={dim: "entity"}), trend, notes,

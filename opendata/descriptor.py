@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ CATALOG_FILE = "catalog.json"  # at the root of a release tree
 SIGNATURE_SUFFIX = ".sig"  # a detached signature: <file>.sig
 PARQUET_MEDIATYPE = "application/vnd.apache.parquet"
 STATUS_SUFFIX = "_status"
+PERIOD_LEVELS = ("year", "quarter", "month")  # calendar periods a period dimension has, coarsest first
 
 # GSS shorthand a published cell may carry instead of a number; status code -> label.
 MISSING_LABELS: dict[str, str] = {"c": "confidential", "z": "not applicable", "x": "not available"}
@@ -195,3 +197,15 @@ def markdown_text(text: Any) -> str:
     flat = " ".join(str(text).split()).replace("<", "&lt;").replace(">", "&gt;")
     out = "".join("\\" + ch if ch in MARKDOWN_PUNCTUATION else ch for ch in flat)
     return "\\" + out if out[:1] in "-+" and out else out
+
+
+def is_period(levels: Iterable[str]) -> bool:
+    """A dimension of calendar periods: its level names are months, quarters or years (and the total)."""
+    found = set(levels) - {"total"}
+    return bool(found) and found <= set(PERIOD_LEVELS)
+
+
+def finest_period(levels: Iterable[str]) -> str:
+    """The finest period level among ``levels`` (``month`` beside quarter subtotals): a trend's points."""
+    found = set(levels)
+    return next((lv for lv in reversed(PERIOD_LEVELS) if lv in found), "month")

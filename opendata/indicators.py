@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2, norm
 
+from opendata.descriptor import is_period
 from opendata.errors import OpenDataError
 
 LEVELS = (0.95, 0.998)
@@ -472,7 +473,7 @@ def derive(
     ``levels`` (code -> level); ``frame``: the table as published (codes, measures, statuses). The
     package writer and the audit both call this, so the audit can prove a package's ``indicators``
     resource holds nothing but these functions of its published cells."""
-    months = [d.name for d in dimensions if "month" in d.levels.values()]
+    months = [d.name for d in dimensions if is_period(d.levels.values())]
     dims = [d.name for d in dimensions]
     if len(months) != 1 or len(dims) not in (2, 3):
         return []

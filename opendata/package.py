@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from opendata.aggregate import DimensionCodes
+from opendata.aggregate import MONTHS_PROPERTY, DimensionCodes
 from opendata.descriptor import (
     ANNOTATIONS,
     CSV_DIALECT,
@@ -371,6 +371,8 @@ def _dimension_field(d: DimensionCodes) -> dict[str, Any]:
         field["description"] = d.description
     field["categories"] = [{"value": c, "label": d.labels.get(c, c)} for c in d.codes]
     field["constraints"] = {"required": True, "enum": list(d.codes)}
+    if d.period_levels and d.span:
+        field[MONTHS_PROPERTY] = {"from": d.span[0], "to": d.span[1]}
     return field
 
 

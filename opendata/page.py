@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from opendata.descriptor import MISSING_LABELS, parse_time
+from opendata.descriptor import MISSING_LABELS, finest_period, is_period, parse_time
 from opendata.versions import semver_key
 
 PAGE_FILE = "index.html"
@@ -155,10 +155,11 @@ def _headlines(version_dir: Path, d: dict[str, Any]) -> tuple[list[Series], str]
             continue
         dims = list(r["schema"]["primaryKey"])
         hierarchies = {dim: _hierarchy(version_dir, dim) for dim in dims}
-        months = [dim for dim, h in hierarchies.items() if any(level == "month" for _, level in h.values())]
+        months = [dim for dim, h in hierarchies.items() if is_period(level for _, level in h.values())]
         if len(months) != 1:
             continue
         period = months[0]
+        finest = finest_period(level for _, level in hierarchies[period].values())
         totals = {dim: next(c for c, (parent, _) in h.items() if parent == "") for dim, h in hierarchies.items()}
         fields = {f["name"]: f for f in r["schema"]["fields"]}
         labels = {c["value"]: c.get("label", c["value"]) for c in fields[period].get("categories", [])}
@@ -168,7 +169,7 @@ def _headlines(version_dir: Path, d: dict[str, Any]) -> tuple[list[Series], str]
         for m in measures:
             total = next((row[m] for row in rows if row[period] == totals[period]), "[x]")
             monthly = [(row[period], labels.get(row[period], row[period]), *_value(row[m])) for row in rows
-                       if row[period] != totals[period]]  # fmt: skip
+                       if hierarchies[period][row[period]][1] == finest]  # fmt: skip
             out.append(Series(m, fields[m].get("title", m), fields[m].get("opendata:unit", ""), *_value(total),
                               monthly[-MAX_SERIES:]))  # fmt: skip
         return out, r.get("title", r["name"])

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 import disclosure
-from opendata.aggregate import FREQ_SUFFIX, AggregatedTable, DimensionCodes
+from opendata.aggregate import FREQ_SUFFIX, AggregatedTable, DimensionCodes, period_codes, read_period
 from opendata.errors import ReleaseError
 from opendata.parallel import run_all
 from opendata.relations import CUMULATIVE, Relation, relation_rows
@@ -104,7 +104,10 @@ def rules_for(spec: DisclosureSpec) -> disclosure.Rules:
 def hierarchy(dim: DimensionCodes) -> disclosure.Hierarchy:
     codes = set(dim.codes)
     return disclosure.Hierarchy.from_parents(
-        dim.name, {c: p for c, p in dim.parents.items() if c != dim.total and c in codes}, total=dim.total
+        dim.name,
+        {c: p for c, p in dim.parents.items() if c != dim.total and c in codes},
+        total=dim.total,
+        headline_depth=max(1, len(dim.period_levels)),  # a national month under its quarter is headline
     )
 
 
@@ -116,12 +119,14 @@ PROVISIONAL_SUFFIX = "_provisional"
 class EarlierTable:
     """A table as an earlier version of the dataset published it: the attacker holds it too.
 
-    ``frame`` has the dimension codes and, per measure ``m``, ``m`` (<NA> when suppressed).
+    ``frame`` has the dimension codes and, per measure ``m``, ``m`` (<NA> when suppressed);
+    ``months`` the ``opendata:months`` of its period field, if it says (``read_period``).
     """
 
     version: str
     name: str
     frame: pd.DataFrame
+    months: Any = None
 
 
 def _truth_by_key(tables: Sequence[AggregatedTable], keys: Sequence[pd.Series], measure: str) -> pd.DataFrame:
@@ -147,19 +152,30 @@ def _earlier_dims(earlier: EarlierTable, base: AggregatedTable) -> list[Dimensio
         if column is None:
             return f"it has no column {d.name}"
         present = set(earlier.frame[column].astype(str))
-        if any(d.levels.get(c) == "month" for c in d.codes):
-            months = tuple(sorted(present - {d.total}))
-            levels = {d.total: "total"} | dict.fromkeys(months, "month")
-            dims.append(
-                replace(
-                    d, codes=(d.total, *months), parents={d.total: ""} | dict.fromkeys(months, d.total), levels=levels
-                )
-            )
+        if d.period_levels:  # its own periods over the months it covered
+            shown = replace(d, levels={c: lv for c, lv in d.levels.items() if c in present})
+            span = read_period(shown, earlier.months).span
+            months = pd.period_range(*span, freq="M").strftime("%Y-%m").tolist() if span else []
+            own = period_codes(months, d.period_levels, d.name, d.title, d.description, d.total, d.labels[d.total])
+            if set(own.codes) != present:
+                return f"its dimension {d.name} has other periods"
+            dims.append(own)
         elif present != set(d.codes):
             return f"its dimension {d.name} has other codes"
         else:
             dims.append(d)
     return dims
+
+
+def _descends(codes: pd.Series, ancestor: str, parents: dict[str, str]) -> np.ndarray:
+    """Which ``codes`` lie under ``ancestor`` in the tree of ``parents``."""
+    under = {}
+    for code in parents:
+        c = code
+        while c and c != ancestor:
+            c = parents[c]
+        under[code] = c == ancestor and code != ancestor
+    return codes.map(under).to_numpy(dtype=bool)
 
 
 REVISION_LAYERS = 4  # how far from the revised cells the earlier version's own values may differ
@@ -198,17 +214,23 @@ def _earlier_cells(base: AggregatedTable, earlier: EarlierTable, measure: str, t
     frame = shown[names]
     key = population_keys(tuple(dims), frame)
     rows = pd.concat([frame, truth.reindex(key.to_numpy()).reset_index(drop=True)], axis=1)
-    month = next((d for d in dims if "month" in d.levels.values()), None)
-    if month is not None:  # an earlier version's month total spans its own months: their sum
-        leaf = rows[month.name] != month.total
+    period = next((d for d in dims if d.period_levels), None)
+    if period is not None:  # an earlier version's total and part periods span its own months: sums
+        level = rows[period.name].map(period.levels)
+        leaf = (level == period.period_levels[-1]).to_numpy()
         if rows.loc[leaf, "v"].notna().all():
-            others = [n for n in names if n != month.name]
-            if others:
-                sums = rows[leaf].groupby(others, sort=False)[["v", "f"]].sum().reset_index()
-                at_total = rows.loc[~leaf, others].merge(sums, on=others, how="left")
-                rows.loc[~leaf, ["v", "f"]] = at_total[["v", "f"]].to_numpy()
-            else:
-                rows.loc[~leaf, ["v", "f"]] = rows.loc[leaf, ["v", "f"]].sum().to_numpy()
+            others = [n for n in names if n != period.name]
+            for code in period.codes:
+                if period.levels[code] == period.period_levels[-1]:
+                    continue
+                under = leaf & _descends(rows[period.name], code, period.parents)
+                at = (rows[period.name] == code).to_numpy()
+                if others:
+                    sums = rows[under].groupby(others, sort=False)[["v", "f"]].sum().reset_index()
+                    found = rows.loc[at, others].merge(sums, on=others, how="left")
+                    rows.loc[at, ["v", "f"]] = found[["v", "f"]].to_numpy()
+                else:
+                    rows.loc[at, ["v", "f"]] = rows.loc[under, ["v", "f"]].sum().to_numpy()
     if rows["v"].isna().any():
         return f"cells it holds are not in this release, e.g. {rows.loc[rows['v'].isna(), names].iloc[0].to_dict()}"
     return _Earlier(
@@ -431,14 +453,14 @@ def population_keys(dimensions: tuple[DimensionCodes, ...], frame: pd.DataFrame)
     parts = []
     for dim in dimensions:
         fragment = {}
-        months = [c for c in dim.codes if dim.levels.get(c) == "month"]
         for code in dim.codes:
+            if dim.period_levels:  # a period is who it counts, whatever the levels above it
+                fragment[code] = [] if dim.span is None and code == dim.total else [dim.period_key(code)]
+                continue
             path, c = [], code
             while c != dim.total:
                 path.append(f"{dim.levels[c]}={c}")
                 c = dim.parents[c]
-            if code == dim.total and months:
-                path.append(f"month={months[0]}..{months[-1]}")
             fragment[code] = path
         parts.append(frame[dim.name].map(fragment))
     keys = ["|".join(sorted(chain.from_iterable(row))) for row in zip(*parts, strict=True)]

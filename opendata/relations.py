@@ -101,7 +101,7 @@ def relation_rows(
     row = 0
     for table, key, bounds in zip(tables, keys, known, strict=True):
         names = [d.name for d in table.dimensions]
-        month = next((d for d in table.dimensions if "month" in d.levels.values()), None)
+        month = next((d for d in table.dimensions if d.period_levels), None)
         for rel in relations:
             if measure not in (rel.smaller, rel.larger):
                 continue
@@ -121,7 +121,7 @@ def relation_rows(
                 upper.append(bound[keep])
                 row += len(keep)
                 continue
-            leaf = (table.frame[month.name] != month.total).to_numpy()
+            leaf = (table.frame[month.name].map(month.levels) == month.period_levels[-1]).to_numpy()
             others = [n for n in names if n != month.name]
             frame = pd.DataFrame({"key": key.to_numpy()[leaf], "bound": bound[leaf]})
             parts = [table.frame.loc[leaf, n].astype(str) for n in others]  # str.cat: a row-wise join took seconds

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from opendata import tree
-from opendata.aggregate import MI_AHEAD, aggregate, held_back, mi_ahead_tables
+from opendata.aggregate import MI_AHEAD, MONTHS_PROPERTY, aggregate, held_back, mi_ahead_tables
 from opendata.calendar import Calendar, cutoff_for, load_calendar, until_month
 from opendata.content import PackageContent
 from opendata.diff import check_version, diff, next_version
@@ -70,7 +70,9 @@ def _earlier_tables(series_roots: Sequence[Path], name: str) -> list[EarlierTabl
         series = Path(root) / name
         for version in tree.versions(series):
             content = PackageContent.from_path(series / version)
-            out += [EarlierTable(version, r.name, r.rows) for r in content.resources.values()]
+            for r in content.resources.values():
+                months = next((f[MONTHS_PROPERTY] for f in r.fields if MONTHS_PROPERTY in f), None)
+                out.append(EarlierTable(version, r.name, r.rows, months))
     return out
 
 

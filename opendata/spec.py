@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from opendata.descriptor import PERIOD_LEVELS
 from opendata.errors import SpecError
 
 SCHEMA_FILE = "release-spec.schema.json"
@@ -104,6 +105,8 @@ class DimensionSpec:
     codelist: CodeList | None
     total_code: str = "Total"
     total_label: str = "Total"
+    # a period dimension's levels from the top down, the finest last: ("month",), ("quarter", "month")
+    period_levels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,7 @@ def schema_message(error: jsonschema.ValidationError) -> str:
         allowed = ", ".join(repr(v) for v in error.validator_value)
         return f"{where}: {error.instance!r} is not allowed; expected one of {allowed}"
     if error.validator == "oneOf" and isinstance(error.instance, dict):
-        return f"{where}: a dimension needs either 'period: month' or both 'levels' and 'codelist'"
+        return f"{where}: a dimension needs either 'period' (month, quarter or year) or both 'levels' and 'codelist'"
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
     hint = f" ({description})" if description else ""
     return f"{where}: {error.message}{hint}"
@@ -294,6 +297,35 @@ def _within_days(raw: dict | None, where: str, names: list[str], fields: list) -
             raise SpecError(f"{where}.overrides: {', '.join(unknown)} not codes of {by}")
     overrides = tuple(sorted(overrides.items()))
     return WithinDays(raw["limit"], raw["unit"], raw.get("nation"), by, overrides, raw.get("counts", "within"))
+
+
+def period_levels(where: str, raw: str | list[str]) -> tuple[str, ...]:
+    """A period dimension's levels from the top down (``month`` alone, or ``[quarter, month]``)."""
+    levels = (raw,) if isinstance(raw, str) else tuple(raw)
+    if list(levels) != sorted(levels, key=PERIOD_LEVELS.index):
+        raise SpecError(f"{where}: levels go from the coarsest down ({', '.join(PERIOD_LEVELS)}), not {list(levels)}")
+    return levels
+
+
+def _check_period_links(tables: list[TableSpec], dimensions: dict[str, DimensionSpec]) -> None:
+    """Tables that publish a measure by periods of different lengths share cells only through a
+    level both hold: a month table beside a quarter table must show quarter subtotals, or the
+    quarters (sums of months) are outside the linked system and differencing them is not protected."""
+    finest: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for t in tables:
+        levels = next((dimensions[d].period_levels for d in t.dimensions if dimensions[d].period), None)
+        for m in t.measures:
+            if levels:
+                finest.setdefault(m, []).append((t.name, levels))
+    for m, held in finest.items():
+        for name, levels in held:
+            for other, theirs in held:
+                leaf = theirs[-1]
+                if PERIOD_LEVELS.index(leaf) < PERIOD_LEVELS.index(levels[-1]) and leaf not in levels:
+                    raise SpecError(
+                        f"tables: {name} publishes {m} by {levels[-1]} and {other} by {leaf}; give {name}'s period the "
+                        f"{leaf} level too (e.g. period: [{leaf}, {levels[-1]}]) so the two share their {leaf} cells"
+                    )
 
 
 def load_spec(path: str | Path) -> ReleaseSpec:
@@ -383,6 +415,7 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
             title=d["title"],
             description=d.get("description", ""),
             period="period" in d,
+            period_levels=period_levels(f"dimensions[{i}].period", d["period"]) if "period" in d else (),
             levels=levels,
             codelist=codelist(d["codelist"]) if "codelist" in d else None,
             total_code=total.get("code", "Total"),
@@ -442,6 +475,7 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
         )
     if len({t.name for t in tables}) != len(tables):
         raise SpecError("tables: table names must be unique")
+    _check_period_links(tables, dimensions)
     indicators = tuple(IndicatorSpec(**i) for i in raw.get("indicators", ()))
     for i, ind in enumerate(indicators):
         for role in ("numerator", "denominator"):
@@ -490,7 +524,7 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
             known = next((d for d in raw["dimensions"] if d["name"] == dim), None)
             if known is None:
                 raise SpecError(f"disclosure.must_publish: {dim!r} is not a dimension of this spec")
-            own = {"total", *known.get("levels", ()), *(["month"] if known.get("period") else [])}
+            own = {"total", *known.get("levels", ()), *dimensions[dim].period_levels}
             bad = [level for level in wanted if level not in own]
             if bad:
                 raise SpecError(f"disclosure.must_publish: {bad} are not levels of {dim} (levels: {sorted(own)})")

@@ -61,6 +61,7 @@ class Table:
     parents: dict[str, dict[str, str]]
     measures: list[str]
     time_dim: str | None = None
+    months: tuple[str, str] | None = None  # the first and last month of the version's data
 
     def canonical(self) -> pd.DataFrame:
         """Per row: ``area``, ``pg`` and ``month`` of the canonical key (``month`` of a total: ``Σ`` + span)."""
@@ -71,7 +72,7 @@ class Table:
             codes = self.frame[dim]
             is_root = codes.map(parent).eq("")
             if dim == self.time_dim:
-                out["month"] = codes.where(~is_root, month_span_label(leaves(parent)))
+                out["month"] = codes.map(lambda c, parent=parent: period_label(c, parent, self.months))
             elif dim in AREA_DIMS:
                 out["area"] = codes.where(~is_root, ROOT_AREA)
             elif dim in PG_DIMS:
@@ -79,6 +80,35 @@ class Table:
             else:
                 raise NotImplementedError(f"dimension {dim} has no canonical role")
         return out
+
+
+def period_label(code: str, parent: dict[str, str], months: tuple[str, str] | None) -> str:
+    """A month code as itself; any other period code (the total, a quarter, a year) as ``Σ`` and the
+    months under it that the data covers, so a quarter of one table and the quarter subtotal of
+    another are one quantity."""
+    if len(code) == 7 and code[4] == "-" and code[5:].isdigit():
+        return code
+    has_child = set(parent.values())
+    under = [c for c in parent if c not in has_child and _under(c, code, parent)] if code in has_child else [code]
+    found = set()
+    for leaf in under:
+        if len(leaf) == 7 and leaf[5:].isdigit():
+            found.add(leaf)
+            continue
+        year = int(leaf[:4])
+        first, count = (1, 12) if len(leaf) == 4 else (3 * int(leaf[-1]) - 2, 3)
+        found |= {f"{year}-{m:02d}" for m in range(first, first + count)}
+    if months is not None:
+        found = {m for m in found if months[0] <= m <= months[1]}
+    return month_span_label(found)
+
+
+def _under(code: str, ancestor: str, parent: dict[str, str]) -> bool:
+    while code:
+        if code == ancestor:
+            return True
+        code = parent.get(code, "")
+    return False
 
 
 def leaves(parent: dict[str, str]) -> list[str]:
@@ -102,9 +132,13 @@ def load_version(path: str | Path) -> list[Table]:
     descriptor = json.loads((path / "datapackage.json").read_text())
     version = descriptor["version"]
     hier: dict[str, dict[str, str]] = {}
+    periods: set[str] = set()
     for csv in sorted((path / "hierarchies").glob("*.csv")):
         h = pd.read_csv(csv, dtype=str, keep_default_na=False)
         hier[csv.stem] = dict(zip(h["code"], h["parent"], strict=True))
+        levels = set(h["level"]) - {""}  # hand-made packages may leave the levels out: then by name
+        if (levels and levels <= {"total", "month", "quarter", "year"}) or (not levels and "month" in csv.stem):
+            periods.add(csv.stem)
     tables = []
     for resource in descriptor["resources"]:
         rpath = resource.get("path", "")
@@ -122,10 +156,15 @@ def load_version(path: str | Path) -> list[Table]:
             frame[m] = frame[m].astype("float64")
             status = f"{m}_status"
             frame[status] = frame[status].astype(object).where(frame[status].notna(), "") if status in frame else ""
-        time_dim = next((d for d in dims if "month" in d), None)  # month, month_provisional, referral_month
+        time_dim = next((d for d in dims if d in periods), None)  # month, month_provisional, quarter, ...
+        field = next((f for f in resource["schema"].get("fields", []) if f["name"] == time_dim), {})
+        span = field.get("opendata:months")
         tables.append(
-            Table(version, name, dims, frame.reset_index(drop=True), {d: hier[d] for d in dims}, measures, time_dim)
-        )
+            Table(
+                version, name, dims, frame.reset_index(drop=True), {d: hier[d] for d in dims}, measures, time_dim,
+                (span["from"], span["to"]) if span else None,
+            )
+        )  # fmt: skip
     return tables
 
 
@@ -583,8 +622,11 @@ def true_tables(records: pd.DataFrame, tables: Sequence[Table]) -> dict[str, dic
                 {"_v": rec[value] if value else 1, "_f": (rec[value] > 0).astype(int) if value else 1}, index=rec.index
             )
             for dim in t.dims:
-                if dim == t.time_dim:
-                    leaf[dim] = rec[date].str[:7]
+                if dim == t.time_dim:  # the month, or the quarter of tables by quarter
+                    month = rec[date].str[:7]
+                    quarter = month.str[:4] + "-Q" + ((month.str[5:7].astype(int) + 2) // 3).astype(str)
+                    by_month = any(len(c) == 7 and c[5:].isdigit() for c in t.parents[dim])
+                    leaf[dim] = month if by_month else quarter
                 elif dim == "provider":
                     leaf[dim] = rec["subcontractor"]
                 else:

@@ -154,3 +154,12 @@ def test_one_name_per_thing_old_spellings_say_the_new_one(tmp_path: Path) -> Non
     ):
         run = opendata(*args)
         assert run.returncode == 2 and new in run.stderr and "Traceback" not in run.stderr
+
+
+def test_an_error_naming_markup_is_printed_as_text_not_a_traceback(tmp_path: Path) -> None:
+    """A path or value shaped like console markup (``[/bold]``) once crashed the error printer with
+    a MarkupError traceback, and ``[quarter, month]`` in a message vanished; both are text now."""
+    run = opendata("validate", tmp_path / "[/bold]missing.yaml", tmp_path / "mi.csv")
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert "[/bold]missing.yaml does not exist" in run.stderr

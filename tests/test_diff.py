@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from tiny_spec import write_tiny_spec
 
-from opendata.aggregate import hierarchy_codes, month_codes
+from opendata.aggregate import hierarchy_codes, period_dimension
 from opendata.changelog import append_changelog, changelog_entry
 from opendata.content import PackageContent
 from opendata.diff import bump, check_version, diff, next_version, render_text, resolve
@@ -40,7 +40,7 @@ def _leaf(measure: str, month: str, provider: str) -> int:
 
 def make_tables(spec: ReleaseSpec, months: list[str] = MONTHS) -> list[ProtectedTable]:
     """Both tables on the full grid with every total the sum of its leaves; nothing suppressed."""
-    month = month_codes(months, spec.dimensions["month"])
+    month = period_dimension(months, spec.dimensions["month"])
     provider = hierarchy_codes(spec.dimensions["provider"])
 
     def under(code: str, leaf: str) -> bool:

@@ -19,7 +19,7 @@ import pytest
 from tiny_spec import write_tiny_spec
 
 import opendata
-from opendata.aggregate import hierarchy_codes, month_codes
+from opendata.aggregate import hierarchy_codes, period_dimension
 from opendata.catalog import write_catalog
 from opendata.load import IntegrityError, LoadedPackage, LoadError, duckdb_connect, load_package
 from opendata.package import write_package
@@ -58,7 +58,7 @@ def _sdc(cells: int) -> dict:
 
 
 def make_tables(spec: ReleaseSpec, shift: int = 0, months: tuple[str, ...] = ("2024-01", "2024-02")) -> list:
-    month = month_codes(list(months), spec.dimensions["month"])
+    month = period_dimension(list(months), spec.dimensions["month"])
     provider = hierarchy_codes(spec.dimensions["provider"])
     grid = pd.MultiIndex.from_product([month.codes, provider.codes], names=["month", "provider"]).to_frame(index=False)
     grid["referrals"] = [10 * (i + 1) + shift for i in range(len(grid))]

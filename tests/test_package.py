@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from tiny_spec import write_tiny_spec
 
-from opendata.aggregate import hierarchy_codes, month_codes
+from opendata.aggregate import hierarchy_codes, period_dimension
 from opendata.descriptor import PackageInfo, package_id
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.package import write_package
@@ -46,7 +46,7 @@ def _sdc(cells: int, primary: int, secondary: int) -> dict:
 
 def make_tables(spec: ReleaseSpec) -> list[ProtectedTable]:
     """Two hand-built protected tables on the full grid, with a few suppressed cells."""
-    month = month_codes(["2024-01", "2024-02"], spec.dimensions["month"])
+    month = period_dimension(["2024-01", "2024-02"], spec.dimensions["month"])
     provider = hierarchy_codes(spec.dimensions["provider"])
     t1, t2 = spec.tables
     grid = pd.MultiIndex.from_product([month.codes, provider.codes], names=["month", "provider"])

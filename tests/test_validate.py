@@ -679,9 +679,9 @@ def test_dates_outside_the_plausible_range_are_named_before_any_aggregation(spec
 
 
 def test_a_month_dimension_longer_than_a_century_is_refused(spec):
-    from opendata.aggregate import MAX_MONTHS, month_codes
+    from opendata.aggregate import MAX_MONTHS, period_dimension
 
     month = spec.dimensions["month"]
-    assert len(month_codes(["2011-06", "2013-05"], month).codes) == 25
+    assert len(period_dimension(["2011-06", "2013-05"], month).codes) == 25
     with pytest.raises(InputError, match=f"more than {MAX_MONTHS:,}"):
-        month_codes(["2011-06", "9999-12"], month)
+        period_dimension(["2011-06", "9999-12"], month)

@@ -1,0 +1,207 @@
+"""Quarters and years: period dimensions coarser than a month, and months with quarter subtotals.
+
+A subcontractor by month is finer than the data supports (most of its cells are below the
+threshold); by quarter it is not. A quarter table beside a month table is only safe if the two share
+their quarter cells (the month table shows quarter subtotals), so the engine links them; these tests
+check the codes, the population keys, the spec's refusal of an unlinked pair, and a release of the
+sample by quarter end to end: valid, audited by the public audit, and attacked independently.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import frictionless
+import numpy as np
+import pandas as pd
+import pytest
+from independent_attacker import build_model, load_version, primary_vars, read_mi, true_tables
+
+from opendata.aggregate import period_codes
+from opendata.errors import SpecError
+from opendata.protection import population_keys
+from opendata.spec import load_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+NAME = "work-programme-subcontractor-mi"
+LATE = ("--late", "--reason", "tests release after the release time")
+
+
+def quarter_spec(work: Path, months_with_quarters: bool = True) -> Path:
+    """The shipped spec with subcontractors by quarter, beside CPA x month (with quarter subtotals
+    unless ``months_with_quarters`` is False) and the cohorts by quarter of referral."""
+    specs = work / "specs"
+    shutil.copytree(ROOT / "specs", specs)
+    path = specs / "work-programme.yaml"
+    text = path.read_text()
+    month = "    period: month\n    total: {code: Total, label: All months in this release}\n"
+    assert month in text
+    quarter = "[quarter, month]" if months_with_quarters else "month"
+    text = text.replace(
+        month,
+        f"    period: {quarter}\n    total: {{code: Total, label: All months in this release}}\n"
+        "  - name: quarter\n    title: Quarter\n    description: Calendar quarter of each event.\n"
+        "    period: quarter\n    total: {code: Total, label: All quarters in this release}\n",
+    )
+    text = text.replace("    dimensions: [month, provider]\n", "    dimensions: [quarter, provider]\n")
+    text = text.replace("  - name: provider-by-month\n", "  - name: provider-by-quarter\n")
+    text = text.replace(
+        "      months its measures name.\n    period: month\n", "      months its measures name.\n    period: quarter\n"
+    )
+    path.write_text(text)
+    return path
+
+
+def opendata(*args) -> subprocess.CompletedProcess:
+    run = subprocess.run([sys.executable, "-m", "opendata.cli", *map(str, args)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr + run.stdout
+    return run
+
+
+def test_quarters_over_months_label_a_part_quarter_and_key_periods_by_who_they_count():
+    months = ["2011-06", "2011-07", "2011-08", "2011-09", "2011-10"]
+    dim = period_codes(months, ("quarter", "month"), "month", "Month", "", "Total", "All months")
+    assert dim.codes == (
+        "Total",
+        "2011-Q2",
+        "2011-06",
+        "2011-Q3",
+        "2011-07",
+        "2011-08",
+        "2011-09",
+        "2011-Q4",
+        "2011-10",
+    )
+    assert dim.parents["2011-07"] == "2011-Q3" and dim.parents["2011-Q3"] == "Total"
+    assert dim.levels["2011-Q3"] == "quarter" and dim.levels["2011-10"] == "month"
+    assert dim.labels["2011-Q3"] == "July to September 2011"
+    assert dim.labels["2011-Q2"] == "April to June 2011 (part: June 2011 only)"
+    assert dim.labels["2011-Q4"] == "October to December 2011 (part: October 2011 only)"
+    frame = pd.DataFrame({"month": list(dim.codes)})
+    keys = population_keys((dim,), frame).tolist()
+    assert keys == [
+        "month=2011-06..2011-10",
+        "quarter=2011-Q2[2011-06..2011-06]",
+        "month=2011-06",
+        "quarter=2011-Q3",
+        "month=2011-07",
+        "month=2011-08",
+        "month=2011-09",
+        "quarter=2011-Q4[2011-10..2011-10]",
+        "month=2011-10",
+    ]
+
+
+def test_a_table_by_quarter_keeps_a_first_part_quarter_and_drops_an_unfinished_last_one():
+    months = pd.period_range("2011-06", "2012-05", freq="M").strftime("%Y-%m").tolist()
+    dim = period_codes(months, ("quarter",), "quarter", "Quarter", "", "Total", "All quarters")
+    assert dim.codes == ("Total", "2011-Q2", "2011-Q3", "2011-Q4", "2012-Q1")  # 2012-Q2 has two months of three
+    assert dim.span == ("2011-06", "2012-03")
+    frame = pd.DataFrame({"quarter": list(dim.codes)})
+    assert population_keys((dim,), frame).tolist()[:2] == [
+        "month=2011-06..2012-03",
+        "quarter=2011-Q2[2011-06..2011-06]",
+    ]
+    years = period_codes(months, ("year",), "year", "Year", "", "Total", "All years")
+    assert years.codes == ("Total", "2011") and years.labels["2011"] == "2011 (part: June to December 2011 only)"
+
+
+def test_a_quarter_table_beside_months_without_quarter_subtotals_is_refused(tmp_path):
+    spec = quarter_spec(tmp_path, months_with_quarters=False)
+    with pytest.raises(
+        SpecError, match=r"cpa-payment-group-by-month publishes referrals by month and provider-by-quarter by quarter"
+    ):
+        load_spec(spec)
+
+
+def test_period_levels_must_go_from_the_coarsest_down(tmp_path):
+    spec = quarter_spec(tmp_path)
+    spec.write_text(spec.read_text().replace("period: [quarter, month]", "period: [month, quarter]"))
+    with pytest.raises(SpecError, match="coarsest down"):
+        load_spec(spec)
+
+
+@pytest.fixture(scope="module")
+def by_quarter(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """Seven months of MI (June to December 2011) released by quarter, then ten months as 1.1.0."""
+    work = tmp_path_factory.mktemp("quarters")
+    spec = quarter_spec(work)
+    opendata("sample", "--out", work / "mi", "--rows", 3000, "--months", 10, "--seed", 5, "--format", "csv", "-q")
+    full = pd.read_csv(work / "mi" / "work-programme-mi.csv", dtype=str, keep_default_na=False)
+    first = work / "first" / "work-programme-mi.csv"
+    first.parent.mkdir()
+    early = full[full["referral_date"] < "2012-01-01"].copy()
+    for col in ("attachment_date", "action_plan_date", "job_start_date", "job_outcome_date"):
+        early.loc[early[col] >= "2012-01-01", col] = ""
+    early.loc[early["job_outcome_date"] == "", "sustainment_payments"] = "0"
+    early.to_csv(first, index=False)
+    out = work / "releases"
+    opendata("release", spec, first, "--out", out, "--release-time", "2026-11-12T09:30:00+00:00", *LATE, "-q")
+    opendata("publish", "--out", out, "-q")
+    opendata("release", spec, work / "mi" / "work-programme-mi.csv", "--out", out,
+             "--release-time", "2026-11-26T09:30:00+00:00", *LATE, "-q")  # fmt: skip
+    opendata("publish", "--out", out, "-q")
+    return first, work / "mi" / "work-programme-mi.csv", out / NAME
+
+
+@pytest.mark.slow
+def test_a_release_by_quarter_is_valid_linked_and_audited(by_quarter):
+    series = by_quarter[2]
+    version = series / "1.0.0"
+    assert frictionless.validate(version / "datapackage.json").valid
+    quarters = pd.read_csv(version / "data" / "provider-by-quarter.csv", dtype=str, keep_default_na=False)
+    assert sorted(set(quarters["quarter"])) == ["2011-Q2", "2011-Q3", "2011-Q4", "Total"]
+    months = pd.read_csv(version / "data" / "cpa-payment-group-by-month.csv", dtype=str, keep_default_na=False)
+    assert {"2011-Q3", "2011-07"} <= set(months["month"])
+    # the same quarter, national, in both tables: one cell, one status, one value
+    national = quarters[quarters["provider"] == "Total"].set_index("quarter")
+    sub = months[(months["cpa"] == "Total") & (months["payment_group"] == "Total")].set_index("month")
+    for q in ("2011-Q3", "2011-Q4"):
+        assert national.loc[q, "referrals"] == sub.loc[q, "referrals"]
+    descriptor = json.loads((version / "datapackage.json").read_text())
+    field = next(
+        f
+        for r in descriptor["resources"]
+        if r["name"] == "provider-by-quarter"
+        for f in r["schema"]["fields"]
+        if f["name"] == "quarter"
+    )
+    assert field["opendata:months"] == {"from": "2011-06", "to": "2011-12"}
+    run = opendata("audit", version)
+    assert "audit passed" in run.stdout
+
+
+@pytest.mark.slow
+def test_the_next_version_by_quarter_links_the_earlier_quarters(by_quarter):
+    _, _, series = by_quarter
+    descriptor = json.loads((series / "1.1.0" / "datapackage.json").read_text())
+    audit = descriptor["opendata:disclosure"]["tables"]["provider-by-quarter"]["referrals"]["audit"]
+    linked = {(v["table"], v["version"]) for v in audit["earlier_versions"]}
+    assert ("provider-by-quarter", "1.0.0") in linked and ("cpa-payment-group-by-month", "1.0.0") in linked
+    assert not audit.get("earlier_not_linked"), audit.get("earlier_not_linked")
+    mi = series.parent.parent / "mi" / "work-programme-mi.csv"
+    spec = series.parent.parent / "specs" / "work-programme.yaml"
+    run = opendata("audit", series / "1.1.0", "--previous", series / "1.0.0", "--spec", spec, "--mi", mi)
+    assert "audit passed" in run.stdout
+
+
+@pytest.mark.slow
+def test_an_independent_attacker_narrows_no_primary_across_quarters_and_months(by_quarter):
+    """Both versions, all their tables, rounding intervals, the quarters of one table the sums of the
+    months of another: no primary cell (true frequency 1..9) narrower than 10."""
+    first, full, series = by_quarter
+    tables = load_version(series / "1.0.0") + load_version(series / "1.1.0")
+    model = build_model(tables, relations=False)
+    truths = true_tables(read_mi([first]), [t for t in tables if t.version == "1.0.0"])
+    truths |= true_tables(read_mi([full]), [t for t in tables if t.version == "1.1.0"])
+    truth, clashes = model.truth_vector(truths)
+    assert not clashes, clashes[:5]
+    targets = primary_vars(model, truths)
+    targets = targets[np.linspace(0, len(targets) - 1, min(300, len(targets))).round().astype(int)]
+    intervals = model.intervals(np.unique(targets), seed=truth)
+    narrow = intervals[intervals["width"] < 10]
+    assert narrow.empty, [model.describe(v) for v in narrow["var"][:10]]
