@@ -236,17 +236,27 @@ def observed_months(
 
 def held_back(spec: ReleaseSpec, mi: pa.Table, until: str) -> dict[str, dict[str, int]]:
     """Per measure, what falls in months after the cut-off, by month: reported, never dropped silently.
-    For a cohort measure, the cohorts not yet complete (``mature_until``) are held back too."""
+    So are the months after the last whole quarter (or year) of a release with tables by quarter
+    (``whole_periods``), and, for a cohort measure, the cohorts not yet complete (``mature_until``)."""
     con = duckdb.connect()
     con.register("mi", mi)
     out: dict[str, dict[str, int]] = {}
-    months = observed_months(con, spec, until)
+    months, until = whole_periods(spec, observed_months(con, spec, until), until)
     con.register("mi", with_elapsed(spec, mi, observed_months(con, spec)[-1] if months else None))
     for m in spec.measures.values():
         month = _period_sql(spec, m.period)
         value, _ = _value_sql(spec, m)
-        # a cohort is held back until complete: from 12 months (say) before the data's last month
-        after = mature_until(months[-1], m.cohort_months) if m.cohort_months and months else until
+        # a cohort is held back until complete: from 12 months (say) before the data's last month,
+        # and, in a table by quarter, until its quarter's cohorts are all complete
+        after = until
+        if m.cohort_months and months:
+            after = mature_until(months[-1], m.cohort_months)
+            for t in spec.tables:
+                leaf = next(
+                    (spec.dimensions[d].period_levels[-1] for d in t.dimensions if spec.dimensions[d].period), None
+                )
+                if m.name in t.measures and leaf:
+                    after = min(after, whole_until(after, leaf))
         rows = con.execute(
             f"SELECT {month} AS month, {value} FROM mi WHERE \"{m.period}\" IS NOT NULL AND {month} > '{after}' "
             "GROUP BY ALL ORDER BY month"
@@ -354,7 +364,7 @@ def aggregate(
     """
     con = duckdb.connect()
     con.register("mi", mi)
-    months = observed_months(con, spec, until, since)
+    months, until = whole_periods(spec, observed_months(con, spec, until, since), until)
     con.register("mi", with_elapsed(spec, mi, months[-1] if months else None))
     out = []
     for table in spec.tables:
@@ -364,8 +374,6 @@ def aggregate(
             if since or not months:
                 continue  # cohorts after the cut-off are never complete: no table ahead
             table_until = mature_until(months[-1], window)  # the data's last month (on or before the cut-off)
-            period = next(spec.measures[m].period for m in table.measures)
-            table = replace(table, description=_cohort_note(table.description, period, table_until, window))
         table_months = [m for m in months if table_until is None or m <= table_until]
         if window and not table_months:
             continue  # no cohort is complete yet: the table appears with the first one
@@ -382,6 +390,9 @@ def aggregate(
                 continue  # no whole period yet: the table appears with the first one
             table_until = period.span[1]
             table_since = (pd.Period(period.span[0], freq="M") - 1).strftime("%Y-%m")
+        if window:  # says which cohorts it holds: up to the last whole period whose follow-up is complete
+            field = next(spec.measures[m].period for m in table.measures)
+            table = replace(table, description=_cohort_note(table.description, field, table_until, window))
         grid = pd.MultiIndex.from_product([list(d.codes) for d in dims], names=[d.name for d in dims])
         frame = pd.DataFrame(index=grid)
         measures = tuple(spec.measures[m] for m in table.measures)
@@ -399,6 +410,31 @@ def aggregate(
         out.append(AggregatedTable(table, dims, measures, frame))
     con.close()
     return out
+
+
+def whole_periods(spec: ReleaseSpec, months: list[str], until: str | None) -> tuple[list[str], str | None]:
+    """The months a release publishes, and its last: up to the end of the last whole period of its
+    coarsest table (a release with tables by quarter ends at a quarter's end; the months after are
+    held back until their quarter is whole). Every table then spans the same months, so no table's
+    total differs from another's by a part period, a difference anyone could take from the two."""
+    leaves = [
+        spec.dimensions[d].period_levels[-1]
+        for t in spec.tables
+        if not any(spec.measures[m].cohort_months for m in t.measures)
+        for d in t.dimensions
+        if spec.dimensions[d].period
+    ]
+    if not months or not leaves:
+        return months, until
+    end = whole_until(months[-1], min(leaves, key=PERIOD_LEVELS.index))
+    return [m for m in months if m <= end], end
+
+
+def whole_until(month: str, level: str) -> str:
+    """The last month, on or before ``month``, that ends a whole period at ``level``."""
+    if months_in(period_of(month, level), level)[-1] == month:
+        return month
+    return (pd.Period(months_in(period_of(month, level), level)[0], freq="M") - 1).strftime("%Y-%m")
 
 
 def mature_until(end: str, window: int) -> str:

@@ -547,22 +547,29 @@ def _relations(tables: Sequence[Table], index: dict[tuple, int]) -> tuple[list[d
         mine = [t for t in tables if t.version == version]
         cells: set[tuple[str, str]] = set()
         months: set[str] = set()
+        quarters: set[str] = set()  # the leaves of tables by quarter, as their Σ labels
         for t in mine:
             canon = t.canonical()
             leaf = ~canon["month"].str.startswith("Σ")
             cells |= set(zip(canon["area"], canon["pg"], strict=True))
             months |= set(canon.loc[leaf, "month"])
-        months_sorted = sorted(months)
+            if t.time_dim and not leaf.any():
+                parents = t.parents[t.time_dim]
+                is_leaf = ~t.frame[t.time_dim].isin(set(parents.values())).to_numpy()
+                quarters |= set(canon.loc[is_leaf, "month"])
+        # running sums over the months, and over the quarters of tables by quarter
+        sequences = [sorted(months), sorted(quarters, key=lambda s: min(span_of(s)))]
         for a, p in sorted(cells):
             for small, large in CUMULATIVE:
-                prev = None
-                for mon in months_sorted:
-                    js, jl = var(version, (small, a, p, mon)), var(version, (large, a, p, mon))
-                    if js is None or jl is None:
-                        break
-                    steps.append((prev, js, jl))
-                    prev = len(steps) - 1
-            for mon in [*months_sorted, *spans]:
+                for periods in sequences:
+                    prev = None
+                    for mon in periods:
+                        js, jl = var(version, (small, a, p, mon)), var(version, (large, a, p, mon))
+                        if js is None or jl is None:
+                            break
+                        steps.append((prev, js, jl))
+                        prev = len(steps) - 1
+            for mon in [*sorted(months), *spans]:
                 for measure, bound, factor in PER_CELL:
                     js, jb = var(version, (measure, a, p, mon)), var(version, (bound, a, p, mon))
                     if js is not None and jb is not None:

@@ -205,3 +205,22 @@ def test_an_independent_attacker_narrows_no_primary_across_quarters_and_months(b
     intervals = model.intervals(np.unique(targets), seed=truth)
     narrow = intervals[intervals["width"] < 10]
     assert narrow.empty, [model.describe(v) for v in narrow["var"][:10]]
+
+
+def test_a_release_with_tables_by_quarter_ends_at_a_quarters_end_and_reports_the_months_after(tmp_path):
+    """Eight months of MI (June 2011 to January 2012): every table, the monthly ones too, ends in
+    December, so no table's total differs from another's by a part quarter (a difference anyone
+    could take); January is held back, and reported, until its quarter is whole."""
+    from opendata.aggregate import aggregate, held_back
+    from opendata.sample import write_sample
+    from opendata.validate import validate
+
+    [path] = write_sample(tmp_path / "mi", 2000, 7, months=8, formats=("csv",))
+    spec = load_spec(quarter_spec(tmp_path))
+    mi = validate(spec, [path]).table
+    tables = {t.spec.name: t for t in aggregate(spec, mi)}
+    assert tables["provider-by-quarter"].dimensions[0].span == ("2011-06", "2011-12")
+    assert tables["cpa-payment-group-by-month"].dimensions[0].span == ("2011-06", "2011-12")
+    assert "2012-01" not in tables["cpa-payment-group-by-month"].dimensions[0].codes
+    held = held_back(spec, mi, "2026-06")
+    assert set(held["referrals"]) == {"2012-01"} and held["referrals"]["2012-01"] > 0
