@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from opendata.descriptor import PERIOD_LEVELS
+from opendata.descriptor import PERIOD_LEVELS, is_period
 from opendata.errors import InputError
-from opendata.spec import DimensionSpec, MeasureSpec, ReleaseSpec, TableSpec
+from opendata.spec import DimensionSpec, MeasureSpec, ReleaseSpec, TableSpec, table_period
 from opendata.workdays import elapsed
 
 FREQ_SUFFIX = "_freq"
@@ -43,7 +43,7 @@ class DimensionCodes:
         """Who a period code counts, as a population key part: ``month=2012-01``, ``quarter=2012-Q1``;
         a period the table shows in part names the months it shows, the total the months it spans.
         The same text in two tables (or versions) means the same people, whatever the levels above."""
-        assert self.span is not None or code != self.total
+        assert self.span is not None, "a period dimension with codes has months"
         if code == self.total:
             return f"month={self.span[0]}..{self.span[1]}"
         level = self.levels[code]
@@ -122,10 +122,8 @@ def period_codes(
             "give the date fields a plausible minimum and maximum in the spec so the rows are named"
         )
     span = pd.period_range(min(months), max(months), freq="M").strftime("%Y-%m").tolist() if months else []
-    leaf = levels[-1]
-    if leaf != "month" and span and months_in(period_of(span[-1], leaf), leaf)[-1] != span[-1]:
-        unfinished = period_of(span[-1], leaf)  # the last period whole: later months would change it
-        span = [m for m in span if period_of(m, leaf) != unfinished]
+    if span:  # the last period whole: later months would change it
+        span = [m for m in span if m <= whole_until(span[-1], levels[-1])]
     codes, parents, level_of, shown = [total], {total: ""}, {total: "total"}, {}
     for month in span:
         parent = total
@@ -159,9 +157,9 @@ def read_period(dim: DimensionCodes, months: Any = None) -> DimensionCodes:
     field's ``opendata:months`` (``{"from": "2011-06", "to": "2013-03"}``), the only record of a
     first period the data covers in part; without it (packages from before quarters), the months
     of its finest codes."""
-    levels = tuple(lv for lv in PERIOD_LEVELS if lv in dim.levels.values())
-    if not levels:
+    if not is_period(dim.levels.values()):
         return dim
+    levels = tuple(lv for lv in PERIOD_LEVELS if lv in dim.levels.values())
     if isinstance(months, dict) and isinstance(months.get("from"), str) and isinstance(months.get("to"), str):
         return replace(dim, period_levels=levels, span=(months["from"], months["to"]))
     found = sorted(m for c, lv in dim.levels.items() if lv == levels[-1] for m in months_in(c, lv))
@@ -252,11 +250,9 @@ def held_back(spec: ReleaseSpec, mi: pa.Table, until: str) -> dict[str, dict[str
         if m.cohort_months and months:
             after = mature_until(months[-1], m.cohort_months)
             for t in spec.tables:
-                leaf = next(
-                    (spec.dimensions[d].period_levels[-1] for d in t.dimensions if spec.dimensions[d].period), None
-                )
-                if m.name in t.measures and leaf:
-                    after = min(after, whole_until(after, leaf))
+                levels = table_period(t, spec.dimensions)
+                if m.name in t.measures and levels:
+                    after = min(after, whole_until(after, levels[-1]))
         rows = con.execute(
             f"SELECT {month} AS month, {value} FROM mi WHERE \"{m.period}\" IS NOT NULL AND {month} > '{after}' "
             "GROUP BY ALL ORDER BY month"
@@ -418,11 +414,9 @@ def whole_periods(spec: ReleaseSpec, months: list[str], until: str | None) -> tu
     held back until their quarter is whole). Every table then spans the same months, so no table's
     total differs from another's by a part period, a difference anyone could take from the two."""
     leaves = [
-        spec.dimensions[d].period_levels[-1]
+        levels[-1]
         for t in spec.tables
-        if not any(spec.measures[m].cohort_months for m in t.measures)
-        for d in t.dimensions
-        if spec.dimensions[d].period
+        if not any(spec.measures[m].cohort_months for m in t.measures) and (levels := table_period(t, spec.dimensions))
     ]
     if not months or not leaves:
         return months, until
@@ -432,9 +426,8 @@ def whole_periods(spec: ReleaseSpec, months: list[str], until: str | None) -> tu
 
 def whole_until(month: str, level: str) -> str:
     """The last month, on or before ``month``, that ends a whole period at ``level``."""
-    if months_in(period_of(month, level), level)[-1] == month:
-        return month
-    return (pd.Period(months_in(period_of(month, level), level)[0], freq="M") - 1).strftime("%Y-%m")
+    months = months_in(period_of(month, level), level)
+    return month if months[-1] == month else (pd.Period(months[0], freq="M") - 1).strftime("%Y-%m")
 
 
 def mature_until(end: str, window: int) -> str:

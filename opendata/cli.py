@@ -120,6 +120,8 @@ class _Process(click.Group):
     their ``with``), so the process flushes its streams and leaves with the command's exit code."""
 
     def main(self, *args, **kwargs):  # type: ignore[override]
+        if not kwargs.get("standalone_mode", True):  # called as a library: return to the caller
+            return super().main(*args, **kwargs)
         try:
             super().main(*args, **kwargs)
             code = 0

@@ -100,13 +100,16 @@ class DimensionSpec:
     name: str
     title: str
     description: str
-    period: bool
     levels: tuple[str, ...]
     codelist: CodeList | None
     total_code: str = "Total"
     total_label: str = "Total"
     # a period dimension's levels from the top down, the finest last: ("month",), ("quarter", "month")
     period_levels: tuple[str, ...] = ()
+
+    @property
+    def period(self) -> bool:
+        return bool(self.period_levels)
 
 
 @dataclass(frozen=True)
@@ -307,13 +310,18 @@ def period_levels(where: str, raw: str | list[str]) -> tuple[str, ...]:
     return levels
 
 
+def table_period(table: TableSpec, dimensions: dict[str, DimensionSpec]) -> tuple[str, ...]:
+    """The levels of a table's period dimension, the finest last; empty if it has none."""
+    return next((dimensions[d].period_levels for d in table.dimensions if dimensions[d].period), ())
+
+
 def _check_period_links(tables: list[TableSpec], dimensions: dict[str, DimensionSpec]) -> None:
     """Tables that publish a measure by periods of different lengths share cells only through a
     level both hold: a month table beside a quarter table must show quarter subtotals, or the
     quarters (sums of months) are outside the linked system and differencing them is not protected."""
     finest: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
     for t in tables:
-        levels = next((dimensions[d].period_levels for d in t.dimensions if dimensions[d].period), None)
+        levels = table_period(t, dimensions)
         for m in t.measures:
             if levels:
                 finest.setdefault(m, []).append((t.name, levels))
@@ -414,7 +422,6 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
             name=d["name"],
             title=d["title"],
             description=d.get("description", ""),
-            period="period" in d,
             period_levels=period_levels(f"dimensions[{i}].period", d["period"]) if "period" in d else (),
             levels=levels,
             codelist=codelist(d["codelist"]) if "codelist" in d else None,
