@@ -232,7 +232,7 @@ def observed_months(
     return [row[0] for row in con.execute(f"SELECT m FROM ({union}){cut} ORDER BY m").fetchall()]
 
 
-def held_back(spec: ReleaseSpec, mi: pa.Table, until: str) -> dict[str, dict[str, int]]:
+def held_back(spec: ReleaseSpec, mi: pa.Table, until: str | None) -> dict[str, dict[str, int]]:
     """Per measure, what falls in months after the cut-off, by month: reported, never dropped silently.
     So are the months after the last whole quarter (or year) of a release with tables by quarter
     (``whole_periods``), and, for a cohort measure, the cohorts not yet complete (``mature_until``)."""
@@ -253,6 +253,9 @@ def held_back(spec: ReleaseSpec, mi: pa.Table, until: str) -> dict[str, dict[str
                 levels = table_period(t, spec.dimensions)
                 if m.name in t.measures and levels:
                     after = min(after, whole_until(after, levels[-1]))
+        if after is None:  # no cut-off and nothing short of a whole period or cohort: nothing held
+            out[m.name] = {}
+            continue
         rows = con.execute(
             f"SELECT {month} AS month, {value} FROM mi WHERE \"{m.period}\" IS NOT NULL AND {month} > '{after}' "
             "GROUP BY ALL ORDER BY month"

@@ -167,7 +167,7 @@ def cut_release(
     report.raise_for_problems()
     step("aggregating")
     tables = aggregate(spec, report.table, until=until)
-    held = held_back(spec, report.table, until) if until else {}
+    held = held_back(spec, report.table, until)
     cohort = {m.name for m in spec.measures.values() if m.cohort_months}  # never published ahead
     due = any(v for m, v in held.items() if m not in cohort)
     ahead = mi_ahead_tables(spec, report.table, until) if mi_ahead and until and due else []

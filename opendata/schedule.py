@@ -130,6 +130,12 @@ def release_info(
     else:
         lines.append("No cut-off applied: no release calendar governs this dataset.")
         info["cutoff"] = None
+        if any(held.values()):  # later months of a part quarter, cohorts not yet complete: said, not dropped
+            lines.append(
+                f"{sum(sum(v.values()) for v in held.values())} later event(s) are held back until their quarter "
+                "is whole or their cohort's follow-up complete."
+            )
+            info["held_back"] = held
     info["statement"] = lines
     return _schedule_facts(info, name, calendar, when)
 
