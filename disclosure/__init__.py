@@ -8,6 +8,7 @@ from disclosure.attacker import conflicts, interval_intervals
 from disclosure.audit import AuditFailure, AuditReport, audit
 from disclosure.errors import AuditFailed, DisclosureError
 from disclosure.hierarchy import Hierarchy
+from disclosure.joint import METHOD_JOINT, JointResult, protect_jointly
 from disclosure.linked import KeyedRelations, LinkedTable, protect_linked
 from disclosure.perturbation import (
     KEY_MODULUS,
@@ -32,12 +33,14 @@ from disclosure.table import Grid, add_totals
 
 __all__ = [
     "KEY_MODULUS",
+    "METHOD_JOINT",
     "AuditFailed",
     "AuditFailure",
     "AuditReport",
     "DisclosureError",
     "Grid",
     "Hierarchy",
+    "JointResult",
     "KeyedRelations",
     "LinkedTable",
     "PTable",
@@ -55,6 +58,7 @@ __all__ = [
     "perturb_table",
     "primary_mask",
     "protect",
+    "protect_jointly",
     "protect_linked",
     "record_keys",
     "record_keys_from_ids",

@@ -245,11 +245,14 @@ def exact_intervals(
     focus: np.ndarray | None = None,
     only: np.ndarray | None = None,
     relations: Relations | None = None,
+    linked: bool = False,
 ) -> Intervals:
     """Attacker who knows published cells exactly: decomposes into components of suppressed cells.
 
     ``relations`` (``G x <= h``, see ``disclosure.relations``) are further rows of the attacker's LP;
-    a relation row links the suppressed cells it touches into one component, like an equation.
+    by default a row does not join components (see below: an inner bound of the interval, the safe
+    side); ``linked``: relation rows join components like equations, so the LPs are the exact
+    attacker's (the joint attacker of ``disclosure.joint``, whose relations are what ties measures).
 
     ``only`` (cell numbers) restricts the result to those checked cells: hiding more cells can only
     widen intervals, so a repair loop re-checks just the cells that failed before.
@@ -285,7 +288,10 @@ def exact_intervals(
     b = sp.csr_matrix(a_s[touched])
     b_abs = b.copy()
     b_abs.data = np.abs(b_abs.data)
-    n_comp, labels = connected_components((b_abs.T @ b_abs).tocsr(), directed=False)
+    links = b_abs
+    if linked and relations is not None and relations.rows:
+        links = sp.vstack([b_abs, abs(sp.csr_matrix(relations.matrix[:, supp]))], format="csr")
+    n_comp, labels = connected_components((links.T @ links).tocsr(), directed=False)
     rhs_lo = -(a_eq[touched] @ pub_vals)  # equations: = rhs
     rhs_hi = rhs_lo.copy()
     is_eq = np.ones(len(touched), dtype=bool)

@@ -67,7 +67,7 @@ class Heuristic:
         self.a_abs = abs(self.a).tocsr()
         self.cell_rows = sp.csr_matrix(self.a_abs.T)  # cell -> rows
         # equations and relation rows: what links cells in the attacker's LP
-        self.m, _, self.m_hi = stacked(self.a, relations)
+        self.m, self.m_lo, self.m_hi = stacked(self.a, relations)
         self.m_abs = abs(self.m).tocsr()
         self.link_rows = sp.csr_matrix(self.m_abs.T)  # cell -> equation and relation rows
         self.row_parent = grid.row_parent

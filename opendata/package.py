@@ -640,6 +640,7 @@ def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, An
                         if "relations_not_modelled" in audit
                         else {}
                     ),
+                    **({"relations_jointly": audit["relations_jointly"]} if "relations_jointly" in audit else {}),
                     "intruders": audit.get("intruders"),
                     **({"pattern": audit["pattern"]} if "pattern" in audit else {}),
                 },

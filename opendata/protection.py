@@ -23,10 +23,11 @@ import disclosure
 from opendata.aggregate import FREQ_SUFFIX, AggregatedTable, DimensionCodes, period_codes, read_period
 from opendata.errors import ReleaseError
 from opendata.parallel import run_all
-from opendata.relations import CUMULATIVE, Relation, relation_rows
+from opendata.relations import CUMULATIVE, Relation, joint_rows, relation_rows
 from opendata.spec import DisclosureSpec, MeasureSpec, TableSpec
 
 KEY = "_population"
+JOINT_MAX_HIDDEN = 15_000  # hidden cells of all related measures the joint attacker is run for
 
 
 @dataclass
@@ -442,6 +443,32 @@ class _Units:
         return [part for part in key.split("|") if part.startswith(wanted)]
 
 
+@dataclass(frozen=True)
+class _Block:
+    """The block of a joint-system cell (``measure#key``) at one level: its ``level=code`` pair, if any."""
+
+    level: str
+
+    def __call__(self, key: str) -> str | None:
+        return next((part for part in key.split("#", 1)[-1].split("|") if part.startswith(self.level + "=")), None)
+
+
+def _block_levels(tables: Sequence[AggregatedTable]) -> list[str]:
+    """Levels of the classifications (not periods) with codes below them, finest first: the blocks
+    the joint attacker is solved in before the whole system (``disclosure.joint_intervals``)."""
+    depth: dict[str, int] = {}
+    for t in tables:
+        for d in t.dimensions:
+            if d.period_levels:
+                continue
+            for parent in set(d.parents.values()) - {"", d.total}:
+                n, up = 0, parent
+                while up != d.total:
+                    up, n = d.parents[up], n + 1
+                depth[d.levels[parent]] = max(depth.get(d.levels[parent], 0), n)
+    return sorted(depth, key=lambda level: -depth[level])
+
+
 def population_keys(dimensions: tuple[DimensionCodes, ...], frame: pd.DataFrame) -> pd.Series:
     """Who each cell counts, as ``level=code`` pairs of the code and its ancestors, sorted.
 
@@ -548,6 +575,11 @@ def protect_tables(
     if on_step:
         on_step(f"protecting {', '.join(measures)}")
     found = run_all(_protect_measure, tasks, workers, scheduler, cells=sum(len(t.frame) for t in tables))
+    jointly: dict[str, dict[str, Any]] = {}
+    if relations:
+        if on_step:
+            on_step("protecting the related measures jointly")
+        jointly = _protect_jointly(tables, keys, plans, found, relations, rules)
     for (measure, holders, attempts, revised, skipped, modelled, n_rows), (chosen, results) in zip(
         plans, found, strict=True
     ):
@@ -565,8 +597,12 @@ def protect_tables(
             suppressed = result.frame["status"] != "published"
             publics[i][measure] = result.frame["published"].astype("Int64").to_numpy()
             publics[i][measure + "_status"] = suppressed.map({True: "c", False: ""}).to_numpy()
+            shown = result.frame["published"]
             sdcs[i][measure] = {
                 **{k: int(v) for k, v in result.counts.items()},
+                # the joint repair may have hidden more (``_protect_jointly``)
+                "secondary": int((result.frame["status"] == "secondary").sum()),
+                "rounded": int((shown.notna() & (shown != result.frame[measure])).sum()),
                 **information_loss(result.frame, tables[i].dimensions, measure),
                 "audit": {
                     "ok": bool(result.audit.ok),
@@ -583,12 +619,73 @@ def protect_tables(
                         else {}
                     ),
                     "intruders": result.intruders,
+                    **({"relations_jointly": jointly[measure]} if measure in jointly else {}),
                 },
             }
     return [
         ProtectedTable(t.spec, t.dimensions, t.measures, public, sdc)
         for t, public, sdc in zip(tables, publics, sdcs, strict=True)
     ]
+
+
+def _protect_jointly(
+    tables: list[AggregatedTable],
+    keys: list[pd.Series],
+    plans: list[tuple],
+    found: list[tuple[int, list[disclosure.ProtectionResult]]],
+    relations: Sequence[Relation],
+    rules: disclosure.Rules,
+) -> dict[str, dict[str, Any]]:
+    """Check the measures' patterns against the attacker who combines them (``disclosure.joint``) and hide
+    what it needs besides, in place in ``found``'s frames (status ``secondary``, value missing). Returns,
+    per related measure, what the descriptor says of it: the attacker and the cells it added, or why
+    it was not run (more hidden cells than ``JOINT_MAX_HIDDEN``: a size, never a clock, decides)."""
+    related = {m for r in relations for m in (r.smaller, r.larger)}
+    linked, frames = [], {}
+    for (measure, holders, attempts, *_), (chosen, results) in zip(plans, found, strict=True):
+        if measure not in related:
+            continue
+        published = {"published": MUST_PUBLISH} if MUST_PUBLISH in results[0].frame else {}
+        for i, result in zip(holders, results[: len(holders)], strict=True):  # then the earlier tables'
+            frames[measure, i] = result.frame
+            frame = result.frame.assign(
+                **{KEY: measure + "#" + result.frame[KEY], "_hide": result.frame["status"] != "published"}
+            )
+            dims = {d.name: hierarchy(d) for d in tables[i].dimensions}
+            name = f"{tables[i].spec.name} ({measure})"
+            linked.append(disclosure.LinkedTable(frame, dims, measure, KEY, measure + FREQ_SUFFIX, name, **published))
+        for link in attempts[chosen][0]:  # the earlier versions' tables this measure was protected with
+            frame = link.frame.assign(**{KEY: measure + "#" + link.frame[KEY], "_hide": link.frame[link.hidden]})
+            linked.append(replace(link, frame=frame, name=f"{link.name} ({measure})"))
+    ordinary = [i for i, t in enumerate(tables) if not t.spec.name.endswith(AHEAD_SUFFIX)]
+    terms, upper = joint_rows([tables[i] for i in ordinary], [keys[i] for i in ordinary], relations)
+    measures = sorted({m for m, _ in frames})
+    if not len(upper):
+        return {}
+    hidden = sum(int(t.frame["_hide"].sum()) for t in linked)
+    if hidden > JOINT_MAX_HIDDEN:
+        why = (
+            f"not checked: {hidden} hidden cells across {', '.join(measures)}, over the {JOINT_MAX_HIDDEN} "
+            "the joint attacker is run for (its LP over them all takes many minutes at this size)"
+        )
+        return {m: {"checked": False, "why": why} for m in measures}
+    blocks = [_Block(level) for level in _block_levels(tables)]
+    try:
+        joint = disclosure.protect_jointly(linked, disclosure.KeyedRelations(terms, upper), "_hide", rules, blocks)
+    except disclosure.AuditFailed as exc:
+        raise ReleaseError(f"the related measures together: {exc}; nothing was written") from exc
+    measure_of, key_of = (
+        joint.added.str.split("#", n=1, regex=False).str[0],
+        joint.added.str.split("#", n=1, regex=False).str[1],
+    )
+    added = {m: set(key_of[measure_of == m]) for m in measures}
+    for (measure, _), frame in frames.items():
+        hit = frame[KEY].isin(added[measure]).to_numpy()
+        frame.loc[hit, "status"] = "secondary"
+        frame.loc[hit, "published"] = pd.NA
+    return {
+        m: {"checked": True, "attacker": disclosure.METHOD_JOINT, "secondary_added": len(added[m])} for m in measures
+    }
 
 
 def _protect_measure(

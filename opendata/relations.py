@@ -100,7 +100,6 @@ def relation_rows(
     terms, upper = [], []
     row = 0
     for table, key, bounds in zip(tables, keys, known, strict=True):
-        names = [d.name for d in table.dimensions]
         month = next((d for d in table.dimensions if d.period_levels), None)
         for rel in relations:
             if measure not in (rel.smaller, rel.larger):
@@ -121,29 +120,71 @@ def relation_rows(
                 upper.append(bound[keep])
                 row += len(keep)
                 continue
-            leaf = (table.frame[month.name].map(month.levels) == month.period_levels[-1]).to_numpy()
-            others = [n for n in names if n != month.name]
-            frame = pd.DataFrame({"key": key.to_numpy()[leaf], "bound": bound[leaf]})
-            parts = [table.frame.loc[leaf, n].astype(str) for n in others]  # str.cat: a row-wise join took seconds
-            frame["group"] = parts[0].str.cat(parts[1:], sep="|").to_numpy() if others else ""
-            frame["month"] = table.frame.loc[leaf, month.name].to_numpy()
-            frame = frame.sort_values(["group", "month"], kind="mergesort").reset_index(drop=True)
-            groups = frame["group"].to_numpy()
-            cum = frame.groupby("group", sort=False)["bound"].cumsum().to_numpy()
-            # row r (group g, month position i) holds the cells of g at month positions <= i
-            starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(frame) else np.zeros(0, dtype=int)
-            first = np.repeat(starts, np.diff(np.r_[starts, len(frame)]))
+            order, first = _runs(table, month)
+            cum = pd.Series(bound[order]).groupby(first).cumsum().to_numpy()
             keep = np.flatnonzero(np.isfinite(cum))
-            lengths = keep - first[keep] + 1
-            cells = (
-                np.concatenate([np.arange(s, k + 1) for s, k in zip(first[keep], keep, strict=True)])
-                if len(keep)
-                else np.zeros(0, dtype=int)
-            )
-            rows = row + np.repeat(np.arange(len(keep)), lengths)
-            terms.append(pd.DataFrame({"row": rows, "key": frame["key"].to_numpy()[cells], "coef": mine}))
+            cells = _running(first, keep)
+            rows = row + np.repeat(np.arange(len(keep)), keep - first[keep] + 1)
+            terms.append(pd.DataFrame({"row": rows, "key": key.to_numpy()[order[cells]], "coef": mine}))
             upper.append(cum[keep])
             row += len(keep)
     if not terms:
         return pd.DataFrame({"row": np.zeros(0, dtype=np.int64), "key": [], "coef": []}), np.zeros(0)
     return pd.concat(terms, ignore_index=True), np.concatenate(upper)
+
+
+def _runs(table: Any, month: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The leaf periods of ``table`` as runs: ``order`` (frame rows, by the other dimensions' codes, then
+    period) and ``first`` (per position of ``order``, where its run starts)."""
+    names = [d.name for d in table.dimensions if d.name != month.name]
+    leaf = np.flatnonzero((table.frame[month.name].map(month.levels) == month.period_levels[-1]).to_numpy())
+    parts = [table.frame[n].iloc[leaf].astype(str) for n in names]  # str.cat: a row-wise join took seconds
+    frame = pd.DataFrame(
+        {
+            "group": parts[0].str.cat(parts[1:], sep="|").to_numpy() if names else "",
+            "month": table.frame[month.name].iloc[leaf].to_numpy(),
+            "row": leaf,
+        }
+    ).sort_values(["group", "month"], kind="mergesort")
+    groups = frame["group"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(frame) else np.zeros(0, dtype=int)
+    return frame["row"].to_numpy(), np.repeat(starts, np.diff(np.r_[starts, len(frame)]))
+
+
+def _running(first: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Positions of each running sum that ends at ``ends``: ``first[e] .. e`` for each, concatenated."""
+    if not len(ends):
+        return np.zeros(0, dtype=int)
+    return np.concatenate([np.arange(first[e], e + 1) for e in ends])
+
+
+def joint_rows(
+    tables: Sequence[Any], keys: Sequence[pd.Series], relations: Sequence[Relation]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The relations as rows over two measures' cells, ``sum(coef * x[measure#key]) <= 0``, for the joint
+    attacker (``disclosure.joint``): per cell for a bounded sum or a cohort, per running sum of the
+    periods for an order of events (in tables whose periods start where the MI starts: the caller
+    leaves the MI-ahead tables out)."""
+    terms, row = [], 0
+    for table, key in zip(tables, keys, strict=True):
+        month = next((d for d in table.dimensions if d.period_levels), None)
+        for rel in relations:
+            if not {rel.smaller, rel.larger} <= set(table.frame.columns) or (rel.cumulative and month is None):
+                continue
+            sides = ((rel.smaller, 1.0), (rel.larger, -rel.factor))
+            if not rel.cumulative:
+                n = len(key)
+                for measure, coef in sides:
+                    terms.append(pd.DataFrame({"row": row + np.arange(n), "key": measure + "#" + key, "coef": coef}))
+                row += n
+                continue
+            order, first = _runs(table, month)
+            cells = _running(first, np.arange(len(order)))
+            rows = row + np.repeat(np.arange(len(order)), np.arange(len(order)) - first + 1)
+            for measure, coef in sides:
+                named = (measure + "#" + key).to_numpy()[order[cells]]
+                terms.append(pd.DataFrame({"row": rows, "key": named, "coef": coef}))
+            row += len(order)
+    if not terms:
+        return pd.DataFrame({"row": np.zeros(0, dtype=np.int64), "key": [], "coef": []}), np.zeros(0)
+    return pd.concat(terms, ignore_index=True), np.zeros(row)

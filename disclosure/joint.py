@@ -1,0 +1,208 @@
+"""Joint protection of measures that bound each other: one attacker over every measure's cells.
+
+Each measure is protected on its own first (``protect_linked``), with the relations to the other
+measures modelled against their non-primary cells. An attacker who knows the relations can do
+more: put every measure's published and hidden cells into one LP, where the hidden cells of one
+measure bound the hidden cells of another (a sibling's attachments, known in sum from a published
+total, bound its referrals from below). This module checks the measures' patterns against that
+attacker and repairs them.
+
+The joint system is the union (``linked._union``) of every measure's linked tables, each cell
+keyed ``measure#key``, so each measure keeps its own additivity constraints; the relations are
+rows over cells of two measures (``KeyedRelations`` with those keys). The attacker knows published
+cells exactly (stronger than one who sees them rounded, so what is safe here stays safe after
+rounding) and every relation. The repair is the LP audit-and-repair loop (``secondary.Heuristic``)
+started from the measures' own patterns, with partners taken from the failing cell's equations
+and relation rows alike, so a cell pinned by another measure's published cells gets those hidden.
+Hiding a cell only widens every attacker's interval, so each measure's own audit stays valid: the
+joint repair never undoes a proof already made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from disclosure.attacker import INF, LP, Inconsistent, Intervals, SolverFailed, _spread, exact_intervals
+from disclosure.audit import AuditReport, report_from
+from disclosure.linked import KeyedRelations, LinkedTable, _fixed, _union
+from disclosure.primary import primary_mask, required_widths
+from disclosure.relations import Relations
+from disclosure.rules import Rules
+from disclosure.secondary import Heuristic, _choose
+
+METHOD_JOINT = (
+    "joint attacker: one LP over every related measure's cells, with the relations between measures as rows "
+    "(exact values, HiGHS)"
+)
+
+
+@dataclass
+class JointResult:
+    """Cells (by key) the joint repair hid besides the measures' own patterns, and the audit."""
+
+    added: pd.Index
+    report: AuditReport
+    checked: int
+
+
+def protect_jointly(
+    tables: Sequence[LinkedTable],
+    relations: KeyedRelations,
+    suppressed: str,
+    rules: Rules | None = None,
+    blocks: Sequence[Callable[[str], str | None]] = (),
+) -> JointResult:
+    """Check and repair the measures' patterns (``suppressed``: a boolean column of each table) against
+    the joint attacker; raises AuditFailed if no safe pattern exists (every cell that may be hidden is).
+
+    ``tables``: every measure's linked tables, keys unique per measure (``measure#key``), with the
+    ``published`` column naming cells that may not be hidden (earlier versions, must-publish).
+    ``blocks``: per level, finest first, the block a cell key belongs to (None: none at that level),
+    e.g. its prime contract, then its CPA; see ``joint_intervals``.
+    """
+    rules = rules or Rules()
+    system, cells_of, values, freq = _union(tables)
+    primary = primary_mask(freq, rules)
+    required = required_widths(primary, rules)
+    start = np.zeros(system.size, dtype=bool)
+    for t, umap, cells in zip(tables, system.union_of, cells_of, strict=True):
+        start[umap[cells]] |= t.frame[suppressed].fillna(False).astype(bool).to_numpy()
+    locked = _fixed(tables, system, cells_of, "published") & ~start
+    bounds = relations.over(system.keys)
+    labels = [pd.factorize(pd.Series([block(k) for k in system.keys], dtype=object))[0] for block in blocks]
+    repair = _JointRepair(system, values, primary, required, prune=False, locked=locked, relations=bounds)
+    repair.blocks = labels
+    repair.twin = pd.factorize(system.keys.str.split("#", n=1).str[-1])[0]  # one population, every measure
+    pattern = repair.run(start=start, only=np.flatnonzero(primary))
+    report = report_from(system, pattern.intervals, METHOD_JOINT, values.astype(np.float64))
+    report.raise_if_failed()
+    added = system.keys[np.flatnonzero(pattern.suppressed & ~start)]
+    return JointResult(pd.Index(added), report, int(primary.sum()))
+
+
+class _JointRepair(Heuristic):
+    """The repair loop over the joint attacker: relation rows join components (``exact_intervals``,
+    ``linked``), and partners are also taken from the relation rows of a failing cell."""
+
+    blocks: Sequence[np.ndarray] = ()
+    twin: np.ndarray  # per cell, a label shared by the same population's cells of every measure
+
+    def audit(self, suppressed: np.ndarray, only=None, focus=None, each_insider: bool = True) -> Intervals:
+        return joint_intervals(
+            self.m, self.m_lo, self.m_hi, self.a.shape[0], self.values, suppressed, self.required, self.blocks, only
+        )
+
+    def widen(self, suppressed: np.ndarray, res: Intervals) -> int:
+        """A failing cell gets one partner among: the cells of its equations, the same cells of the
+        other measures (``twins``: a sibling's attachments bound its referrals), and the cells of the
+        relation rows of its hidden neighbours; the cheapest, a headline cell last
+        (``secondary._choose``). Only a cell with none left goes to ``Heuristic.widen``, whose
+        escalation would hide totals the relations pin anyway."""
+        n_eq = self.a.shape[0]
+        added, own = 0, np.zeros(len(res.cells), dtype=bool)
+        for k in np.flatnonzero(~res.ok):
+            c = int(res.cells[k])
+            rows = self.cell_rows.indices[self.cell_rows.indptr[c] : self.cell_rows.indptr[c + 1]]
+            near = np.unique(np.r_[c, self.a_abs[rows].indices])
+            links = np.unique(self.link_rows[near[suppressed[near]]].indices)
+            links = links[links >= n_eq]
+            cand = np.r_[near, self.m_abs[links].indices] if len(links) else near
+            cand = np.unique(np.r_[cand, np.flatnonzero(np.isin(self.twin, self.twin[near]))])
+            cand = cand[~suppressed[cand] & ~self.locked[cand]]
+            if len(cand):
+                none = np.zeros(len(cand), dtype=bool)
+                suppressed[_choose(cand, none, self.values, self.level, self.headline, 1.0)] = True
+                added += 1
+            else:
+                own[k] = True
+        if own.any():
+            pick = np.flatnonzero(own)
+            rest = Intervals(res.cells[pick], res.lower[pick], res.upper[pick], res.required[pick], res.component[pick])
+            added += super().widen(suppressed, rest)
+        return added
+
+
+def joint_intervals(
+    matrix: sp.csr_matrix,
+    row_lo: np.ndarray,
+    row_hi: np.ndarray,
+    equations: int,
+    truth: np.ndarray,
+    suppressed: np.ndarray,
+    required: np.ndarray,
+    blocks: Sequence[np.ndarray] = (),
+    only: np.ndarray | None = None,
+) -> Intervals:
+    """The joint attacker's intervals (published cells exact, ``row_lo <= matrix x <= row_hi``: the
+    first ``equations`` rows additivity, the rest relations), block by block before the whole.
+
+    One LP over every hidden cell of every measure is exact but large (the relations tie all of
+    them into one component: minutes per audit at release size). So each primary is first proven
+    inside its block at each level (``blocks``: a label per cell, -1 for none), finest first: an LP
+    over the block's hidden cells with every other cell fixed at its true value. Its feasible set is
+    part of the attacker's (the true table is in both), so an interval it proves wide is at most as
+    wide as the attacker's: a proof, never a false pass. What no block proves gets the exact LP
+    (``exact_intervals`` with the relation rows joining components); every failure comes from it.
+    """
+    truth = np.asarray(truth, dtype=np.float64)
+    checked = np.flatnonzero(required > 0)
+    if only is not None:
+        checked = np.intersect1d(checked, np.asarray(only, dtype=np.int64))
+    lower, upper = truth[checked].copy(), truth[checked].copy()
+    component = np.full(len(checked), -1, dtype=np.int64)
+    left = suppressed[checked].copy()  # published checked cells are known exactly
+    by_col = sp.csc_matrix(matrix)
+    for labels in blocks:
+        todo = np.flatnonzero(left & (labels[checked] >= 0))
+        for label in np.unique(labels[checked[todo]]):
+            members = todo[labels[checked[todo]] == label]
+            cols = np.flatnonzero(suppressed & (labels == label))
+            got = _block_intervals(by_col, row_lo, row_hi, truth, cols, checked[members], required[checked[members]])
+            if got is None:
+                continue
+            lo, hi = got
+            ok = hi - lo >= required[checked[members]] - 1e-6
+            lower[members[ok]], upper[members[ok]] = lo[ok], hi[ok]
+            left[members[ok]] = False
+    rest = checked[left]
+    if len(rest):
+        relations = Relations(matrix[equations:], row_hi[equations:])
+        exact = exact_intervals(
+            matrix[:equations], truth, suppressed, required, truth, only=rest, relations=relations, linked=True
+        )
+        at = np.searchsorted(checked, exact.cells)
+        lower[at], upper[at], component[at] = exact.lower, exact.upper, exact.component
+    return Intervals(checked, lower, upper, required[checked], component)
+
+
+def _block_intervals(
+    by_col: sp.csc_matrix,
+    row_lo: np.ndarray,
+    row_hi: np.ndarray,
+    truth: np.ndarray,
+    cols: np.ndarray,
+    cells: np.ndarray,
+    required: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Inner bounds of ``cells`` (among ``cols``) from the LP over ``cols`` with all else at the truth;
+    None if the solver fails (the cells are then left to the next level)."""
+    sub = by_col[:, cols]
+    rows = np.flatnonzero(np.diff(sp.csr_matrix(sub).indptr) > 0)
+    rest = truth.copy()
+    rest[cols] = 0.0
+    act = sp.csr_matrix(by_col[rows]) @ rest
+    lp = LP(
+        sub[rows], row_lo[rows] - act, row_hi[rows] - act, np.zeros(len(cols)), np.full(len(cols), INF), truth[cols]
+    )
+    at = np.searchsorted(cols, cells)
+    try:
+        _spread(lp, at, required, len(cols))
+        out = [lp.interval(int(c), float(r)) for c, r in zip(at, required, strict=True)]
+    except (Inconsistent, SolverFailed):
+        return None
+    return np.array([o[0] for o in out]), np.array([o[1] for o in out])
