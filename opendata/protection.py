@@ -27,7 +27,7 @@ from opendata.relations import CUMULATIVE, Relation, joint_rows, relation_rows
 from opendata.spec import DisclosureSpec, MeasureSpec, TableSpec
 
 KEY = "_population"
-JOINT_MAX_HIDDEN = 15_000  # hidden cells of all related measures the joint attacker is run for
+JOINT_MAX_HIDDEN = 5_000  # hidden cells of all related measures the joint attacker is run for
 
 
 @dataclass
@@ -657,11 +657,7 @@ def _protect_jointly(
         for link in attempts[chosen][0]:  # the earlier versions' tables this measure was protected with
             frame = link.frame.assign(**{KEY: measure + "#" + link.frame[KEY], "_hide": link.frame[link.hidden]})
             linked.append(replace(link, frame=frame, name=f"{link.name} ({measure})"))
-    ordinary = [i for i, t in enumerate(tables) if not t.spec.name.endswith(AHEAD_SUFFIX)]
-    terms, upper = joint_rows([tables[i] for i in ordinary], [keys[i] for i in ordinary], relations)
     measures = sorted({m for m, _ in frames})
-    if not len(upper):
-        return {}
     hidden = sum(int(t.frame["_hide"].sum()) for t in linked)
     if hidden > JOINT_MAX_HIDDEN:
         why = (
@@ -669,6 +665,10 @@ def _protect_jointly(
             "the joint attacker is run for (its LP over them all takes many minutes at this size)"
         )
         return {m: {"checked": False, "why": why} for m in measures}
+    ordinary = [i for i, t in enumerate(tables) if not t.spec.name.endswith(AHEAD_SUFFIX)]
+    terms, upper = joint_rows([tables[i] for i in ordinary], [keys[i] for i in ordinary], relations)
+    if not len(upper):
+        return {}
     blocks = [_Block(level) for level in _block_levels(tables)]
     try:
         joint = disclosure.protect_jointly(linked, disclosure.KeyedRelations(terms, upper), "_hide", rules, blocks)
