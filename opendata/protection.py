@@ -672,8 +672,9 @@ def _protect_jointly(
     blocks = [_Block(level) for level in _block_levels(tables)]
     try:
         joint = disclosure.protect_jointly(linked, disclosure.KeyedRelations(terms, upper), "_hide", rules, blocks)
-    except disclosure.AuditFailed as exc:
-        raise ReleaseError(f"the related measures together: {exc}; nothing was written") from exc
+    except disclosure.AuditFailed as exc:  # as with relations per measure: said, never silent (README)
+        why = f"not protected: no pattern protects them together with the cells published before ({exc})"
+        return {m: {"checked": True, "safe": False, "why": why} for m in measures}
     measure_of, key_of = (
         joint.added.str.split("#", n=1, regex=False).str[0],
         joint.added.str.split("#", n=1, regex=False).str[1],
@@ -684,7 +685,8 @@ def _protect_jointly(
         frame.loc[hit, "status"] = "secondary"
         frame.loc[hit, "published"] = pd.NA
     return {
-        m: {"checked": True, "attacker": disclosure.METHOD_JOINT, "secondary_added": len(added[m])} for m in measures
+        m: {"checked": True, "safe": True, "attacker": disclosure.METHOD_JOINT, "secondary_added": len(added[m])}
+        for m in measures
     }
 
 
