@@ -47,7 +47,6 @@ class JointResult:
 
     added: pd.Index
     report: AuditReport
-    checked: int
 
 
 def protect_jointly(
@@ -75,22 +74,23 @@ def protect_jointly(
     locked = _fixed(tables, system, cells_of, "published") & ~start
     bounds = relations.over(system.keys)
     labels = [pd.factorize(pd.Series([block(k) for k in system.keys], dtype=object))[0] for block in blocks]
-    repair = _JointRepair(system, values, primary, required, prune=False, locked=locked, relations=bounds)
-    repair.blocks = labels
-    repair.twin = pd.factorize(system.keys.str.split("#", n=1).str[-1])[0]  # one population, every measure
+    twin = pd.factorize(system.keys.str.split("#", n=1).str[-1])[0]  # one population, every measure
+    repair = _JointRepair(system, values, primary, required, labels, twin, locked=locked, relations=bounds)
     pattern = repair.run(start=start, only=np.flatnonzero(primary))
     report = report_from(system, pattern.intervals, METHOD_JOINT, values.astype(np.float64))
     report.raise_if_failed()
     added = system.keys[np.flatnonzero(pattern.suppressed & ~start)]
-    return JointResult(pd.Index(added), report, int(primary.sum()))
+    return JointResult(pd.Index(added), report)
 
 
 class _JointRepair(Heuristic):
     """The repair loop over the joint attacker: relation rows join components (``exact_intervals``,
     ``linked``), and partners are also taken from the relation rows of a failing cell."""
 
-    blocks: Sequence[np.ndarray] = ()
-    twin: np.ndarray  # per cell, a label shared by the same population's cells of every measure
+    def __init__(self, system, values, primary, required, blocks: Sequence[np.ndarray], twin: np.ndarray, **options):
+        super().__init__(system, values, primary, required, prune=False, **options)
+        self.blocks = blocks  # per level, a block label per cell (``joint_intervals``)
+        self.twin = twin  # per cell, a label shared by the same population's cells of every measure
 
     def audit(self, suppressed: np.ndarray, only=None, focus=None, each_insider: bool = True) -> Intervals:
         return joint_intervals(

@@ -450,7 +450,7 @@ class _Block:
     level: str
 
     def __call__(self, key: str) -> str | None:
-        return next((part for part in key.split("#", 1)[-1].split("|") if part.startswith(self.level + "=")), None)
+        return next(iter(_Units((self.level,))(key.split("#", 1)[-1])), None)
 
 
 def _block_levels(tables: Sequence[AggregatedTable]) -> list[str]:
