@@ -6,9 +6,9 @@ Never imports the publishing pipeline: it is a self-contained engine. See README
 
 from disclosure.attacker import conflicts, interval_intervals
 from disclosure.audit import AuditFailure, AuditReport, audit
-from disclosure.errors import AuditFailed, DisclosureError
+from disclosure.errors import AuditFailed, DisclosureError, TooLarge
 from disclosure.hierarchy import Hierarchy
-from disclosure.joint import METHOD_JOINT, JointResult, protect_jointly
+from disclosure.joint import METHOD_JOINT, JointResult, audit_jointly, protect_jointly
 from disclosure.linked import KeyedRelations, LinkedTable, protect_linked
 from disclosure.perturbation import (
     KEY_MODULUS,
@@ -46,9 +46,11 @@ __all__ = [
     "PTable",
     "ProtectionResult",
     "Rules",
+    "TooLarge",
     "add_totals",
     "apply_overrides",
     "audit",
+    "audit_jointly",
     "cell_keys",
     "conflicts",
     "controlled_rounding_interval",

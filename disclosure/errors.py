@@ -26,3 +26,7 @@ class SolverFailed(DisclosureError):
     def __init__(self, message: str, cell: int | None = None) -> None:
         super().__init__(message)
         self.cell = cell
+
+
+class TooLarge(DisclosureError):
+    """A check would exceed its deterministic work bound (a count, never a clock): not run, and said."""

@@ -27,8 +27,20 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from disclosure.attacker import INF, LP, Inconsistent, Intervals, SolverFailed, _spread, exact_intervals
+from disclosure.attacker import (
+    INF,
+    LP,
+    TOL,
+    Inconsistent,
+    Intervals,
+    SolverFailed,
+    _int_hi,
+    _int_lo,
+    _spread,
+    exact_intervals,
+)
 from disclosure.audit import AuditReport, report_from
+from disclosure.errors import TooLarge
 from disclosure.linked import KeyedRelations, LinkedTable, _fixed, _union
 from disclosure.primary import primary_mask, required_widths
 from disclosure.relations import Relations
@@ -36,8 +48,8 @@ from disclosure.rules import Rules
 from disclosure.secondary import Heuristic, _choose
 
 METHOD_JOINT = (
-    "joint attacker: one LP over every related measure's cells, with the relations between measures as rows "
-    "(exact values, HiGHS)"
+    "joint attacker: every related measure's cells in one LP with the relations between measures as rows "
+    "(exact values, HiGHS), solved block by block and by column generation"
 )
 
 
@@ -55,6 +67,7 @@ def protect_jointly(
     suppressed: str,
     rules: Rules | None = None,
     blocks: Sequence[Callable[[str], str | None]] = (),
+    max_grown: int | None = None,
 ) -> JointResult:
     """Check and repair the measures' patterns (``suppressed``: a boolean column of each table) against
     the joint attacker; raises AuditFailed if no safe pattern exists (every cell that may be hidden is).
@@ -62,8 +75,41 @@ def protect_jointly(
     ``tables``: every measure's linked tables, keys unique per measure (``measure#key``), with the
     ``published`` column naming cells that may not be hidden (earlier versions, must-publish).
     ``blocks``: per level, finest first, the block a cell key belongs to (None: none at that level),
-    e.g. its prime contract, then its CPA; see ``joint_intervals``.
+    e.g. its prime contract, then its CPA; see ``joint_intervals``. ``max_grown``: raise TooLarge
+    when more primaries than that are left to column generation after the blocks (a work bound).
     """
+    repair, start = _joint_system(tables, relations, suppressed, rules, blocks, max_grown)
+    pattern = repair.run(start=start, only=np.flatnonzero(repair.primary))
+    report = report_from(repair.grid, pattern.intervals, METHOD_JOINT, repair.values)
+    report.raise_if_failed()
+    added = repair.grid.keys[np.flatnonzero(pattern.suppressed & ~start)]
+    return JointResult(pd.Index(added), report)
+
+
+def audit_jointly(
+    tables: Sequence[LinkedTable],
+    relations: KeyedRelations,
+    suppressed: str,
+    rules: Rules | None = None,
+    blocks: Sequence[Callable[[str], str | None]] = (),
+    max_grown: int | None = None,
+) -> AuditReport:
+    """The joint attacker's audit of the measures' patterns as they stand (``protect_jointly``'s
+    arguments): every primary it narrows, with its exact interval."""
+    repair, start = _joint_system(tables, relations, suppressed, rules, blocks, max_grown)
+    intervals = repair.audit(start, only=np.flatnonzero(repair.primary))
+    return report_from(repair.grid, intervals, METHOD_JOINT, repair.values)
+
+
+def _joint_system(
+    tables: Sequence[LinkedTable],
+    relations: KeyedRelations,
+    suppressed: str,
+    rules: Rules | None,
+    blocks: Sequence[Callable[[str], str | None]],
+    max_grown: int | None = None,
+) -> tuple[_JointRepair, np.ndarray]:
+    """The repair loop over the union of ``tables``, and the cells their patterns hide."""
     rules = rules or Rules()
     system, cells_of, values, freq = _union(tables)
     primary = primary_mask(freq, rules)
@@ -75,26 +121,43 @@ def protect_jointly(
     bounds = relations.over(system.keys)
     labels = [pd.factorize(pd.Series([block(k) for k in system.keys], dtype=object))[0] for block in blocks]
     twin = pd.factorize(system.keys.str.split("#", n=1).str[-1])[0]  # one population, every measure
-    repair = _JointRepair(system, values, primary, required, labels, twin, locked=locked, relations=bounds)
-    pattern = repair.run(start=start, only=np.flatnonzero(primary))
-    report = report_from(system, pattern.intervals, METHOD_JOINT, values.astype(np.float64))
-    report.raise_if_failed()
-    added = system.keys[np.flatnonzero(pattern.suppressed & ~start)]
-    return JointResult(pd.Index(added), report)
+    values = np.asarray(values, dtype=np.float64)
+    repair = _JointRepair(system, values, primary, required, labels, twin, max_grown, locked=locked, relations=bounds)
+    return repair, start
 
 
 class _JointRepair(Heuristic):
     """The repair loop over the joint attacker: relation rows join components (``exact_intervals``,
     ``linked``), and partners are also taken from the relation rows of a failing cell."""
 
-    def __init__(self, system, values, primary, required, blocks: Sequence[np.ndarray], twin: np.ndarray, **options):
+    def __init__(
+        self,
+        system,
+        values,
+        primary,
+        required,
+        blocks: Sequence[np.ndarray],
+        twin: np.ndarray,
+        max_grown: int | None = None,
+        **options,
+    ):
         super().__init__(system, values, primary, required, prune=False, **options)
         self.blocks = blocks  # per level, a block label per cell (``joint_intervals``)
         self.twin = twin  # per cell, a label shared by the same population's cells of every measure
+        self.max_grown = max_grown  # ``joint_intervals``
 
     def audit(self, suppressed: np.ndarray, only=None, focus=None, each_insider: bool = True) -> Intervals:
         return joint_intervals(
-            self.m, self.m_lo, self.m_hi, self.a.shape[0], self.values, suppressed, self.required, self.blocks, only
+            self.m,
+            self.m_lo,
+            self.m_hi,
+            self.a.shape[0],
+            self.values,
+            suppressed,
+            self.required,
+            self.blocks,
+            only,
+            self.max_grown,
         )
 
     def widen(self, suppressed: np.ndarray, res: Intervals) -> int:
@@ -137,6 +200,7 @@ def joint_intervals(
     required: np.ndarray,
     blocks: Sequence[np.ndarray] = (),
     only: np.ndarray | None = None,
+    max_grown: int | None = None,
 ) -> Intervals:
     """The joint attacker's intervals (published cells exact, ``row_lo <= matrix x <= row_hi``: the
     first ``equations`` rows additivity, the rest relations), block by block before the whole.
@@ -146,8 +210,11 @@ def joint_intervals(
     inside its block at each level (``blocks``: a label per cell, -1 for none), finest first: an LP
     over the block's hidden cells with every other cell fixed at its true value. Its feasible set is
     part of the attacker's (the true table is in both), so an interval it proves wide is at most as
-    wide as the attacker's: a proof, never a false pass. What no block proves gets the exact LP
-    (``exact_intervals`` with the relation rows joining components); every failure comes from it.
+    wide as the attacker's: a proof, never a false pass. What no block proves is solved by column
+    generation (``_grown_intervals``): exact, over only the part of the system that bounds the cell.
+    What that leaves (a cell whose bounding part outgrows ``GROWN_MAX_COLS``) gets the exact LP
+    (``exact_intervals`` with the relation rows joining components). ``max_grown``: more cells than
+    that left after the blocks raise TooLarge (each costs a few LPs: a bound on work, not on time).
     """
     truth = np.asarray(truth, dtype=np.float64)
     checked = np.flatnonzero(required > 0)
@@ -169,6 +236,13 @@ def joint_intervals(
             ok = hi - lo >= required[checked[members]] - 1e-6
             lower[members[ok]], upper[members[ok]] = lo[ok], hi[ok]
             left[members[ok]] = False
+    if max_grown is not None and left.sum() > max_grown:
+        raise TooLarge(f"{int(left.sum())} primary cells no block proves, over the {max_grown} solved one by one")
+    for chunk in np.array_split(np.flatnonzero(left), -(-int(left.sum()) // GROWN_CHUNK)) if left.any() else ():
+        cells = checked[chunk]
+        done, lo, hi = _grown_intervals(by_col, row_lo, row_hi, truth, suppressed, cells, required[cells])
+        lower[chunk[done]], upper[chunk[done]] = lo[done], hi[done]
+        left[chunk[done]] = False
     rest = checked[left]
     if len(rest):
         relations = Relations(matrix[equations:], row_hi[equations:])
@@ -202,7 +276,119 @@ def _block_intervals(
     at = np.searchsorted(cols, cells)
     try:
         _spread(lp, at, required, len(cols))
-        out = [lp.interval(int(c), float(r)) for c, r in zip(at, required, strict=True)]
+        if len(cols) > BLOCK_SOLVE_MAX_COLS:  # only what the batched solves proved
+            out = [(_int_lo(lp.lo_seen[c]), _int_hi(lp.hi_seen[c])) for c in at]
+        else:
+            out = [lp.interval(int(c), float(r)) for c, r in zip(at, required, strict=True)]
     except (Inconsistent, SolverFailed):
         return None
     return np.array([o[0] for o in out]), np.array([o[1] for o in out])
+
+
+GROWN_MAX_COLS = 20_000  # hidden cells a grown block may reach before its cells go to the whole LP
+GROWN_CHUNK = 16  # cells grown together: one block serves cells that share rows, small enough to stay small
+BLOCK_SOLVE_MAX_COLS = 2_000  # a larger block proves only what its batched solves prove (``_spread``)
+DUAL_TOL = 1e-7
+
+
+def _grown_intervals(
+    by_col: sp.csc_matrix,
+    row_lo: np.ndarray,
+    row_hi: np.ndarray,
+    truth: np.ndarray,
+    suppressed: np.ndarray,
+    cells: np.ndarray,
+    required: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The attacker's exact intervals of ``cells`` (hidden), by column generation: which cells were
+    settled, and their lower and upper bounds (integer, as ``LP.interval``).
+
+    Start from the hidden cells sharing a row with the targets, every other cell fixed at its true
+    value (the block LP of ``_block_intervals``). Solve each target's minimum and maximum; the LP's
+    row duals price every hidden cell left out (reduced cost ``-a_j' y``). A left-out cell sits at its
+    true value, strictly inside its bounds unless it is 0, so if none has a reduced cost that could
+    improve the objective (nonzero, or negative at 0), the duals with 0 on the rows outside the block
+    are optimal for the whole system: the block's optimum is the attacker's, exactly (LP duality).
+    Otherwise the pricing cells join the block and it is solved again. A target is settled when its
+    block proves it wide (an inner bound, like any block) or when both its ends are optimal for the
+    whole system (the exact interval, narrow or not). Only the part of the system that bounds a cell
+    is ever solved, so a cell pinned by a few rows is found in a small LP; blocks stop growing at
+    ``GROWN_MAX_COLS`` and their targets are left unsettled. Deterministic: blocks grow by sorted
+    sets, whatever the machine.
+    """
+    n = len(cells)
+    lower, upper = truth[cells].copy(), truth[cells].copy()
+    done = np.zeros(n, dtype=bool)
+    by_row = sp.csr_matrix(by_col)
+    hidden = np.flatnonzero(suppressed)
+    block = np.intersect1d(_neighbours(by_col, by_row, cells), hidden)
+    pending = np.arange(n)
+    while len(pending) and len(block) <= GROWN_MAX_COLS:
+        sub = by_col[:, block]
+        rows = np.flatnonzero(np.diff(sp.csr_matrix(sub).indptr) > 0)
+        rest = truth.copy()
+        rest[block] = 0.0
+        act = by_row[rows] @ rest
+        seen = truth[block]
+        lp = LP(sub[rows], row_lo[rows] - act, row_hi[rows] - act, np.zeros(len(block)), np.full(len(block), INF), seen)
+        at = np.searchsorted(block, cells[pending])
+        try:
+            _spread(lp, at, required[pending], len(block))
+        except (Inconsistent, SolverFailed):
+            return done, lower, upper
+        grow: list[np.ndarray] = []
+        still = []
+        for k, c in zip(pending, at, strict=True):
+            ends, exact = [], True
+            for sign in (-1.0, 1.0):  # the maximum, then the minimum
+                if _int_hi(lp.hi_seen[c]) - _int_lo(lp.lo_seen[c]) >= required[k] - TOL:
+                    break
+                try:
+                    best = lp._solve(int(c), sign)
+                except (Inconsistent, SolverFailed):
+                    exact = False
+                    break
+                if best is None:  # unbounded above: wide
+                    lp.hi_seen[c] = INF
+                    break
+                out = _pricing(by_row, rows, np.asarray(lp.h.getSolution().row_dual), truth, suppressed, block)
+                if len(out):
+                    grow.append(out)
+                    exact = False
+                ends.append(best)
+            lo, hi = _int_lo(lp.lo_seen[c]), _int_hi(lp.hi_seen[c])
+            if hi - lo >= required[k] - TOL or exact:
+                lower[k], upper[k], done[k] = lo, hi, True
+            else:
+                still.append(k)
+        pending = np.array(still, dtype=np.int64)
+        if not grow:
+            break
+        block = np.union1d(block, np.concatenate(grow))
+    return done, lower, upper
+
+
+def _neighbours(by_col: sp.csc_matrix, by_row: sp.csr_matrix, cells: np.ndarray) -> np.ndarray:
+    """The cells that share a row (an equation or a relation) with any of ``cells``, and themselves."""
+    rows = np.unique(by_col[:, cells].indices)
+    return np.union1d(cells, by_row[rows].indices)
+
+
+def _pricing(
+    by_row: sp.csr_matrix,
+    rows: np.ndarray,
+    duals: np.ndarray,
+    truth: np.ndarray,
+    suppressed: np.ndarray,
+    block: np.ndarray,
+) -> np.ndarray:
+    """Hidden cells outside ``block`` whose reduced cost, under the block LP's row ``duals``, could
+    improve its objective: nonzero at a positive value, negative at 0 (the bound x >= 0)."""
+    live = np.abs(duals) > DUAL_TOL
+    if not live.any():
+        return np.zeros(0, dtype=np.int64)
+    reduced = -(by_row[rows[live]].T @ duals[live])
+    cand = np.flatnonzero(np.abs(reduced) > DUAL_TOL)
+    cand = cand[suppressed[cand]]
+    cand = cand[(reduced[cand] < 0) | (truth[cand] > TOL)]
+    return np.setdiff1d(cand, block, assume_unique=True)

@@ -27,7 +27,8 @@ from opendata.relations import CUMULATIVE, Relation, joint_rows, relation_rows
 from opendata.spec import DisclosureSpec, MeasureSpec, TableSpec
 
 KEY = "_population"
-JOINT_MAX_HIDDEN = 5_000  # hidden cells of all related measures the joint attacker is run for
+JOINT_MAX_HIDDEN = 100_000  # hidden cells of all related measures the joint attacker is run for
+JOINT_MAX_GROWN = 2_000  # primaries left to its column generation after the blocks (a few LPs each)
 
 
 @dataclass
@@ -453,6 +454,17 @@ class _Block:
         return next(iter(_Units((self.level,))(key.split("#", 1)[-1])), None)
 
 
+@dataclass(frozen=True)
+class _Above:
+    """The block of the cells above a level (no ``level=code`` pair: e.g. the CPA and national cells
+    above the prime contracts), one per measure: what the finer blocks cannot move, across them."""
+
+    level: str
+
+    def __call__(self, key: str) -> str | None:
+        return None if _Block(self.level)(key) else key.split("#", 1)[0]
+
+
 def _block_levels(tables: Sequence[AggregatedTable]) -> list[str]:
     """Levels of the classifications (not periods) with codes below them, finest first: the blocks
     the joint attacker is solved in before the whole system (``disclosure.joint_intervals``)."""
@@ -639,7 +651,8 @@ def _protect_jointly(
     """Check the measures' patterns against the attacker who combines them (``disclosure.joint``) and hide
     what it needs besides, in place in ``found``'s frames (status ``secondary``, value missing). Returns,
     per related measure, what the descriptor says of it: the attacker and the cells it added, or why
-    it was not run (more hidden cells than ``JOINT_MAX_HIDDEN``: a size, never a clock, decides)."""
+    it was not run (more hidden cells than ``JOINT_MAX_HIDDEN``, or more primaries than ``JOINT_MAX_GROWN``
+    that its blocks do not prove: a size, never a clock, decides)."""
     related = {m for r in relations for m in (r.smaller, r.larger)}
     linked, frames = [], {}
     for (measure, holders, attempts, *_), (chosen, results) in zip(plans, found, strict=True):
@@ -669,9 +682,14 @@ def _protect_jointly(
     terms, upper = joint_rows([tables[i] for i in ordinary], [keys[i] for i in ordinary], relations)
     if not len(upper):
         return {}
-    blocks = [_Block(level) for level in _block_levels(tables)]
+    levels = _block_levels(tables)
+    blocks = [*(_Block(level) for level in levels), *(_Above(level) for level in levels[:1])]
     try:
-        joint = disclosure.protect_jointly(linked, disclosure.KeyedRelations(terms, upper), "_hide", rules, blocks)
+        joint = disclosure.protect_jointly(
+            linked, disclosure.KeyedRelations(terms, upper), "_hide", rules, blocks, JOINT_MAX_GROWN
+        )
+    except disclosure.TooLarge as exc:  # a bound on work, never a clock: the same answer on every machine
+        return {m: {"checked": False, "why": f"not checked: {exc}"} for m in measures}
     except disclosure.AuditFailed as exc:  # as with relations per measure: said, never silent (README)
         why = f"not protected: no pattern protects them together with the cells published before ({exc})"
         return {m: {"checked": True, "safe": False, "why": why} for m in measures}
