@@ -27,7 +27,7 @@ from opendata.relations import CUMULATIVE, Relation, joint_rows, relation_rows
 from opendata.spec import DisclosureSpec, MeasureSpec, TableSpec
 
 KEY = "_population"
-JOINT_MAX_HIDDEN = 100_000  # hidden cells of all related measures the joint attacker is run for
+JOINT_MAX_HIDDEN = 5_000  # hidden cells of all related measures the joint attacker is run for
 JOINT_MAX_GROWN = 2_000  # primaries left to its column generation after the blocks (a few LPs each)
 
 
