@@ -210,7 +210,8 @@ def joint_intervals(
     inside its block at each level (``blocks``: a label per cell, -1 for none), finest first: an LP
     over the block's hidden cells with every other cell fixed at its true value. Its feasible set is
     part of the attacker's (the true table is in both), so an interval it proves wide is at most as
-    wide as the attacker's: a proof, never a false pass. What no block proves is solved by column
+    wide as the attacker's: a proof, never a false pass. What no block proves is solved, in a system
+    of more than ``EXACT_MAX_HIDDEN`` hidden cells, by column
     generation (``_grown_intervals``): exact, over only the part of the system that bounds the cell.
     What that leaves (a cell whose bounding part outgrows ``GROWN_MAX_COLS``) gets the exact LP
     (``exact_intervals`` with the relation rows joining components). ``max_grown``: more cells than
@@ -236,13 +237,14 @@ def joint_intervals(
             ok = hi - lo >= required[checked[members]] - 1e-6
             lower[members[ok]], upper[members[ok]] = lo[ok], hi[ok]
             left[members[ok]] = False
-    if max_grown is not None and left.sum() > max_grown:
-        raise TooLarge(f"{int(left.sum())} primary cells no block proves, over the {max_grown} solved one by one")
-    for chunk in np.array_split(np.flatnonzero(left), -(-int(left.sum()) // GROWN_CHUNK)) if left.any() else ():
-        cells = checked[chunk]
-        done, lo, hi = _grown_intervals(by_col, row_lo, row_hi, truth, suppressed, cells, required[cells])
-        lower[chunk[done]], upper[chunk[done]] = lo[done], hi[done]
-        left[chunk[done]] = False
+    if suppressed.sum() > EXACT_MAX_HIDDEN:  # below, one LP over every hidden cell is small and faster
+        if max_grown is not None and left.sum() > max_grown:
+            raise TooLarge(f"{int(left.sum())} primary cells no block proves, over the {max_grown} solved one by one")
+        for chunk in np.array_split(np.flatnonzero(left), -(-int(left.sum()) // GROWN_CHUNK)) if left.any() else ():
+            cells = checked[chunk]
+            done, lo, hi = _grown_intervals(by_col, row_lo, row_hi, truth, suppressed, cells, required[cells])
+            lower[chunk[done]], upper[chunk[done]] = lo[done], hi[done]
+            left[chunk[done]] = False
     rest = checked[left]
     if len(rest):
         relations = Relations(matrix[equations:], row_hi[equations:])
@@ -285,6 +287,7 @@ def _block_intervals(
     return np.array([o[0] for o in out]), np.array([o[1] for o in out])
 
 
+EXACT_MAX_HIDDEN = 5_000  # up to this many hidden cells, one exact LP beats column generation
 GROWN_MAX_COLS = 20_000  # hidden cells a grown block may reach before its cells go to the whole LP
 GROWN_CHUNK = 16  # cells grown together: one block serves cells that share rows, small enough to stay small
 BLOCK_SOLVE_MAX_COLS = 2_000  # a larger block proves only what its batched solves prove (``_spread``)
