@@ -145,6 +145,7 @@ class _JointRepair(Heuristic):
         self.blocks = blocks  # per level, a block label per cell (``joint_intervals``)
         self.twin = twin  # per cell, a label shared by the same population's cells of every measure
         self.max_grown = max_grown  # ``joint_intervals``
+        self.by_col = sp.csc_matrix(self.m)
 
     def audit(self, suppressed: np.ndarray, only=None, focus=None, each_insider: bool = True) -> Intervals:
         return joint_intervals(
@@ -161,25 +162,33 @@ class _JointRepair(Heuristic):
         )
 
     def widen(self, suppressed: np.ndarray, res: Intervals) -> int:
-        """A failing cell gets one partner among: the cells of its equations, the same cells of the
-        other measures (``twins``: a sibling's attachments bound its referrals), and the cells of the
-        relation rows of its hidden neighbours; the cheapest, a headline cell last
-        (``secondary._choose``). Only a cell with none left goes to ``Heuristic.widen``, whose
-        escalation would hide totals the relations pin anyway."""
+        """A failing cell gets one partner: a published cell the duals of its narrow ends price as
+        widening it (``_grown_intervals``), else one among the cells of its equations, the same cells
+        of the other measures (``twins``: a sibling's attachments bound its referrals) and the cells of
+        the relation rows of its hidden neighbours; the cheapest that covers the missing room, a
+        headline cell last (``secondary._choose``). Only a cell with none left goes to
+        ``Heuristic.widen``, whose escalation would hide totals the relations pin anyway."""
         n_eq = self.a.shape[0]
+        failing = np.flatnonzero(~res.ok)
+        priced = self._priced(suppressed, res.cells[failing], res.required[failing])
         added, own = 0, np.zeros(len(res.cells), dtype=bool)
-        for k in np.flatnonzero(~res.ok):
+        for k, cand in zip(failing, priced, strict=True):
             c = int(res.cells[k])
-            rows = self.cell_rows.indices[self.cell_rows.indptr[c] : self.cell_rows.indptr[c + 1]]
-            near = np.unique(np.r_[c, self.a_abs[rows].indices])
-            links = np.unique(self.link_rows[near[suppressed[near]]].indices)
-            links = links[links >= n_eq]
-            cand = np.r_[near, self.m_abs[links].indices] if len(links) else near
-            cand = np.unique(np.r_[cand, np.flatnonzero(np.isin(self.twin, self.twin[near]))])
-            cand = cand[~suppressed[cand] & ~self.locked[cand]]
+            if cand is not None:  # priced exactly: those that widen it (none: only the escalation can)
+                if suppressed[cand].any():  # one was hidden this round for another cell: audit first
+                    continue
+            else:
+                rows = self.cell_rows.indices[self.cell_rows.indptr[c] : self.cell_rows.indptr[c + 1]]
+                near = np.unique(np.r_[c, self.a_abs[rows].indices])
+                links = np.unique(self.link_rows[near[suppressed[near]]].indices)
+                links = links[links >= n_eq]
+                cand = np.r_[near, self.m_abs[links].indices] if len(links) else near
+                cand = np.unique(np.r_[cand, np.flatnonzero(np.isin(self.twin, self.twin[near]))])
+                cand = cand[~suppressed[cand] & ~self.locked[cand]]
             if len(cand):
                 none = np.zeros(len(cand), dtype=bool)
-                suppressed[_choose(cand, none, self.values, self.level, self.headline, 1.0)] = True
+                need = max(float(res.required[k] - (res.upper[k] - res.lower[k])), 1.0)
+                suppressed[_choose(cand, none, self.values, self.level, self.headline, need)] = True
                 added += 1
             else:
                 own[k] = True
@@ -188,6 +197,17 @@ class _JointRepair(Heuristic):
             rest = Intervals(res.cells[pick], res.lower[pick], res.upper[pick], res.required[pick], res.component[pick])
             added += super().widen(suppressed, rest)
         return added
+
+    def _priced(self, suppressed: np.ndarray, cells: np.ndarray, required: np.ndarray) -> list[np.ndarray | None]:
+        """Per failing cell, the published cells the repair may hide that its narrow ends' duals price."""
+        free = ~suppressed & ~self.locked
+        out: list[np.ndarray] = []
+        for chunk in np.array_split(np.arange(len(cells)), -(-len(cells) // GROWN_CHUNK)) if len(cells) else ():
+            *_, priced = _grown_intervals(
+                self.by_col, self.m_lo, self.m_hi, self.values, suppressed, cells[chunk], required[chunk], free
+            )
+            out += priced
+        return out
 
 
 def joint_intervals(
@@ -242,7 +262,7 @@ def joint_intervals(
             raise TooLarge(f"{int(left.sum())} primary cells no block proves, over the {max_grown} solved one by one")
         for chunk in np.array_split(np.flatnonzero(left), -(-int(left.sum()) // GROWN_CHUNK)) if left.any() else ():
             cells = checked[chunk]
-            done, lo, hi = _grown_intervals(by_col, row_lo, row_hi, truth, suppressed, cells, required[cells])
+            done, lo, hi, _ = _grown_intervals(by_col, row_lo, row_hi, truth, suppressed, cells, required[cells])
             lower[chunk[done]], upper[chunk[done]] = lo[done], hi[done]
             left[chunk[done]] = False
     rest = checked[left]
@@ -287,7 +307,7 @@ def _block_intervals(
     return np.array([o[0] for o in out]), np.array([o[1] for o in out])
 
 
-EXACT_MAX_HIDDEN = 5_000  # up to this many hidden cells, one exact LP beats column generation
+EXACT_MAX_HIDDEN = 15_000  # up to this many hidden cells, one exact LP beats column generation
 GROWN_MAX_COLS = 20_000  # hidden cells a grown block may reach before its cells go to the whole LP
 GROWN_CHUNK = 16  # cells grown together: one block serves cells that share rows, small enough to stay small
 BLOCK_SOLVE_MAX_COLS = 2_000  # a larger block proves only what its batched solves prove (``_spread``)
@@ -302,9 +322,12 @@ def _grown_intervals(
     suppressed: np.ndarray,
     cells: np.ndarray,
     required: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    free: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray | None]]:
     """The attacker's exact intervals of ``cells`` (hidden), by column generation: which cells were
-    settled, and their lower and upper bounds (integer, as ``LP.interval``).
+    settled, their lower and upper bounds (integer, as ``LP.interval``), and per cell the published
+    cells among ``free`` (those the repair may hide) whose hiding would widen a narrow end (None
+    where its ends were not solved exactly).
 
     Start from the hidden cells sharing a row with the targets, every other cell fixed at its true
     value (the block LP of ``_block_intervals``). Solve each target's minimum and maximum; the LP's
@@ -318,10 +341,17 @@ def _grown_intervals(
     is ever solved, so a cell pinned by a few rows is found in a small LP; blocks stop growing at
     ``GROWN_MAX_COLS`` and their targets are left unsettled. Deterministic: blocks grow by sorted
     sets, whatever the machine.
+
+    The same duals price the published cells: one whose reduced cost could improve a narrow end is a
+    partner that widens the cell when hidden (a published 0 that would have to fall cannot). When
+    none does, the duals stay feasible with any of them free, so hiding more of them cannot widen
+    that end at all: the repair must look elsewhere instead of hiding cells that add no room.
     """
     n = len(cells)
     lower, upper = truth[cells].copy(), truth[cells].copy()
     done = np.zeros(n, dtype=bool)
+    free = np.zeros(len(truth), dtype=bool) if free is None else free
+    partners: list[np.ndarray | None] = [None] * n
     by_row = sp.csr_matrix(by_col)
     hidden = np.flatnonzero(suppressed)
     block = np.intersect1d(_neighbours(by_col, by_row, cells), hidden)
@@ -338,11 +368,11 @@ def _grown_intervals(
         try:
             _spread(lp, at, required[pending], len(block))
         except (Inconsistent, SolverFailed):
-            return done, lower, upper
+            return done, lower, upper, partners
         grow: list[np.ndarray] = []
         still = []
         for k, c in zip(pending, at, strict=True):
-            ends, exact = [], True
+            ends, exact, priced = [], True, []
             for sign in (-1.0, 1.0):  # the maximum, then the minimum
                 if _int_hi(lp.hi_seen[c]) - _int_lo(lp.lo_seen[c]) >= required[k] - TOL:
                     break
@@ -354,11 +384,15 @@ def _grown_intervals(
                 if best is None:  # unbounded above: wide
                     lp.hi_seen[c] = INF
                     break
-                out = _pricing(by_row, rows, np.asarray(lp.h.getSolution().row_dual), truth, suppressed, block)
-                if len(out):
-                    grow.append(out)
+                out = _pricing(by_row, rows, np.asarray(lp.h.getSolution().row_dual), truth, suppressed | free)
+                hidden_out = np.setdiff1d(out[suppressed[out]], block, assume_unique=True)
+                if len(hidden_out):
+                    grow.append(hidden_out)
                     exact = False
+                priced.append(out[free[out]])
                 ends.append(best)
+            if priced and exact:
+                partners[k] = np.unique(np.concatenate(priced))
             lo, hi = _int_lo(lp.lo_seen[c]), _int_hi(lp.hi_seen[c])
             if hi - lo >= required[k] - TOL or exact:
                 lower[k], upper[k], done[k] = lo, hi, True
@@ -368,7 +402,7 @@ def _grown_intervals(
         if not grow:
             break
         block = np.union1d(block, np.concatenate(grow))
-    return done, lower, upper
+    return done, lower, upper, partners
 
 
 def _neighbours(by_col: sp.csc_matrix, by_row: sp.csr_matrix, cells: np.ndarray) -> np.ndarray:
@@ -378,20 +412,15 @@ def _neighbours(by_col: sp.csc_matrix, by_row: sp.csr_matrix, cells: np.ndarray)
 
 
 def _pricing(
-    by_row: sp.csr_matrix,
-    rows: np.ndarray,
-    duals: np.ndarray,
-    truth: np.ndarray,
-    suppressed: np.ndarray,
-    block: np.ndarray,
+    by_row: sp.csr_matrix, rows: np.ndarray, duals: np.ndarray, truth: np.ndarray, among: np.ndarray
 ) -> np.ndarray:
-    """Hidden cells outside ``block`` whose reduced cost, under the block LP's row ``duals``, could
-    improve its objective: nonzero at a positive value, negative at 0 (the bound x >= 0)."""
+    """Cells among ``among`` whose reduced cost, under the block LP's row ``duals``, could improve its
+    objective were they free (a cell in the block has reduced cost 0 or sits at a bound the LP
+    keeps): nonzero at a positive value, negative at 0 (the bound x >= 0). Sorted."""
     live = np.abs(duals) > DUAL_TOL
     if not live.any():
         return np.zeros(0, dtype=np.int64)
     reduced = -(by_row[rows[live]].T @ duals[live])
     cand = np.flatnonzero(np.abs(reduced) > DUAL_TOL)
-    cand = cand[suppressed[cand]]
-    cand = cand[(reduced[cand] < 0) | (truth[cand] > TOL)]
-    return np.setdiff1d(cand, block, assume_unique=True)
+    cand = cand[among[cand]]
+    return cand[(reduced[cand] < 0) | (truth[cand] > TOL)]

@@ -27,8 +27,7 @@ from opendata.relations import CUMULATIVE, Relation, joint_rows, relation_rows
 from opendata.spec import DisclosureSpec, MeasureSpec, TableSpec
 
 KEY = "_population"
-JOINT_MAX_HIDDEN = 5_000  # hidden cells of all related measures the joint attacker is run for
-JOINT_MAX_GROWN = 2_000  # primaries left to its column generation after the blocks (a few LPs each)
+JOINT_MAX_GROWN = 2_000  # primaries left to the joint attacker's column generation after its blocks
 
 
 @dataclass
@@ -651,7 +650,7 @@ def _protect_jointly(
     """Check the measures' patterns against the attacker who combines them (``disclosure.joint``) and hide
     what it needs besides, in place in ``found``'s frames (status ``secondary``, value missing). Returns,
     per related measure, what the descriptor says of it: the attacker and the cells it added, or why
-    it was not run (more hidden cells than ``JOINT_MAX_HIDDEN``, or more primaries than ``JOINT_MAX_GROWN``
+    it was not run (in a system too large for its one exact LP, more primaries than ``JOINT_MAX_GROWN``
     that its blocks do not prove: a size, never a clock, decides)."""
     related = {m for r in relations for m in (r.smaller, r.larger)}
     linked, frames = [], {}
@@ -671,13 +670,6 @@ def _protect_jointly(
             frame = link.frame.assign(**{KEY: measure + "#" + link.frame[KEY], "_hide": link.frame[link.hidden]})
             linked.append(replace(link, frame=frame, name=f"{link.name} ({measure})"))
     measures = sorted({m for m, _ in frames})
-    hidden = sum(int(t.frame["_hide"].sum()) for t in linked)
-    if hidden > JOINT_MAX_HIDDEN:
-        why = (
-            f"not checked: {hidden} hidden cells across {', '.join(measures)}, over the {JOINT_MAX_HIDDEN} "
-            "the joint attacker is run for (its LP over them all takes many minutes at this size)"
-        )
-        return {m: {"checked": False, "why": why} for m in measures}
     ordinary = [i for i, t in enumerate(tables) if not t.spec.name.endswith(AHEAD_SUFFIX)]
     terms, upper = joint_rows([tables[i] for i in ordinary], [keys[i] for i in ordinary], relations)
     if not len(upper):
