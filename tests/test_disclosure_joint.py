@@ -195,6 +195,15 @@ def test_joint_patterns_survive_an_attacker_of_both_measures(seed: int, n: int, 
     assert not narrowed(frame, after, rules)
 
 
+def hiding(frame: pd.DataFrame, hidden: dict[str, set[str]], more: pd.Index, name: str) -> tuple[float, float]:
+    """The independent attacker's interval of ``name`` with the cells ``more`` (``measure#key``) hidden too."""
+    after = {m: set(hidden[m]) for m in MEASURES}
+    for key in more:
+        m, k = key.split("#", 1)
+        after[m].add(k)
+    return attacker(frame, after)(name)
+
+
 def test_the_repair_hides_only_partners_the_duals_price_and_no_other_cell_could_widen() -> None:
     """The joint repair's partners for a narrow cell are the published cells its narrow ends' duals
     price (``_grown_intervals``). The argument: when a cell is not priced, the duals stay optimal with
@@ -214,20 +223,14 @@ def test_the_repair_hides_only_partners_the_duals_price_and_no_other_cell_could_
             continue
         free = ~start & ~repair.locked
         keys = repair.grid.keys
-        for cell, priced in zip(res.cells[failing], repair._priced(start, res.cells[failing], res.required[failing])):
+        priced_all = repair._priced(start, res.cells[failing], res.required[failing])
+        for cell, priced in zip(res.cells[failing], priced_all, strict=True):
             assert priced is not None  # small tables: every narrow end is solved exactly
-            before = attacker(frame, alone)(keys[cell])
-
-            def hiding(cells):
-                more = {m: set(alone[m]) for m in MEASURES}
-                for key in keys[cells]:
-                    m, k = key.split("#", 1)
-                    more[m].add(k)
-                return attacker(frame, more)(keys[cell])
-
+            name = keys[cell]
+            before = attacker(frame, alone)(name)
             unpriced = np.setdiff1d(np.flatnonzero(free), priced)
-            assert hiding(unpriced) == pytest.approx(before, abs=1e-6), (seed, keys[cell])
-            lo, hi = hiding(priced)
+            assert hiding(frame, alone, keys[unpriced], name) == pytest.approx(before, abs=1e-6), (seed, name)
+            lo, hi = hiding(frame, alone, keys[priced], name)
             widened += hi - lo > before[1] - before[0] + 1e-6
             checked += 1
     assert checked and widened > checked / 2, (widened, checked)
