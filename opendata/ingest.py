@@ -27,6 +27,9 @@ HEAD_BYTES = 1 << 16
 # A workbook is a ZIP of XML parts, read whole into memory: bound what it may unpack to before any
 # parser sees it. 256 MiB of XML is about 3 million cells; larger MI belongs in CSV or Parquet.
 MAX_UNPACKED = 256 << 20
+# ODS compresses runs in the XML itself (a cell or row "repeated" n times): a few bytes can stand for
+# billions of cells, which the reader expands. Counted from the XML before it is read.
+MAX_SHEET_CELLS = 3_000_000
 MAX_RATIO = 200  # XML of real sheets compresses 5-50 fold; a ZIP bomb compresses thousands fold
 MAX_PARTS = 10_000
 
@@ -380,6 +383,51 @@ def _check_workbook(p: Path, name: str) -> None:
             )
 
 
+def _check_ods_cells(p: Path, name: str) -> None:
+    """Refuse an ODS whose first sheet expands past ``MAX_SHEET_CELLS``: the reader materialises every
+    repeated cell up to a row's last value, every row up to the last one holding a value (empty rows
+    between included), and pads rows to the longest. Streamed, so the XML is never held whole."""
+    import zipfile
+    from xml.etree.ElementTree import iterparse
+
+    table = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
+    office = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
+    rows = width = pending = 0  # rows kept, longest row, empty rows not yet kept
+    col = row_end = 0
+    depth, sheet = 0, None  # tables open (rows of tables nested in cells are read too), the first one
+    try:
+        with zipfile.ZipFile(p) as archive, archive.open("content.xml") as xml:
+            for event, el in iterparse(xml, events=("start", "end")):
+                if el.tag == table + "table":
+                    depth += 1 if event == "start" else -1
+                    sheet = el if sheet is None else sheet
+                    if depth == 0:
+                        return  # the first sheet is the one read
+                elif depth and el.tag == table + "table-row" and event == "start":
+                    col = row_end = 0
+                elif depth and el.tag in (table + "table-cell", table + "covered-table-cell") and event == "end":
+                    col += int(el.get(table + "number-columns-repeated", "1"))
+                    if el.get(office + "value-type") or len(el):
+                        row_end = col
+                    el.clear()
+                elif depth and el.tag == table + "table-row" and event == "end":
+                    repeat = int(el.get(table + "number-rows-repeated", "1"))
+                    if row_end:
+                        rows, pending, width = rows + pending + repeat, 0, max(width, row_end)
+                    else:
+                        pending += repeat
+                    sheet.clear()  # rows counted are let go: memory stays flat however many there are
+                    if rows * width > MAX_SHEET_CELLS:
+                        raise FileProblem(
+                            name,
+                            "too_large",
+                            f"{name}: its first sheet expands to more than {MAX_SHEET_CELLS:,} cells (repeated "
+                            "cells or rows); save the sheet as CSV or Parquet instead, or split it",
+                        )
+    except (KeyError, ValueError, SyntaxError, zipfile.BadZipFile):
+        return  # not a readable ODS: the reader says so next
+
+
 def _read_sheet(p: Path, name: str, fmt: str) -> RawTable:
     """First sheet of an XLSX (openpyxl) or ODS (odfpy) workbook; header in the first row."""
     import zipfile
@@ -392,6 +440,8 @@ def _read_sheet(p: Path, name: str, fmt: str) -> RawTable:
         what = "an XLSX workbook" if fmt == "xlsx" else "an ODS spreadsheet"
         raise FileProblem(name, "not_a_table", f"{name} is not {what}: it looks like {kind}")
     _check_workbook(p, name)
+    if fmt == "ods":
+        _check_ods_cells(p, name)
     try:
         frame = pd.read_excel(
             p, sheet_name=0, header=None, dtype=object, na_filter=False, engine="openpyxl" if fmt == "xlsx" else "odf"

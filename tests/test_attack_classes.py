@@ -321,6 +321,9 @@ def test_corrections_linked_with_the_earlier_version(corrected_tree):
     mi, fixed, tree = corrected_tree
     versions = sorted(p for p in tree.iterdir() if p.is_dir())
     assert [v.name for v in versions] == ["1.0.0", "1.0.1"]
+    descriptor = json.loads((versions[1] / "datapackage.json").read_text())["opendata:disclosure"]
+    joint = [a["audit"].get("relations_jointly") for t in descriptor["tables"].values() for a in t.values()]
+    assert all(j["checked"] and j["safe"] for j in joint if j), joint  # the joint repair found a pattern
     tables = load_versions(versions)
     revised = revised_keys(tables)
     assert revised, "the correction changed no published value"

@@ -177,3 +177,39 @@ def test_a_workbook_past_the_unpacked_size_limit_is_refused(tmp_path, monkeypatc
     with pytest.raises(FileProblem, match=r"unpacks to .* MiB of XML \(limit 0 MiB\)") as caught:
         read_raw(path)
     assert caught.value.rule == "too_large"
+
+
+@pytest.mark.parametrize(
+    ("attribute", "where"),
+    [
+        ('table:number-columns-repeated="100000000"', "cell"),  # one value standing for 10^8 cells
+        ('table:number-rows-repeated="100000000"', "row"),  # one row standing for 10^8 rows
+    ],
+)
+def test_an_ods_whose_repeats_expand_past_the_cap_is_refused_before_it_is_read(tmp_path, attribute, where):
+    """ODS compresses repeated cells and rows in the XML itself, past any ZIP-ratio check: a file of a
+    few KiB would expand to 10^8 cells in the reader. The sheet is counted first and refused."""
+    import re
+    import zipfile
+
+    import pandas as pd
+
+    plain = tmp_path / "plain.ods"
+    pd.DataFrame({"a": ["x", "y"], "b": [1, 2]}).to_excel(plain, index=False, engine="odf")
+    bomb = tmp_path / "bomb.ods"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "content.xml":
+                text = data.decode()
+                tag = "<table:table-cell " if where == "cell" else "<table:table-row>"
+                last = text.rindex(tag)  # the last data row or its last cell
+                text = text[:last] + tag[:-1] + " " + attribute + tag[-1] + text[last + len(tag) :]
+                assert re.search(attribute, text)
+                data = text.encode()
+            dst.writestr(item, data)
+    assert bomb.stat().st_size < 10_000
+    with pytest.raises(FileProblem) as exc:
+        read_table(bomb)
+    assert exc.value.rule == "too_large" and "3,000,000 cells" in str(exc.value) and str(bomb) in str(exc.value)
+    assert read_table(plain).num_rows == 2  # the same file without the repeat reads as before
