@@ -67,7 +67,7 @@ def protect_jointly(
     suppressed: str,
     rules: Rules | None = None,
     blocks: Sequence[Callable[[str], str | None]] = (),
-    max_grown: int | None = None,
+    max_left: int | None = None,
 ) -> JointResult:
     """Check and repair the measures' patterns (``suppressed``: a boolean column of each table) against
     the joint attacker; raises AuditFailed if no safe pattern exists (every cell that may be hidden is).
@@ -75,10 +75,10 @@ def protect_jointly(
     ``tables``: every measure's linked tables, keys unique per measure (``measure#key``), with the
     ``published`` column naming cells that may not be hidden (earlier versions, must-publish).
     ``blocks``: per level, finest first, the block a cell key belongs to (None: none at that level),
-    e.g. its prime contract, then its CPA; see ``joint_intervals``. ``max_grown``: raise TooLarge
-    when more primaries than that are left to column generation after the blocks (a work bound).
+    e.g. its prime contract, then its CPA; see ``joint_intervals``. ``max_left``: raise TooLarge
+    when more primaries than that are left after the blocks (a bound on work).
     """
-    repair, start = _joint_system(tables, relations, suppressed, rules, blocks, max_grown)
+    repair, start = _joint_system(tables, relations, suppressed, rules, blocks, max_left)
     pattern = repair.run(start=start, only=np.flatnonzero(repair.primary))
     report = report_from(repair.grid, pattern.intervals, METHOD_JOINT, repair.values)
     report.raise_if_failed()
@@ -92,11 +92,11 @@ def audit_jointly(
     suppressed: str,
     rules: Rules | None = None,
     blocks: Sequence[Callable[[str], str | None]] = (),
-    max_grown: int | None = None,
+    max_left: int | None = None,
 ) -> AuditReport:
     """The joint attacker's audit of the measures' patterns as they stand (``protect_jointly``'s
     arguments): every primary it narrows, with its exact interval."""
-    repair, start = _joint_system(tables, relations, suppressed, rules, blocks, max_grown)
+    repair, start = _joint_system(tables, relations, suppressed, rules, blocks, max_left)
     intervals = repair.audit(start, only=np.flatnonzero(repair.primary))
     return report_from(repair.grid, intervals, METHOD_JOINT, repair.values)
 
@@ -107,7 +107,7 @@ def _joint_system(
     suppressed: str,
     rules: Rules | None,
     blocks: Sequence[Callable[[str], str | None]],
-    max_grown: int | None = None,
+    max_left: int | None = None,
 ) -> tuple[_JointRepair, np.ndarray]:
     """The repair loop over the union of ``tables``, and the cells their patterns hide."""
     rules = rules or Rules()
@@ -122,7 +122,7 @@ def _joint_system(
     labels = [pd.factorize(pd.Series([block(k) for k in system.keys], dtype=object))[0] for block in blocks]
     twin = pd.factorize(system.keys.str.split("#", n=1).str[-1])[0]  # one population, every measure
     values = np.asarray(values, dtype=np.float64)
-    repair = _JointRepair(system, values, primary, required, labels, twin, max_grown, locked=locked, relations=bounds)
+    repair = _JointRepair(system, values, primary, required, labels, twin, max_left, locked=locked, relations=bounds)
     return repair, start
 
 
@@ -138,13 +138,13 @@ class _JointRepair(Heuristic):
         required,
         blocks: Sequence[np.ndarray],
         twin: np.ndarray,
-        max_grown: int | None = None,
+        max_left: int | None = None,
         **options,
     ):
         super().__init__(system, values, primary, required, prune=False, **options)
         self.blocks = blocks  # per level, a block label per cell (``joint_intervals``)
         self.twin = twin  # per cell, a label shared by the same population's cells of every measure
-        self.max_grown = max_grown  # ``joint_intervals``
+        self.max_left = max_left  # ``joint_intervals``
         self.by_col = sp.csc_matrix(self.m)
 
     def audit(self, suppressed: np.ndarray, only=None, focus=None, each_insider: bool = True) -> Intervals:
@@ -158,7 +158,7 @@ class _JointRepair(Heuristic):
             self.required,
             self.blocks,
             only,
-            self.max_grown,
+            self.max_left,
         )
 
     def widen(self, suppressed: np.ndarray, res: Intervals) -> int:
@@ -220,7 +220,7 @@ def joint_intervals(
     required: np.ndarray,
     blocks: Sequence[np.ndarray] = (),
     only: np.ndarray | None = None,
-    max_grown: int | None = None,
+    max_left: int | None = None,
 ) -> Intervals:
     """The joint attacker's intervals (published cells exact, ``row_lo <= matrix x <= row_hi``: the
     first ``equations`` rows additivity, the rest relations), block by block before the whole.
@@ -234,7 +234,7 @@ def joint_intervals(
     of more than ``EXACT_MAX_HIDDEN`` hidden cells, by column
     generation (``_grown_intervals``): exact, over only the part of the system that bounds the cell.
     What that leaves (a cell whose bounding part outgrows ``GROWN_MAX_COLS``) gets the exact LP
-    (``exact_intervals`` with the relation rows joining components). ``max_grown``: more cells than
+    (``exact_intervals`` with the relation rows joining components). ``max_left``: more cells than
     that left after the blocks raise TooLarge (each costs a few LPs: a bound on work, not on time).
     """
     truth = np.asarray(truth, dtype=np.float64)
@@ -257,9 +257,9 @@ def joint_intervals(
             ok = hi - lo >= required[checked[members]] - 1e-6
             lower[members[ok]], upper[members[ok]] = lo[ok], hi[ok]
             left[members[ok]] = False
+    if max_left is not None and left.sum() > max_left:
+        raise TooLarge(f"{int(left.sum())} primary cells no block proves, over the {max_left} solved one by one")
     if suppressed.sum() > EXACT_MAX_HIDDEN:  # below, one LP over every hidden cell is small and faster
-        if max_grown is not None and left.sum() > max_grown:
-            raise TooLarge(f"{int(left.sum())} primary cells no block proves, over the {max_grown} solved one by one")
         for chunk in np.array_split(np.flatnonzero(left), -(-int(left.sum()) // GROWN_CHUNK)) if left.any() else ():
             cells = checked[chunk]
             done, lo, hi, _ = _grown_intervals(by_col, row_lo, row_hi, truth, suppressed, cells, required[cells])

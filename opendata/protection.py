@@ -27,7 +27,7 @@ from opendata.relations import CUMULATIVE, Relation, joint_rows, relation_rows
 from opendata.spec import DisclosureSpec, MeasureSpec, TableSpec
 
 KEY = "_population"
-JOINT_MAX_GROWN = 2_000  # primaries left to the joint attacker's column generation after its blocks
+JOINT_MAX_LEFT = 3_000  # primaries the joint attacker's blocks leave to its LPs (one or two each)
 
 
 @dataclass
@@ -650,8 +650,8 @@ def _protect_jointly(
     """Check the measures' patterns against the attacker who combines them (``disclosure.joint``) and hide
     what it needs besides, in place in ``found``'s frames (status ``secondary``, value missing). Returns,
     per related measure, what the descriptor says of it: the attacker and the cells it added, or why
-    it was not run (in a system too large for its one exact LP, more primaries than ``JOINT_MAX_GROWN``
-    that its blocks do not prove: a size, never a clock, decides)."""
+    it was not run (more primaries than ``JOINT_MAX_LEFT`` that its blocks do not prove: a count, never
+    a clock, decides)."""
     related = {m for r in relations for m in (r.smaller, r.larger)}
     linked, frames = [], {}
     for (measure, holders, attempts, *_), (chosen, results) in zip(plans, found, strict=True):
@@ -678,7 +678,7 @@ def _protect_jointly(
     blocks = [*(_Block(level) for level in levels), *(_Above(level) for level in levels[:1])]
     try:
         joint = disclosure.protect_jointly(
-            linked, disclosure.KeyedRelations(terms, upper), "_hide", rules, blocks, JOINT_MAX_GROWN
+            linked, disclosure.KeyedRelations(terms, upper), "_hide", rules, blocks, JOINT_MAX_LEFT
         )
     except disclosure.TooLarge as exc:  # a bound on work, never a clock: the same answer on every machine
         return {m: {"checked": False, "why": f"not checked: {exc}"} for m in measures}
