@@ -30,8 +30,16 @@ from opendata.aggregate import MONTHS_PROPERTY, DimensionCodes, read_period
 from opendata.descriptor import DESCRIPTOR_FILE
 from opendata.errors import OpenDataError
 from opendata.indicators import Indicator, derive
-from opendata.protection import AHEAD_SUFFIX, REVISION_LAYERS, hierarchy, population_keys
-from opendata.relations import CUMULATIVE, Relation, relation_rows
+from opendata.protection import (
+    AHEAD_SUFFIX,
+    JOINT_MAX_LEFT,
+    KEY,
+    REVISION_LAYERS,
+    hierarchy,
+    joint_blocks,
+    population_keys,
+)
+from opendata.relations import CUMULATIVE, Relation, joint_rows, relation_rows
 
 
 @dataclass
@@ -72,6 +80,8 @@ class PackageAudit:
     zeros: int = 0  # hidden cells pinned to exactly 0 without the MI: no contributor, never primary (zeros safe)
     above_threshold: int = 0  # hidden counts shown to be at least the threshold without the MI: never primary
     derived: list[str] = field(default_factory=list)  # derived resources that are not what the cells give
+    jointly: str = ""  # what the joint attacker over the related measures did (with the MI only)
+    misled: int = 0  # narrowed cells whose interval leaves out the true value (with the MI only): no disclosure
 
     @property
     def ok(self) -> bool:
@@ -88,6 +98,8 @@ class PackageAudit:
             "ok": self.ok,
             "exposed": [e.__dict__ for e in self.exposed],
             "derived": self.derived,
+            "jointly": self.jointly,
+            "misled": self.misled,
         }
 
 
@@ -422,9 +434,71 @@ def _contradiction(tables, grids, codes, matrix, col_lo, col_hi, bound) -> list[
     return out
 
 
+def audit_with_mi(
+    version_dir: str | Path, previous: Sequence[str | Path], spec, inputs: Sequence[str | Path]
+) -> PackageAudit:
+    """The publisher's audit (the MI known): ``audit_package`` with the true primaries, then the joint
+    attacker over every measure the relations bind (``disclosure.audit_jointly``, as the release
+    checked itself), over the newest version's tables; its exposures join the report's."""
+    descriptor, matched = _with_truth(version_dir, spec, inputs)
+    primaries = {
+        (table.spec.name, m): primary
+        for table, _, aligned in matched
+        for m, primary in _primaries(descriptor, table, aligned)
+    }
+    report = audit_package(version_dir, previous, primaries=primaries)
+    report.jointly = _audit_jointly(descriptor, matched, report)
+    _drop_misled(report, descriptor["version"], matched)
+    return report
+
+
+def _drop_misled(report: PackageAudit, version: str, matched: list[tuple]) -> None:
+    """Exposures whose interval leaves out the cell's true value are no disclosure: the attacker's
+    model was wrong there (a correction revised a cell where no published value shows it, and the
+    attacker took the two versions' cells for one). They are counted, not reported exposed."""
+    truth = {table.spec.name: aligned for table, _, aligned in matched}
+    kept = []
+    for e in report.exposed:
+        frame = truth.get(e.table)
+        if e.version != version or frame is None:
+            kept.append(e)
+            continue
+        row = np.ones(len(frame), dtype=bool)
+        for dim, code in e.cell.items():
+            row &= frame[dim].astype(str).to_numpy() == code
+        values = frame.loc[row, e.measure].to_numpy(dtype=float)
+        if len(values) == 1 and not e.lower - 1e-6 <= values[0] <= e.upper + 1e-6:
+            report.misled += 1
+        else:
+            kept.append(e)
+    report.exposed = kept
+
+
 def true_primaries(version_dir: str | Path, spec, inputs: Sequence[str | Path]) -> dict[tuple[str, str], pd.Series]:
     """Which published cells the rules made primary, from the MI behind the release (publisher only)."""
-    from opendata.aggregate import FREQ_SUFFIX, aggregate, mi_ahead_tables
+    descriptor, matched = _with_truth(version_dir, spec, inputs)
+    return {
+        (table.spec.name, m): primary
+        for table, _, aligned in matched
+        for m, primary in _primaries(descriptor, table, aligned)
+    }
+
+
+def _primaries(descriptor: dict, table, aligned: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    from opendata.aggregate import FREQ_SUFFIX
+
+    stated = descriptor["opendata:disclosure"]["rules"]
+    rules = Rules(threshold=stated["threshold"], zeros=stated["zeros"])  # the rules the package says it applied
+    return [
+        (m.name, pd.Series(primary_mask(aligned[m.name + FREQ_SUFFIX].to_numpy(), rules), index=aligned.index))
+        for m in table.measures
+    ]
+
+
+def _with_truth(version_dir: str | Path, spec, inputs: Sequence[str | Path]) -> tuple[dict, list[tuple]]:
+    """The package's descriptor, and per published table (aggregated table, published table, the true
+    cells in the published rows' order), from the MI behind the release."""
+    from opendata.aggregate import aggregate, mi_ahead_tables
     from opendata.calendar import until_month
     from opendata.validate import validate
 
@@ -434,12 +508,10 @@ def true_primaries(version_dir: str | Path, spec, inputs: Sequence[str | Path]) 
     report = validate(spec, [Path(p) for p in inputs])
     report.raise_for_problems()
     until = until_month(pd.Timestamp(cut["covers"]).date()) if cut else None
-    stated = descriptor["opendata:disclosure"]["rules"]
-    rules = Rules(threshold=stated["threshold"], zeros=stated["zeros"])  # the rules the package says it applied
-    out = {}
     tables = aggregate(spec, report.table, until=until)
     if release.get("mi_ahead") and until:
         tables += mi_ahead_tables(spec, report.table, until)
+    matched = []
     for table in tables:
         match = next((t for t in published if t.name == table.spec.name), None)
         if match is None:
@@ -448,7 +520,47 @@ def true_primaries(version_dir: str | Path, spec, inputs: Sequence[str | Path]) 
         aligned = match.frame[dims].merge(table.frame, on=dims, how="left", validate="one_to_one")
         if aligned.isna().any().any():
             raise OpenDataError(f"the MI does not match {table.spec.name} of {version_dir}: cells differ")
-        for m in table.measures:
-            primary = primary_mask(aligned[m.name + FREQ_SUFFIX].to_numpy(), rules)
-            out[(table.spec.name, m.name)] = pd.Series(primary, index=match.frame.index)
-    return out
+        aligned.index = match.frame.index
+        matched.append((table, match, aligned))
+    return descriptor, matched
+
+
+def _audit_jointly(descriptor: dict, matched: list[tuple], report: PackageAudit) -> str:
+    """Run the joint attacker over the related measures of the newest version (published cells at
+    their true values, every relation as a row); add what it narrows to ``report``; say what it did."""
+    from opendata.aggregate import FREQ_SUFFIX
+
+    stated = descriptor["opendata:disclosure"]["rules"]
+    relations = [Relation(**r) for r in stated.get("relations", [])]
+    related = {m for r in relations for m in (r.smaller, r.larger)}
+    linked, ordinary, keys = [], [], []
+    for table, match, aligned in matched:
+        people = population_keys(table.dimensions, aligned)
+        dims = {d.name: hierarchy(d) for d in table.dimensions}
+        for m in (m.name for m in table.measures if m.name in related):
+            frame = aligned[[*dims, m, m + FREQ_SUFFIX]].assign(
+                **{KEY: (m + "#" + people).to_numpy(), "_hide": match.frame[m].isna().to_numpy()}
+            )
+            linked.append(disclosure.LinkedTable(frame, dims, m, KEY, m + FREQ_SUFFIX, f"{table.spec.name}|{m}"))
+        if not table.spec.name.endswith(AHEAD_SUFFIX):
+            ordinary.append(table)
+            keys.append(population_keys(table.dimensions, table.frame))
+    terms, upper = joint_rows(ordinary, keys, relations)
+    if not linked or not len(upper):
+        return "not run: no relations between the published measures"
+    rules = Rules(threshold=stated["threshold"], zeros=stated["zeros"], protection=stated.get("protection"))
+    try:
+        found = disclosure.audit_jointly(
+            linked, disclosure.KeyedRelations(terms, upper), "_hide", rules, joint_blocks(ordinary), JOINT_MAX_LEFT
+        )
+    except disclosure.TooLarge as exc:
+        return f"not run: {exc}"
+    for f in found.failures:
+        where = dict(f.cell)
+        table, measure = where.pop("table").split("|")
+        report.exposed.append(Exposure(descriptor["version"], table, measure, where, f.lower, f.upper, f.required))
+    measures = sorted({t.value for t in linked})
+    return (
+        f"joint attacker over {', '.join(measures)} ({found.checked:,} primary cells of {descriptor['version']}): "
+        f"{len(found.failures):,} narrowed"
+    )

@@ -948,14 +948,16 @@ def audit(package: Path, previous, spec, mi, as_json: bool):
       opendata audit releases/work-programme-subcontractor-mi/1.1.0 \\
           --previous releases/work-programme-subcontractor-mi/1.0.0 --spec specs/work-programme.yaml --mi mi/*.csv
     """
-    from opendata.audit import audit_package, true_primaries
+    from opendata.audit import audit_package, audit_with_mi
     from opendata.spec import load_spec
 
     if bool(spec) != bool(mi):
         raise click.UsageError("--spec and --mi go together")
     with user_errors():
-        primaries = true_primaries(package, load_spec(spec), list(mi)) if spec else None
-        report = audit_package(package, list(previous), primaries=primaries)
+        if spec:
+            report = audit_with_mi(package, list(previous), load_spec(spec), list(mi))
+        else:
+            report = audit_package(package, list(previous))
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
     else:
@@ -965,6 +967,13 @@ def audit(package: Path, previous, spec, mi, as_json: bool):
             out.print(f"{report.zeros:,} hidden cell(s) are exactly 0: no contributor, never primary (zeros safe)")
         if report.above_threshold:
             out.print(f"{report.above_threshold:,} hidden count(s) are at least the threshold: never primary")
+        if report.misled:
+            out.print(
+                f"{report.misled:,} cell(s) narrowed to an interval without their true value: the attacker is "
+                "misled there (a correction no published value shows), no disclosure"
+            )
+        if report.jointly:
+            out.print(f"related measures: {report.jointly}", highlight=False)
         for e in report.exposed[:MAX_PROBLEMS_SHOWN]:
             out.print(f"[red]exposed[/] {e.describe()}", highlight=False)
         for problem in report.derived:

@@ -464,6 +464,14 @@ class _Above:
         return None if _Block(self.level)(key) else key.split("#", 1)[0]
 
 
+def joint_blocks(tables: Sequence[AggregatedTable]) -> list[_Block | _Above]:
+    """The blocks the joint attacker proves cells in before the whole system
+    (``disclosure.joint_intervals``): each classification level with codes below it, finest first,
+    then per measure the cells above the finest."""
+    levels = _block_levels(tables)
+    return [*(_Block(level) for level in levels), *(_Above(level) for level in levels[:1])]
+
+
 def _block_levels(tables: Sequence[AggregatedTable]) -> list[str]:
     """Levels of the classifications (not periods) with codes below them, finest first: the blocks
     the joint attacker is solved in before the whole system (``disclosure.joint_intervals``)."""
@@ -674,11 +682,9 @@ def _protect_jointly(
     terms, upper = joint_rows([tables[i] for i in ordinary], [keys[i] for i in ordinary], relations)
     if not len(upper):
         return {}
-    levels = _block_levels(tables)
-    blocks = [*(_Block(level) for level in levels), *(_Above(level) for level in levels[:1])]
     try:
         joint = disclosure.protect_jointly(
-            linked, disclosure.KeyedRelations(terms, upper), "_hide", rules, blocks, JOINT_MAX_LEFT
+            linked, disclosure.KeyedRelations(terms, upper), "_hide", rules, joint_blocks(tables), JOINT_MAX_LEFT
         )
     except disclosure.TooLarge as exc:  # a bound on work, never a clock: the same answer on every machine
         return {m: {"checked": False, "why": f"not checked: {exc}"} for m in measures}

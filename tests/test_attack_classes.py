@@ -334,6 +334,20 @@ def test_corrections_linked_with_the_earlier_version(corrected_tree):
     assert not failures(model, intervals, truth), failures(model, intervals, truth)[:20]
 
 
+@pytest.mark.slow
+def test_cli_audit_passes_the_corrected_series(corrected_tree):
+    """The publisher's audit of the PATCH with its predecessor and the corrected MI passes, the joint
+    attacker included. The correction lowered a published 11 to a hidden 6: taking the two versions'
+    cells for one quantity, the attacker's interval for it leaves out the truth (misled, said), where
+    the audit used to report it exposed."""
+    _, fixed, tree = corrected_tree
+    old, new = sorted(p for p in tree.iterdir() if p.is_dir())
+    run = opendata("audit", new, "--previous", old, "--spec", SPEC, "--mi", fixed, "--json")
+    result = json.loads(run.stdout)
+    assert result["ok"] and result["misled"] > 0, result
+    assert "joint attacker" in result["jointly"] and result["jointly"].endswith(" 0 narrowed")
+
+
 @pytest.fixture(scope="module")
 def insider_release(tmp_path_factory) -> tuple[Path, Path]:
     """One release of a small sample with the spec's own switch for insider protection on."""

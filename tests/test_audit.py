@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from opendata import protection
 from opendata.aggregate import aggregate
-from opendata.audit import audit_package, read_published, true_primaries
+from opendata.audit import audit_package, audit_with_mi, read_published, true_primaries
 from opendata.embargo import publish
 from opendata.release import cut_release
 from opendata.sample import write_sample
@@ -89,6 +90,33 @@ def test_cli_audit_with_previous_versions(tree, tmp_path):
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result["ok"] and result["primaries_known"] and result["versions"] == ["1.0.0", "1.0.0"]
+    assert (
+        result["jointly"].startswith("joint attacker over attachments, job_outcomes")
+        and "0 narrowed" in result["jointly"]
+    )
+
+
+def test_the_publishers_audit_runs_the_joint_attacker_and_names_what_only_it_narrows(tmp_path, monkeypatch):
+    """A release cut without the joint repair (each measure protected alone, as before issue 19): the
+    audit of each measure passes, the joint attacker of the publisher's audit names cells, every one
+    of them a primary the relations between measures narrow."""
+    write_sample(tmp_path / "mi", 1500, 3, months=3, formats=("csv",))
+    mi = tmp_path / "mi" / "work-programme-mi.csv"
+    monkeypatch.setattr(protection, "_protect_jointly", lambda *args: {})
+    cut_release(SPEC, [mi], tmp_path / "releases", release_time=WHEN, late=True, reason="test")
+    publish(tmp_path / "staging", tmp_path / "releases", WHEN + timedelta(minutes=1))
+    version = tmp_path / "releases" / NAME / "1.0.0"
+    spec = load_spec(SPEC)
+    assert audit_package(version, primaries=true_primaries(version, spec, [mi])).ok
+    report = audit_with_mi(version, [], spec, [mi])
+    narrowed = int(report.jointly.rsplit(": ", 1)[1].split()[0].replace(",", ""))
+    assert not report.ok and narrowed == len(report.exposed) > 0, report.jointly
+    primaries = true_primaries(version, spec, [mi])
+    for e in report.exposed:
+        frame = pd.read_parquet(version / "data" / f"{e.table}.parquet")
+        row = np.logical_and.reduce([frame[d].astype(str).to_numpy() == v for d, v in e.cell.items()])
+        assert row.sum() == 1 and primaries[(e.table, e.measure)].to_numpy()[row][0], e.describe()
+        assert e.upper - e.lower < e.required
 
 
 def test_public_audit_holds_every_suppressed_cell_to_the_width(tree):
