@@ -45,7 +45,7 @@ from disclosure.linked import KeyedRelations, LinkedTable, _fixed, _union
 from disclosure.primary import primary_mask, required_widths
 from disclosure.relations import Relations
 from disclosure.rules import Rules
-from disclosure.secondary import Heuristic, _choose
+from disclosure.secondary import MAX_PARTNERS, Heuristic, _choose
 
 METHOD_JOINT = (
     "joint attacker: every related measure's cells in one LP with the relations between measures as rows "
@@ -146,6 +146,7 @@ class _JointRepair(Heuristic):
         self.twin = twin  # per cell, a label shared by the same population's cells of every measure
         self.max_left = max_left  # ``joint_intervals``
         self.by_col = sp.csc_matrix(self.m)
+        self.rounds: dict[int, int] = {}  # rounds each cell has gained partners here (1, 1, 2, 4, ... each)
 
     def audit(self, suppressed: np.ndarray, only=None, focus=None, each_insider: bool = True) -> Intervals:
         return joint_intervals(
@@ -177,6 +178,9 @@ class _JointRepair(Heuristic):
             if cand is not None:  # priced exactly: those that widen it (none: only the escalation can)
                 if suppressed[cand].any():  # one was hidden this round for another cell: audit first
                     continue
+                detail = cand[~self.headline[cand]]
+                if len(detail) and not self.headline[c]:  # a headline only where no detail cell widens it
+                    cand = detail
             else:
                 rows = self.cell_rows.indices[self.cell_rows.indptr[c] : self.cell_rows.indptr[c + 1]]
                 near = np.unique(np.r_[c, self.a_abs[rows].indices])
@@ -186,10 +190,13 @@ class _JointRepair(Heuristic):
                 cand = np.unique(np.r_[cand, np.flatnonzero(np.isin(self.twin, self.twin[near]))])
                 cand = cand[~suppressed[cand] & ~self.locked[cand]]
             if len(cand):
-                none = np.zeros(len(cand), dtype=bool)
+                self.rounds[c] = self.rounds.get(c, 0) + 1
                 need = max(float(res.required[k] - (res.upper[k] - res.lower[k])), 1.0)
-                suppressed[_choose(cand, none, self.values, self.level, self.headline, need)] = True
-                added += 1
+                for _ in range(min(2 ** max(self.rounds[c] - 2, 0), MAX_PARTNERS, len(cand))):
+                    pick = _choose(cand, np.zeros(len(cand), dtype=bool), self.values, self.level, self.headline, need)
+                    suppressed[pick] = True
+                    cand = cand[cand != pick]
+                    added += 1
             else:
                 own[k] = True
         if own.any():

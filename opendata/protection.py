@@ -25,6 +25,7 @@ from opendata.errors import ReleaseError
 from opendata.parallel import run_all
 from opendata.relations import CUMULATIVE, Relation, joint_rows, relation_rows
 from opendata.spec import DisclosureSpec, MeasureSpec, TableSpec
+from opendata.versions import semver_key
 
 KEY = "_population"
 JOINT_MAX_LEFT = 3_000  # primaries the joint attacker's blocks leave to its LPs (one or two each)
@@ -594,6 +595,7 @@ def protect_tables(
     if on_step:
         on_step(f"protecting {', '.join(measures)}")
     found = run_all(_protect_measure, tasks, workers, scheduler, cells=sum(len(t.frame) for t in tables))
+    kept = _keep_hidden(plans, found)
     jointly: dict[str, dict[str, Any]] = {}
     if relations:
         if on_step:
@@ -619,8 +621,9 @@ def protect_tables(
             shown = result.frame["published"]
             sdcs[i][measure] = {
                 **{k: int(v) for k, v in result.counts.items()},
-                # the joint repair may have hidden more (``_protect_jointly``)
+                # hidden as the latest version did (``_keep_hidden``) and by the joint repair (``_protect_jointly``)
                 "secondary": int((result.frame["status"] == "secondary").sum()),
+                **({"hidden_as_before": kept[measure, i]} if (measure, i) in kept else {}),
                 "rounded": int((shown.notna() & (shown != result.frame[measure])).sum()),
                 **information_loss(result.frame, tables[i].dimensions, measure),
                 "audit": {
@@ -645,6 +648,41 @@ def protect_tables(
         ProtectedTable(t.spec, t.dimensions, t.measures, public, sdc)
         for t, public, sdc in zip(tables, publics, sdcs, strict=True)
     ]
+
+
+def _keep_hidden(plans: list[tuple], found: list[tuple[int, list[disclosure.ProtectionResult]]]) -> dict:
+    """Hide again, as secondaries, the cells the latest earlier version hid that this release would
+    publish: the same cells (same population key, so the same true value), in place in ``found``'s
+    frames. With cells published before staying published (``_linked``), a pattern once published
+    stays: a rerun of a release reproduces it and a correction changes values, never which cells are
+    ``[c]``; the engine's choices depend on the order it meets cells, so without this a rerun against
+    the version it made could publish another safe pattern. Hiding a cell only widens every
+    attacker's interval, so every audit already made stays valid. Returns the count per (measure,
+    table index)."""
+    kept: dict[tuple[str, int], int] = {}
+    for (measure, holders, attempts, *_), (chosen, results) in zip(plans, found, strict=True):
+        links, versions = attempts[chosen][:2]
+        if not versions:
+            continue
+        latest = max((v["version"] for v in versions), key=semver_key)
+        before = pd.Index(
+            np.concatenate(
+                [
+                    link.frame.loc[~link.frame[link.published] & ~link.frame[link.hidden], KEY].to_numpy()
+                    for link, v in zip(links, versions, strict=True)
+                    if v["version"] == latest
+                ]
+            )
+        )
+        for i, result in zip(holders, results[: len(holders)], strict=True):
+            frame = result.frame
+            hit = frame[KEY].isin(before) & (frame["status"] == "published")
+            if MUST_PUBLISH in frame:
+                hit &= ~frame[MUST_PUBLISH].fillna(False).astype(bool)
+            frame.loc[hit, "status"] = "secondary"
+            frame.loc[hit, "published"] = pd.NA
+            kept[measure, i] = int(hit.sum())
+    return kept
 
 
 def _protect_jointly(
