@@ -697,7 +697,7 @@ def _protect_jointly(
     what it needs besides, in place in ``found``'s frames (status ``secondary``, value missing). Returns,
     per related measure, what the descriptor says of it: the attacker and the cells it added, or why
     it was not run (more primaries than ``JOINT_MAX_LEFT`` that its blocks do not prove: a count, never
-    a clock, decides)."""
+    a clock, decides). ReleaseError when no pattern is safe against it."""
     related = {m for r in relations for m in (r.smaller, r.larger)}
     linked, frames = [], {}
     for (measure, holders, attempts, *_), (chosen, results) in zip(plans, found, strict=True):
@@ -726,9 +726,11 @@ def _protect_jointly(
         )
     except disclosure.TooLarge as exc:  # a bound on work, never a clock: the same answer on every machine
         return {m: {"checked": False, "why": f"not checked: {exc}"} for m in measures}
-    except disclosure.AuditFailed as exc:  # as with relations per measure: said, never silent (README)
-        why = f"not protected: no pattern protects them together with the cells published before ({exc})"
-        return {m: {"checked": True, "safe": False, "why": why} for m in measures}
+    except disclosure.AuditFailed as exc:  # a pattern the attacker defeats is never published
+        raise ReleaseError(
+            f"the related measures {', '.join(measures)} cannot be protected together: no pattern hides them "
+            f"safely with the cells published before ({exc}); nothing was released"
+        ) from exc
     measure_of, key_of = (
         joint.added.str.split("#", n=1, regex=False).str[0],
         joint.added.str.split("#", n=1, regex=False).str[1],

@@ -102,3 +102,27 @@ def test_a_stated_relation_the_mi_breaks_is_refused_and_nothing_is_written(tmp_p
             reason="test",
         )
     assert not (tmp_path / "releases").exists() and not (tmp_path / "staging").exists()
+
+
+def test_a_release_the_joint_attacker_defeats_is_refused_and_nothing_is_written(tmp_path, monkeypatch):
+    """Where the joint repair finds no safe pattern (the cells it would hide were published before),
+    the release stops: a pattern that fails an audit is never published, not even with a warning."""
+    import disclosure
+    from opendata.errors import ReleaseError
+    from opendata.release import cut_release
+
+    def defeated(*args, **kwargs):
+        raise disclosure.AuditFailed("2 primary cell(s) narrowed below the required width")
+
+    monkeypatch.setattr(disclosure, "protect_jointly", defeated)
+    write_sample(tmp_path / "mi", 800, 3, months=2, formats=("csv",))
+    with pytest.raises(ReleaseError, match=r"cannot be protected together: .*2 primary cell"):
+        cut_release(
+            SPEC,
+            sorted((tmp_path / "mi").glob("*.csv")),
+            tmp_path / "releases",
+            release_time=datetime(2026, 11, 12, 9, 30, tzinfo=UTC),
+            late=True,
+            reason="test",
+        )
+    assert not (tmp_path / "releases").exists() and not (tmp_path / "staging").exists()
