@@ -88,7 +88,7 @@ def prepared(tmp_path_factory) -> Path:
     """1.0.0 public, its successor (``SECOND_VERSION``) staged and due, a key pair, and the MI."""
     root = tmp_path_factory.mktemp("crash")
     mi = root / "mi"
-    write_sample(mi, 2500, 11, months=6, formats=("csv",))
+    write_sample(mi, 1000, 11, months=3, formats=("csv",))  # small: these tests are about crashes, not SDC
     cli("keys", "generate", "--private", root / "publisher.key", "--public", root / "publisher.pub")
     public, staging = root / "releases", root / "staging"
     early = root / "early.csv"
