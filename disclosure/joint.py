@@ -163,11 +163,13 @@ class _JointRepair(Heuristic):
         )
 
     def widen(self, suppressed: np.ndarray, res: Intervals) -> int:
-        """A failing cell gets one partner: a published cell the duals of its narrow ends price as
-        widening it (``_grown_intervals``), else one among the cells of its equations, the same cells
-        of the other measures (``twins``: a sibling's attachments bound its referrals) and the cells of
-        the relation rows of its hidden neighbours; the cheapest that covers the missing room, a
-        headline cell last (``secondary._choose``). Only a cell with none left goes to
+        """A failing cell gets a partner: a published cell the duals of its narrow ends price as
+        widening it (``_grown_intervals``), a headline cell (grand total, national or first-level
+        figure) only where no detail cell is priced; else one among the cells of its equations, the
+        same cells of the other measures (``twins``: a sibling's attachments bound its referrals) and
+        the cells of the relation rows of its hidden neighbours; the cheapest that covers the missing
+        room (``secondary._choose``). A cell that keeps failing gains 1, 1, 2, 4, ... partners a round
+        (degenerate duals price zeros that add no room alone). Only a cell with none left goes to
         ``Heuristic.widen``, whose escalation would hide totals the relations pin anyway."""
         n_eq = self.a.shape[0]
         failing = np.flatnonzero(~res.ok)

@@ -654,11 +654,11 @@ def _keep_hidden(plans: list[tuple], found: list[tuple[int, list[disclosure.Prot
     """Hide again, as secondaries, the cells the latest earlier version hid that this release would
     publish: the same cells (same population key, so the same true value), in place in ``found``'s
     frames. With cells published before staying published (``_linked``), a pattern once published
-    stays: a rerun of a release reproduces it and a correction changes values, never which cells are
-    ``[c]``; the engine's choices depend on the order it meets cells, so without this a rerun against
-    the version it made could publish another safe pattern. Hiding a cell only widens every
-    attacker's interval, so every audit already made stays valid. Returns the count per (measure,
-    table index)."""
+    stays: a rerun of a release reproduces it and a correction changes which cells are ``[c]`` only
+    around the values it changes; the engine's choices depend on the order it meets cells, so
+    without this a rerun against the version it made could publish another safe pattern. Hiding a
+    cell only widens every attacker's interval, so every audit already made stays valid. Returns
+    the count per (measure, table index)."""
     kept: dict[tuple[str, int], int] = {}
     for (measure, holders, attempts, *_), (chosen, results) in zip(plans, found, strict=True):
         links, versions = attempts[chosen][:2]
