@@ -81,8 +81,6 @@ def test_hidden_other_cells_give_no_row_and_months_after_the_cut_off_no_running_
 
 def test_a_stated_relation_the_mi_breaks_is_refused_and_nothing_is_written(tmp_path):
     """A spec that states a false relation is a spec error, not something to drop quietly."""
-    from opendata.errors import ReleaseError
-    from opendata.release import cut_release
 
     text = SPEC.read_text().replace("codelists/", f"{SPEC.parent}/codelists/")
     text = text.replace(
@@ -91,34 +89,30 @@ def test_a_stated_relation_the_mi_breaks_is_refused_and_nothing_is_written(tmp_p
     )
     spec = tmp_path / "spec.yaml"
     spec.write_text(text)
-    write_sample(tmp_path / "mi", 1000, 3, months=2, formats=("csv",))
-    with pytest.raises(ReleaseError, match=r"measure .*violate .*relation row"):
-        cut_release(
-            spec,
-            sorted((tmp_path / "mi").glob("*.csv")),
-            tmp_path / "releases",
-            release_time=datetime(2026, 11, 12, 9, 30, tzinfo=UTC),
-            late=True,
-            reason="test",
-        )
-    assert not (tmp_path / "releases").exists() and not (tmp_path / "staging").exists()
+    _refused(spec, tmp_path, 1000, r"measure .*violate .*relation row")
 
 
 def test_a_release_the_joint_attacker_defeats_is_refused_and_nothing_is_written(tmp_path, monkeypatch):
     """Where the joint repair finds no safe pattern (the cells it would hide were published before),
     the release stops: a pattern that fails an audit is never published, not even with a warning."""
     import disclosure
-    from opendata.errors import ReleaseError
-    from opendata.release import cut_release
 
     def defeated(*args, **kwargs):
         raise disclosure.AuditFailed("2 primary cell(s) narrowed below the required width")
 
     monkeypatch.setattr(disclosure, "protect_jointly", defeated)
-    write_sample(tmp_path / "mi", 800, 3, months=2, formats=("csv",))
-    with pytest.raises(ReleaseError, match=r"cannot be protected together: .*2 primary cell"):
+    _refused(SPEC, tmp_path, 800, r"cannot be protected together: .*2 primary cell")
+
+
+def _refused(spec: Path, tmp_path: Path, rows: int, match: str) -> None:
+    """A release of a 2-month sample with ``spec`` fails with ``match`` and writes no tree."""
+    from opendata.errors import ReleaseError
+    from opendata.release import cut_release
+
+    write_sample(tmp_path / "mi", rows, 3, months=2, formats=("csv",))
+    with pytest.raises(ReleaseError, match=match):
         cut_release(
-            SPEC,
+            spec,
             sorted((tmp_path / "mi").glob("*.csv")),
             tmp_path / "releases",
             release_time=datetime(2026, 11, 12, 9, 30, tzinfo=UTC),
