@@ -49,7 +49,7 @@ demo: $(STAMP)
 	@echo "Start the hub with: $(BIN)/opendata hub serve $(HUB)   then open http://127.0.0.1:8080/compare"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import highspy
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -38,8 +39,10 @@ from disclosure.attacker import (
     _int_lo,
     _spread,
     exact_intervals,
+    new_highs,
 )
 from disclosure.audit import AuditReport, report_from
+from disclosure.cost import cell_costs
 from disclosure.errors import TooLarge
 from disclosure.linked import KeyedRelations, LinkedTable, _fixed, _union
 from disclosure.primary import primary_mask, required_widths
@@ -146,6 +149,8 @@ class _JointRepair(Heuristic):
         self.twin = twin  # per cell, a label shared by the same population's cells of every measure
         self.max_left = max_left  # ``joint_intervals``
         self.by_col = sp.csc_matrix(self.m)
+        self.by_row = sp.csr_matrix(self.m)
+        self.cost = cell_costs(self.values, "log") * np.where(self.headline, HEADLINE_WEIGHT, 1.0)
         self.rounds: dict[int, int] = {}  # rounds each cell has gained partners here (1, 1, 2, 4, ... each)
 
     def audit(self, suppressed: np.ndarray, only=None, focus=None, each_insider: bool = True) -> Intervals:
@@ -163,7 +168,70 @@ class _JointRepair(Heuristic):
         )
 
     def widen(self, suppressed: np.ndarray, res: Intervals) -> int:
-        """A failing cell gets a partner: a published cell the duals of its narrow ends price as
+        """A failing cell gets the published cells that the cheapest feasible move of the table needs
+        (``_cheapest_move``: an L1 LP in which hidden cells move freely, published ones at their
+        suppression cost, a headline cell at ``HEADLINE_WEIGHT`` times it): hiding them makes that
+        move invisible to the attacker, so the cell's interval reaches the required width in one round,
+        and no cell is hidden that adds no room. Cells hidden for one failing cell cost nothing for
+        the next. Where no move exists near the cell, the fallback (``_fallback``) takes over."""
+        failing = np.flatnonzero(~res.ok)
+        added, rest = 0, []
+        for k in failing:
+            c = int(res.cells[k])
+            partners = self._move_partners(suppressed, c, res.lower[k], res.upper[k], res.required[k])
+            if partners is None:
+                rest.append(k)
+                continue
+            suppressed[partners] = True
+            added += len(partners)
+        if rest:
+            pick = np.array(rest, dtype=np.int64)
+            sub = Intervals(res.cells[pick], res.lower[pick], res.upper[pick], res.required[pick], res.component[pick])
+            added += self._fallback(suppressed, sub)
+        return added
+
+    def _move_partners(
+        self, suppressed: np.ndarray, c: int, lower: float, upper: float, required: float
+    ) -> np.ndarray | None:
+        """The published cells of the cheapest move that widens ``c`` to ``required`` (up from its lower
+        end, or down from its upper end, whichever costs less), among the cells ``MOVE_HOPS`` rows
+        from it; None when no such move exists there."""
+        block, hops, best = np.array([c], dtype=np.int64), 0, None
+        for reach in MOVE_HOPS:  # the nearest moves first: most cells have one a few rows away
+            while hops < reach and len(block) <= MOVE_MAX_COLS:
+                block, hops = _neighbours(self.by_col, self.by_row, block), hops + 1
+            if len(block) > MOVE_MAX_COLS:
+                break
+            move = self._cheapest(suppressed, block, c, lower, upper, required)
+            if move is not None and (best is None or move[0] < best[0]):
+                best = move
+            if best is not None and best[0] < HEADLINE_WEIGHT:  # no headline moves: look no further
+                break
+        if best is None:
+            return None
+        _, block, d = best
+        moved = block[np.abs(d) > MOVE_TOL]
+        return moved[~suppressed[moved]]
+
+    def _cheapest(
+        self, suppressed: np.ndarray, block: np.ndarray, c: int, lower: float, upper: float, required: float
+    ) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """The cheapest of the two moves (up from the lower end, down from the upper) over ``block``'s
+        movable cells (hidden, or published and not locked): its cost, those cells and the move."""
+        block = block[suppressed[block] | ~self.locked[block]]
+        cost = np.where(suppressed[block], 0.0, self.cost[block])
+        at = int(np.searchsorted(block, c))
+        best: tuple[float, np.ndarray] | None = None
+        for step in (lower + required - self.values[c], upper - required - self.values[c]):
+            if self.values[c] + step < -TOL:
+                continue  # the cell cannot go below 0
+            move = _cheapest_move(self.by_col, self.by_row, self.m_lo, self.m_hi, self.values, block, cost, at, step)
+            if move is not None and (best is None or move[0] < best[0] - TOL):
+                best = move
+        return None if best is None else (best[0], block, best[1])
+
+    def _fallback(self, suppressed: np.ndarray, res: Intervals) -> int:
+        """For cells no nearby move widens: a published cell the duals of its narrow ends price as
         widening it (``_grown_intervals``), a headline cell (grand total, national or first-level
         figure) only where no detail cell is priced; else one among the cells of its equations, the
         same cells of the other measures (``twins``: a sibling's attachments bound its referrals) and
@@ -321,6 +389,61 @@ GROWN_MAX_COLS = 20_000  # hidden cells a grown block may reach before its cells
 GROWN_CHUNK = 16  # cells grown together: one block serves cells that share rows, small enough to stay small
 BLOCK_SOLVE_MAX_COLS = 2_000  # a larger block proves only what its batched solves prove (``_spread``)
 DUAL_TOL = 1e-7
+MOVE_HOPS = (3, 5, 7)  # rows away from a failing cell its move may reach, tried nearest first
+MOVE_MAX_COLS = 12_000  # a move's block stops growing past this many cells
+MOVE_ITERATIONS = 50_000  # simplex iterations a move may take: a bound on work, never a clock
+MOVE_TOL = 1e-6
+HEADLINE_WEIGHT = 1_000.0  # a headline cell moves only where no move of detail cells exists
+
+
+def _cheapest_move(
+    by_col: sp.csc_matrix,
+    by_row: sp.csr_matrix,
+    row_lo: np.ndarray,
+    row_hi: np.ndarray,
+    truth: np.ndarray,
+    block: np.ndarray,
+    cost: np.ndarray,
+    at: int,
+    step: float,
+) -> tuple[float, np.ndarray] | None:
+    """The least-cost deviation ``d`` of the ``block`` cells (all else at the truth) that keeps every
+    row within its bounds and every cell non-negative and moves cell ``block[at]`` by ``step`` or
+    more in its direction: ``(cost, d)``, or None when there is none (or the work bound is reached).
+
+    ``truth + d`` is a table the attacker cannot rule out once the cells with ``d != 0`` are hidden, so
+    the cell's interval then reaches ``truth + d``: the move is a proof of the room it adds (LP in
+    ``d = p - n``, ``p, n >= 0``, ``n <= truth``, cost ``cost * (p + n)``)."""
+    k = len(block)
+    sub = by_col[:, block]
+    rows = np.flatnonzero(np.diff(sp.csr_matrix(sub).indptr) > 0)
+    act = by_row[rows] @ truth
+    target = sp.csr_matrix(([1.0, -1.0], ([0, 0], [at, k + at])), shape=(1, 2 * k))
+    matrix = sp.vstack([sp.hstack([sub[rows], -sub[rows]]), target]).tocsc()
+    matrix.sort_indices()
+    lo = np.r_[row_lo[rows] - act, step if step > 0 else -INF]
+    hi = np.r_[row_hi[rows] - act, step if step < 0 else INF]
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = 2 * k, matrix.shape[0]
+    lp.col_cost_ = np.r_[cost, cost].astype(np.float64)
+    lp.col_lower_ = np.zeros(2 * k)
+    lp.col_upper_ = np.r_[np.full(k, inf), truth[block]].astype(np.float64)
+    lp.row_lower_ = np.where(np.isinf(lo), -inf, lo)
+    lp.row_upper_ = np.where(np.isinf(hi), inf, hi)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
+    lp.a_matrix_.value_ = matrix.data.astype(np.float64)
+    h = new_highs()
+    h.setOptionValue("random_seed", 0)
+    h.setOptionValue("simplex_iteration_limit", MOVE_ITERATIONS)
+    h.passModel(lp)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    x = np.asarray(h.getSolution().col_value)
+    return float(h.getInfo().objective_function_value), x[:k] - x[k:]
 
 
 def _grown_intervals(

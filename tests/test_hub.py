@@ -111,8 +111,12 @@ def serving(root: Path, *options: str) -> Iterator[str]:
             time.sleep(0.1)
         yield url
     finally:
-        server.terminate()
-        server.wait(10)
+        server.terminate()  # uvicorn finishes a request in flight (a release: long under load) before it stops
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def _with_errors(mi: Path) -> bytes:

@@ -25,6 +25,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hub-browser")]
 
+RELEASE_MS = 300_000  # preview cuts a whole release (protection and the joint audit): minutes on a loaded CI machine
+
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
@@ -111,13 +113,13 @@ def test_an_organisation_fixes_its_upload_and_publishes_it_another_sees_only_the
             acme.get_by_role("button", name="Upload and check").click()
             acme.wait_for_selector("text=Accepted")
             _check(acme, "3-accepted")
-            acme.get_by_role("button", name="Preview the public view").click()
+            acme.get_by_role("button", name="Preview the public view").click(timeout=RELEASE_MS)
             acme.get_by_role("link", name="Preview the public view").click()
             acme.wait_for_selector("h1")
             acme.screenshot(path=str(SHOTS / "hub-4-preview.png"), full_page=True)
             acme.go_back()
-            acme.get_by_role("button", name="Publish").click()
-            acme.wait_for_selector("text=is public")
+            acme.get_by_role("button", name="Publish").click(timeout=RELEASE_MS)
+            acme.wait_for_selector("text=is public", timeout=RELEASE_MS)
             _check(acme, "5-published")
 
             bravo = chromium.new_context(bypass_csp=True).new_page()
