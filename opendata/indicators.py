@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import chi2, norm
 
 from opendata.descriptor import is_period
 from opendata.errors import OpenDataError
@@ -47,6 +46,10 @@ class IndicatorError(OpenDataError):
 
 
 def _z(level: float) -> float:
+    """The two-sided normal quantile. scipy.stats is imported on first use, here and below: it takes
+    about a second to load, and every command that never computes an interval would pay it."""
+    from scipy.stats import norm
+
     if not 0 < level < 1:
         raise IndicatorError(f"confidence level {level} must be between 0 and 1 (e.g. 0.95)")
     return float(norm.ppf(1 - (1 - level) / 2))
@@ -75,6 +78,8 @@ def clopper_pearson(x, n, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
 
 def exact_poisson(o, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Exact limits of a Poisson count ``o``: ``chi2(a/2, 2o) / 2`` and ``chi2(1 - a/2, 2o + 2) / 2``."""
+    from scipy.stats import chi2
+
     a = 1 - level
     _z(level)
     o = np.asarray(o, dtype=float)

@@ -234,3 +234,27 @@ def test_the_repair_hides_only_partners_the_duals_price_and_no_other_cell_could_
             widened += hi - lo > before[1] - before[0] + 1e-6
             checked += 1
     assert checked and widened > checked / 2, (widened, checked)
+
+
+def test_the_cheapest_move_hides_what_widens_a_narrow_cell_in_one_round() -> None:
+    """The repair's partners for a narrow cell are the published cells of the cheapest move that
+    reaches its width (``joint._move_partners``). Hiding them makes ``truth + move`` a table the
+    attacker cannot rule out, so the cell is then wide: checked against the independent attacker for
+    every narrow cell, each from the measures' own patterns."""
+    rules = Rules(threshold=5)
+    checked = 0
+    for seed in range(40):
+        frame = table(np.random.default_rng(seed), 150)
+        tables = each_alone(frame, rules)
+        alone = {t.value: {k.split("#", 1)[1] for k in t.frame.loc[t.frame["hide"], "key"]} for t in tables}
+        repair, start = joint._joint_system(tables, relations(frame), "hide", rules, ())
+        res = repair.audit(start, only=np.flatnonzero(repair.primary))
+        for k in np.flatnonzero(~res.ok):
+            cell = int(res.cells[k])
+            partners = repair._move_partners(start, cell, res.lower[k], res.upper[k], res.required[k])
+            assert partners is not None and len(partners), (seed, repair.grid.keys[cell])
+            assert not (start[partners] | repair.locked[partners]).any()
+            lo, hi = hiding(frame, alone, repair.grid.keys[partners], repair.grid.keys[cell])
+            assert hi - lo >= rules.protection_width - 1e-6, (seed, repair.grid.keys[cell], lo, hi)
+            checked += 1
+    assert checked, "no seed gave a narrow cell: the test would prove nothing"
