@@ -12,8 +12,10 @@ keyed ``measure#key``, so each measure keeps its own additivity constraints; the
 rows over cells of two measures (``KeyedRelations`` with those keys). The attacker knows published
 cells exactly (stronger than one who sees them rounded, so what is safe here stays safe after
 rounding) and every relation. The repair is the LP audit-and-repair loop (``secondary.Heuristic``)
-started from the measures' own patterns, with partners taken from the failing cell's equations
-and relation rows alike, so a cell pinned by another measure's published cells gets those hidden.
+started from the measures' own patterns. A narrow cell's partners are the published cells of the
+cheapest feasible move of the whole system that reaches its width (``_cheapest_move``: cells of
+any measure, so a cell pinned by another measure's published cells gets those hidden); hiding
+them makes that move a table the attacker cannot rule out, so one round protects the cell.
 Hiding a cell only widens every attacker's interval, so each measure's own audit stays valid: the
 joint repair never undoes a proof already made.
 """
@@ -173,14 +175,17 @@ class _JointRepair(Heuristic):
         suppression cost, a headline cell at ``HEADLINE_WEIGHT`` times it): hiding them makes that
         move invisible to the attacker, so the cell's interval reaches the required width in one round,
         and no cell is hidden that adds no room. Cells hidden for one failing cell cost nothing for
-        the next. Where no move exists near the cell, the fallback (``_fallback``) takes over."""
+        the next. Where no move exists near the cell, or only one through a headline cell (for a cell
+        that is not one), the fallback (``_fallback``) takes over: it takes a headline only where no
+        detail cell is priced, over several rounds, so a national figure is not hidden for a small
+        cell that detail cells can protect."""
         failing = np.flatnonzero(~res.ok)
         added, rest = 0, []
         for k in failing:
             c = int(res.cells[k])
             partners = self._move_partners(suppressed, c, res.lower[k], res.upper[k], res.required[k])
-            if partners is None:
-                rest.append(k)
+            if partners is None or (self.headline[partners].any() and not self.headline[c]):
+                rest.append(k)  # no move near it, or only through a headline: the fallback avoids those
                 continue
             suppressed[partners] = True
             added += len(partners)
