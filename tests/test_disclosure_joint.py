@@ -146,6 +146,14 @@ def jointly(frame: pd.DataFrame, rules: Rules, blocks=()) -> tuple[dict[str, set
     return alone, after
 
 
+def seeded(seed: int, rules: Rules) -> tuple[pd.DataFrame, list[LinkedTable], dict[str, set[str]]]:
+    """A 150-person table of seed ``seed``, each measure protected alone, and those patterns by measure."""
+    frame = table(np.random.default_rng(seed), 150)
+    tables = each_alone(frame, rules)
+    alone = {t.value: {k.split("#", 1)[1] for k in t.frame.loc[t.frame["hide"], "key"]} for t in tables}
+    return frame, tables, alone
+
+
 P1_BLOCK = [lambda key: "P1" if key.split("#")[1].split("|")[0] in ("P1", "S1", "S2", "S3") else None]
 
 
@@ -164,9 +172,7 @@ def test_the_joint_audit_finds_exactly_what_an_independent_attacker_finds(blocks
     rules = Rules(threshold=5)
     found = 0
     for seed in range(40):
-        frame = table(np.random.default_rng(seed), 150)
-        tables = each_alone(frame, rules)
-        alone = {t.value: {k.split("#", 1)[1] for k in t.frame.loc[t.frame["hide"], "key"]} for t in tables}
+        frame, tables, alone = seeded(seed, rules)
         report = audit_jointly(tables, relations(frame), "hide", rules, blocks)
         got = {f"{f.cell['table']}#{f.cell['provider']}|{f.cell['month']}": (f.lower, f.upper) for f in report.failures}
         expected = {k: (np.ceil(lo - 1e-6), np.floor(hi + 1e-6)) for k, lo, hi in narrowed(frame, alone, rules)}
@@ -213,9 +219,7 @@ def test_the_repair_hides_only_partners_the_duals_price_and_no_other_cell_could_
     rules = Rules(threshold=5)
     checked = widened = 0
     for seed in range(40):
-        frame = table(np.random.default_rng(seed), 150)
-        tables = each_alone(frame, rules)
-        alone = {t.value: {k.split("#", 1)[1] for k in t.frame.loc[t.frame["hide"], "key"]} for t in tables}
+        frame, tables, alone = seeded(seed, rules)
         repair, start = joint._joint_system(tables, relations(frame), "hide", rules, ())
         res = repair.audit(start, only=np.flatnonzero(repair.primary))
         failing = np.flatnonzero(~res.ok)
@@ -244,9 +248,7 @@ def test_the_cheapest_move_hides_what_widens_a_narrow_cell_in_one_round() -> Non
     rules = Rules(threshold=5)
     checked = 0
     for seed in range(40):
-        frame = table(np.random.default_rng(seed), 150)
-        tables = each_alone(frame, rules)
-        alone = {t.value: {k.split("#", 1)[1] for k in t.frame.loc[t.frame["hide"], "key"]} for t in tables}
+        frame, tables, alone = seeded(seed, rules)
         repair, start = joint._joint_system(tables, relations(frame), "hide", rules, ())
         res = repair.audit(start, only=np.flatnonzero(repair.primary))
         for k in np.flatnonzero(~res.ok):
