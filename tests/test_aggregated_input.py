@@ -6,9 +6,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from opendata.release import cut_release
 from opendata.sample import write_sample
+
+pytestmark = pytest.mark.slow  # end to end: left out of the quick subset (make test-quick)
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEN = datetime(2026, 11, 12, 9, 30, tzinfo=UTC)

@@ -23,6 +23,8 @@ from opendata.sample import write_sample
 from opendata.spec import load_spec
 from opendata.validate import validate
 
+pytestmark = pytest.mark.slow  # end to end: left out of the quick subset (make test-quick)
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "work-programme.yaml"
 NAME = "work-programme-subcontractor-mi"

@@ -254,6 +254,7 @@ def test_unreadable_files(tmp_path):
             load_framework(path)
 
 
+@pytest.mark.slow
 def test_the_cli_gives_a_message_never_a_traceback(tmp_path):
     """One case of each kind through the CLI (every case is checked above, through the library)."""
     kinds = (

@@ -211,6 +211,7 @@ def _cli(tmp_path: Path, *args: str):
     )
 
 
+@pytest.mark.slow
 def test_cli_parity_singletons_cost_and_cells_that_must_be_published(workdir: Path) -> None:
     """`opendata protect --singletons --cost --publish`: what the library can say, the CLI can."""
     base = ["cells.csv", "--dim", "sex", "--dim", "region=region.csv", "--dim", "year", "--value", "count"]

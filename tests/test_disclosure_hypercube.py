@@ -234,6 +234,7 @@ def _assert_proves_only_the_truth(got, want, width):
     assert (got.lower[fail] == lo[fail]).all() and (got.upper[fail] == hi[fail]).all()
 
 
+@pytest.mark.slow
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )  # relaxed pushes fail in ~1 of 100
@@ -253,6 +254,7 @@ def test_batched_solves_prove_only_what_one_independent_lp_proves(table, base, s
     _assert_proves_only_the_truth(got, want, width)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables(3), st.integers(0, 2**32 - 1), st.integers(1, 12))
 def test_batched_solves_of_the_exact_attacker_prove_only_what_one_independent_lp_proves(table, seed, width):
@@ -267,6 +269,7 @@ def test_batched_solves_of_the_exact_attacker_prove_only_what_one_independent_lp
     _assert_proves_only_the_truth(got, want, width)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables(3), st.integers(0, 2**32 - 1), st.integers(1, 12))
 def test_local_failure_proofs_fail_only_cells_that_fail(table, seed, width):

@@ -260,6 +260,7 @@ def month_provider_tables(draw):
     return build(months, parents, cells)
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(month_provider_tables())
 def test_repaired_fast_patterns_survive_every_intruder(table):

@@ -157,6 +157,7 @@ def seeded(seed: int, rules: Rules) -> tuple[pd.DataFrame, list[LinkedTable], di
 P1_BLOCK = [lambda key: "P1" if key.split("#")[1].split("|")[0] in ("P1", "S1", "S2", "S3") else None]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("blocks", "grown"),
     [((), True), (P1_BLOCK, True), ((), False)],
@@ -181,6 +182,7 @@ def test_the_joint_audit_finds_exactly_what_an_independent_attacker_finds(blocks
     assert found, "no seed gave a narrowed cell: the test would prove nothing"
 
 
+@pytest.mark.slow
 def test_the_joint_attacker_narrows_measures_protected_alone_and_the_repair_closes_it() -> None:
     rules = Rules(threshold=5)
     hits = 0

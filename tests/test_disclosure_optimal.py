@@ -96,6 +96,7 @@ def check_minimum(grid, values, primary, required) -> None:
     assert res.suppressed.sum() <= heur.sum()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(40))
 def test_cells_cost_matches_exhaustive_minimum(seed):
     check_minimum(*seeded_table(seed))

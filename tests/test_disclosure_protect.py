@@ -64,6 +64,7 @@ def check_safe(frame: pd.DataFrame, dims: dict, rules: Rules) -> None:
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(tables(2), st.sampled_from(RULES))
 def test_protect_2d_passes_independent_audit(table, rules):
@@ -76,6 +77,7 @@ def test_protect_3d_passes_independent_audit(table, rules):
     check_safe(*table, rules)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(tables(2))
 def test_audit_flags_unsuppressed_partner(table):
@@ -183,6 +185,7 @@ def test_everything_small_suppresses_enough():
     assert sp.issparse(Grid.of(dims).constraints)
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables(2))
 def test_pruning_is_safe_and_never_hides_more(table):

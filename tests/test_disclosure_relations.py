@@ -200,6 +200,7 @@ def cases(draw):
     return frame, dims, grid, values.astype(np.int64), Relations(g, np.array(upper)), singletons
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(cases())
 def test_every_method_is_safe_against_an_attacker_who_knows_the_relations(case):
@@ -284,6 +285,7 @@ def cubes(draw):
     return grid, values
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(cubes())
 def test_optimal_never_hides_more_value_than_fast_with_singletons_protected(case):

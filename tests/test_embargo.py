@@ -22,6 +22,8 @@ from opendata.errors import ReleaseError
 from opendata.release import cut_release
 from opendata.sample import write_sample
 
+pytestmark = pytest.mark.slow  # end to end: left out of the quick subset (make test-quick)
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "work-programme.yaml"
 NAME = "work-programme-subcontractor-mi"

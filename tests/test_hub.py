@@ -131,6 +131,7 @@ def _with_errors(mi: Path) -> bytes:
     return buf.getvalue().encode()
 
 
+@pytest.mark.slow
 def test_an_upload_with_three_kinds_of_error_is_refused_with_each_located(hub: Hub):
     reply = hub.upload("acme", {"mi.csv": _with_errors(hub.mi)})
     assert reply.status_code == 422, reply.text

@@ -26,6 +26,8 @@ from opendata.package import write_package
 from opendata.protection import ProtectedTable
 from opendata.spec import ReleaseSpec
 
+pytestmark = pytest.mark.slow  # end to end: left out of the quick subset (make test-quick)
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "docs" / "researcher-example.ipynb"
 NAME = "tiny-load"

@@ -22,6 +22,8 @@ import pytest
 from opendata.package import write_views
 from opendata.serve import make_server
 
+pytestmark = pytest.mark.slow  # end to end: left out of the quick subset (make test-quick)
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "work-programme.yaml"
 CALENDAR = ROOT / "specs" / "calendar.yaml"

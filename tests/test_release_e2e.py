@@ -20,6 +20,8 @@ import pandas as pd
 import pytest
 from independent_audit import feasible_intervals
 
+pytestmark = pytest.mark.slow  # end to end: left out of the quick subset (make test-quick)
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "work-programme.yaml"
 NAME = "work-programme-subcontractor-mi"

@@ -21,6 +21,8 @@ import pytest
 from opendata.spreadsheet import read_descriptor, write_spreadsheets
 from opendata.spreadsheet_check import SpreadsheetError, check_spreadsheet
 
+pytestmark = pytest.mark.slow  # end to end: left out of the quick subset (make test-quick)
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "work-programme.yaml"
 CALENDAR = ROOT / "specs" / "calendar.yaml"
