@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from independent_attacker import (
     build_model,
@@ -44,6 +44,7 @@ from independent_attacker import (
 )
 
 from opendata.embargo import default_staging, publish
+from opendata.errors import ReleaseError
 from opendata.release import cut_release
 from opendata.sample import write_sample
 
@@ -417,7 +418,7 @@ def test_insiders_cannot_narrow_other_units_cells(insider_release):
 
 
 # ----------------------------------------------------------------------------------------------------
-# generated series: every class at once, on MI hypothesis draws
+# generated series: classes 1 to 3 on MI that hypothesis draws
 
 
 def cut(spec: Path, mi: Path, out: Path, when: str, **options) -> None:
@@ -476,13 +477,18 @@ def test_generated_series_survive_the_independent_attacker(seed: int, rows: int,
             month = records["referral_date"].str[:7]
             first = before(records, month.max()) if kind == "next-month" else records
             if kind == "correction":
-                sub = records["subcontractor"].value_counts().index[seed % 5]
-                mine = records[(records["subcontractor"] == sub) & (month == month.min())]
+                early = records[month == month.min()]
+                busiest = early["subcontractor"].value_counts().index
+                mine = early[early["subcontractor"] == busiest[seed % min(5, len(busiest))]]
                 records = records.drop(index=mine.index[:deleted])
             first.to_csv(mi, index=False)
             cut(SPEC, mi, out, "2026-11-12T09:30:00+00:00")
             records.to_csv(second, index=False)
-            cut(SPEC, second, out, "2026-11-26T09:30:00+00:00")
+            try:
+                cut(SPEC, second, out, "2026-11-26T09:30:00+00:00")
+            except ReleaseError as e:  # a correction that no published figure shows needs no version
+                assume("nothing changed" not in str(e))
+                raise
         versions = sorted(p for p in (out / NAME).iterdir() if p.is_dir())
         assert len(versions) == 2
         tables = load_versions(versions)
