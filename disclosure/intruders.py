@@ -11,8 +11,10 @@ exactly all cells of any ONE unit ``u`` that does not itself know ``p`` (a unit 
 cannot be protected against), and against the outsider who knows no cell.
 
 * ``Intruders``: unit names and a sparse boolean ``units × cells`` matrix of what each one knows.
-* ``intruder_intervals``: the check, certificates first, the exact attacker (``exact_intervals``
-  with the unit's cells as published) for the pairs no certificate settles, one call per unit.
+* ``Intruders.owning``: a unit also knows the cells made of its own records only (a national
+  month whose only participants are one CPA's).
+* ``intruder_intervals``: the check, certificates first, then a unit that knows all another knows
+  stands for it, then feasible tables and the exact attacker for the pairs left.
 * ``protect_against``: the repair, ``secondary.Heuristic`` run in each failing unit's view.
 """
 
@@ -102,6 +104,45 @@ class Intruders:
             sets.append(np.concatenate([by_code[bounds[i] : bounds[i + 1]] for i in below]))
         return cls.from_sets(codes, sets, grid.size)
 
+    def owning(self, system, values: np.ndarray) -> Intruders:
+        """The units as contributors: each also knows every cell made of its own records only.
+
+        For units that know cells because the records in them are theirs (a subcontractor its row,
+        a prime contract its row and its subcontractors', a CPA everything under it), two rules
+        follow from the equations (``system.row_parent`` is each one's total), applied until
+        nothing changes:
+
+        * a total whose every non-zero part the unit knows holds only its records (the other
+          parts are 0), so the unit knows it: a national month whose only participants are one
+          CPA's is that CPA's own figure;
+        * every part of a total that holds only the unit's records holds only its records too: the
+          payment-group split of that month is the CPA's own split as well.
+
+        Keeping such a cell uncertain to that unit would protect no one else's records, and no
+        pattern could. A part is never worked out by difference (that is the attacker's job)."""
+        a = sp.csr_matrix(system.constraints)
+        parent = np.asarray(system.row_parent, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float64)
+        coo = a.tocoo()
+        is_part = coo.col != parent[coo.row]
+        nonzero = is_part & (values[coo.col] != 0)
+        parts = sp.csr_matrix((np.ones(int(is_part.sum())), (coo.row[is_part], coo.col[is_part])), shape=a.shape)
+        filled = sp.csr_matrix((np.ones(int(nonzero.sum())), (coo.row[nonzero], coo.col[nonzero])), shape=a.shape)
+        n_filled = np.diff(filled.indptr)
+        to_parent = sp.csr_matrix((np.ones(len(parent)), (np.arange(len(parent)), parent)), shape=a.shape)
+        knows = sp.csr_matrix(self.knows, dtype=np.float64)
+        while True:
+            covered = sp.coo_matrix(knows @ filled.T)  # units × equations: non-zero parts known
+            full = (covered.data >= n_filled[covered.col] - 0.5) & (n_filled[covered.col] > 0)
+            whole = sp.csr_matrix(
+                (np.ones(int(full.sum())), (covered.row[full], covered.col[full])), shape=(knows.shape[0], a.shape[0])
+            )
+            owned_totals = sp.csr_matrix(knows @ to_parent.T)  # units × equations: the total is known
+            grown = sp.csr_matrix((knows + whole @ to_parent + owned_totals @ parts) > 0, dtype=np.float64)
+            if grown.nnz == knows.nnz:
+                return self if knows.nnz == self.knows.nnz else Intruders(self.names, grown)
+            knows = grown
+
 
 @dataclass(frozen=True)
 class IntruderFailure:
@@ -134,6 +175,7 @@ class IntruderReport:
     failed_pairs: int
     failures: tuple[IntruderFailure, ...]
     rejected_moves: int = 0
+    by_stronger: int = 0  # blocked pairs settled by a unit knowing all the unit knows (``_dominated``)
     added: int = 0  # protect_against: cells it hid beyond the given pattern
     rounds: int = 0  # protect_against: repair rounds (each ends with a full check)
     repaired: tuple[str, ...] = field(default_factory=tuple)  # units a repair ran for, in order
@@ -155,6 +197,7 @@ class IntruderReport:
             "proven_as_outsider": self.by_outsider,
             "proven_by_feasible_tables": self.by_tables,
             "proven_by_lp": self.by_lp,
+            "proven_by_stronger_intruder": self.by_stronger,
             "failed": self.failed_pairs,
             "rejected_certificates": self.rejected_moves,
             "added_suppressions": self.added,
@@ -317,6 +360,32 @@ def _certify(
     return blocked, certified
 
 
+def _dominated(knows: sp.csr_matrix, known_checked: sp.csr_matrix, pairs: sp.csr_matrix) -> sp.csr_matrix:
+    """The ``pairs`` (unit ``b``, checked cell ``p``) that another pair settles: some unit ``a`` that
+    knows every cell ``b`` knows, and not ``p``. ``a``'s constraints include ``b``'s, so its feasible
+    set is inside ``b``'s and its interval for ``p`` inside ``b``'s: if ``p`` keeps its width against
+    ``a`` it keeps it against ``b``. And ``(a, p)`` is itself among the pairs: every cube ``a``
+    knows no corner of ``b`` knows none of, and ``a`` knows a hidden cell of ``p``'s component
+    where ``b`` does, so ``a`` is blocked and affected whenever ``b`` is. In a hierarchy a prime
+    contract stands for its subcontractors and a CPA for its prime contracts, so only the highest
+    units not knowing ``p`` are solved for. Of units knowing the same cells the first stands for
+    the rest."""
+    k = sp.csr_matrix(knows, dtype=np.float64)
+    size = np.asarray(k.sum(axis=1)).ravel()
+    overlap = sp.coo_matrix(k @ k.T)
+    a, b = overlap.row, overlap.col
+    covers = (overlap.data >= size[b] - 0.5) & (a != b) & ((size[a] > size[b]) | (a < b))
+    if not covers.any() or pairs.nnz == 0:
+        return sp.csr_matrix(pairs.shape, dtype=bool)
+    stands = sp.csr_matrix((np.ones(int(covers.sum())), (b[covers], a[covers])), shape=(k.shape[0],) * 2)
+    n_above = np.asarray(stands.sum(axis=1)).ravel()  # per unit b: the units standing for it
+    knowing = sp.csr_matrix(stands @ sp.csr_matrix(known_checked, dtype=np.float64))  # of them, knowing p
+    coo = pairs.tocoo()
+    has = np.asarray(knowing[coo.row, coo.col]).ravel()
+    keep = n_above[coo.row] > has + 0.5
+    return sp.csr_matrix((np.ones(int(keep.sum()), dtype=bool), (coo.row[keep], coo.col[keep])), shape=pairs.shape)
+
+
 def _search(
     system,
     values: np.ndarray,
@@ -382,38 +451,65 @@ class _Settled:
 
 
 class _Tables:
-    """Feasible tables of one component found so far (the truth first), over its suppressed cells.
+    """Feasible tables of one component found so far, over its suppressed cells, kept as their
+    deviations from the truth ``x - z`` (sparse: a short move changes a few cells).
 
     Each is an optimal solution of an LP whose constraints are the outsider's plus some unit's cells
     fixed at the truth, so it is a table the outsider cannot rule out; a unit that knows no cell on
-    which it differs from the truth cannot rule it out either. Grown in place (capacity doubling)
-    up to ``BUDGET`` stored values; beyond it tables are no longer kept (a fixed count, so the
-    result never depends on the machine), and pairs they would have proven get their own LP."""
+    which it differs from the truth cannot rule it out either. The truth itself (no deviation) is
+    always in. Stored values are capped at ``BUDGET`` (a fixed count, so the result never depends on
+    the machine); beyond it tables are no longer kept and the pairs they would have proven get their
+    own LP."""
 
-    BUDGET = 8_000_000
+    BUDGET = 20_000_000
 
     def __init__(self, truth: np.ndarray) -> None:
         self.truth = truth
-        self.x = np.empty((8, len(truth)))
-        self.moved = np.zeros((8, len(truth)), dtype=bool)
-        self.count = 0
-        self.add(truth)
+        self.rows: list[tuple[np.ndarray, np.ndarray]] = []
+        self.stored = 0
+        self._matrix: sp.csc_matrix | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.rows) + 1
 
     def add(self, x: np.ndarray) -> None:
-        if self.count == len(self.x):
-            if 2 * self.x.size > self.BUDGET:
-                return
-            self.x = np.vstack([self.x, np.empty_like(self.x)])
-            self.moved = np.vstack([self.moved, np.zeros_like(self.moved)])
-        self.x[self.count] = x
-        self.moved[self.count] = np.abs(x - self.truth) > TOL
-        self.count += 1
+        delta = x - self.truth
+        at = np.flatnonzero(np.abs(delta) > TOL)
+        if len(at) == 0 or self.stored + len(at) > self.BUDGET:
+            return
+        self.rows.append((at, delta[at]))
+        self.stored += len(at)
+        self._matrix = None
+
+    def _deviations(self) -> sp.csc_matrix:
+        if self._matrix is None:
+            n = len(self.truth)
+            if not self.rows:
+                self._matrix = sp.csc_matrix((0, n))
+            else:
+                r = np.repeat(np.arange(len(self.rows)), [len(at) for at, _ in self.rows])
+                c = np.concatenate([at for at, _ in self.rows])
+                d = np.concatenate([dv for _, dv in self.rows])
+                self._matrix = sp.csc_matrix((d, (r, c)), shape=(len(self.rows), n))
+        return self._matrix
 
     def hull(self, fixed: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per column, the integer hull of its values over the tables that leave ``fixed`` unmoved."""
-        valid = ~self.moved[: self.count][:, fixed].any(axis=1)
-        seen = self.x[: self.count, cols][valid]
-        return np.ceil(seen.min(axis=0) - TOL), np.floor(seen.max(axis=0) + TOL)
+        """Per column, the integer hull of its values over the tables that leave ``fixed`` unmoved
+        (the truth among them)."""
+        m = self._deviations()
+        z = self.truth[cols]
+        if m.shape[0] == 0:
+            return np.ceil(z - TOL), np.floor(z + TOL)
+        moved = np.zeros(m.shape[0], dtype=bool)
+        if len(fixed):
+            moved[m[:, fixed].indices] = True
+        seen = sp.csc_matrix(m[:, cols][np.flatnonzero(~moved)])
+        low, high = np.zeros(len(cols)), np.zeros(len(cols))
+        col_of = np.repeat(np.arange(len(cols)), np.diff(seen.indptr))
+        np.minimum.at(low, col_of, seen.data)
+        np.maximum.at(high, col_of, seen.data)
+        return np.ceil(z + low - TOL), np.floor(z + high + TOL)
 
 
 class _Moves:
@@ -501,14 +597,22 @@ def _prove(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Intervals of ``cols`` in the view ``moves`` models now (``fixed`` held at the truth).
 
-    First the hull of the tables found so far. For a column it does not prove: the attacker's
-    ``max`` and ``min`` (exact; stopping once wide enough); if wide enough, a short move up and one
-    down spanning the width join the tables, for the units after this one. Also returns which
-    columns needed an LP."""
+    First the hull of the tables found so far. For a column it does not prove: a short move up by
+    the whole width, else down by it (one LP each; the table found and the truth span the width, and
+    it joins the tables for the units after this one); if neither exists, the attacker's ``max``
+    and ``min`` (exact; stopping once wide enough), then short moves up and down spanning the
+    width. Also returns which columns needed an LP."""
     lo, hi = tables.hull(fixed, cols)
     solved = hi - lo < need - TOL
     for i in np.flatnonzero(solved):
         j, z = int(cols[i]), float(moves.z[cols[i]])
+        for step in (need[i], -need[i]) if z >= need[i] else (need[i],):
+            if (short := moves.short(j, step)) is not None:
+                tables.add(short)
+                lo[i], hi[i] = min(lo[i], np.ceil(short[j] - TOL)), max(hi[i], np.floor(short[j] + TOL))
+                break
+        if hi[i] - lo[i] >= need[i] - TOL:
+            continue
         top = moves.extreme(j, 1.0)
         if top is None:  # unbounded above
             hi[i] = INF
@@ -648,6 +752,9 @@ def intruder_intervals(
        (``Hypercubes._candidates``) are scanned for one whose corners are all hidden already, none
        known to the unit, wide enough; found cubes are only candidates, verified as in step 1,
        which is then redone with them. Most pairs end here, without an LP.
+    **Stronger units.** Of the pairs left, one whose unit ``b`` knows nothing some other unit ``a``
+       not knowing ``p`` does not also know is settled by ``(a, p)`` (``_dominated``): only the
+       highest units of a hierarchy are solved for.
     3. **LP.** The remaining pairs (blocked unit, knows a hidden cell of ``p``'s component, does not
        know ``p``) go to ``exact_intervals`` with the unit's cells published (``suppressed &
        ~knows[u]``) and no requirement on its own cells: one call per unit over all its primaries,
@@ -705,6 +812,8 @@ def intruder_intervals(
             blocked, certified = _certify(corners, downs, ups, knows, checked, where, required)
             lp_pairs = sp.csr_matrix(blocked.multiply(affected), dtype=bool)
     lp_pairs.eliminate_zeros()
+    stronger = _dominated(knows, known_checked, lp_pairs)
+    lp_pairs = sp.csr_matrix(lp_pairs > stronger)
     lp_pairs.sort_indices()
 
     unc = np.flatnonzero(~certified)
@@ -713,13 +822,14 @@ def intruder_intervals(
 
     pairs = n_units * nc - known_checked.nnz
     n_blocked = blocked.nnz
-    outsider_pairs = sp.csr_matrix(blocked > lp_pairs)
+    outsider_pairs = sp.csr_matrix(blocked > (lp_pairs + stronger))
     outsider_failed = int(outsider_fails[outsider_pairs.indices].sum()) if outsider_pairs.nnz else 0
     failures.sort(key=lambda f: (f.unit != OUTSIDER, f.unit, f.cell))
     return IntruderReport(
         intruders=tuple(sorted(intruders.names)),
         pairs=int(pairs),
         by_certificate=int(pairs - n_blocked),
+        by_stronger=int(stronger.nnz),
         by_outsider=int(outsider_pairs.nnz - outsider_failed),
         by_tables=settled.by_tables,
         by_lp=settled.by_lp,
@@ -748,7 +858,9 @@ def protect_against(
 ) -> tuple[np.ndarray, IntruderReport]:
     """Hide further cells until ``intruder_intervals`` passes; returns the pattern and the final check.
 
-    Each round checks every pair, then repairs the failing units in name order (the outsider
+    First ``_unit_cubes``: for every pair the given moves leave open, a cube the unit knows no
+    corner of (a certificate, no LP). Then each round checks every pair, then repairs the failing
+    units in name order (the outsider
     first): the unit's failing primaries are checked again against the current pattern (an earlier
     unit's repair may have fixed them). Each still failing primary first gets the cheapest
     certifying hypercube whose corners the unit does not know and that are not ``locked``
@@ -785,6 +897,10 @@ def protect_against(
     repaired: list[str] = []
     a = sp.csr_matrix(system.constraints)
     new_moves: list[sp.csr_matrix] = []
+    if cubes:
+        pattern, moves, repaired = _unit_cubes(
+            system, values, primary, required, pattern, intruders, locked, moves, relations
+        )
     check = intruder_intervals(system, values, pattern, required, intruders, moves, relations)
     while not check.ok:
         rounds += 1
@@ -837,6 +953,66 @@ def protect_against(
     report = replace(check, added=int((pattern & ~start).sum()), rounds=rounds, repaired=tuple(repaired))
     report.moves = _stack(moves, [], n)
     return pattern, report
+
+
+def _unit_cubes(
+    system,
+    values: np.ndarray,
+    primary: np.ndarray,
+    required: np.ndarray,
+    pattern: np.ndarray,
+    intruders: Intruders,
+    locked: np.ndarray,
+    moves: sp.spmatrix | None,
+    relations: Relations | None,
+) -> tuple[np.ndarray, sp.csr_matrix, list[str]]:
+    """Certificates against the units before any LP: for every pair (primary ``p``, unit ``u``)
+    the given moves leave unproven (``_certify``), the cheapest cube through ``p`` none of whose
+    corners ``u`` knows (``Hypercubes.cube_for`` with ``u``'s cells locked), its corners hidden.
+    Each such cube proves ``p`` against ``u`` and every other unit knowing none of its corners, so
+    the check after it settles most pairs by certificate. Rounds repeat while a round adds a cube
+    (a new cube can block nothing: blocking needs a known corner, and the pairs it proves stay
+    proven); pairs (and primaries the moves do not prove against the outsider) no cube proves are
+    left to the check's LP and to the repair loop. Deterministic: cells by number, units by name.
+    Returns the pattern, the moves with the new cubes, and the units a cube was added against."""
+    n = len(values)
+    moves = _stack(moves, [], n)
+    try:
+        # headline cells join a pattern only through the LP repair, which takes them last
+        run = Hypercubes(system, values, primary, required, locked=locked, relations=relations, spare_headlines=True)
+    except (AssertionError, AttributeError, TypeError):  # not a Grid or linked system: no cubes to build
+        return pattern, moves, []
+    run.suppressed = pattern.copy()
+    a = sp.csr_matrix(system.constraints)
+    against: list[str] = []
+    knows = intruders.knows
+    checked = np.flatnonzero(required > 0)
+    where = np.full(n, -1, dtype=np.int64)
+    where[checked] = np.arange(len(checked))
+    rank = np.argsort(np.argsort(np.array(intruders.names, dtype=object)))
+    tried: set[tuple[int, int]] = set()
+    while True:
+        found = _stack(moves, [run.moves()], n)
+        corners, downs, ups, _ = _valid_moves(a, values, run.suppressed, found, relations)
+        blocked, certified = _certify(corners, downs, ups, knows, checked, where, required)
+        coo = blocked.tocoo()
+        keep = certified[coo.col]  # the outsider's failures go to the LP path
+        pairs = sorted(
+            (int(checked[k]), int(rank[u]), int(u))
+            for u, k in zip(coo.row[keep], coo.col[keep], strict=True)
+            if (int(checked[k]), int(u)) not in tried
+        )
+        added = len(run.cubes)
+        for cell, _, u in pairs:
+            tried.add((cell, u))
+            known = np.zeros(n, dtype=bool)
+            known[knows.indices[knows.indptr[u] : knows.indptr[u + 1]]] = True
+            run.locked = locked | known
+            if run.cube_for(cell) and intruders.names[u] not in against:
+                against.append(intruders.names[u])
+        run.locked = locked
+        if len(run.cubes) == added:
+            return run.suppressed, found, against
 
 
 def _stack(moves: sp.spmatrix | None, more: list[sp.csr_matrix], n: int) -> sp.csr_matrix:

@@ -250,7 +250,7 @@ def protect_linked(
     against = None
     facts = pattern.facts()
     if intruders is not None:
-        units = _intruders(system.keys, intruders)
+        units = _intruders(system.keys, intruders).owning(system, values)
         suppressed, against = protect_against(
             system,
             values,

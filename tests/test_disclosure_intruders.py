@@ -72,7 +72,8 @@ def test_a_subcontractor_narrows_its_siblings_and_the_repair_closes_it():
     assert {(f.unit, f.cell) for f in check.failures} == {("S6", s4), ("S6", s5)}
     for f in check.failures:  # S6 knows its own 8: the other two add up to 5
         assert (f.lower, f.upper) == (0.0, 5.0)
-    assert check.pairs == check.by_certificate + check.by_outsider + check.by_tables + check.by_lp + check.failed_pairs
+    settled = check.by_certificate + check.by_outsider + check.by_stronger + check.by_tables + check.by_lp
+    assert check.pairs == settled + check.failed_pairs
     assert check.intruders == tuple(sorted(intruders.names))
 
     fixed, report = protect_against(grid, values, primary, required, suppressed, intruders, moves=moves)
@@ -89,6 +90,7 @@ def test_a_subcontractor_narrows_its_siblings_and_the_repair_closes_it():
         + described["proven_as_outsider"]
         + described["proven_by_feasible_tables"]
         + described["proven_by_lp"]
+        + described["proven_by_stronger_intruder"]
     )
 
 
@@ -269,9 +271,33 @@ def test_repaired_fast_patterns_survive_every_intruder(table):
     intruders = Intruders.from_hierarchy(grid, "provider")
     fixed, report = protect_against(grid, values, primary, required, suppressed, intruders, moves=moves)
     assert report.ok and (fixed >= suppressed).all()
-    assert report.pairs == report.by_certificate + report.by_outsider + report.by_tables + report.by_lp
+    settled = report.by_certificate + report.by_outsider + report.by_stronger + report.by_tables + report.by_lp
+    assert report.pairs == settled
     assert independent_failures(frame, dims, fixed, values, required) == []
-    # and the check agrees with the independent attacker on the fast pattern before the repair
+    # and the check agrees with the independent attacker on the fast pattern before the repair: the
+    # same cells fail, each named against the strongest units that narrow it (a prime contract
+    # stands for its subcontractors), every one of which the independent attacker finds too
     before = intruder_intervals(grid, values, suppressed, required, intruders, moves)
-    expected = sorted(independent_failures(frame, dims, suppressed, values, required))
-    assert sorted((f.unit, f.cell) for f in before.failures) == expected
+    expected = set(independent_failures(frame, dims, suppressed, values, required))
+    found = {(f.unit, f.cell) for f in before.failures}
+    assert found <= expected
+    assert {cell for _, cell in found} == {cell for _, cell in expected}
+
+
+def test_a_unit_owns_the_totals_made_only_of_its_records():
+    """In M1 only S1 (of P1, of C1) has participants: the M1 national, C1 and P1 cells are S1's own
+    figures, so S1 knows them; S2 knows none of them, and in M2 (S2 has people too) S1 owns no total."""
+    parents = {"C1": "Total", "P1": "C1", "S1": "P1", "S2": "P1", "C2": "Total", "P2": "C2", "S3": "P2", "S4": "P2"}
+    cells = {("M1", "S1"): 4, ("M1", "S2"): 0, ("M1", "S3"): 0, ("M1", "S4"): 0}
+    cells |= {("M2", "S1"): 3, ("M2", "S2"): 5, ("M2", "S3"): 12, ("M2", "S4"): 20}
+    _, _, grid, values, _, _ = build(["M1", "M2"], parents, cells)
+    units = Intruders.from_hierarchy(grid, "provider")
+    owning = units.owning(grid, values)
+    s1, s2 = units.names.index("S1"), units.names.index("S2")
+    known = owning.knows.toarray()
+    for provider in ("Total", "C1", "P1", "S1"):
+        assert known[s1, cell(grid, "M1", provider)]
+    for provider in ("Total", "C1", "P1", "S2", "C2"):
+        assert not known[s1, cell(grid, "M2", provider)]
+    assert not known[s2, cell(grid, "M1", "P1")]
+    assert (owning.knows.toarray() >= units.knows.toarray()).all()  # what a unit knew it still knows
