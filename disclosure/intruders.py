@@ -575,14 +575,17 @@ class _Moves:
     def short(self, j: int, step: float) -> np.ndarray | None:
         """The table moving ``x_j`` by ``step`` (up if positive) at the least total deviation; None
         if none does. Any solver outcome but optimal or infeasible is an error, never a guess."""
-        col = j if step > 0 else self.m + j
-        cap = highspy.kHighsInf if step > 0 else float(self.z[j])
+        caps = self._caps()
+        col, other = (j, self.m + j) if step > 0 else (self.m + j, j)
         h = self.deviate.h
-        h.changeColBounds(col, abs(step), cap)
+        h.changeColBounds(col, abs(step), caps[col])
+        h.changeColBounds(other, 0.0, 0.0)  # else up and down of x_j could cancel: x_j moves by the net only
         try:
             status = self.deviate.run()
         finally:
-            h.changeColBounds(col, 0.0, 0.0 if j in self.fixed else cap)
+            held = j in self.fixed
+            for c in (col, other):
+                h.changeColBounds(c, 0.0, 0.0 if held else caps[c])
         S = highspy.HighsModelStatus
         if status == S.kOptimal:
             x = self.deviate.x

@@ -15,7 +15,7 @@ from independent_audit import additivity_matrix
 from disclosure import AuditFailed, Grid, Hierarchy, Rules, add_totals
 from disclosure.attacker import certified_intervals, exact_intervals
 from disclosure.hypercube import Hypercubes
-from disclosure.intruders import OUTSIDER, Intruders, intruder_intervals, protect_against
+from disclosure.intruders import OUTSIDER, Intruders, intruder_intervals, protect_against, _Moves
 from disclosure.primary import primary_mask, required_widths
 from disclosure.relations import Relations
 
@@ -301,3 +301,19 @@ def test_a_unit_owns_the_totals_made_only_of_its_records():
         assert not known[s1, cell(grid, "M2", provider)]
     assert not known[s2, cell(grid, "M1", "P1")]
     assert (owning.knows.toarray() >= units.knows.toarray()).all()  # what a unit knew it still knows
+
+
+def test_a_short_move_moves_the_cell_by_the_whole_step():
+    """The short-move LP bounds the cell's deviation up (or down) from below; the other direction of
+    the same cell is held at 0, so the two cannot cancel and leave the cell moved by less."""
+    _, _, grid, values, primary, required = example()
+    suppressed, _ = fast(grid, values, primary, required)
+    members = np.flatnonzero(suppressed)
+    moves = _Moves(sp.csc_matrix(grid.constraints), values.astype(np.float64), members, None)
+    for j in range(len(members)):
+        z = moves.z[j]
+        for step in (10.0, -min(10.0, z)):
+            if step and (table := moves.short(j, step)) is not None:
+                assert (table[j] - z) * np.sign(step) >= abs(step) - 1e-6
+                assert np.allclose(grid.constraints[:, members] @ (table - moves.z), 0)
+                assert (table >= -1e-9).all()
