@@ -15,7 +15,7 @@ from independent_audit import additivity_matrix
 from disclosure import AuditFailed, Grid, Hierarchy, Rules, add_totals
 from disclosure.attacker import certified_intervals, exact_intervals
 from disclosure.hypercube import Hypercubes
-from disclosure.intruders import OUTSIDER, Intruders, intruder_intervals, protect_against, _Moves
+from disclosure.intruders import OUTSIDER, Intruders, _Moves, intruder_intervals, protect_against
 from disclosure.primary import primary_mask, required_widths
 from disclosure.relations import Relations
 
