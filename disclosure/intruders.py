@@ -176,6 +176,7 @@ class IntruderReport:
     failures: tuple[IntruderFailure, ...]
     rejected_moves: int = 0
     by_stronger: int = 0  # blocked pairs settled by a unit knowing all the unit knows (``_dominated``)
+    by_earlier_round: int = 0  # protect_against: pairs proven before a repair round, not checked again
     added: int = 0  # protect_against: cells it hid beyond the given pattern
     rounds: int = 0  # protect_against: repair rounds (each ends with a full check)
     repaired: tuple[str, ...] = field(default_factory=tuple)  # units a repair ran for, in order
@@ -198,6 +199,7 @@ class IntruderReport:
             "proven_by_feasible_tables": self.by_tables,
             "proven_by_lp": self.by_lp,
             "proven_by_stronger_intruder": self.by_stronger,
+            "proven_before_a_repair": self.by_earlier_round,
             "failed": self.failed_pairs,
             "rejected_certificates": self.rejected_moves,
             "added_suppressions": self.added,
@@ -904,7 +906,7 @@ def protect_against(
         pattern, moves, repaired = _unit_cubes(
             system, values, primary, required, pattern, intruders, locked, moves, relations
         )
-    check = intruder_intervals(system, values, pattern, required, intruders, moves, relations)
+    check = first = intruder_intervals(system, values, pattern, required, intruders, moves, relations)
     while not check.ok:
         rounds += 1
         before = int(pattern.sum())
@@ -952,8 +954,18 @@ def protect_against(
             raise AuditFailed(f"intruder repair made no progress; failures: {check.failures[:3]}")
         moves = _stack(moves, new_moves, n)
         new_moves = []
-        check = intruder_intervals(system, values, pattern, required, intruders, moves, relations)
-    report = replace(check, added=int((pattern & ~start).sum()), rounds=rounds, repaired=tuple(repaired))
+        # only the cells that failed are checked again: what passed stays passed (see above)
+        again = np.zeros(n, dtype=bool)
+        again[[f.cell for f in check.failures]] = True
+        check = intruder_intervals(system, values, pattern, np.where(again, required, 0.0), intruders, moves, relations)
+    report = replace(
+        check,
+        pairs=first.pairs,
+        by_earlier_round=first.pairs - check.pairs,
+        added=int((pattern & ~start).sum()),
+        rounds=rounds,
+        repaired=tuple(repaired),
+    )
     report.moves = _stack(moves, [], n)
     return pattern, report
 

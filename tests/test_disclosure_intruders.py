@@ -91,6 +91,7 @@ def test_a_subcontractor_narrows_its_siblings_and_the_repair_closes_it():
         + described["proven_by_feasible_tables"]
         + described["proven_by_lp"]
         + described["proven_by_stronger_intruder"]
+        + described["proven_before_a_repair"]
     )
 
 
@@ -272,7 +273,7 @@ def test_repaired_fast_patterns_survive_every_intruder(table):
     fixed, report = protect_against(grid, values, primary, required, suppressed, intruders, moves=moves)
     assert report.ok and (fixed >= suppressed).all()
     settled = report.by_certificate + report.by_outsider + report.by_stronger + report.by_tables + report.by_lp
-    assert report.pairs == settled
+    assert report.pairs == settled + report.by_earlier_round
     assert independent_failures(frame, dims, fixed, values, required) == []
     # and the check agrees with the independent attacker on the fast pattern before the repair: the
     # same cells fail, each named against the strongest units that narrow it (a prime contract
