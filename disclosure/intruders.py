@@ -178,7 +178,7 @@ class IntruderReport:
     by_stronger: int = 0  # blocked pairs settled by a unit knowing all the unit knows (``_dominated``)
     by_earlier_round: int = 0  # protect_against: pairs proven before a repair round, not checked again
     added: int = 0  # protect_against: cells it hid beyond the given pattern
-    rounds: int = 0  # protect_against: repair rounds (each ends with a full check)
+    rounds: int = 0  # protect_against: repair rounds (each ends with a check of the cells that failed)
     repaired: tuple[str, ...] = field(default_factory=tuple)  # units a repair ran for, in order
     moves: sp.csr_matrix | None = field(
         default=None, repr=False
@@ -864,14 +864,14 @@ def protect_against(
     """Hide further cells until ``intruder_intervals`` passes; returns the pattern and the final check.
 
     First ``_unit_cubes``: for every pair the given moves leave open, a cube the unit knows no
-    corner of (a certificate, no LP). Then each round checks every pair, then repairs the failing
-    units in name order (the outsider
-    first): the unit's failing primaries are checked again against the current pattern (an earlier
-    unit's repair may have fixed them). Each still failing primary first gets the cheapest
-    certifying hypercube whose corners the unit does not know and that are not ``locked``
-    (``Hypercubes.cube_for``, with ``cubes=True``; relation rows limit its steps): all its corners hidden, it
-    proves the primary against that unit (see ``intruder_intervals``), usually with one or two new
-    cells. For the primaries no such cube exists for, ``secondary.Heuristic`` runs in the
+    corner of (a certificate, no LP). Then every pair is checked, and each round repairs the
+    failing units in name order (the outsider first) and checks the cells that failed again
+    (hiding more only widens intervals, so what passed stays passed). In a round, a unit's failing
+    primaries are checked again against the current pattern (an earlier unit's repair may have
+    fixed them). Each still failing primary first gets the cheapest certifying hypercube whose
+    corners the unit does not know and that are not ``locked`` (``Hypercubes.cube_for``, with
+    ``cubes=True``; relation rows limit its steps): all its corners hidden, it proves the primary
+    against that unit (see ``intruder_intervals``), usually with one or two new cells. For the primaries no such cube exists for, ``secondary.Heuristic`` runs in the
     unit's view: cells it knows are published to it (``start = suppressed & ~knows[u]``, primaries
     and requirements it knows dropped) and may not be hidden (``locked | knows[u]``: hiding a cell
     the intruder knows is useless against it), auditing those primaries only (``only=``), without

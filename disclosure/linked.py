@@ -210,7 +210,9 @@ def protect_linked(
     tables' constraints (and ``relations``, inequalities between cells the attacker also knows).
     ``intruders`` maps a cell key to the units that know that cell exactly (e.g. the subcontractor
     whose row it is): every primary cell is then also protected against each unit alone, with all
-    its cells known (``disclosure.intruders``). ``spare_headlines``: see ``secondary_pattern``.
+    its cells known (``disclosure.intruders``). The units are taken as contributors who know those
+    cells because the records in them are theirs, so each also knows every cell made of its own
+    records only (``Intruders.owning``). ``spare_headlines``: see ``secondary_pattern``.
     Raises AuditFailed rather than return an unsafe pattern.
     """
     rules = rules or Rules()
