@@ -871,11 +871,12 @@ def protect_against(
     fixed them). Each still failing primary first gets the cheapest certifying hypercube whose
     corners the unit does not know and that are not ``locked`` (``Hypercubes.cube_for``, with
     ``cubes=True``; relation rows limit its steps): all its corners hidden, it proves the primary
-    against that unit (see ``intruder_intervals``), usually with one or two new cells. For the primaries no such cube exists for, ``secondary.Heuristic`` runs in the
-    unit's view: cells it knows are published to it (``start = suppressed & ~knows[u]``, primaries
-    and requirements it knows dropped) and may not be hidden (``locked | knows[u]``: hiding a cell
-    the intruder knows is useless against it), auditing those primaries only (``only=``), without
-    pruning. Its extra cells are added to the pattern.
+    against that unit (see ``intruder_intervals``), usually with one or two new cells. For the
+    primaries no such cube exists for, ``secondary.Heuristic`` runs in the unit's view: cells it
+    knows are published to it (``start = suppressed & ~knows[u]``, primaries and requirements it
+    knows dropped) and may not be hidden (``locked | knows[u]``: hiding a cell the intruder knows
+    is useless against it), auditing those primaries only (``only=``), without pruning. Its extra
+    cells are added to the pattern.
 
     Termination: a cube is chosen only if it proves the primary against the unit, and the
     Heuristic returns only once the unit's primaries pass in its view, so every round with a
