@@ -471,10 +471,6 @@ class _Tables:
         self.stored = 0
         self._matrix: sp.csc_matrix | None = None
 
-    @property
-    def count(self) -> int:
-        return len(self.rows) + 1
-
     def add(self, x: np.ndarray) -> None:
         delta = x - self.truth
         at = np.flatnonzero(np.abs(delta) > TOL)
