@@ -602,15 +602,25 @@ def _prove(
     the whole width, else down by it (one LP each; the table found and the truth span the width, and
     it joins the tables for the units after this one); if neither exists, the attacker's ``max``
     and ``min`` (exact; stopping once wide enough), then short moves up and down spanning the
-    width. Also returns which columns needed an LP."""
+    width. Every table found widens the columns after it too. Also returns which columns needed
+    an LP of their own."""
     lo, hi = tables.hull(fixed, cols)
-    solved = hi - lo < need - TOL
-    for i in np.flatnonzero(solved):
+    solved = np.zeros(len(cols), dtype=bool)
+
+    def found(x: np.ndarray) -> None:
+        # a table of this view: it widens every column, the later ones included
+        tables.add(x)
+        np.minimum(lo, np.ceil(x[cols] - TOL), out=lo)
+        np.maximum(hi, np.floor(x[cols] + TOL), out=hi)
+
+    for i in np.flatnonzero(hi - lo < need - TOL):
+        if hi[i] - lo[i] >= need[i] - TOL:
+            continue  # a table found for an earlier column proves it
+        solved[i] = True
         j, z = int(cols[i]), float(moves.z[cols[i]])
         for step in (need[i], -need[i]) if z >= need[i] else (need[i],):
             if (short := moves.short(j, step)) is not None:
-                tables.add(short)
-                lo[i], hi[i] = min(lo[i], np.ceil(short[j] - TOL)), max(hi[i], np.floor(short[j] + TOL))
+                found(short)
                 break
         if hi[i] - lo[i] >= need[i] - TOL:
             continue
@@ -618,19 +628,17 @@ def _prove(
         if top is None:  # unbounded above
             hi[i] = INF
             continue
-        tables.add(top)
-        hi[i] = max(hi[i], np.floor(top[j] + TOL))
+        found(top)
         if hi[i] - lo[i] < need[i] - TOL:
             bottom = moves.extreme(j, -1.0)
             assert bottom is not None  # x >= 0 bounds the minimum
-            tables.add(bottom)
-            lo[i] = min(lo[i], np.ceil(bottom[j] - TOL))
+            found(bottom)
         if hi[i] - lo[i] < need[i] - TOL:
             continue  # narrowed: [lo, hi] is the exact interval
         up = min(hi[i] - z, need[i])
         for step in (up, -(need[i] - up)):
             if step and (short := moves.short(j, step)) is not None:
-                tables.add(short)
+                found(short)
     return lo, hi, solved
 
 
