@@ -9,7 +9,7 @@ from disclosure.audit import AuditFailure, AuditReport, audit
 from disclosure.errors import AuditFailed, DisclosureError, TooLarge
 from disclosure.hierarchy import Hierarchy
 from disclosure.joint import METHOD_JOINT, JointResult, audit_jointly, protect_jointly
-from disclosure.linked import KeyedRelations, LinkedTable, protect_linked
+from disclosure.linked import KeyedRelations, LinkedTable, audit_linked_intruders, protect_linked
 from disclosure.perturbation import (
     KEY_MODULUS,
     PTable,
@@ -51,6 +51,7 @@ __all__ = [
     "apply_overrides",
     "audit",
     "audit_jointly",
+    "audit_linked_intruders",
     "cell_keys",
     "conflicts",
     "controlled_rounding_interval",

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from disclosure.audit import report_from
 from disclosure.errors import AuditFailed, DisclosureError
 from disclosure.hierarchy import Hierarchy
-from disclosure.intruders import Intruders, protect_against
+from disclosure.intruders import IntruderReport, Intruders, intruder_intervals, protect_against
 from disclosure.primary import insider_mask, primary_mask, required_widths
 from disclosure.protect import PROOFS, ProtectionResult, secondary_pattern
 from disclosure.relations import Relations
@@ -289,3 +289,22 @@ def protect_linked(
         }
         results.append(ProtectionResult(out, report, counts, against.describe() if against else None, facts))
     return results
+
+
+def audit_linked_intruders(
+    tables: Sequence[LinkedTable], intruders: Callable[[str], Iterable[str]], rules: Rules | None = None
+) -> tuple[IntruderReport, list[dict[str, str]]]:
+    """The intruder check of ``protect_linked`` on a pattern already chosen (each table's ``hidden``
+    column: the cells it suppresses), for an audit after the release: every primary cell against
+    the outsider and each unit ``intruders`` names (knowing its cells, and those made of its own
+    records only), by ``intruders.intruder_intervals``. Returns the report and where each failure
+    is (``UnionSystem.coords``)."""
+    rules = rules or Rules()
+    if not tables:
+        raise DisclosureError("no tables to audit")
+    system, cells_of, values, freq = _union(tables)
+    required = required_widths(primary_mask(freq, rules), rules)
+    suppressed = _fixed(tables, system, cells_of, "hidden")
+    units = _intruders(system.keys, intruders).owning(system, values)
+    report = intruder_intervals(system, values, suppressed, required, units)
+    return report, [system.coords(f.cell) for f in report.failures]

@@ -26,6 +26,7 @@ from scipy.optimize import linprog
 import disclosure
 from disclosure import Rules, conflicts, interval_intervals, primary_mask
 from disclosure.errors import Inconsistent, SolverFailed
+from disclosure.intruders import OUTSIDER
 from opendata.aggregate import MONTHS_PROPERTY, DimensionCodes, read_period
 from opendata.descriptor import DESCRIPTOR_FILE
 from opendata.errors import OpenDataError
@@ -35,6 +36,7 @@ from opendata.protection import (
     JOINT_MAX_LEFT,
     KEY,
     REVISION_LAYERS,
+    Units,
     hierarchy,
     joint_blocks,
     population_keys,
@@ -61,11 +63,13 @@ class Exposure:
     lower: float
     upper: float
     required: float
+    by: str = ""  # the intruder unit that narrows it (knowing its own cells); "" for the outsider
 
     def describe(self) -> str:
         where = ", ".join(f"{k}={v}" for k, v in self.cell.items())
+        who = f" by intruder {self.by}" if self.by else ""
         return (
-            f"{self.table} {self.measure} ({where}): can be narrowed to [{self.lower:g}, {self.upper:g}], "
+            f"{self.table} {self.measure} ({where}): can be narrowed{who} to [{self.lower:g}, {self.upper:g}], "
             f"width {self.upper - self.lower:g} < {self.required:g}"
         )
 
@@ -81,6 +85,7 @@ class PackageAudit:
     above_threshold: int = 0  # hidden counts shown to be at least the threshold without the MI: never primary
     derived: list[str] = field(default_factory=list)  # derived resources that are not what the cells give
     jointly: str = ""  # what the joint attacker over the related measures did (with the MI only)
+    intruders: str = ""  # what the check against intruder units did (with the MI only)
     misled: int = 0  # narrowed cells whose interval leaves out the true value (with the MI only): no disclosure
 
     @property
@@ -99,6 +104,7 @@ class PackageAudit:
             "exposed": [e.__dict__ for e in self.exposed],
             "derived": self.derived,
             "jointly": self.jointly,
+            "intruders": self.intruders,
             "misled": self.misled,
         }
 
@@ -435,11 +441,16 @@ def _contradiction(tables, grids, codes, matrix, col_lo, col_hi, bound) -> list[
 
 
 def audit_with_mi(
-    version_dir: str | Path, previous: Sequence[str | Path], spec, inputs: Sequence[str | Path]
+    version_dir: str | Path,
+    previous: Sequence[str | Path],
+    spec,
+    inputs: Sequence[str | Path],
+    intruders: Sequence[str] | None = None,
 ) -> PackageAudit:
     """The publisher's audit (the MI known): ``audit_package`` with the true primaries, then the joint
     attacker over every measure the relations bind (``disclosure.audit_jointly``, as the release
-    checked itself), over the newest version's tables; its exposures join the report's."""
+    checked itself), then each intruder unit (``_audit_intruders``; the levels the package names,
+    or ``intruders``), over the newest version's tables; their exposures join the report's."""
     descriptor, matched = _with_truth(version_dir, spec, inputs)
     primaries = {
         (table.spec.name, m): primary
@@ -448,8 +459,52 @@ def audit_with_mi(
     }
     report = audit_package(version_dir, previous, primaries=primaries)
     report.jointly = _audit_jointly(descriptor, matched, report)
+    report.intruders = _audit_intruders(descriptor, matched, report, intruders)
     _drop_misled(report, descriptor["version"], matched)
     return report
+
+
+def _audit_intruders(descriptor: dict, matched: list[tuple], report: PackageAudit, levels: Sequence[str] | None) -> str:
+    """Every primary of the newest version against each unit at ``levels`` (default: the intruders
+    the package says it is safe against), knowing all its own cells at their true values, measure by
+    measure over the version's tables (``disclosure.audit_linked_intruders``); add what a unit
+    narrows to ``report``; say what it did. Without the relations between measures and the earlier
+    versions the release also protected against: a narrower model, so a pass here is necessary, not
+    sufficient (the release's own check is the full one)."""
+    from opendata.aggregate import FREQ_SUFFIX
+
+    stated = descriptor["opendata:disclosure"]["rules"]
+    levels = tuple(levels if levels is not None else stated.get("intruders") or ())
+    if not levels:
+        return "not run: the package names no intruders (give --intruders to check some)"
+    rules = Rules(threshold=stated["threshold"], zeros=stated["zeros"], protection=stated.get("protection"))
+    pairs = narrowed = 0
+    for measure in sorted({m.name for table, _, _ in matched for m in table.measures}):
+        linked = []
+        for table, match, aligned in matched:
+            if measure not in {m.name for m in table.measures}:
+                continue
+            dims = {d.name: hierarchy(d) for d in table.dimensions}
+            frame = aligned[[*dims, measure, measure + FREQ_SUFFIX]].assign(
+                **{KEY: population_keys(table.dimensions, aligned).to_numpy(), "_hide": match.frame[measure].isna()}
+            )
+            freq = measure + FREQ_SUFFIX
+            linked.append(disclosure.LinkedTable(frame, dims, measure, KEY, freq, table.spec.name, hidden="_hide"))
+        found, where = disclosure.audit_linked_intruders(linked, Units(levels), rules)
+        pairs += found.pairs
+        for f, cell in zip(found.failures, where, strict=True):
+            if f.unit == OUTSIDER:
+                continue  # the outsider is the main audit's, over every version
+            narrowed += 1
+            cell = dict(cell)
+            table = cell.pop("table")
+            report.exposed.append(
+                Exposure(descriptor["version"], table, measure, cell, f.lower, f.upper, f.required, by=f.unit)
+            )
+    return (
+        f"each unit at {', '.join(levels)} knowing its own cells ({pairs:,} primary cell and unit pairs of "
+        f"{descriptor['version']}): {narrowed:,} narrowed"
+    )
 
 
 def _drop_misled(report: PackageAudit, version: str, matched: list[tuple]) -> None:

@@ -932,8 +932,14 @@ def protect(
     type=click.Path(path_type=Path),
     help="The MI behind the release (publisher only): tells which cells are primary.",
 )
+@click.option(
+    "--intruders",
+    metavar="LEVELS",
+    help="With --mi: check each unit at these comma-separated levels (e.g. subcontractor,prime_contract,cpa), "
+    "knowing its own cells [default: the intruders the package names].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def audit(package: Path, previous, spec, mi, as_json: bool):
+def audit(package: Path, previous, spec, mi, intruders: str | None, as_json: bool):
     """Recompute every protected cell's feasible interval from the published files alone.
 
     The attacker sees every table of the version (and of --previous versions), their hierarchies,
@@ -941,7 +947,9 @@ def audit(package: Path, previous, spec, mi, as_json: bool):
     checked exactly; without, every suppressed cell is held to the protection width (stricter),
     except one pinned to exactly 0, which has no contributor (when the rules say zeros are safe), and
     a count shown to be at least the threshold, which the rules would not have made primary.
-    Exit code 1 if any cell can be narrowed below its protection width.
+    With the MI, the newest version is also checked against each intruder unit (the package's, or
+    --intruders) knowing all its own cells. Exit code 1 if any cell can be narrowed below its
+    protection width.
 
     \b
     Example:
@@ -953,9 +961,16 @@ def audit(package: Path, previous, spec, mi, as_json: bool):
 
     if bool(spec) != bool(mi):
         raise click.UsageError("--spec and --mi go together")
+    if intruders is not None and not spec:
+        raise click.UsageError("--intruders needs --spec and --mi (the units' own cells come from the MI)")
     with user_errors():
         if spec:
-            report = audit_with_mi(package, list(previous), load_spec(spec), list(mi))
+            loaded = load_spec(spec)
+            levels = None if intruders is None else [x.strip() for x in intruders.split(",") if x.strip()]
+            known = {level for d in loaded.dimensions.values() for level in d.levels}
+            if unknown := sorted(set(levels or ()) - known):
+                raise click.BadParameter(f"{unknown} are not levels of any dimension (levels: {sorted(known)})")
+            report = audit_with_mi(package, list(previous), loaded, list(mi), levels)
         else:
             report = audit_package(package, list(previous))
     if as_json:
@@ -974,6 +989,8 @@ def audit(package: Path, previous, spec, mi, as_json: bool):
             )
         if report.jointly:
             out.print(f"related measures: {report.jointly}", highlight=False)
+        if report.intruders:
+            out.print(f"intruders: {report.intruders}", highlight=False)
         for e in report.exposed[:MAX_PROBLEMS_SHOWN]:
             out.print(f"[red]exposed[/] {e.describe()}", highlight=False)
         for problem in report.derived:

@@ -432,7 +432,7 @@ def _known(
 
 
 @dataclass(frozen=True)
-class _Units:
+class Units:
     """The units that know a cell: its ``level=code`` pairs at the intruder ``levels`` (its own
     subcontractor, prime contract and CPA), read off the population key. A class, not a closure,
     so a worker process can receive it."""
@@ -451,7 +451,7 @@ class _Block:
     level: str
 
     def __call__(self, key: str) -> str | None:
-        return next(iter(_Units((self.level,))(key.split("#", 1)[-1])), None)
+        return next(iter(Units((self.level,))(key.split("#", 1)[-1])), None)
 
 
 @dataclass(frozen=True)
@@ -575,7 +575,7 @@ def protect_tables(
             "method": spec.secondary,
             "prune": False,
             "relations": disclosure.KeyedRelations(terms, upper),
-            "intruders": _Units(tuple(spec.intruders)) if spec.intruders else None,
+            "intruders": Units(tuple(spec.intruders)) if spec.intruders else None,
             "spare_headlines": True,  # national and first-level figures hidden last (disclosure/README.md)
         }
         # A correction, or a relation, can leave no safe pattern: the cells around a changed one were

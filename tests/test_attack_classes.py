@@ -417,6 +417,38 @@ def test_insiders_cannot_narrow_other_units_cells(insider_release):
     assert all(f"subcontractor={units['subcontractor'][0]}" in n for n in named[:5])  # provider-by-month
 
 
+@pytest.mark.slow
+def test_the_publishers_audit_checks_the_intruders_the_package_names(insider_release, single_release):
+    """``opendata audit --spec --mi`` checks each unit the package says it is safe against (here every
+    subcontractor, prime and CPA) and passes; asked about the same units, it fails a package released
+    without them in its spec, naming the cell and the unit that narrows it."""
+    mi, version = insider_release
+    result = json.loads(opendata("audit", version, "--spec", SPEC, "--mi", mi, "--json").stdout)
+    assert result["ok"], result["exposed"][:5]
+    assert result["intruders"].startswith("each unit at subcontractor, prime_contract, cpa knowing its own cells")
+    assert result["intruders"].endswith(" 0 narrowed"), result["intruders"]
+    mi, version = single_release
+    levels = "subcontractor,prime_contract,cpa"
+    run = subprocess.run(
+        [sys.executable, "-m", "opendata.cli", "audit", version, "--spec", SPEC, "--mi", mi, "--intruders", levels],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "can be narrowed by intruder " in run.stdout and "Traceback" not in run.stderr, run.stdout
+
+
+def test_the_audit_refuses_intruder_levels_the_spec_does_not_have(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "opendata.cli", "audit", tmp_path, "--spec", SPEC, "--mi", tmp_path / "x.csv",
+         "--intruders", "region"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert run.returncode == 2 and "['region'] are not levels of any dimension" in run.stderr, run.stderr
+
+
 # ----------------------------------------------------------------------------------------------------
 # generated series: classes 1 to 3 on MI that hypothesis draws
 

@@ -15,7 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
-from disclosure import DisclosureError, Hierarchy, LinkedTable, Rules, add_totals, protect_linked
+from disclosure import (
+    DisclosureError,
+    Hierarchy,
+    LinkedTable,
+    Rules,
+    add_totals,
+    audit_linked_intruders,
+    protect_linked,
+)
 
 REGION = Hierarchy.from_parents("region", {"North": "Total", "South": "Total", "N1": "North", "N2": "North",
                                            "S1": "South", "S2": "South", "S3": "South"})  # fmt: skip
@@ -149,3 +157,25 @@ def test_tables_that_disagree_on_a_shared_population_are_refused() -> None:
     frame.loc[frame.index[(frame["region"] == "Total") & (frame["group"] == "g1")][0], "n"] += 1
     with pytest.raises(DisclosureError, match="linked tables must agree on shared cells"):
         protect_linked(tables, rules=Rules(threshold=5), method="fast")
+
+
+def test_an_audit_after_the_release_finds_what_a_subcontractor_reads_off_its_own_cell():
+    """The pattern of the intruders module's example, audited after the fact: a prime of 58 with
+    subcontractors 10, 10, 25 published and 3, 2, 8 hidden. The outsider gets each hidden cell in
+    [0, 13]; the subcontractor whose cell is 8 gets the other two in [0, 5]. Hiding a published
+    subcontractor too (the 25) gives that subcontractor room [0, 30], and the audit passes."""
+    subs = {"S1": 10, "S2": 10, "S3": 25, "S4": 3, "S5": 2, "S6": 8}
+    provider = Hierarchy.from_parents("provider", {"P1": "Total", **dict.fromkeys(subs, "P1")})
+    frame = pd.DataFrame({"provider": ["Total", "P1", *subs], "n": [58, 58, *subs.values()]})
+    frame["key"] = frame["provider"].map(lambda c: "" if c == "Total" else f"unit={c}")
+    units = lambda key: [key] if key else []  # noqa: E731  each subcontractor (and the prime) knows its own cell
+
+    def audit(hidden: list[str]):
+        table = frame.assign(hide=frame["provider"].isin(hidden))
+        return audit_linked_intruders([LinkedTable(table, {"provider": provider}, "n", "key", hidden="hide")], units)
+
+    report, where = audit(["S4", "S5", "S6"])
+    failed = {(f.unit, cell["provider"], f.lower, f.upper) for f, cell in zip(report.failures, where, strict=True)}
+    assert failed == {("unit=S6", "S4", 0, 5), ("unit=S6", "S5", 0, 5)}
+    report, where = audit(["S3", "S4", "S5", "S6"])
+    assert report.ok and not where, report.failures
