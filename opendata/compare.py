@@ -63,6 +63,7 @@ class Comparison:
     adjustment: str = "none"  # overdispersion: none, phi or re (``indicators.adjusted_verdicts``)
     overdispersion: dict[str, float] = field(default_factory=dict)
     trend_marker: str = ""
+    period_level: str = "month"  # the trend's points: the table's finest period (month, quarter or year)
 
     def summary(self) -> dict[str, Any]:
         """What ``opendata compare`` prints (JSON-safe)."""
@@ -88,6 +89,7 @@ class Comparison:
             "peers": int((self.peers["status"] == "").sum()),
             "overdispersion": {"adjustment": self.adjustment, **{k: clean(v) for k, v in self.overdispersion.items()}},
             "trend_marker": self.trend_marker,
+            "period_level": self.period_level,
             "trend": [
                 {"period": str(r["period"]), "value": clean(r["value"]), "status": r["status"]}
                 for r in self.trend.to_dict("records")
@@ -164,7 +166,7 @@ def compare(
     trend = trend.rename(columns={when: "period"}).sort_values("period")
     return Comparison(
         indicator, entity, period, against, p0, row, peers.rename(columns={dim: "entity"}), trend, notes,
-        overdispersion, found, trend_marker(trend, indicator),
+        overdispersion, found, trend_marker(trend, indicator), finest,
     )  # fmt: skip
 
 
@@ -349,9 +351,9 @@ def _draw(result: Comparison, out: Path, formats: Sequence[str]) -> list[Path]:
     ax.axhline(
         result.benchmark_value * pct, color=BLACK, linewidth=1, label=f"{result.benchmark_entity}, {result.period}"
     )
-    ax.set_xlabel("month")
+    ax.set_xlabel(result.period_level)
     ax.set_ylabel(f"{ind.name} ({unit.strip()})")
-    ax.set_title(f"{ind.name} by month: {result.entity}")
+    ax.set_title(f"{ind.name} by {result.period_level}: {result.entity}")
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     trend_alt = _trend_text(result, pct, unit)
@@ -380,13 +382,14 @@ def _funnel_text(result: Comparison, pct: float, unit: str) -> str:
 
 def _trend_text(result: Comparison, pct: float, unit: str) -> str:
     t = result.trend[result.trend["status"] == ""]
+    level = result.period_level
     if not len(t):
-        return f"No month of {result.entity} has a value shown: every month is suppressed or empty."
+        return f"No {level} of {result.entity} has a value shown: every {level} is suppressed or empty."
     return (
-        f"{result.indicator.name} of {result.entity} over {len(t)} months with a value shown, from "
+        f"{result.indicator.name} of {result.entity} over {len(t)} {level}s with a value shown, from "
         f"{t['value'].min() * pct:.1f}{unit} to {t['value'].max() * pct:.1f}{unit}; the line is "
         f"{result.benchmark_entity} over the whole period ({result.benchmark_value * pct:.1f}{unit}). "
-        f"Months not shown are suppressed or empty. The data are in the CSV file beside this chart."
+        f"{level.capitalize()}s not shown are suppressed or empty. The data are in the CSV file beside this chart."
     )
 
 

@@ -643,6 +643,11 @@ def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, An
                     ),
                     **({"relations_jointly": audit["relations_jointly"]} if "relations_jointly" in audit else {}),
                     "intruders": audit.get("intruders"),
+                    **(
+                        {"intruders_not_modelled": audit["intruders_not_modelled"]}
+                        if "intruders_not_modelled" in audit
+                        else {}
+                    ),
                     **({"pattern": audit["pattern"]} if "pattern" in audit else {}),
                 },
             }
@@ -668,6 +673,33 @@ def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, An
         "tables": per_table,
         "total": total | {"audit_ok": audit_ok},
     }
+
+
+def _safe_against(rules: dict[str, Any], tables: dict[str, dict[str, Any]]) -> str:
+    """Who the pattern was checked against, in words (the descriptor's ``rules`` and audits say it
+    for machines), and who it was not."""
+    audits = [(m, e["audit"]) for measures in tables.values() for m, e in measures.items()]
+    earlier = sorted({v["version"] for _, a in audits for v in a["earlier_versions"]})
+    seen = "what is published" + (f" in this version and in {', '.join(earlier)}" if earlier else "")
+    against = [f"anyone who sees only {seen}"]
+    if rules["relations"]:
+        unmodelled = sorted({m for m, a in audits if "relations_not_modelled" in a})
+        but = (
+            f", except for {', '.join(unmodelled)} (no pattern protects them with the relations)" if unmodelled else ""
+        )
+        against.append(f"what the relations between measures tell them (one count bounds another){but}")
+    if rules["singletons"] == "protect":
+        against.append("a contributor alone in a cell, who knows its own count")
+    if rules["intruders"]:
+        *most, last = [u.replace("_", " ") for u in rules["intruders"]]
+        units = f"{', '.join(most)} and {last}" if most else last
+        unmodelled = sorted({m for m, a in audits if "intruders_not_modelled" in a})
+        but = f", except for {', '.join(unmodelled)} (no pattern protects them against these)" if unmodelled else ""
+        against.append(f"each {units} that knows all its own cells{but}")
+    text = "the suppressions are checked against: " + "; ".join(against)
+    if not rules["intruders"]:
+        text += "; not against an organisation that knows all its own cells (the spec names none to check)"
+    return text
 
 
 def _rounding(spec: ReleaseSpec) -> dict[str, Any] | None:
@@ -828,6 +860,7 @@ def _readme(spec: ReleaseSpec, tables: list[ProtectedTable], descriptor: Mapping
     if rules["rounding"]:
         method = rules["rounding"].get("method") or "conventional"
         rule_text.append(f"published counts are rounded to the nearest {rules['rounding']['base']} ({method} rounding)")
+    rule_text.append(_safe_against(rules, disclosure["tables"]))
     lines += [f"- {r}" for r in rule_text]
     lines += [
         "",

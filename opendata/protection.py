@@ -578,18 +578,25 @@ def protect_tables(
             "intruders": Units(tuple(spec.intruders)) if spec.intruders else None,
             "spare_headlines": True,  # national and first-level figures hidden last (disclosure/README.md)
         }
-        # A correction, or a relation, can leave no safe pattern: the cells around a changed one were
-        # published before and cannot be hidden now, or a relation holds a cell too tightly. The
-        # release is then protected without the corrected versions, then without the relations, and
-        # the descriptor says what was left out (never silently).
+        # A correction, a relation or an intruder can leave no safe pattern: the cells around a changed
+        # one were published before and cannot be hidden now, a relation holds a cell too tightly, or
+        # a unit's own cells pin another's. The release is then protected without the corrected
+        # versions, then without the intruders (the relations are what every outsider knows, so they
+        # are given up last), then without the relations, and the descriptor says what was left out
+        # (never silently).
         revised = {v["version"] for v in versions if v["own_cells"]}
         kept = [(link, v) for link, v in zip(links, versions, strict=True) if v["version"] not in revised]
         attempts = [(links, versions, options, [])]
+        fewer = ([k for k, _ in kept], [v for _, v in kept])
         if revised:
-            attempts.append(([k for k, _ in kept], [v for _, v in kept], options, ["corrected versions"]))
+            attempts.append((*fewer, options, ["corrected versions"]))
+        if spec.intruders:
+            attempts.append((*fewer, options | {"intruders": None}, ["corrected versions", "intruders"]))
         if len(upper):
-            bare = options | {"relations": None}
-            attempts.append(([k for k, _ in kept], [v for _, v in kept], bare, ["corrected versions", "relations"]))
+            attempts.append((*fewer, options | {"relations": None}, ["corrected versions", "relations"]))
+            if spec.intruders:
+                bare = options | {"relations": None, "intruders": None}
+                attempts.append((*fewer, bare, ["corrected versions", "intruders", "relations"]))
         plans.append((measure, holders, attempts, revised, skipped, modelled, len(upper)))
         tasks.append((measure, linked, [(a[0], a[2]) for a in attempts]))
     if on_step:
@@ -641,6 +648,11 @@ def protect_tables(
                         else {}
                     ),
                     "intruders": result.intruders,
+                    **(
+                        {"intruders_not_modelled": "no pattern protects this measure against them"}
+                        if "intruders" in left_out
+                        else {}
+                    ),
                     **({"relations_jointly": jointly[measure]} if measure in jointly else {}),
                 },
             }

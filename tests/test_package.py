@@ -242,6 +242,8 @@ def test_readme_explains_release(release: Path) -> None:
     assert "`[c]` confidential" in text
     assert "| provider-by-month | job_starts | 18 | 2 | 1 | 3 | 18 | passed" in text
     assert "5 of 42 cells are suppressed" in text
+    assert "- the suppressions are checked against: anyone who sees only what is published" in text
+    assert "not against an organisation that knows all its own cells (the spec names none to check)" in text
     assert "Department for Work and Pensions (2024). *Tiny MI*, version 1.0.0 [data set]." in text
     assert "Open Government Licence v3.0" in text
     sha = hashlib.sha256((release / "data" / "provider-totals.csv").read_bytes()).hexdigest()

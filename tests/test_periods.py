@@ -176,6 +176,19 @@ def test_a_release_by_quarter_is_valid_linked_and_audited(by_quarter):
 
 
 @pytest.mark.slow
+def test_compare_over_a_table_by_quarter_draws_its_trend_by_quarter(by_quarter, tmp_path):
+    """The trend's points are the table's finest period: its chart, text and JSON say quarter."""
+    series = by_quarter[2]
+    run = opendata("compare", series / "1.1.0", "--entity", "CPA01", "--indicator", "attachments-per-referral",
+                   "--table", "provider-by-quarter", "--charts", tmp_path, "--json")  # fmt: skip
+    result = json.loads(run.stdout)
+    assert result["period_level"] == "quarter" and {t["period"] for t in result["trend"]} >= {"2011-Q3", "2011-Q4"}
+    assert "by quarter: CPA01" in next(tmp_path.glob("trend-*.svg")).read_text()
+    text = next(tmp_path.glob("trend-*.txt")).read_text()
+    assert "quarters with a value shown" in text and "month" not in text.lower(), text
+
+
+@pytest.mark.slow
 def test_the_next_version_by_quarter_links_the_earlier_quarters(by_quarter):
     _, _, series = by_quarter
     descriptor = json.loads((series / "1.1.0" / "datapackage.json").read_text())
