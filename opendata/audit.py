@@ -485,10 +485,10 @@ def _audit_intruders(descriptor: dict, matched: list[tuple], report: PackageAudi
             if measure not in {m.name for m in table.measures}:
                 continue
             dims = {d.name: hierarchy(d) for d in table.dimensions}
-            frame = aligned[[*dims, measure, measure + FREQ_SUFFIX]].assign(
+            freq = measure + FREQ_SUFFIX
+            frame = aligned[[*dims, measure, freq]].assign(
                 **{KEY: population_keys(table.dimensions, aligned).to_numpy(), "_hide": match.frame[measure].isna()}
             )
-            freq = measure + FREQ_SUFFIX
             linked.append(disclosure.LinkedTable(frame, dims, measure, KEY, freq, table.spec.name, hidden="_hide"))
         found, where = disclosure.audit_linked_intruders(linked, Units(levels), rules)
         pairs += found.pairs
