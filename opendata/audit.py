@@ -466,20 +466,25 @@ def audit_with_mi(
 
 def _audit_intruders(descriptor: dict, matched: list[tuple], report: PackageAudit, levels: Sequence[str] | None) -> str:
     """Every primary of the newest version against each unit at ``levels`` (default: the intruders
-    the package says it is safe against), knowing all its own cells at their true values, measure by
-    measure over the version's tables (``disclosure.audit_linked_intruders``); add what a unit
-    narrows to ``report``; say what it did. Without the relations between measures and the earlier
-    versions the release also protected against: a narrower model, so a pass here is necessary, not
-    sufficient (the release's own check is the full one)."""
+    the package says it is safe against, in the measures it says so for), knowing all its own cells
+    at their true values, measure by measure over the version's tables
+    (``disclosure.audit_linked_intruders``); add what a unit narrows to ``report``; say what it did.
+    Without the relations between measures and the earlier versions the release also protected
+    against: a narrower model, so a pass here is necessary, not sufficient (the release's own check
+    is the full one)."""
     from opendata.aggregate import FREQ_SUFFIX
 
     stated = descriptor["opendata:disclosure"]["rules"]
-    levels = tuple(levels if levels is not None else stated.get("intruders") or ())
+    given_up: set[str] = set()  # measures the package says no pattern protects against its intruders
+    if levels is None:
+        levels = stated.get("intruders") or ()
+        tables = descriptor["opendata:disclosure"]["tables"].values()
+        given_up = {m for t in tables for m, e in t.items() if "intruders_not_modelled" in e["audit"]}
     if not levels:
         return "not run: the package names no intruders (give --intruders to check some)"
     rules = Rules(threshold=stated["threshold"], zeros=stated["zeros"], protection=stated.get("protection"))
     pairs = narrowed = 0
-    for measure in sorted({m.name for table, _, _ in matched for m in table.measures}):
+    for measure in sorted({m.name for table, _, _ in matched for m in table.measures} - given_up):
         linked = []
         for table, match, aligned in matched:
             if measure not in {m.name for m in table.measures}:
@@ -501,9 +506,10 @@ def _audit_intruders(descriptor: dict, matched: list[tuple], report: PackageAudi
             report.exposed.append(
                 Exposure(descriptor["version"], table, measure, cell, f.lower, f.upper, f.required, by=f.unit)
             )
+    unclaimed = f"; not claimed for {', '.join(sorted(given_up))}, so not checked" if given_up else ""
     return (
         f"each unit at {', '.join(levels)} knowing its own cells ({pairs:,} primary cell and unit pairs of "
-        f"{descriptor['version']}): {narrowed:,} narrowed"
+        f"{descriptor['version']}{unclaimed}): {narrowed:,} narrowed"
     )
 
 

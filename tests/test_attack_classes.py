@@ -446,6 +446,7 @@ def test_the_publishers_audit_checks_the_intruders_the_package_names(insider_rel
     assert result["ok"], result["exposed"][:5]
     assert result["intruders"].startswith("each unit at subcontractor, prime_contract, cpa knowing its own cells")
     assert result["intruders"].endswith(" 0 narrowed"), result["intruders"]
+    assert "; not claimed for attachments, so not checked)" in result["intruders"]  # as its descriptor says
     mi, version = single_release
     levels = "subcontractor,prime_contract,cpa"
     run = subprocess.run(
