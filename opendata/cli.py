@@ -968,9 +968,16 @@ def audit(package: Path, previous, spec, mi, intruders: str | None, as_json: boo
             loaded = load_spec(spec)
             levels = None if intruders is None else [x.strip() for x in intruders.split(",") if x.strip()]
             known = {level for d in loaded.dimensions.values() for level in d.levels}
+            if levels is not None and not levels:
+                raise click.BadParameter("--intruders names no level")
             if unknown := sorted(set(levels or ()) - known):
                 raise click.BadParameter(f"{unknown} are not levels of any dimension (levels: {sorted(known)})")
-            report = audit_with_mi(package, list(previous), loaded, list(mi), levels)
+            try:
+                report = audit_with_mi(package, list(previous), loaded, list(mi), levels)
+            except ValidationFailed as exc:
+                print_problems(exc.problems, exc.total, as_json)
+                console.print("[bold red]audit refused:[/] the MI does not pass validation")
+                sys.exit(1)
         else:
             report = audit_package(package, list(previous))
     if as_json:

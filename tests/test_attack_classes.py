@@ -489,6 +489,13 @@ def test_the_audit_refuses_intruder_levels_the_spec_does_not_have(tmp_path):
         text=True,
     )  # fmt: skip
     assert run.returncode == 2 and "['region'] are not levels of any dimension" in run.stderr, run.stderr
+    run = subprocess.run(
+        [sys.executable, "-m", "opendata.cli", "audit", tmp_path, "--spec", SPEC, "--mi", tmp_path / "x.csv",
+         "--intruders", " , "],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert run.returncode == 2 and "--intruders names no level" in run.stderr, run.stderr
 
 
 # ----------------------------------------------------------------------------------------------------
