@@ -12,6 +12,8 @@ need this package installed (``pip install 'opendata[cluster]'``).
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -21,6 +23,23 @@ from opendata.errors import ReleaseError
 
 T = TypeVar("T")
 POOL_MIN_CELLS = 20_000  # below this many grid cells (table rows, each counted once whatever its measures), in-process
+PARENT_POLL_SECONDS = 0.5  # how often a pool worker looks whether the release that started it is still there
+
+
+def _follow_parent(parent: int) -> None:
+    """A pool worker's initializer: end the worker as soon as the release that started it is gone.
+
+    A release killed with SIGTERM (or SIGKILL) runs no cleanup, and its workers would otherwise run
+    their task to the end at full CPU, writing nothing anyone reads. Their results are only ever
+    read by that parent, so ending them loses nothing; polling ``getppid`` works on every POSIX
+    system (Linux's ``PR_SET_PDEATHSIG`` would not on macOS)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
 
 
 def connect(scheduler: str) -> Any:
@@ -54,6 +73,7 @@ def run_all(
     n = min(workers or os.cpu_count() or 1, len(arguments))
     if n <= 1 or (workers is None and cells is not None and cells < POOL_MIN_CELLS):
         return [task(*a) for a in arguments]
-    with ProcessPoolExecutor(n, mp_context=get_context("spawn")) as pool:
+    spawn = get_context("spawn")
+    with ProcessPoolExecutor(n, mp_context=spawn, initializer=_follow_parent, initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(task, *a) for a in arguments]
         return [f.result() for f in futures]

@@ -3,6 +3,7 @@ a Dask cluster of worker processes (``opendata.parallel``)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,69 @@ def test_an_unknown_scheduler_is_a_clear_error_before_any_work(tmp_path):
     assert run.returncode == 1
     assert "Dask scheduler at nowhere://x" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "r").exists()
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (Linux ``/proc``)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_a_release_killed_with_sigterm_leaves_no_worker_running(tmp_path):
+    """A release killed by its scheduler (SIGTERM runs no cleanup) must not leave its pool workers
+    computing for minutes: each one watches the release that started it and ends with it."""
+    import signal
+    import time
+
+    run = opendata("sample", "--out", tmp_path / "mi", "--rows", 20000, "--months", 6, "--seed", 2, "--format", "csv")
+    assert run.returncode == 0, run.stderr
+    release = subprocess.Popen(
+        [sys.executable, "-m", "opendata.cli", "release", SPEC, tmp_path / "mi" / "work-programme-mi.csv",
+         "--out", tmp_path / "public", "--staging", tmp_path / "staging", "--workers", "2", "-q",
+         "--release-time", "2026-11-12T09:30:00+00:00", "--late", "--reason", "test"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        workers: set[int] = set()
+        deadline = time.monotonic() + 300
+        while len(workers) < 2 and release.poll() is None and time.monotonic() < deadline:
+            workers = {c for c in _children(release.pid) if "spawn_main" in _cmdline(c)}
+            time.sleep(0.1)
+        assert len(workers) == 2, "the release finished or failed before its pool started"
+        time.sleep(1)  # the workers are protecting measures now
+        release.send_signal(signal.SIGTERM)
+        release.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [w for w in workers if _alive(w)], "pool workers outlived the release"
+        assert not (tmp_path / "public").exists() or not any((tmp_path / "public").rglob("datapackage.json"))
+    finally:
+        release.kill()
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
