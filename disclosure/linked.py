@@ -292,19 +292,24 @@ def protect_linked(
 
 
 def audit_linked_intruders(
-    tables: Sequence[LinkedTable], intruders: Callable[[str], Iterable[str]], rules: Rules | None = None
+    tables: Sequence[LinkedTable],
+    intruders: Callable[[str], Iterable[str]],
+    rules: Rules | None = None,
+    relations: KeyedRelations | None = None,
 ) -> tuple[IntruderReport, list[dict[str, str]]]:
     """The intruder check of ``protect_linked`` on a pattern already chosen (each table's ``hidden``
     column: the cells it suppresses), for an audit after the release: every primary cell against
     the outsider and each unit ``intruders`` names (knowing its cells, and those made of its own
-    records only), by ``intruders.intruder_intervals``. Returns the report and where each failure
-    is (``UnionSystem.coords``)."""
+    records only), by ``intruders.intruder_intervals``, with the ``relations`` the attacker also
+    knows (as ``protect_linked`` takes them). Returns the report and where each failure is
+    (``UnionSystem.coords``)."""
     rules = rules or Rules()
     if not tables:
         raise DisclosureError("no tables to audit")
     system, cells_of, values, freq = _union(tables)
     required = required_widths(primary_mask(freq, rules), rules)
     suppressed = _fixed(tables, system, cells_of, "hidden")
+    bounds = relations.over(system.keys) if relations is not None and len(relations.upper) else None
     units = _intruders(system.keys, intruders).owning(system, values)
-    report = intruder_intervals(system, values, suppressed, required, units)
+    report = intruder_intervals(system, values, suppressed, required, units, relations=bounds)
     return report, [system.coords(f.cell) for f in report.failures]

@@ -40,6 +40,7 @@ from opendata.protection import (
     hierarchy,
     joint_blocks,
     population_keys,
+    relation_knowledge,
 )
 from opendata.relations import CUMULATIVE, Relation, joint_rows, relation_rows
 
@@ -469,23 +470,27 @@ def _audit_intruders(descriptor: dict, matched: list[tuple], report: PackageAudi
     the package says it is safe against, in the measures it says so for), knowing all its own cells
     at their true values, measure by measure over the version's tables
     (``disclosure.audit_linked_intruders``); add what a unit narrows to ``report``; say what it did.
-    Without the relations between measures and the earlier versions the release also protected
-    against: a narrower model, so a pass here is necessary, not sufficient (the release's own check
-    is the full one)."""
+    The relations between measures the release modelled for a measure are modelled here too, as the
+    release takes them (``relation_knowledge``); the earlier versions it was protected with are not: a
+    narrower model, so a pass here is necessary, not sufficient (the release's own check is the
+    full one)."""
     from opendata.aggregate import FREQ_SUFFIX
 
     stated = descriptor["opendata:disclosure"]["rules"]
+    entries = [(m, e["audit"]) for t in descriptor["opendata:disclosure"]["tables"].values() for m, e in t.items()]
     given_up: set[str] = set()  # measures the package says no pattern protects against its intruders
     if levels is None:
         levels = stated.get("intruders") or ()
-        tables = descriptor["opendata:disclosure"]["tables"].values()
-        given_up = {m for t in tables for m, e in t.items() if "intruders_not_modelled" in e["audit"]}
+        given_up = {m for m, audit in entries if "intruders_not_modelled" in audit}
     if not levels:
         return "not run: the package names no intruders (give --intruders to check some)"
     rules = Rules(threshold=stated["threshold"], zeros=stated["zeros"], protection=stated.get("protection"))
+    relations = [Relation(**r) for r in stated.get("relations", [])]
+    no_relations = {m for m, audit in entries if "relations_not_modelled" in audit}
     pairs = narrowed = 0
+    with_relations: list[str] = []
     for measure in sorted({m.name for table, _, _ in matched for m in table.measures} - given_up):
-        linked = []
+        linked, holders = [], []
         for table, match, aligned in matched:
             if measure not in {m.name for m in table.measures}:
                 continue
@@ -495,7 +500,14 @@ def _audit_intruders(descriptor: dict, matched: list[tuple], report: PackageAudi
                 **{KEY: population_keys(table.dimensions, aligned).to_numpy(), "_hide": match.frame[measure].isna()}
             )
             linked.append(disclosure.LinkedTable(frame, dims, measure, KEY, freq, table.spec.name, hidden="_hide"))
-        found, where = disclosure.audit_linked_intruders(linked, Units(levels), rules)
+            holders.append(table)
+        bounds = None
+        if relations and measure not in no_relations:
+            known = [relation_knowledge(table, measure, relations, rules)[0] for table in holders]
+            keys = [population_keys(table.dimensions, table.frame) for table in holders]
+            bounds = disclosure.KeyedRelations(*relation_rows(holders, keys, measure, relations, known))
+            with_relations += [measure] if len(bounds.upper) else []
+        found, where = disclosure.audit_linked_intruders(linked, Units(levels), rules, bounds)
         pairs += found.pairs
         for f, cell in zip(found.failures, where, strict=True):
             if f.unit == OUTSIDER:
@@ -507,9 +519,10 @@ def _audit_intruders(descriptor: dict, matched: list[tuple], report: PackageAudi
                 Exposure(descriptor["version"], table, measure, cell, f.lower, f.upper, f.required, by=f.unit)
             )
     unclaimed = f"; not claimed for {', '.join(sorted(given_up))}, so not checked" if given_up else ""
+    related = f", with the relations between measures for {', '.join(with_relations)}" if with_relations else ""
     return (
-        f"each unit at {', '.join(levels)} knowing its own cells ({pairs:,} primary cell and unit pairs of "
-        f"{descriptor['version']}{unclaimed}): {narrowed:,} narrowed"
+        f"each unit at {', '.join(levels)} knowing its own cells{related} ({pairs:,} primary cell and unit "
+        f"pairs of {descriptor['version']}{unclaimed}): {narrowed:,} narrowed"
     )
 
 

@@ -395,7 +395,7 @@ def _earlier_links(
     return linked, listed, skipped
 
 
-def _known(
+def relation_knowledge(
     table: AggregatedTable, measure: str, relations: Sequence[Relation], rules: disclosure.Rules
 ) -> tuple[dict, list[Relation]]:
     """What the attacker model knows of the measures related to ``measure`` in ``table``.
@@ -528,7 +528,7 @@ def protect_tables(
     ``earlier``: the tables earlier versions of the dataset published. They join each measure's
     linked system with their statuses fixed, so differencing versions recovers nothing and cells
     published before stay published (stable patterns). The measures are protected independently
-    (``_known``), in parallel on ``workers`` processes or a Dask ``scheduler``
+    (``relation_knowledge``), in parallel on ``workers`` processes or a Dask ``scheduler``
     (``opendata.parallel``); the result is the same whoever runs them.
     """
     rules = rules_for(spec)
@@ -563,7 +563,7 @@ def protect_tables(
         )
         known, modelled = [], []
         for i in holders:
-            got, used = _known(tables[i], measure, relations, rules)
+            got, used = relation_knowledge(tables[i], measure, relations, rules)
             known.append(got)
             modelled += [r for r in used if r not in modelled]
         terms, upper = relation_rows(

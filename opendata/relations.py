@@ -18,7 +18,7 @@ the spec's rules make them bound each other:
 
 Protecting measure ``m``, the relations become linear inequalities ``G x <= h`` over ``m``'s cells
 with constants from what the attacker is assumed to know of the other measures
-(``opendata.protection._known``: a bounded sum's other measure exactly; a running total's other
+(``opendata.protection.relation_knowledge``: a bounded sum's other measure exactly; a running total's other
 measure as published), which the engine (``disclosure.Relations``) uses in its cubes, its
 certificate checker and its LPs. An attacker who combines the hidden cells of several measures in
 one LP is not modelled (issue 19, README "Not built yet").

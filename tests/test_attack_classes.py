@@ -445,6 +445,8 @@ def test_the_publishers_audit_checks_the_intruders_the_package_names(insider_rel
     result = json.loads(opendata("audit", version, "--spec", SPEC, "--mi", mi, "--json").stdout)
     assert result["ok"], result["exposed"][:5]
     assert result["intruders"].startswith("each unit at subcontractor, prime_contract, cpa knowing its own cells")
+    # the relations the release modelled are the audit's too (attachments gave up the intruders)
+    assert ", with the relations between measures for job_outcomes, job_starts, referrals," in result["intruders"]
     assert result["intruders"].endswith(" 0 narrowed"), result["intruders"]
     assert "; not claimed for attachments, so not checked)" in result["intruders"]  # as its descriptor says
     mi, version = single_release

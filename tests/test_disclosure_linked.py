@@ -18,6 +18,7 @@ from scipy.optimize import linprog
 from disclosure import (
     DisclosureError,
     Hierarchy,
+    KeyedRelations,
     LinkedTable,
     Rules,
     add_totals,
@@ -179,3 +180,12 @@ def test_an_audit_after_the_release_finds_what_a_subcontractor_reads_off_its_own
     assert failed == {("unit=S6", "S4", 0, 5), ("unit=S6", "S5", 0, 5)}
     report, where = audit(["S3", "S4", "S5", "S6"])
     assert report.ok and not where, report.failures
+
+    # a relation the attacker knows (S3's cell holds at least the 25 of a measure it bounds, as
+    # attachments bound job starts) pins S3 to [25, 30] for that subcontractor: S4 and S5 to [0, 5]
+    at_least = KeyedRelations(pd.DataFrame({"row": [0], "key": ["unit=S3"], "coef": [-1.0]}), np.array([-25.0]))
+    table = frame.assign(hide=frame["provider"].isin(["S3", "S4", "S5", "S6"]))
+    linked = [LinkedTable(table, {"provider": provider}, "n", "key", hidden="hide")]
+    report, where = audit_linked_intruders(linked, units, relations=at_least)
+    failed = {(f.unit, cell["provider"], f.lower, f.upper) for f, cell in zip(report.failures, where, strict=True)}
+    assert failed == {("unit=S6", "S4", 0, 5), ("unit=S6", "S5", 0, 5)}
