@@ -484,20 +484,15 @@ def test_a_measure_not_protectable_against_the_intruders_keeps_its_relations(sin
 
 
 def test_the_audit_refuses_intruder_levels_the_spec_does_not_have(tmp_path):
-    run = subprocess.run(
-        [sys.executable, "-m", "opendata.cli", "audit", tmp_path, "--spec", SPEC, "--mi", tmp_path / "x.csv",
-         "--intruders", "region"],
-        capture_output=True,
-        text=True,
-    )  # fmt: skip
-    assert run.returncode == 2 and "['region'] are not levels of any dimension" in run.stderr, run.stderr
-    run = subprocess.run(
-        [sys.executable, "-m", "opendata.cli", "audit", tmp_path, "--spec", SPEC, "--mi", tmp_path / "x.csv",
-         "--intruders", " , "],
-        capture_output=True,
-        text=True,
-    )  # fmt: skip
-    assert run.returncode == 2 and "--intruders names no level" in run.stderr, run.stderr
+    for levels, message in (("region", "['region'] are not levels of any dimension"),
+                            (" , ", "--intruders names no level")):  # fmt: skip
+        run = subprocess.run(
+            [sys.executable, "-m", "opendata.cli", "audit", tmp_path, "--spec", SPEC, "--mi", tmp_path / "x.csv",
+             "--intruders", levels],
+            capture_output=True,
+            text=True,
+        )  # fmt: skip
+        assert run.returncode == 2 and message in run.stderr, run.stderr
 
 
 # ----------------------------------------------------------------------------------------------------
