@@ -3,6 +3,8 @@ subcontractors', a CPA every row under it): the check finds what they narrow, th
 an LP attacker written here (highspy directly, not disclosure.attacker) confirms, forged
 certificates are not believed, and the same input gives the same output."""
 
+from unittest.mock import patch
+
 import highspy
 import numpy as np
 import pandas as pd
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from independent_audit import additivity_matrix
 
 from disclosure import AuditFailed, Grid, Hierarchy, Rules, add_totals
+from disclosure import intruders as intruders_module
 from disclosure.attacker import certified_intervals, exact_intervals
 from disclosure.hypercube import Hypercubes
 from disclosure.intruders import OUTSIDER, Intruders, _Moves, intruder_intervals, protect_against
@@ -283,6 +286,13 @@ def test_repaired_fast_patterns_survive_every_intruder(table):
     found = {(f.unit, f.cell) for f in before.failures}
     assert found <= expected
     assert {cell for _, cell in found} == {cell for _, cell in expected}
+    # a large component is proven another way (blocks of the units knowing a cell, then the exact
+    # extremes, no short move over all of it): the same failures, each with the same exact interval
+    with patch.object(intruders_module, "SHORT_MAX_CELLS", 0):
+        blocked = intruder_intervals(grid, values, suppressed, required, intruders, moves)
+    assert [(f.unit, f.cell, f.lower, f.upper) for f in blocked.failures] == [
+        (f.unit, f.cell, f.lower, f.upper) for f in before.failures
+    ]
 
 
 def test_a_unit_owns_the_totals_made_only_of_its_records():
