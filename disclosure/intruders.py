@@ -667,7 +667,6 @@ class _Blocks:
             equations = sp.csr_matrix(a_csc[:, self.members[cells]])
             equations = sp.csr_matrix(equations[np.diff(equations.indptr) > 0] != 0, dtype=np.float64)
             self.built[block] = (_Moves(a_csc, values, self.members[cells], relations), cells, equations)
-            self.view_of.pop(block, None)
         moves, cells, equations = self.built[block]
         if self.view_of.get(block) != view:
             held = np.searchsorted(cells, fixed[np.isin(fixed, cells)])
@@ -741,24 +740,31 @@ def _prove(
                 hi[i] = INF
                 return True
             found(x if cells is None else blocks.table(cells, x))
-            if hi[i] - lo[i] >= need[i] - TOL:
+            if wide(i):
                 return True
         return False
+
+    def wide(i: int) -> bool:
+        return hi[i] - lo[i] >= need[i] - TOL
 
     def narrow() -> np.ndarray:
         return np.flatnonzero(hi - lo < need - TOL)
 
+    def shift(lps: _Moves, j: int, i: int, cells: np.ndarray | None = None) -> None:
+        """A short move of ``j`` in ``lps`` up by the whole width, else down by it."""
+        for step in (need[i], -need[i]) if lps.z[j] >= need[i] else (need[i],):
+            if (short := lps.short(j, step)) is not None:
+                found(short if cells is None else blocks.table(cells, short))
+                return
+
     if moves.deviate is not None:  # a small component: short moves over all of it
         for i in narrow():
-            if hi[i] - lo[i] >= need[i] - TOL:
+            if wide(i):
                 continue  # a table found for an earlier column proves it
             solved[i] = True
             j, z = int(cols[i]), float(moves.z[cols[i]])
-            for step in (need[i], -need[i]) if z >= need[i] else (need[i],):
-                if (short := moves.short(j, step)) is not None:
-                    found(short)
-                    break
-            if hi[i] - lo[i] >= need[i] - TOL or not span(moves, j, i) or hi[i] >= INF:
+            shift(moves, j, i)
+            if wide(i) or not span(moves, j, i) or hi[i] >= INF:
                 continue  # proven by the move, narrowed to its exact interval, or unbounded
             # wide by the extremes, whose tables move many cells: short moves spanning the width
             # give tables that few units know a cell of, for the units after this one
@@ -768,22 +774,18 @@ def _prove(
                     found(short)
         return lo, hi, solved
     for i in narrow():  # a large one: blocks first, then the extremes over all of it
-        if hi[i] - lo[i] >= need[i] - TOL:
+        if wide(i):
             continue
         solved[i] = True
         j = int(cols[i])
         for block in blocks.chain(j) if blocks is not None else ():
             lps, cells, free = blocks.view(block, view, fixed)
             at = int(np.searchsorted(cells, j))
-            if not free[at]:
-                continue
-            for step in (need[i], -need[i]) if moves.z[j] >= need[i] else (need[i],):
-                if (short := lps.short(at, step)) is not None:
-                    found(blocks.table(cells, short))
+            if free[at]:
+                shift(lps, at, i, cells)
+                if wide(i) or span(lps, at, i, cells):
                     break
-            if hi[i] - lo[i] >= need[i] - TOL or span(lps, at, i, cells):
-                break
-        if hi[i] - lo[i] < need[i] - TOL:
+        if not wide(i):
             span(moves, j, i)  # still narrow: [lo, hi] is the exact interval
     return lo, hi, solved
 
