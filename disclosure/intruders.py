@@ -634,9 +634,13 @@ class _Blocks:
     over the block's columns only, so a table it finds is a table of the whole component (no
     deviation outside the block), and a column it proves wide is wide. A primary's blocks are the
     units that know it, smallest first (its subcontractor, its prime contract, its CPA), each a
-    small fraction of the component; a cell the block's equations pin (``_free``) costs no LP. A
-    block that proves nothing says nothing (the whole component is tried next), so blocks only
-    ever save LP work, never change a result. Built lazily; deterministic (by size, then number)."""
+    small fraction of the component, then the largest of them with the cells no unit knows (the
+    national rows: a move between months of one CPA that its national cells follow; it proved
+    about 4,000 of the 10,700 cells the unit blocks left in the first check of job starts, 200,000
+    rows, 300 -> 230 s, the same failures). A cell the block's equations pin (``_free``) costs no
+    LP. A block that proves nothing says nothing (the whole component is tried next), so blocks
+    only ever save LP work, never change a result. Built lazily; deterministic (by size, then
+    number)."""
 
     def __init__(
         self, a_csc: sp.csc_matrix, values: np.ndarray, members: np.ndarray, relations: Relations | None, knows
@@ -645,17 +649,28 @@ class _Blocks:
         self.members = members
         self.known = sp.csc_matrix(knows[:, members], dtype=bool)  # units × component positions
         rows = sp.csr_matrix(self.known)
-        self.cells = [rows.indices[rows.indptr[u] : rows.indptr[u + 1]] for u in range(rows.shape[0])]
+        self.units = rows.shape[0]
+        self.cells = [rows.indices[rows.indptr[u] : rows.indptr[u + 1]] for u in range(self.units)]
         self.size = np.diff(rows.indptr)
+        self.nobodys = np.flatnonzero(np.diff(self.known.indptr) == 0)  # positions no unit knows
         self.built: dict[int, tuple[_Moves, np.ndarray, sp.csr_matrix]] = {}
         self.view_of: dict[int, int] = {}  # block -> the view (unit, or -1 for the outsider) it holds now
         self.free: dict[int, np.ndarray] = {}  # block -> which of its cells the view's LP can move
 
     def chain(self, col: int) -> list[int]:
-        """The blocks tried for component position ``col``: the units knowing it, smallest first."""
+        """The blocks tried for component position ``col``: the units knowing it, smallest first, then
+        the largest with the cells nobody knows (block ``units + u``)."""
         units = self.known.indices[self.known.indptr[col] : self.known.indptr[col + 1]]
-        units = units[(self.size[units] > 1) & (self.size[units] < len(self.members))]
-        return [int(u) for u in units[np.lexsort((units, self.size[units]))]]
+        units = units[np.lexsort((units, self.size[units]))]
+        chain = [int(u) for u in units[(self.size[units] > 1) & (self.size[units] < len(self.members))]]
+        if len(units) and len(self.nobodys) and self.size[units[-1]] + len(self.nobodys) < len(self.members):
+            chain.append(self.units + int(units[-1]))
+        return chain
+
+    def _cells(self, block: int) -> np.ndarray:
+        if block < self.units:
+            return self.cells[block]
+        return np.union1d(self.cells[block - self.units], self.nobodys)
 
     def view(self, block: int, view: int, fixed: np.ndarray) -> tuple[_Moves, np.ndarray, np.ndarray]:
         """The LPs of ``block`` in ``view`` (a unit, or -1 for the outsider) with ``fixed``
@@ -663,7 +678,7 @@ class _Blocks:
         can move at all (``_free``): no LP is spent on a cell that cannot."""
         if block not in self.built:
             a_csc, values, relations = self.args
-            cells = self.cells[block]
+            cells = self._cells(block)
             equations = sp.csr_matrix(a_csc[:, self.members[cells]])
             equations = sp.csr_matrix(equations[np.diff(equations.indptr) > 0] != 0, dtype=np.float64)
             self.built[block] = (_Moves(a_csc, values, self.members[cells], relations), cells, equations)
