@@ -249,16 +249,16 @@ def independent_failures(frame, dims, suppressed, values, required) -> list[tupl
 
 
 @st.composite
-def month_provider_tables(draw):
+def month_provider_tables(draw, cpas: tuple[int, int] = (2, 3), children: tuple[int, int] = (2, 3)):
     """Random month × (CPA > prime > subcontractor) tables; every code has at least two children
     (a lone child's row would equal its parent's, which the child then knows)."""
     months = [f"M{i}" for i in range(draw(st.integers(2, 4)))]
     parents: dict[str, str] = {}
-    for c in range(draw(st.integers(2, 3))):
+    for c in range(draw(st.integers(*cpas))):
         parents[f"C{c}"] = "Total"
-        for p in range(draw(st.integers(2, 3))):
+        for p in range(draw(st.integers(*children))):
             parents[f"C{c}P{p}"] = f"C{c}"
-            for s in range(draw(st.integers(2, 3))):
+            for s in range(draw(st.integers(*children))):
                 parents[f"C{c}P{p}S{s}"] = f"C{c}P{p}"
     subs = [c for c in parents if "S" in c]
     value = st.one_of(st.integers(0, 12), st.integers(0, 40))
@@ -293,6 +293,45 @@ def test_repaired_fast_patterns_survive_every_intruder(table):
     assert [(f.unit, f.cell, f.lower, f.upper) for f in blocked.failures] == [
         (f.unit, f.cell, f.lower, f.upper) for f in before.failures
     ]
+
+
+@pytest.mark.slow
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(month_provider_tables(cpas=(4, 5), children=(2, 2)))
+def test_every_block_table_is_one_the_view_cannot_rule_out(table):
+    """Blocks only prove if each table they give is a table of the whole component that the view's
+    unit cannot tell from the truth: additive, non-negative, every cell the unit knows at its truth,
+    every cell outside the block too. Every block of every cell's chain, in every unit's view, at
+    the max and the min of the first cell whose chain holds it."""
+    _, _, grid, values, primary, required = table
+    suppressed, _ = fast(grid, values, primary, required)
+    a = sp.csr_matrix(grid.constraints)
+    labels = intruders_module._components(a, suppressed)
+    intruders = Intruders.from_hierarchy(grid, "provider")
+    a_csc = sp.csc_matrix(a)
+    for c in np.unique(labels[labels >= 0]):
+        members = np.flatnonzero(labels == c)
+        blocks = intruders_module._Blocks(a_csc, values, members, None, intruders.knows)
+        for view in range(-1, len(intruders.names)):
+            known = np.zeros(len(values), dtype=bool)
+            if view >= 0:
+                known[intruders.knows[view].indices] = True
+            fixed = np.flatnonzero(known[members])
+            first = {}  # each block of the view once, at the first cell whose chain holds it
+            for col in np.flatnonzero(~known[members]):
+                for block in blocks.chain(int(col)):
+                    first.setdefault(block, int(col))
+            for block, col in first.items():
+                lps, cells, _ = blocks.view(block, view, fixed)
+                for sign in (1.0, -1.0):
+                    if (x := lps.extreme(int(np.searchsorted(cells, col)), sign)) is None:
+                        continue
+                    whole = values.copy()
+                    whole[members] = blocks.table(cells, x)
+                    assert np.allclose(a @ whole, a @ values) and (whole > -1e-7).all()
+                    held = known.copy()
+                    held[np.setdiff1d(np.arange(len(values)), members[cells])] = True
+                    assert np.allclose(whole[held], values[held])
 
 
 def test_a_unit_owns_the_totals_made_only_of_its_records():
