@@ -638,7 +638,7 @@ class _Blocks:
     small fraction of the component, then the largest of them with the cells no unit knows (the
     national rows: a move between months of one CPA that its national cells follow; it proved
     about 4,000 of the 10,700 cells the unit blocks left in the first check of job starts, 200,000
-    rows, 300 -> 230 s, the same failures). A cell the block's equations pin (``_free``) costs no
+    rows, 283 -> 240 s, the same failures). A cell the block's equations pin (``_free``) costs no
     LP. A block that proves nothing says nothing (the whole component is tried next), so blocks
     only ever save LP work, never change a result. Built lazily; deterministic (by size, then
     number)."""
