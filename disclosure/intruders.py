@@ -1034,19 +1034,21 @@ def protect_against(
     """Hide further cells until ``intruder_intervals`` passes; returns the pattern and the final check.
 
     First ``_unit_cubes``: for every pair the given moves leave open, a cube the unit knows no
-    corner of (a certificate, no LP). Then every pair is checked, and each round repairs the
-    failing units in name order (the outsider first) and checks the cells that failed again
-    (hiding more only widens intervals, so what passed stays passed). In a round, a unit's failing
-    primaries are checked again against the current pattern (an earlier unit's repair may have
-    fixed them). Each still failing primary first gets the cheapest certifying hypercube whose
-    corners the unit does not know and that are not ``locked`` (``Hypercubes.cube_for``, with
-    ``cubes=True``; relation rows limit its steps): all its corners hidden, it proves the primary
-    against that unit (see ``intruder_intervals``), usually with one or two new cells. For the
-    primaries no such cube exists for, ``secondary.Heuristic`` runs in the unit's view: cells it
-    knows are published to it (``start = suppressed & ~knows[u]``, primaries and requirements it
-    knows dropped) and may not be hidden (``locked | knows[u]``: hiding a cell the intruder knows
-    is useless against it), auditing those primaries only (``only=``), without pruning. Its extra
-    cells are added to the pattern.
+    corner of (a certificate, no LP). Then every pair is checked, and each round repairs the failing
+    units in name order (the outsider first) and checks the cells that failed again (hiding more
+    only widens intervals, so what passed stays passed). In a round, a unit's failing primaries are
+    checked again against the current pattern (an earlier unit's repair may have fixed them). Each
+    still failing primary first gets the cheapest certifying hypercube whose corners the unit does
+    not know and that are neither ``locked`` nor headline cells (``Hypercubes.cube_for``, with
+    ``cubes=True``; relation rows limit its steps; a national or first-level figure joins only
+    through the Heuristic, which takes it last: a cube through one is often the cheapest against a
+    CPA, and hid the demo's national sustainment total when allowed): all its corners hidden, it
+    proves the primary against that unit (see ``intruder_intervals``), usually with one or two new
+    cells. For the primaries no such cube exists for, ``secondary.Heuristic`` runs in the unit's
+    view: cells it knows are published to it (``start = suppressed & ~knows[u]``, primaries and
+    requirements it knows dropped) and may not be hidden (``locked | knows[u]``: hiding a cell the
+    intruder knows is useless against it), auditing those primaries only (``only=``), without
+    pruning. Its extra cells are added to the pattern.
 
     Termination: a cube is chosen only if it proves the primary against the unit, and the
     Heuristic returns only once the unit's primaries pass in its view, so every round with a
@@ -1099,7 +1101,15 @@ def protect_against(
                 continue
             need = np.where(known, 0.0, required)
             if cubes:  # a cube of cells the unit does not know proves p against it
-                run = Hypercubes(system, values, primary & ~known, need, locked=locked | known, relations=relations)
+                run = Hypercubes(
+                    system,
+                    values,
+                    primary & ~known,
+                    need,
+                    locked=locked | known,
+                    relations=relations,
+                    spare_headlines=True,
+                )
                 run.suppressed = pattern.copy()
                 proven = np.array([run.cube_for(int(c)) for c in cells], dtype=bool)
                 if run.cubes:

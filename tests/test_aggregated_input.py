@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from shipped_specs import OUTSIDERS, OUTSIDERS_AGGREGATED
 
 from opendata.release import cut_release
 from opendata.sample import write_sample
@@ -20,7 +21,7 @@ WHEN = datetime(2026, 11, 12, 9, 30, tzinfo=UTC)
 def test_aggregated_release_publishes_the_same_counts_as_records(tmp_path):
     write_sample(tmp_path / "mi", 3000, 4, months=3, formats=("csv",), aggregated=True)
     records = cut_release(
-        ROOT / "specs" / "work-programme.yaml",
+        OUTSIDERS,
         [tmp_path / "mi" / "work-programme-mi.csv"],
         tmp_path / "a",
         staging=tmp_path / "a-staging",
@@ -29,7 +30,7 @@ def test_aggregated_release_publishes_the_same_counts_as_records(tmp_path):
         reason="test",
     )
     counts = cut_release(
-        ROOT / "specs" / "work-programme-aggregated.yaml",
+        OUTSIDERS_AGGREGATED,
         [tmp_path / "mi" / "work-programme-mi-aggregated.csv"],
         tmp_path / "b",
         staging=tmp_path / "b-staging",

@@ -9,17 +9,16 @@ correction, provisional months published ahead, a month added) on every run, thr
 the CLI calls, and attacks both versions (the relations between measures modelled, except over an
 MI-ahead pair, whose nine months of running totals make the attack take many minutes).
 
-Insiders (units that know all their own cells): protection against them is off in the shipped
-spec (too slow at release size, see the README), so their scenario releases with a copy of the
-spec that switches it on (``disclosure.intruders``); the engine-level tests are in
-``tests/test_disclosure_intruders.py``.
+Insiders (units that know all their own cells): the shipped spec protects against each of them
+(``disclosure.intruders``), and their scenario releases with it; the other scenarios release with
+the same spec less the intruders (``shipped_specs.OUTSIDERS``), as the classes they attack do not
+need them. The engine-level tests are in ``tests/test_disclosure_intruders.py``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from independent_attacker import (
     revised_keys,
     true_tables,
 )
+from shipped_specs import OUTSIDERS, SHIPPED
 
 from opendata.embargo import default_staging, publish
 from opendata.errors import ReleaseError
@@ -49,7 +49,7 @@ from opendata.release import cut_release
 from opendata.sample import write_sample
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "specs" / "work-programme.yaml"
+SPEC = OUTSIDERS
 CALENDAR = ROOT / "specs" / "calendar.yaml"
 NAME = "work-programme-subcontractor-mi"
 WIDTH = 10
@@ -371,23 +371,11 @@ def test_cli_audit_passes_the_corrected_series(corrected_tree):
     assert "joint attacker" in result["jointly"] and result["jointly"].endswith(" 0 narrowed")
 
 
-def intruder_spec(work: Path) -> Path:
-    """The shipped spec with its own switch for insider protection on."""
-    specs = work / "specs"
-    shutil.copytree(ROOT / "specs", specs)
-    spec = specs / SPEC.name
-    text = spec.read_text()
-    switch = "  # off here; switch it on with: intruders: [subcontractor, prime_contract, cpa]"
-    assert switch in text
-    spec.write_text(text.replace(switch, "  intruders: [subcontractor, prime_contract, cpa]"))
-    return spec
-
-
 @pytest.fixture(scope="module")
 def insider_release(tmp_path_factory) -> tuple[Path, Path]:
     """One release of a small sample with insider protection on."""
     work = tmp_path_factory.mktemp("insiders")
-    return one_release(work, intruder_spec(work), rows=4000, months=2, seed=4)
+    return one_release(work, SHIPPED, rows=4000, months=2, seed=4)
 
 
 @pytest.mark.slow
@@ -442,7 +430,7 @@ def test_the_publishers_audit_checks_the_intruders_the_package_names(insider_rel
     subcontractor, prime and CPA) and passes; asked about the same units, it fails a package released
     without them in its spec, naming the cell and the unit that narrows it."""
     mi, version = insider_release
-    result = json.loads(opendata("audit", version, "--spec", SPEC, "--mi", mi, "--json").stdout)
+    result = json.loads(opendata("audit", version, "--spec", SHIPPED, "--mi", mi, "--json").stdout)
     assert result["ok"], result["exposed"][:5]
     assert result["intruders"].startswith("each unit at subcontractor, prime_contract, cpa knowing its own cells")
     # the relations the release modelled are the audit's too (attachments gave up the intruders)
@@ -468,7 +456,7 @@ def test_a_measure_not_protectable_against_the_intruders_keeps_its_relations(sin
     measure, not the relations every outsider can use, and says so in the descriptor and README."""
     mi, _ = single_release
     out = tmp_path / "releases"
-    opendata("release", intruder_spec(tmp_path), mi, "--out", out, "--release-time", "2026-11-12T09:30:00+00:00", *LATE)
+    opendata("release", SHIPPED, mi, "--out", out, "--release-time", "2026-11-12T09:30:00+00:00", *LATE)
     version = tmp_path / "staging" / NAME / "1.0.0"
     audits = {
         m: e["audit"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shipped_specs import OUTSIDERS
 
 from opendata import protection
 from opendata.aggregate import aggregate
@@ -26,7 +27,7 @@ from opendata.validate import validate
 pytestmark = pytest.mark.slow  # end to end: left out of the quick subset (make test-quick)
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "specs" / "work-programme.yaml"
+SPEC = OUTSIDERS
 NAME = "work-programme-subcontractor-mi"
 TABLE = "provider-by-month"
 WHEN = datetime(2026, 11, 12, 9, 30, tzinfo=UTC)

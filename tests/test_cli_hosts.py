@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from shipped_specs import OUTSIDERS
 
 pytestmark = pytest.mark.slow  # end to end: left out of the quick subset (make test-quick)
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "specs" / "work-programme.yaml"
+SPEC = OUTSIDERS
 NAME = "work-programme-subcontractor-mi"
 
 

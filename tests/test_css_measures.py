@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shipped_specs import OUTSIDERS
 
 from opendata.aggregate import aggregate
 from opendata.spec import WithinDays, load_spec
@@ -42,11 +43,11 @@ CSS = {
 
 def css_spec(directory: Path) -> Path:
     """The work-programme spec with the CSS measure, its table and indicator, written to ``directory``."""
-    raw = yaml.safe_load((ROOT / "specs" / "work-programme.yaml").read_text())
+    raw = yaml.safe_load(OUTSIDERS.read_text())
 
     def absolute(node):
         if isinstance(node, dict):
-            return {k: str(ROOT / "specs" / v) if k == "codelist" else absolute(v) for k, v in node.items()}
+            return {k: str(OUTSIDERS.parent / v) if k == "codelist" else absolute(v) for k, v in node.items()}
         return [absolute(v) for v in node] if isinstance(node, list) else node
 
     raw = absolute(raw)

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shipped_specs import OUTSIDERS
 
 from opendata.embargo import OWNER_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "specs" / "work-programme.yaml"
+SPEC = OUTSIDERS
 
 pytestmark = pytest.mark.slow
 

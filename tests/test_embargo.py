@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from shipped_specs import OUTSIDERS
 
 from opendata.descriptor import size_and_hash
 from opendata.embargo import AccessRefused, grant_pre_release_access, publish
@@ -25,7 +26,7 @@ from opendata.sample import write_sample
 pytestmark = pytest.mark.slow  # end to end: left out of the quick subset (make test-quick)
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "specs" / "work-programme.yaml"
+SPEC = OUTSIDERS
 NAME = "work-programme-subcontractor-mi"
 MINUTE = timedelta(minutes=1)
 DAY = timedelta(days=1)

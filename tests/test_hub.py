@@ -27,6 +27,7 @@ import openpyxl
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from shipped_specs import OUTSIDERS
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENDATA = [sys.executable, "-m", "opendata"]
@@ -71,7 +72,7 @@ class Hub:
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     base = tmp_path_factory.mktemp("hub")
     root = base / "hub"
-    run("hub", "init", str(root), "--specs", str(ROOT / "specs"))
+    run("hub", "init", str(root), "--specs", str(OUTSIDERS.parent))
     signer = Ed25519PrivateKey.generate()
     key = base / "signed.pub"
     key.write_bytes(signer.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
@@ -286,7 +287,7 @@ def test_upload_preview_publish_and_sync_with_the_hubs_key(hub: Hub, tmp_path: P
 @pytest.mark.slow
 def test_a_publishers_tree_is_mirrored_verified_and_compared_with_community_data(hub: Hub, tmp_path: Path):
     dwp = tmp_path / "dwp"
-    run("release", "specs/work-programme.yaml", str(hub.mi), "--out", str(dwp), "--calendar", "specs/calendar.yaml",
+    run("release", str(OUTSIDERS), str(hub.mi), "--out", str(dwp), "--calendar", "specs/calendar.yaml",
         "--release-time", "2026-11-12T09:30:00+00:00", "--late", "--reason", "test", "-q")  # fmt: skip
     run("keys", "generate", "--private", str(tmp_path / "dwp.key"), "--public", str(tmp_path / "dwp.pub"))
     run("publish", "--out", str(dwp), "--key", str(tmp_path / "dwp.key"), "-q")

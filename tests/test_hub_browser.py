@@ -17,7 +17,8 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from test_hub import PASSWORD, ROOT, run, serving
+from shipped_specs import OUTSIDERS
+from test_hub import PASSWORD, run, serving
 from test_pages import AXE, CHROMIUM, SHOTS, WCAG, browser
 
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -32,7 +33,7 @@ RELEASE_MS = 300_000  # preview cuts a whole release (protection and the joint a
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     base = tmp_path_factory.mktemp("hub-browser")
     root = base / "hub"
-    run("hub", "init", str(root), "--specs", str(ROOT / "specs"))
+    run("hub", "init", str(root), "--specs", str(OUTSIDERS.parent))
     env = {**os.environ, "OPENDATA_HUB_PASSWORD": PASSWORD}
     for org, title in (("acme", "Acme Employment"), ("bravo", "Bravo Works")):
         run("hub", "add-org", str(root), org, "--title", title)

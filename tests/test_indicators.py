@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import gamma, norm
+from shipped_specs import OUTSIDERS
 
 from opendata.errors import SpecError
 from opendata.indicators import (
@@ -36,7 +37,7 @@ from opendata.indicators import (
 from opendata.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "specs" / "work-programme.yaml"
+SPEC = OUTSIDERS
 
 
 # ----- reference values ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from shipped_specs import OUTSIDERS
 
 from opendata.package import write_views
 from opendata.serve import make_server
@@ -25,7 +26,7 @@ from opendata.serve import make_server
 pytestmark = pytest.mark.slow  # end to end: left out of the quick subset (make test-quick)
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "specs" / "work-programme.yaml"
+SPEC = OUTSIDERS
 CALENDAR = ROOT / "specs" / "calendar.yaml"
 NAME = "work-programme-subcontractor-mi"
 AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"

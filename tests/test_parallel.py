@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from shipped_specs import OUTSIDERS
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "specs" / "work-programme.yaml"
+SPEC = OUTSIDERS
 NAME = "work-programme-subcontractor-mi"
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from independent_attacker import build_model, load_version, primary_vars, read_mi, true_tables
+from shipped_specs import OUTSIDERS
 
 from opendata.aggregate import period_codes
 from opendata.errors import SpecError
@@ -35,7 +36,7 @@ def quarter_spec(work: Path, months_with_quarters: bool = True) -> Path:
     """The shipped spec with subcontractors by quarter, beside CPA x month (with quarter subtotals
     unless ``months_with_quarters`` is False) and the cohorts by quarter of referral."""
     specs = work / "specs"
-    shutil.copytree(ROOT / "specs", specs)
+    shutil.copytree(OUTSIDERS.parent, specs)
     path = specs / "work-programme.yaml"
     text = path.read_text()
     month = "    period: month\n    total: {code: Total, label: All months in this release}\n"

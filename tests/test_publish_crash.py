@@ -19,13 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from shipped_specs import OUTSIDERS
 
 from opendata.embargo import OWNER_FILE, publish
 from opendata.release import cut_release
 from opendata.sample import write_sample
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "specs" / "work-programme.yaml"
+SPEC = OUTSIDERS
 NAME = "work-programme-subcontractor-mi"
 FIRST = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 SECOND = datetime(2026, 2, 19, 9, 30, tzinfo=UTC)

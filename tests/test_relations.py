@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from shipped_specs import OUTSIDERS
 
 from opendata.aggregate import aggregate
 from opendata.protection import population_keys
@@ -17,7 +18,7 @@ from opendata.sample import write_sample
 from opendata.spec import load_spec
 from opendata.validate import validate
 
-SPEC = Path(__file__).parent.parent / "specs" / "work-programme.yaml"
+SPEC = OUTSIDERS
 
 
 def test_the_work_programme_rules_give_the_order_of_events_and_the_payment_bound():

@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from independent_audit import feasible_intervals
+from shipped_specs import OUTSIDERS
 
 pytestmark = pytest.mark.slow  # end to end: left out of the quick subset (make test-quick)
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "specs" / "work-programme.yaml"
+SPEC = OUTSIDERS
 NAME = "work-programme-subcontractor-mi"
 WHEN = "2026-11-12T09:30:00+00:00"  # a past release time: publish makes it public at once
 LATE = ("--late", "--reason", "tests release after the release time")

@@ -17,6 +17,7 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 import pytest
+from shipped_specs import OUTSIDERS
 
 from opendata.spreadsheet import read_descriptor, write_spreadsheets
 from opendata.spreadsheet_check import SpreadsheetError, check_spreadsheet
@@ -24,7 +25,7 @@ from opendata.spreadsheet_check import SpreadsheetError, check_spreadsheet
 pytestmark = pytest.mark.slow  # end to end: left out of the quick subset (make test-quick)
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "specs" / "work-programme.yaml"
+SPEC = OUTSIDERS
 CALENDAR = ROOT / "specs" / "calendar.yaml"
 NAME = "work-programme-subcontractor-mi"
 SHORTHAND = ["[c]", "[x]", "[z]"]
