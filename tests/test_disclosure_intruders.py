@@ -267,8 +267,8 @@ def three_cpas(seed: int):
 def test_the_repair_spares_the_headline_figures(seed):
     """A cube the repair adds against a unit never takes a national or CPA figure (``Grid.headline``):
     those join only through the Heuristic, which takes them last. On these tables a cube through a
-    headline cell was the cheapest against some unit (1-2 headline cells hidden when the repair's
-    cubes did not spare them, as the national sustainment total of the demo was); the pattern that
+    headline cell was the cheapest against some unit (each of the four hid a headline cell when the repair's
+    cubes did not spare them, as the demo hid its national sustainment total); the pattern that
     spares them is as safe against every unit, by the LP written here."""
     frame, dims, grid, values, primary, required = three_cpas(seed)
     suppressed, moves = fast(grid, values, primary, required)
