@@ -20,7 +20,8 @@ class Hierarchy:
     sorted when ``sort=True``. Build with :meth:`flat` or :meth:`from_parents`. ``headline_depth``:
     how deep its codes are still headline breakdowns (``Grid.headline``): 1 for areas, where a
     region is headline and a district is not; 2 for quarters with their months, where a national
-    month is as much a headline as a national quarter.
+    month is as much a headline as a national quarter. ``period``: a time dimension, along which a
+    breakdown keeps a headline a headline (a CPA's month is as much a headline as the CPA's total).
     """
 
     name: str
@@ -28,6 +29,7 @@ class Hierarchy:
     edges: tuple[tuple[str, str], ...]  # (code, parent), total excluded, in given order
     sort: bool = False
     headline_depth: int = 1
+    period: bool = False
     codes: tuple[str, ...] = field(init=False)
     _parent: dict[str, str] = field(init=False, repr=False, compare=False, hash=False)
     _children: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False, hash=False)
@@ -88,6 +90,7 @@ class Hierarchy:
         total: str = "Total",
         sort: bool = False,
         headline_depth: int = 1,
+        period: bool = False,
     ) -> Hierarchy:
         """From a ``code -> parent`` mapping; the total may appear with parent None/'' and is then ignored."""
         edges: list[tuple[str, str]] = []
@@ -97,7 +100,7 @@ class Hierarchy:
             if par is None:
                 raise DisclosureError(f"hierarchy {name!r}: code {code!r} has no parent and is not the total")
             edges.append((code, par))
-        return cls(name, total, tuple(edges), sort, headline_depth)
+        return cls(name, total, tuple(edges), sort, headline_depth, period)
 
     def _check(self, code: str) -> None:
         if code not in self._depth:

@@ -61,14 +61,16 @@ class Grid:
     @cached_property
     def headline(self) -> np.ndarray:
         """The figures a release leads with: the grand total and its first-level breakdowns (every
-        code a total but one, a child of its total: national by month, by CPA, by payment group;
-        down to ``Hierarchy.headline_depth``: national by quarter and by month). Secondary
-        suppression hides them only when nothing else will do."""
-        away = np.zeros(self.size, dtype=np.int64)  # dimensions not at their total
+        code a total but one, a child of its total: national by CPA, by payment group), each by
+        period too (``Hierarchy.period``: national by month, a CPA by month), periods down to
+        ``Hierarchy.headline_depth`` (national by quarter and by month). Secondary suppression
+        hides them only when nothing else will do."""
+        away = np.zeros(self.size, dtype=np.int64)  # dimensions other than time not at their total
         headline_deep = np.ones(self.size, dtype=bool)
         for h, pos in zip(self.hierarchies, self._positions, strict=True):
             depth = np.array([h.depth(c) for c in h.codes], dtype=np.int64)[pos]
-            away += depth > 0
+            if not h.period:
+                away += depth > 0
             headline_deep &= depth <= h.headline_depth
         return (away <= 1) & headline_deep
 

@@ -110,6 +110,7 @@ def hierarchy(dim: DimensionCodes) -> disclosure.Hierarchy:
         {c: p for c, p in dim.parents.items() if c != dim.total and c in codes},
         total=dim.total,
         headline_depth=max(1, len(dim.period_levels)),  # a national month under its quarter is headline
+        period=bool(dim.period_levels),
     )
 
 
