@@ -451,11 +451,11 @@ def test_headline_figures_are_hidden_only_beside_a_small_headline(small_release,
     both) of 10 or more is hidden as a secondary only beside a national figure below the threshold
     in one of its equations (a national month beside another), which only a national figure can
     partner. Before the repair's escalation walked through headline cells, this release hid national
-    attachments figures of 10 or more with no small headline beside them; before months counted as
-    headline breakdowns, national referrals by payment group and month (``Grid.headline``). CPA
-    figures are headline cells too, but in this sparse release some CPA months are the only cells
-    with room left beside a prime contract whose every detail cell is hidden already; on the demo
-    release none is hidden without a small CPA figure beside it (README, issue 9)."""
+    attachments figures of 10 or more with no small headline beside them. CPA months are headline
+    figures too (``Grid.headline``; the cubes' side is tested in test_disclosure_hypercube.py), but
+    in this sparse release some are the only cells with room left beside a prime contract whose
+    every detail cell is hidden already; on the demo release cut without the intruders none is
+    hidden without a small CPA figure beside it (README, issue 9)."""
     mi, version = small_release
     frame, parents = published(version, table)
     dims = list(parents)
