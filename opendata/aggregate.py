@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from opendata.descriptor import PERIOD_LEVELS, is_period
-from opendata.errors import InputError
+from opendata.errors import InputError, SpecError
 from opendata.spec import DimensionSpec, MeasureSpec, ReleaseSpec, TableSpec, table_period
 from opendata.workdays import elapsed
 
@@ -361,6 +361,14 @@ def aggregate(
     ``until`` (a ``YYYY-MM`` month) is the cut-off: events in later months are left out; ``since``
     keeps only later months (the management information published ahead of the cut-off).
     """
+    periodless = [t.name for t in spec.tables if not table_period(t, spec.dimensions)]
+    if periodless:  # its cells are month totals no key would link to the other tables' or versions'
+        raise SpecError(
+            f"{spec.path}: table {periodless[0]!r} has no period dimension; a release cannot count it yet: its "
+            "figures (totals over the months the release covers) would not be linked to the other tables' totals "
+            "or to earlier versions, so a cell hidden in one could be read in another. Add the period dimension "
+            "(its total is the same figure)"
+        )
     con = duckdb.connect()
     con.register("mi", mi)
     months, until = whole_periods(spec, observed_months(con, spec, until, since), until)
@@ -393,10 +401,12 @@ def aggregate(
             field = next(spec.measures[m].period for m in table.measures)
             table = replace(table, description=_cohort_note(table.description, field, table_until, window))
         grid = pd.MultiIndex.from_product([list(d.codes) for d in dims], names=[d.name for d in dims])
+        if len(dims) == 1:  # set_index of one column gives a flat index: the grid must be one too
+            grid = grid.get_level_values(0)
         frame = pd.DataFrame(index=grid)
         measures = tuple(spec.measures[m] for m in table.measures)
         for measure in measures:
-            agg = _measure_frame(con, spec, measure, dims, table_until, table_since).set_index([d.name for d in dims])
+            agg = _measure_frame(con, spec, measure, dims, table_until, table_since).set_index(list(grid.names))
             unknown = agg.index.difference(grid)
             if len(unknown):
                 raise ValueError(f"codes outside the code lists reached aggregation: {list(unknown[:3])}")

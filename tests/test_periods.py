@@ -239,3 +239,59 @@ def test_a_release_with_tables_by_quarter_ends_at_a_quarters_end_and_reports_the
     held = held_back(spec, mi, "2026-06")
     assert set(held["referrals"]) == {"2012-01"} and held["referrals"]["2012-01"] > 0
     assert held_back(spec, mi, None)["referrals"] == held["referrals"]  # without a calendar too
+
+
+def _with_table(work: Path, dimensions: str) -> Path:
+    """The tests' copy of the shipped spec with one more table of referrals and job starts."""
+    specs = work / "specs"
+    shutil.copytree(OUTSIDERS.parent, specs)
+    path = specs / "work-programme.yaml"
+    text = path.read_text()
+    path.write_text(
+        text.replace(
+            "tables:\n",
+            f"tables:\n  - name: extra\n    title: Referrals and job starts\n    dimensions: {dimensions}\n"
+            "    measures: [referrals, job_starts]\n",
+            1,
+        )
+    )
+    return path
+
+
+def test_a_table_of_months_alone_is_released_linked_and_audited(tmp_path):
+    """National figures by month (one dimension, the period) are the national row of the provider
+    table: the same values and the same cells hidden, and the public audit passes."""
+    spec = _with_table(tmp_path, "[month]")
+    opendata("sample", "--out", tmp_path / "mi", "--rows", 1500, "--months", 3, "--seed", 3, "--format", "csv", "-q")
+    out = tmp_path / "releases"
+    opendata("release", spec, tmp_path / "mi" / "work-programme-mi.csv", "--out", out,
+             "--release-time", "2026-11-12T09:30:00+00:00", *LATE, "-q")  # fmt: skip
+    opendata("publish", "--out", out, "-q")
+    version = out / NAME / "1.0.0"
+    assert frictionless.validate(version / "datapackage.json").valid
+    extra = pd.read_csv(version / "data" / "extra.csv", dtype=str, keep_default_na=False).set_index("month")
+    provider = pd.read_csv(version / "data" / "provider-by-month.csv", dtype=str, keep_default_na=False)
+    national = provider[provider["provider"] == "Total"].set_index("month")
+    assert list(extra.index) == ["Total", "2011-06", "2011-07", "2011-08"]
+    for measure in ("referrals", "job_starts"):
+        assert extra[measure].to_dict() == national.loc[extra.index, measure].to_dict()
+    assert int(extra.loc["Total", "referrals"]) == 1500
+    assert "audit passed" in opendata("audit", version).stdout
+
+
+def test_a_table_without_a_period_is_refused_before_anything_is_written(tmp_path):
+    """A table by CPA alone would count the release's months without a key linking its cells to
+    the CPA totals of the other tables (or to earlier versions): a CPA total hidden there would be
+    read here. Until keys carry the release's months, the release refuses it, naming the table."""
+    spec = _with_table(tmp_path, "[cpa]")
+    opendata("sample", "--out", tmp_path / "mi", "--rows", 300, "--months", 2, "--seed", 3, "--format", "csv", "-q")
+    out = tmp_path / "releases"
+    run = subprocess.run(
+        [sys.executable, "-m", "opendata.cli", "release", str(spec), str(tmp_path / "mi" / "work-programme-mi.csv"),
+         "--out", str(out), "--release-time", "2026-11-12T09:30:00+00:00", *LATE],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "table 'extra' has no period dimension" in run.stderr and str(spec) in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (out / NAME).exists() and not any((tmp_path / "staging").glob("**/datapackage.json"))
