@@ -70,11 +70,15 @@ MAX_MONTHS = 1200  # a month dimension longer than a century is a data error, no
 
 
 def period_of(month: str, level: str) -> str:
-    """The code of the period at ``level`` holding ``month`` (``YYYY-MM``): ``2012-Q1``, ``2012``."""
+    """The code of the period at ``level`` holding ``month`` (``YYYY-MM``): ``2012-Q1``, ``2012``, or the
+    financial year ``2011/12`` (April 2011 to March 2012; never ``2011-12``, which is a month)."""
     if level == "month":
         return month
     if level == "quarter":
         return f"{month[:4]}-Q{(int(month[5:7]) + 2) // 3}"
+    if level == "financial_year":
+        start = int(month[:4]) - (int(month[5:7]) < 4)
+        return f"{start}/{(start + 1) % 100:02d}"
     return month[:4]
 
 
@@ -82,8 +86,12 @@ def months_in(code: str, level: str) -> list[str]:
     """Every month of a period code."""
     if level == "month":
         return [code]
-    first = f"{code[:4]}-01" if level == "year" else f"{code[:4]}-{3 * int(code[-1]) - 2:02d}"
-    return pd.period_range(first, periods=12 if level == "year" else 3, freq="M").strftime("%Y-%m").tolist()
+    first = {"year": "01", "financial_year": "04"}.get(level) or f"{3 * int(code[-1]) - 2:02d}"
+    return (
+        pd.period_range(f"{code[:4]}-{first}", periods=3 if level == "quarter" else 12, freq="M")
+        .strftime("%Y-%m")
+        .tolist()
+    )
 
 
 def _period_label(code: str, level: str, shown: list[str]) -> str:
@@ -213,6 +221,11 @@ def _period_expr(month: str, level: str) -> str:
         return month
     if level == "quarter":
         return f"(substr({month}, 1, 4) || '-Q' || CAST((CAST(substr({month}, 6, 2) AS INTEGER) + 2) // 3 AS VARCHAR))"
+    if level == "financial_year":
+        start = (
+            f"(CAST(substr({month}, 1, 4) AS INTEGER) - CAST(CAST(substr({month}, 6, 2) AS INTEGER) < 4 AS INTEGER))"
+        )
+        return f"(CAST({start} AS VARCHAR) || '/' || lpad(CAST(({start} + 1) % 100 AS VARCHAR), 2, '0'))"
     return f"substr({month}, 1, 4)"
 
 

@@ -353,10 +353,12 @@ def release(
         f"{totals['primary'] + totals['secondary']:,} ({totals['primary']:,} primary, "
         f"{totals['secondary']:,} secondary), rounded {totals['rounded']:,}; audit passed"
     )
+    held = {m: v for m, v in summary.held_back.items() if v}
+    detail = ", ".join(f"{m} {sum(v.values()):,} ({min(v)} to {max(v)})" for m, v in held.items()) or "nothing"
     if summary.cutoff:
-        held = {m: sum(v.values()) for m, v in summary.held_back.items() if v}
-        detail = ", ".join(f"{m} {n:,}" for m, n in held.items()) or "nothing"
         out.print(f"cut-off: data up to {summary.cutoff}; held back: {detail}")
+    elif held:  # months after the last whole quarter or year of a table: the next release shows them
+        out.print(f"held back until their period is whole: {detail}")
     for t in summary.tables:
         levels = "; ".join(f"{k} {v['hidden']}/{v['cells']}" for k, v in (t.get("hidden_by_level") or {}).items())
         out.print(f"{t['table']}, {t['measure']}: hidden by level: {levels}", highlight=False)

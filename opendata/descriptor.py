@@ -27,7 +27,9 @@ CATALOG_FILE = "catalog.json"  # at the root of a release tree
 SIGNATURE_SUFFIX = ".sig"  # a detached signature: <file>.sig
 PARQUET_MEDIATYPE = "application/vnd.apache.parquet"
 STATUS_SUFFIX = "_status"
-PERIOD_LEVELS = ("year", "quarter", "month")  # calendar periods a period dimension has, coarsest first
+# periods a period dimension has, coarsest first: calendar years, financial years (April to March,
+# as DWP publishes: 2011/12), calendar quarters (which nest in both) and months
+PERIOD_LEVELS = ("year", "financial_year", "quarter", "month")
 
 # GSS shorthand a published cell may carry instead of a number; status code -> label.
 MISSING_LABELS: dict[str, str] = {"c": "confidential", "z": "not applicable", "x": "not available"}
@@ -200,7 +202,7 @@ def markdown_text(text: Any) -> str:
 
 
 def is_period(levels: Iterable[str]) -> bool:
-    """A dimension of calendar periods: its level names are months, quarters or years (and the total)."""
+    """A dimension of periods: its level names are months, quarters, years or financial years (and the total)."""
     found = set(levels) - {"total"}
     return bool(found) and found <= set(PERIOD_LEVELS)
 

@@ -307,6 +307,8 @@ def period_levels(where: str, raw: str | list[str]) -> tuple[str, ...]:
     levels = (raw,) if isinstance(raw, str) else tuple(raw)
     if list(levels) != sorted(levels, key=PERIOD_LEVELS.index):
         raise SpecError(f"{where}: levels go from the coarsest down ({', '.join(PERIOD_LEVELS)}), not {list(levels)}")
+    if {"year", "financial_year"} <= set(levels):
+        raise SpecError(f"{where}: calendar years and financial years do not nest; a dimension has one or the other")
     return levels
 
 
@@ -319,6 +321,12 @@ def _check_period_links(tables: list[TableSpec], dimensions: dict[str, Dimension
     """Tables that publish a measure by periods of different lengths share cells only through a
     level both hold: a month table beside a quarter table must show quarter subtotals, or the
     quarters (sums of months) are outside the linked system and differencing them is not protected."""
+    years = {lv: t.name for t in tables for lv in table_period(t, dimensions) if lv in ("year", "financial_year")}
+    if len(years) == 2:  # a release ends at the end of its coarsest whole period: December or March, not both
+        raise SpecError(
+            f"tables: {years['year']} has calendar years and {years['financial_year']} financial years; the two "
+            "do not nest and a release cannot end at the end of both: publish one or the other"
+        )
     finest: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
     for t in tables:
         levels = table_period(t, dimensions)

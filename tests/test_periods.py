@@ -32,26 +32,28 @@ NAME = "work-programme-subcontractor-mi"
 LATE = ("--late", "--reason", "tests release after the release time")
 
 
-def quarter_spec(work: Path, months_with_quarters: bool = True) -> Path:
-    """The shipped spec with subcontractors by quarter, beside CPA x month (with quarter subtotals
-    unless ``months_with_quarters`` is False) and the cohorts by quarter of referral."""
+def quarter_spec(work: Path, months_with_quarters: bool = True, level: str = "quarter") -> Path:
+    """The shipped spec with subcontractors by quarter (or ``level``), beside CPA x month (with
+    quarter subtotals unless ``months_with_quarters`` is False) and the cohorts by quarter of referral."""
     specs = work / "specs"
     shutil.copytree(OUTSIDERS.parent, specs)
     path = specs / "work-programme.yaml"
     text = path.read_text()
     month = "    period: month\n    total: {code: Total, label: All months in this release}\n"
     assert month in text
-    quarter = "[quarter, month]" if months_with_quarters else "month"
+    title = level.replace("_", " ")
+    periods = f"[{level}, month]" if months_with_quarters else "month"
     text = text.replace(
         month,
-        f"    period: {quarter}\n    total: {{code: Total, label: All months in this release}}\n"
-        "  - name: quarter\n    title: Quarter\n    description: Calendar quarter of each event.\n"
-        "    period: quarter\n    total: {code: Total, label: All quarters in this release}\n",
+        f"    period: {periods}\n    total: {{code: Total, label: All months in this release}}\n"
+        f"  - name: {level}\n    title: {title.capitalize()}\n    description: The {title} of each event.\n"
+        f"    period: {level}\n    total: {{code: Total, label: All {title}s in this release}}\n",
     )
-    text = text.replace("    dimensions: [month, provider]\n", "    dimensions: [quarter, provider]\n")
-    text = text.replace("  - name: provider-by-month\n", "  - name: provider-by-quarter\n")
+    text = text.replace("    dimensions: [month, provider]\n", f"    dimensions: [{level}, provider]\n")
+    text = text.replace("  - name: provider-by-month\n", f"  - name: provider-by-{level.replace('_', '-')}\n")
     text = text.replace(
-        "      months its measures name.\n    period: month\n", "      months its measures name.\n    period: quarter\n"
+        "      months its measures name.\n    period: month\n",
+        f"      months its measures name.\n    period: {level}\n",
     )
     path.write_text(text)
     return path
@@ -295,3 +297,85 @@ def test_a_table_without_a_period_is_refused_before_anything_is_written(tmp_path
     assert "table 'extra' has no period dimension" in run.stderr and str(spec) in run.stderr
     assert "Traceback" not in run.stderr
     assert not (out / NAME).exists() and not any((tmp_path / "staging").glob("**/datapackage.json"))
+
+
+def test_financial_years_run_april_to_march_and_hold_quarters_and_months():
+    """UK financial years as DWP publishes them: 2011/12 is April 2011 to March 2012 (never
+    ``2011-12``, a month), calendar quarters nest in them, the first is labelled as part where the
+    data starts, and a table by financial year ends at the last whole one."""
+    months = pd.period_range("2011-06", "2013-05", freq="M").strftime("%Y-%m").tolist()
+    dim = period_codes(months, ("financial_year", "quarter", "month"), "month", "Month", "", "Total", "All months")
+    assert [c for c in dim.codes if dim.levels[c] != "month"][:6] == [
+        "Total", "2011/12", "2011-Q2", "2011-Q3", "2011-Q4", "2012-Q1",
+    ]  # fmt: skip
+    assert dim.parents["2012-03"] == "2012-Q1" and dim.parents["2012-Q1"] == "2011/12"
+    assert dim.parents["2012-04"] == "2012-Q2" and dim.parents["2012-Q2"] == "2012/13"
+    assert dim.labels["2011/12"] == "April 2011 to March 2012 (part: June 2011 to March 2012 only)"
+    assert dim.labels["2012/13"] == "April 2012 to March 2013"
+    keys = dict(zip(dim.codes, population_keys((dim,), pd.DataFrame({"month": list(dim.codes)})), strict=True))
+    assert keys["2011/12"] == "financial_year=2011/12[2011-06..2012-03]" and keys["2012/13"] == "financial_year=2012/13"
+    alone = period_codes(months, ("financial_year",), "fy", "Financial year", "", "Total", "All")
+    assert alone.codes == ("Total", "2011/12", "2012/13") and alone.span == ("2011-06", "2013-03")
+    assert period_codes(["1999-12"], ("financial_year", "month"), "m", "M", "", "T", "T").codes == (
+        "T",
+        "1999/00",
+        "1999-12",
+    )
+
+
+def test_financial_years_are_counted_in_the_database_as_in_python():
+    """The SQL that puts each record's month in its financial year (DuckDB) agrees with the codes
+    of the table's grid, for every month of three decades: a record counted in another year than
+    its cell would be a code outside the grid, or worse, a cell in the wrong year."""
+    import duckdb
+
+    from opendata.aggregate import _period_expr, months_in, period_of
+
+    months = pd.period_range("1999-01", "2031-12", freq="M").strftime("%Y-%m").tolist()
+    con = duckdb.connect()
+    con.register("t", pd.DataFrame({"m": months}))
+    sql = con.execute(f"SELECT m, {_period_expr('m', 'financial_year')} AS fy FROM t ORDER BY m").df()
+    assert sql["fy"].tolist() == [period_of(m, "financial_year") for m in months]
+    assert all(m in months_in(period_of(m, "financial_year"), "financial_year") for m in months)
+    assert period_of("2012-03", "financial_year") == "2011/12" and period_of("2012-04", "financial_year") == "2012/13"
+
+
+def test_calendar_and_financial_years_are_not_mixed(tmp_path):
+    spec = quarter_spec(tmp_path, level="financial_year")
+    text = spec.read_text()
+    spec.write_text(text.replace("period: [financial_year, month]", "period: [year, financial_year, month]"))
+    with pytest.raises(SpecError, match="calendar years and financial years do not nest"):
+        load_spec(spec)
+    spec.write_text(text.replace("period: [financial_year, month]", "period: [year, month]"))
+    with pytest.raises(
+        SpecError, match="cpa-payment-group-by-month has calendar years and provider-by-referral-month financial years"
+    ):
+        load_spec(spec)
+
+
+@pytest.mark.slow
+def test_a_release_by_financial_year_is_valid_linked_and_audited(tmp_path):
+    """Subcontractors by financial year beside CPA x payment group x month with financial-year
+    subtotals, on a year of MI from June 2011: the release ends in March 2012 (April and May wait
+    for 2012/13 to be whole), the year is the same cell in both tables, and the public audit passes."""
+    spec = quarter_spec(tmp_path, level="financial_year")
+    opendata("sample", "--out", tmp_path / "mi", "--rows", 2000, "--months", 12, "--seed", 4, "--format", "csv", "-q")
+    out = tmp_path / "releases"
+    run = opendata("release", spec, tmp_path / "mi" / "work-programme-mi.csv", "--out", out,
+                   "--release-time", "2026-11-12T09:30:00+00:00", *LATE)  # fmt: skip
+    assert "held back until their period is whole: referrals" in run.stdout and "(2012-04 to 2012-05)" in run.stdout
+    opendata("publish", "--out", out, "-q")
+    version = out / NAME / "1.0.0"
+    assert frictionless.validate(version / "datapackage.json").valid
+    years = pd.read_csv(version / "data" / "provider-by-financial-year.csv", dtype=str, keep_default_na=False)
+    assert sorted(set(years["financial_year"])) == ["2011/12", "Total"]
+    months = pd.read_csv(version / "data" / "cpa-payment-group-by-month.csv", dtype=str, keep_default_na=False)
+    assert set(months["month"]) == {"Total", "2011/12", *[f"2011-{m:02d}" for m in range(6, 13)], "2012-01",
+                                    "2012-02", "2012-03"}  # fmt: skip
+    national = years[years["provider"] == "Total"].set_index("financial_year")
+    sub = months[(months["cpa"] == "Total") & (months["payment_group"] == "Total")].set_index("month")
+    for measure in ("referrals", "job_starts", "job_outcomes"):
+        assert national.loc["2011/12", measure] == sub.loc["2011/12", measure]
+    hierarchy = pd.read_csv(version / "hierarchies" / "financial_year.csv", dtype=str, keep_default_na=False)
+    assert hierarchy.set_index("code").loc["2011/12", "label"].startswith("April 2011 to March 2012 (part:")
+    assert "audit passed" in opendata("audit", version).stdout
