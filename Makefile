@@ -21,11 +21,11 @@ HUB := hub
 
 demo: $(STAMP)
 	$(BIN)/opendata sample --out mi/ --rows 200000 --seed 1
-	$(BIN)/opendata validate specs/work-programme.yaml mi/*.csv
+	$(BIN)/opendata validate specs/work-programme-annual.yaml mi/*.csv
 	@if [ -d $(DEMO_VERSION) ]; then \
 		echo "$(DEMO_VERSION) is already published and is never overwritten; remove it to cut the demo again"; \
 	else \
-		$(BIN)/opendata release specs/work-programme.yaml mi/*.csv --out releases/ \
+		$(BIN)/opendata release specs/work-programme-annual.yaml mi/*.csv --out releases/ \
 			--calendar specs/calendar.yaml --release-time 2026-11-12T09:30:00+00:00 \
 			--late --reason "demonstration on synthetic sample data, cut after its scheduled time"; \
 	fi

@@ -344,9 +344,7 @@ def _check_period_links(tables: list[TableSpec], dimensions: dict[str, Dimension
                     )
 
 
-def load_spec(path: str | Path) -> ReleaseSpec:
-    """Load, schema-check and cross-check a release spec."""
-    path = Path(path)
+def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -355,6 +353,30 @@ def load_spec(path: str | Path) -> ReleaseSpec:
         raise SpecError(f"spec {path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"spec {path} must be a mapping of keys, got {type(raw).__name__}")
+    return raw
+
+
+def _extended(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """A spec that ``extends`` another: the base's keys, each key this one gives replacing the
+    base's whole (a coarser release of the same data restates its ``dimensions``, ``tables`` and
+    ``disclosure``, not the input rules and measures it shares). The base is a file in the same
+    directory (code list paths mean the same in both) and extends nothing itself: one level, so
+    two files at most say what a release publishes."""
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str) or not base or Path(base).name != base:
+        raise SpecError(f"spec {path}: extends: a spec file in the same directory, not {base!r}")
+    found = _read_yaml(path.parent / base)
+    if "extends" in found:
+        raise SpecError(f"spec {path}: extends {base}, which extends another spec; a base extends nothing")
+    return found | raw
+
+
+def load_spec(path: str | Path) -> ReleaseSpec:
+    """Load, schema-check and cross-check a release spec (with the spec it ``extends``, if any)."""
+    path = Path(path)
+    raw = _extended(path, _read_yaml(path))
     check_against_schema(raw, json_schema(), f"spec {path}", SpecError)
     return _build(path, raw)
 

@@ -23,11 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 SHIPPED = SPECS / "work-programme.yaml"
 SHIPPED_AGGREGATED = SPECS / "work-programme-aggregated.yaml"
+SHIPPED_ANNUAL = SPECS / "work-programme-annual.yaml"  # the demo's: subcontractors by financial year
 INTRUDERS_LINE = "  intruders: [subcontractor, prime_contract, cpa]\n"
 
 
 def _without_intruders() -> Path:
-    """``specs/`` copied with the intruders line taken out of both standard specs."""
+    """``specs/`` copied with the intruders line taken out of the standard specs."""
     digest = hashlib.sha256()
     for path in sorted(p for p in SPECS.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(SPECS)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -36,7 +37,7 @@ def _without_intruders() -> Path:
         return target
     build = Path(tempfile.mkdtemp(prefix=target.name + "-", dir=target.parent))
     shutil.copytree(SPECS, build, dirs_exist_ok=True)
-    for spec in (SHIPPED, SHIPPED_AGGREGATED):
+    for spec in (SHIPPED, SHIPPED_AGGREGATED, SHIPPED_ANNUAL):
         text = spec.read_text()
         assert text.count(INTRUDERS_LINE) == 1, f"{spec} no longer has the line {INTRUDERS_LINE!r}"
         (build / spec.name).write_text(text.replace(INTRUDERS_LINE, ""))
@@ -49,3 +50,4 @@ def _without_intruders() -> Path:
 
 OUTSIDERS = _without_intruders() / SHIPPED.name
 OUTSIDERS_AGGREGATED = OUTSIDERS.parent / SHIPPED_AGGREGATED.name
+OUTSIDERS_ANNUAL = OUTSIDERS.parent / SHIPPED_ANNUAL.name

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from independent_attacker import build_model, load_version, primary_vars, read_mi, true_tables
-from shipped_specs import OUTSIDERS
+from shipped_specs import OUTSIDERS, OUTSIDERS_ANNUAL
 
 from opendata.aggregate import period_codes
 from opendata.errors import SpecError
@@ -355,10 +355,11 @@ def test_calendar_and_financial_years_are_not_mixed(tmp_path):
 
 @pytest.mark.slow
 def test_a_release_by_financial_year_is_valid_linked_and_audited(tmp_path):
-    """Subcontractors by financial year beside CPA x payment group x month with financial-year
-    subtotals, on a year of MI from June 2011: the release ends in March 2012 (April and May wait
-    for 2012/13 to be whole), the year is the same cell in both tables, and the public audit passes."""
-    spec = quarter_spec(tmp_path, level="financial_year")
+    """The demo's spec (``work-programme-annual.yaml``, without the intruders): subcontractors by
+    financial year beside CPA x payment group x month with financial-year subtotals, on a year of MI
+    from June 2011: the release ends in March 2012 (April and May wait for 2012/13 to be whole), the
+    year is the same cell in both tables, no CPA figure is a secondary, and the public audit passes."""
+    spec = OUTSIDERS_ANNUAL
     opendata("sample", "--out", tmp_path / "mi", "--rows", 2000, "--months", 12, "--seed", 4, "--format", "csv", "-q")
     out = tmp_path / "releases"
     run = opendata("release", spec, tmp_path / "mi" / "work-programme-mi.csv", "--out", out,
@@ -376,6 +377,8 @@ def test_a_release_by_financial_year_is_valid_linked_and_audited(tmp_path):
     sub = months[(months["cpa"] == "Total") & (months["payment_group"] == "Total")].set_index("month")
     for measure in ("referrals", "job_starts", "job_outcomes"):
         assert national.loc["2011/12", measure] == sub.loc["2011/12", measure]
+    cpas = years[years["provider"].str.fullmatch(r"CPA\d+")]
+    assert (cpas[["referrals", "attachments"]] != "[c]").all().all()  # 55 or more each here: never primary
     hierarchy = pd.read_csv(version / "hierarchies" / "financial_year.csv", dtype=str, keep_default_na=False)
     assert hierarchy.set_index("code").loc["2011/12", "label"].startswith("April 2011 to March 2012 (part:")
     assert "audit passed" in opendata("audit", version).stdout

@@ -27,6 +27,44 @@ def test_shipped_specs_load(name):
         assert field.description.strip(), f"field {field.name} is undocumented"
 
 
+def test_the_annual_spec_is_the_monthly_one_with_its_own_tables_and_disclosure():
+    """``work-programme-annual.yaml`` extends ``work-programme.yaml``: the same data, measures and
+    indicators; subcontractors by financial year, CPAs never hidden as secondaries."""
+    monthly, annual = load_spec(SPECS / "work-programme.yaml"), load_spec(SPECS / "work-programme-annual.yaml")
+    assert annual.name == monthly.name and annual.input == monthly.input
+    assert annual.measures == monthly.measures and annual.indicators == monthly.indicators
+    assert [t.name for t in annual.tables] == [
+        "provider-by-financial-year", "cpa-payment-group-by-month", "provider-by-referral-year",
+    ]  # fmt: skip
+    assert annual.dimensions["month"].period_levels == ("financial_year", "month")
+    assert annual.disclosure.must_publish == ({"provider": ("cpa",)},)
+    assert annual.disclosure.intruders == monthly.disclosure.intruders
+
+
+def test_a_spec_extends_one_base_in_its_own_directory(tmp_path):
+    """Each key it gives replaces the base's whole; the base is named, not a path, and extends nothing."""
+    (tmp_path / "specs").mkdir()
+    base = (SPECS / "work-programme.yaml").read_text()
+    (tmp_path / "specs" / "base.yaml").write_text(base)
+    child = tmp_path / "specs" / "child.yaml"
+    child.write_text("extends: base.yaml\ntitle: Coarser\ndisclosure: {threshold: 5, protection: 5}\n")
+    for item in (SPECS / "codelists").iterdir():
+        (tmp_path / "specs" / "codelists").mkdir(exist_ok=True)
+        (tmp_path / "specs" / "codelists" / item.name).write_bytes(item.read_bytes())
+    spec = load_spec(child)
+    assert spec.title == "Coarser" and spec.disclosure.threshold == 5 and spec.disclosure.rounding_base is None
+    assert spec.tables[0].name == "provider-by-month"
+    for bad, message in (
+        ("../specs/base.yaml", "a spec file in the same directory"),
+        ("/etc/passwd", "a spec file in the same directory"),
+        ("missing.yaml", "missing.yaml does not exist"),
+        ("child.yaml", "which extends another spec"),
+    ):
+        child.write_text(f"extends: {bad}\ntitle: Coarser\n")
+        with pytest.raises(SpecError, match=message):
+            load_spec(child)
+
+
 def test_schema_file_in_specs_is_the_packaged_one():
     assert json.loads((SPECS / "release-spec.schema.json").read_text()) == json_schema()
     jsonschema.Draft202012Validator.check_schema(json_schema())
