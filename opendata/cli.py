@@ -143,8 +143,8 @@ def main() -> None:
     \b
     Typical use:
       opendata sample --out mi/ --rows 200000 --seed 1
-      opendata validate specs/work-programme.yaml mi/*.csv
-      opendata release  specs/work-programme.yaml mi/*.csv --out releases/ --calendar specs/calendar.yaml
+      opendata validate specs/work-programme-annual.yaml mi/*.csv
+      opendata release  specs/work-programme-annual.yaml mi/*.csv --out releases/ --calendar specs/calendar.yaml
       opendata publish  --out releases/
 
     Exit codes: 0 success, 1 bad input / spec / release refused, 2 usage error.
@@ -956,7 +956,8 @@ def audit(package: Path, previous, spec, mi, intruders: str | None, as_json: boo
     \b
     Example:
       opendata audit releases/work-programme-subcontractor-mi/1.1.0 \\
-          --previous releases/work-programme-subcontractor-mi/1.0.0 --spec specs/work-programme.yaml --mi mi/*.csv
+          --previous releases/work-programme-subcontractor-mi/1.0.0 \\
+          --spec specs/work-programme-annual.yaml --mi mi/*.csv
     """
     from opendata.audit import audit_package, audit_with_mi
     from opendata.spec import load_spec
