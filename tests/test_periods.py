@@ -32,12 +32,17 @@ NAME = "work-programme-subcontractor-mi"
 LATE = ("--late", "--reason", "tests release after the release time")
 
 
+def edited_spec(work: Path) -> Path:
+    """The tests' copy of the shipped specs and code lists in ``work/specs``: its monthly spec, to edit."""
+    specs = work / "specs"
+    shutil.copytree(OUTSIDERS.parent, specs)
+    return specs / "work-programme.yaml"
+
+
 def quarter_spec(work: Path, months_with_quarters: bool = True, level: str = "quarter") -> Path:
     """The shipped spec with subcontractors by quarter (or ``level``), beside CPA x month (with
     quarter subtotals unless ``months_with_quarters`` is False) and the cohorts by quarter of referral."""
-    specs = work / "specs"
-    shutil.copytree(OUTSIDERS.parent, specs)
-    path = specs / "work-programme.yaml"
+    path = edited_spec(work)
     text = path.read_text()
     month = "    period: month\n    total: {code: Total, label: All months in this release}\n"
     assert month in text
@@ -245,9 +250,7 @@ def test_a_release_with_tables_by_quarter_ends_at_a_quarters_end_and_reports_the
 
 def _with_table(work: Path, dimensions: str) -> Path:
     """The tests' copy of the shipped spec with one more table of referrals and job starts."""
-    specs = work / "specs"
-    shutil.copytree(OUTSIDERS.parent, specs)
-    path = specs / "work-programme.yaml"
+    path = edited_spec(work)
     text = path.read_text()
     path.write_text(
         text.replace(
