@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
@@ -111,7 +112,7 @@ class PackageAudit:
 
 
 def _dimension(version_dir: Path, name: str, field: dict) -> DimensionCodes:
-    h = pd.read_csv(version_dir / "hierarchies" / f"{name}.csv", dtype=str, keep_default_na=False)
+    h = pd.read_csv(_inside(version_dir, f"hierarchies/{name}.csv"), dtype=str, keep_default_na=False)
     total = h.loc[h["parent"] == "", "code"].iloc[0]
     return read_period(
         DimensionCodes(
@@ -140,21 +141,43 @@ def read_published(version_dir: Path) -> tuple[dict, list[PublishedTable]]:
         raise OpenDataError(f"{path} is not an opendata package descriptor ({type(exc).__name__}: {exc})") from None
     tables = []
     for resource in descriptor["resources"]:
-        schema = resource.get("schema", {})
-        if resource.get("format") != "csv" or resource["name"].startswith("hierarchy-"):
-            continue
-        if resource.get("opendata:derived"):  # computed from published cells: nothing to audit
-            continue
-        dims = tuple(schema["primaryKey"])
-        fields = {f["name"]: f for f in schema["fields"]}
-        measures = tuple(n for n in fields if n not in dims)
-        frame = pd.read_parquet(Path(version_dir) / resource["path"].replace(".csv", ".parquet"))
-        for d in dims:
-            frame[d] = frame[d].astype(str)
-        dimensions = tuple(_dimension(Path(version_dir), d, fields[d]) for d in dims)
-        counts = frozenset(m for m in measures if fields[m].get("opendata:aggregate") == "count")
-        tables.append(PublishedTable(descriptor["version"], resource["name"], dimensions, frame, measures, counts))
+        try:
+            table = _published_table(Path(version_dir), descriptor["version"], resource)
+        except (OSError, ValueError, KeyError, TypeError, IndexError, pa.ArrowException) as exc:
+            name = resource.get("name") if isinstance(resource, dict) else resource
+            raise OpenDataError(
+                f"{version_dir}: resource {name!r} cannot be read for the audit ({type(exc).__name__}: {exc}); "
+                "check the package with `opendata verify` first"
+            ) from None
+        if table is not None:
+            tables.append(table)
     return descriptor, tables
+
+
+def _inside(version_dir: Path, relative: str) -> Path:
+    """``version_dir / relative``, refused if it leads out of the package (a hostile descriptor)."""
+    path = (version_dir / relative).resolve()
+    if not path.is_relative_to(version_dir.resolve()):
+        raise ValueError(f"{relative!r} leads outside the package")
+    return path
+
+
+def _published_table(version_dir: Path, version: str, resource: dict) -> PublishedTable | None:
+    """One data table as published (its Parquet twin and hierarchies); None for what is not one."""
+    schema = resource.get("schema", {})
+    if resource.get("format") != "csv" or resource["name"].startswith("hierarchy-"):
+        return None
+    if resource.get("opendata:derived"):  # computed from published cells: nothing to audit
+        return None
+    dims = tuple(schema["primaryKey"])
+    fields = {f["name"]: f for f in schema["fields"]}
+    measures = tuple(n for n in fields if n not in dims)
+    frame = pd.read_parquet(_inside(version_dir, resource["path"].replace(".csv", ".parquet")))
+    for d in dims:
+        frame[d] = frame[d].astype(str)
+    dimensions = tuple(_dimension(version_dir, d, fields[d]) for d in dims)
+    counts = frozenset(m for m in measures if fields[m].get("opendata:aggregate") == "count")
+    return PublishedTable(version, resource["name"], dimensions, frame, measures, counts)
 
 
 def audit_package(

@@ -330,6 +330,7 @@ def release(
                     "held_back": summary.held_back,
                     "rows_read": summary.rows_read,
                     "tables": summary.tables,
+                    "public_audit": summary.public_audit and summary.public_audit.to_dict(),
                 }
             )
         )
@@ -367,6 +368,13 @@ def release(
     if summary.dry_run:
         out.print(f"dry run: nothing written; would stage {summary.path} ({kind})")
         return
+    public = summary.public_audit
+    if public is not None:
+        out.print(
+            f"public audit (no MI, as a third party runs it, over {', '.join(public.versions)}): passed, "
+            f"{public.checked:,} suppressed cells checked",
+            highlight=False,
+        )
     out.print(f"staged at {summary.path} for release at {summary.release_at:%Y-%m-%d %H:%M}Z ({kind})")
 
 

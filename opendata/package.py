@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -95,12 +95,14 @@ def write_package(
     created: datetime,
     *,
     extra: dict[str, Any] | None = None,
+    check: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write ``out_root/<spec.name>/<version>/`` atomically and return its path.
 
-    Raises ReleaseExists if the version is already there (before writing anything) and
-    ReleaseError if the tables cannot be published as they are; in every failure case the
-    release tree is left as it was.
+    ``check`` is called on the written files before they are moved into place (the release's
+    public audit); whatever it raises leaves nothing behind. Raises ReleaseExists if the version
+    is already there (before writing anything) and ReleaseError if the tables cannot be published
+    as they are; in every failure case the release tree is left as it was.
     """
     if not SEMVER.match(version):
         raise ReleaseError(f"version {version!r} is not Semantic Versioning (MAJOR.MINOR.PATCH, e.g. 1.0.0)")
@@ -123,6 +125,8 @@ def write_package(
         descriptor["resources"] = write_views(tmp, descriptor)
         _write_text(tmp / DESCRIPTOR_FILE, json.dumps(descriptor, indent=2, ensure_ascii=False, default=_json) + "\n")
         _write_text(tmp / README_FILE, _readme(spec, tables, descriptor))
+        if check is not None:
+            check(tmp)
         _sync_tree(tmp)
         if target.exists():
             raise ReleaseExists(f"{spec.name} {version} appeared at {target} while it was being written")

@@ -19,6 +19,7 @@ import pandas as pd
 
 from opendata import tree
 from opendata.aggregate import MI_AHEAD, MONTHS_PROPERTY, aggregate, held_back, mi_ahead_tables
+from opendata.audit import PackageAudit, audit_package
 from opendata.calendar import Calendar, cutoff_for, load_calendar, until_month
 from opendata.content import PackageContent
 from opendata.diff import check_version, diff, next_version
@@ -51,6 +52,7 @@ class ReleaseSummary:
     held_back: dict[str, dict[str, int]] = field(default_factory=dict)
     bump: str | None = None
     dry_run: bool = False  # everything was done but writing: ``path`` is where it would be staged
+    public_audit: PackageAudit | None = None  # the third party's audit of the written files (not on a dry run)
 
     @property
     def totals(self) -> dict[str, int]:
@@ -74,6 +76,32 @@ def _earlier_tables(series_roots: Sequence[Path], name: str) -> list[EarlierTabl
                 months = next((f[MONTHS_PROPERTY] for f in r.fields if MONTHS_PROPERTY in f), None)
                 out.append(EarlierTable(version, r.name, r.rows, months))
     return out
+
+
+def _public_audit(series_roots: Sequence[Path], name: str, on_step: Callable[[str], None]):
+    """The last gate before a version is moved into place: the audit a host or researcher runs
+    (``opendata audit`` without the MI) over the written files and every earlier version of the
+    series, public or staged. The release's own audit knew the primaries; this one holds every
+    hidden cell to the protection width unless the published rules show it was never primary, so
+    a package that passes here is one anyone can check. Returns the check and where its report goes."""
+    earlier = sorted(
+        (Path(root) / name / v for root in series_roots for v in tree.versions(Path(root) / name)),
+        key=lambda p: semver_key(p.name),
+    )
+    done: list[PackageAudit] = []
+
+    def check(staged: Path) -> None:
+        on_step("public audit (no MI)")
+        report = audit_package(staged, earlier)
+        if not report.ok:
+            shown = [e.describe() for e in report.exposed[:20]] + report.derived[:20]
+            raise ReleaseError(
+                "the public audit (what a third party can check without the MI) fails on this release, so "
+                "nothing is published:\n" + "\n".join(f"  {line}" for line in shown)
+            )
+        done.append(report)
+
+    return check, done
 
 
 def mark_revised(tables: list, change) -> list[dict[str, Any]]:
@@ -213,7 +241,8 @@ def cut_release(
         path = staging / spec.name / chosen  # where it would go; nothing is written
     else:
         step("writing package")
-        path = write_package(spec, protected, staging, chosen, when, extra=extra)
+        check, audited = _public_audit([public, staging], spec.name, step)
+        path = write_package(spec, protected, staging, chosen, when, extra=extra, check=check)
         claim(staging, public)
     summary = ReleaseSummary(
         spec.name,
@@ -226,6 +255,7 @@ def cut_release(
         held_back=held,
         bump=change.bump if change else None,
         dry_run=dry_run,
+        public_audit=None if dry_run else audited[0],
     )
     for t in protected:
         for measure, counts in t.sdc.items():

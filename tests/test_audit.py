@@ -269,3 +269,57 @@ def test_cli_audit_across_two_versions_finishes_and_agrees_with_the_release(tmp_
     # Without the MI (a host's audit) the newer version passes too.
     public = json.loads(cli("audit", new, "--json").stdout)
     assert public["ok"] and not public["primaries_known"]
+
+
+def test_a_release_the_public_audit_fails_writes_nothing(tree, tmp_path, monkeypatch):
+    """The release's last gate: an engine bug that published a measure's secondary cells (simulated
+    here by publishing them, rounded, after protection) leaves a pattern the release's own books
+    call safe but a third party can narrow. The public audit over the written files refuses it,
+    naming the cells, and nothing reaches the staging area."""
+    from opendata import release as release_module
+    from opendata.errors import ReleaseError
+
+    mi, _ = tree
+    spec = load_spec(SPEC)
+    truth = next(t for t in aggregate(spec, validate(spec, [mi]).table) if t.spec.name == TABLE).frame
+    protect = release_module.protect_tables
+
+    def weakened(*args, **kwargs):
+        tables = protect(*args, **kwargs)
+        frame = next(t for t in tables if t.spec.name == TABLE).frame
+        value = truth["referrals"].to_numpy()
+        secondary = frame["referrals"].isna().to_numpy() & ~((value > 0) & (value < spec.disclosure.threshold))
+        assert secondary.any()
+        frame.loc[secondary, "referrals"] = (5 * np.round(value[secondary] / 5)).astype("int64")
+        frame.loc[secondary, "referrals_status"] = ""
+        return tables
+
+    monkeypatch.setattr(release_module, "protect_tables", weakened)
+    staging = tmp_path / "staging"
+    with pytest.raises(ReleaseError, match=rf"public audit .* fails(.|\n)*{TABLE} referrals \(month="):
+        cut_release(SPEC, [mi], tmp_path / "public", staging=staging, release_time=WHEN, late=True, reason="test")
+    assert not list(staging.rglob("datapackage.json"))
+    assert not (tmp_path / "public" / NAME).exists()
+
+
+@pytest.mark.parametrize("damage", ["missing hierarchy", "path outside the package"])
+def test_a_damaged_package_is_a_clear_error_not_a_traceback(tree, tmp_path, damage):
+    """Found by auditing every package the tests write: a package missing a hierarchy file made the
+    public audit end in a traceback; a descriptor pointing outside the package is refused too."""
+    _, version = tree
+    copy = tmp_path / "1.0.0"
+    shutil.copytree(version, copy)
+    if damage == "missing hierarchy":
+        (copy / "hierarchies" / "provider.csv").unlink()
+    else:
+        descriptor = json.loads((copy / "datapackage.json").read_text())
+        resource = next(r for r in descriptor["resources"] if r["name"] == TABLE and r["path"].endswith(".csv"))
+        resource["path"] = "../../../etc/passwd.csv"
+        (copy / "datapackage.json").write_text(json.dumps(descriptor))
+    run = subprocess.run(
+        [sys.executable, "-m", "opendata.cli", "audit", copy], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert "cannot be read for the audit" in run.stderr and "opendata verify" in run.stderr
+    assert ("provider.csv" if damage == "missing hierarchy" else "leads outside the package") in run.stderr

@@ -27,7 +27,7 @@ def files(version: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_release_is_the_same_bytes_on_one_two_workers_and_a_dask_cluster(tmp_path):
+def test_release_is_the_same_bytes_on_one_two_four_workers_and_a_dask_cluster(tmp_path):
     from distributed import LocalCluster
 
     run = opendata("sample", "--out", tmp_path / "mi", "--rows", 1500, "--months", 3, "--seed", 7, "--format", "csv")
@@ -35,7 +35,12 @@ def test_release_is_the_same_bytes_on_one_two_workers_and_a_dask_cluster(tmp_pat
     mi = tmp_path / "mi" / "work-programme-mi.csv"
     common = ("--release-time", "2026-11-12T09:30:00+00:00", "--late", "--reason", "test", "-q")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        where = {"one": ["--workers", 1], "two": ["--workers", 2], "dask": ["--scheduler", cluster.scheduler_address]}
+        where = {
+            "one": ["--workers", 1],
+            "two": ["--workers", 2],
+            "four": ["--workers", 4],
+            "dask": ["--scheduler", cluster.scheduler_address],
+        }
         for label, extra in where.items():
             out = tmp_path / label
             run = opendata("release", SPEC, mi, "--out", out / "public", "--staging", out / "staging", *common, *extra)
@@ -43,6 +48,7 @@ def test_release_is_the_same_bytes_on_one_two_workers_and_a_dask_cluster(tmp_pat
     packages = {label: files(tmp_path / label / "staging" / NAME / "1.0.0") for label in where}
     assert packages["one"], "nothing was staged"
     assert packages["two"] == packages["one"]
+    assert packages["four"] == packages["one"]
     assert packages["dask"] == packages["one"]
 
 
