@@ -371,7 +371,7 @@ def release(
     public = summary.public_audit
     if public is not None:
         out.print(
-            f"public audit (no MI, as a third party runs it, over {', '.join(public.versions)}): passed, "
+            f"public audit (no MI, as a third party runs `opendata audit` on this version): passed, "
             f"{public.checked:,} suppressed cells checked",
             highlight=False,
         )
