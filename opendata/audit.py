@@ -143,7 +143,7 @@ def read_published(version_dir: Path) -> tuple[dict, list[PublishedTable]]:
     for resource in descriptor["resources"]:
         try:
             table = _published_table(Path(version_dir), descriptor["version"], resource)
-        except (OSError, ValueError, KeyError, TypeError, IndexError, pa.ArrowException) as exc:
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, pa.ArrowException) as exc:
             name = resource.get("name") if isinstance(resource, dict) else resource
             raise OpenDataError(
                 f"{version_dir}: resource {name!r} cannot be read for the audit ({type(exc).__name__}: {exc}); "

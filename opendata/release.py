@@ -78,7 +78,7 @@ def _earlier_tables(series_roots: Sequence[Path], name: str) -> list[EarlierTabl
     return out
 
 
-def _public_audit(on_step: Callable[[str], None]):
+def _public_audit(staged: Path, on_step: Callable[[str], None]) -> PackageAudit:
     """The last gate before a version is moved into place: the audit a host or researcher runs
     (``opendata audit VERSION`` without the MI) over the written files. The release's own audit
     knew the primaries; this one holds every hidden cell to the protection width unless the
@@ -86,21 +86,16 @@ def _public_audit(on_step: Callable[[str], None]):
     check. Earlier versions are not in it: across versions a reader without the MI flags hidden
     cells that two versions' totals give to within their rounding (not primaries, which the
     release's linked audit checked), and a correction contradicts the version it corrects (README,
-    "Not built yet"). Returns the check and the list its report goes to."""
-    done: list[PackageAudit] = []
-
-    def check(staged: Path) -> None:
-        on_step("public audit (no MI)")
-        report = audit_package(staged)
-        if not report.ok:
-            shown = [e.describe() for e in report.exposed[:20]] + report.derived[:20]
-            raise ReleaseError(
-                "the public audit (what a third party can check without the MI) fails on this release, so "
-                "nothing is published:\n" + "\n".join(f"  {line}" for line in shown)
-            )
-        done.append(report)
-
-    return check, done
+    "Not built yet")."""
+    on_step("public audit (no MI)")
+    report = audit_package(staged)
+    if not report.ok:
+        shown = [e.describe() for e in report.exposed[:20]] + report.derived[:20]
+        raise ReleaseError(
+            "the public audit (what a third party can check without the MI) fails on this release, so "
+            "nothing is published:\n" + "\n".join(f"  {line}" for line in shown)
+        )
+    return report
 
 
 def mark_revised(tables: list, change) -> list[dict[str, Any]]:
@@ -240,8 +235,16 @@ def cut_release(
         path = staging / spec.name / chosen  # where it would go; nothing is written
     else:
         step("writing package")
-        check, audited = _public_audit(step)
-        path = write_package(spec, protected, staging, chosen, when, extra=extra, check=check)
+        audited: list[PackageAudit] = []
+        path = write_package(
+            spec,
+            protected,
+            staging,
+            chosen,
+            when,
+            extra=extra,
+            check=lambda tmp: audited.append(_public_audit(tmp, step)),
+        )
         claim(staging, public)
     summary = ReleaseSummary(
         spec.name,

@@ -302,7 +302,7 @@ def test_a_release_the_public_audit_fails_writes_nothing(tree, tmp_path, monkeyp
     assert not (tmp_path / "public" / NAME).exists()
 
 
-@pytest.mark.parametrize("damage", ["missing hierarchy", "path outside the package"])
+@pytest.mark.parametrize("damage", ["missing hierarchy", "path outside the package", "resource not an object"])
 def test_a_damaged_package_is_a_clear_error_not_a_traceback(tree, tmp_path, damage):
     """Found by auditing every package the tests write: a package missing a hierarchy file made the
     public audit end in a traceback; a descriptor pointing outside the package is refused too."""
@@ -314,7 +314,10 @@ def test_a_damaged_package_is_a_clear_error_not_a_traceback(tree, tmp_path, dama
     else:
         descriptor = json.loads((copy / "datapackage.json").read_text())
         resource = next(r for r in descriptor["resources"] if r["name"] == TABLE and r["path"].endswith(".csv"))
-        resource["path"] = "../../../etc/passwd.csv"
+        if damage == "path outside the package":
+            resource["path"] = "../../../etc/passwd.csv"
+        else:
+            descriptor["resources"].append("data/evil.csv")
         (copy / "datapackage.json").write_text(json.dumps(descriptor))
     run = subprocess.run(
         [sys.executable, "-m", "opendata.cli", "audit", copy], capture_output=True, text=True, timeout=300
@@ -322,4 +325,5 @@ def test_a_damaged_package_is_a_clear_error_not_a_traceback(tree, tmp_path, dama
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
     assert "cannot be read for the audit" in run.stderr and "opendata verify" in run.stderr
-    assert ("provider.csv" if damage == "missing hierarchy" else "leads outside the package") in run.stderr
+    expected = {"missing hierarchy": "provider.csv", "path outside the package": "leads outside the package"}
+    assert expected.get(damage, "'data/evil.csv'") in run.stderr
