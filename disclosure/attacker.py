@@ -169,14 +169,14 @@ class LP:
             self.x = np.asarray(self.h.getSolution().col_value, dtype=np.float64)
         return status
 
-    def push(self, cols: np.ndarray, signs: np.ndarray, caps: np.ndarray) -> None:
+    def push(self, cols: np.ndarray, signs: np.ndarray, caps: np.ndarray) -> bool:
         """Minimise ``sum(signs * x[cols])`` with ``x[cols] <= caps`` for a while: one solve that drives
         many cells to the ends of their ranges at once. Any point found is feasible for the LP
         (the caps only shrink it), so it widens the seen ranges; the caps keep the objective bounded
         where a cell's maximum is not. The capped LP has a solution (a point seen obeys every cap), so
         "infeasible" after a warm start is a numerical slip: it is solved again from scratch, since a
         round that finds nothing ends the rounds early (``_spread``). Costs and bounds are restored
-        afterwards."""
+        afterwards. True when it found a point (then in ``x``)."""
         if self._cost_col is not None:
             self.h.changeColCost(self._cost_col, 0.0)
             self._cost_col = None
@@ -188,12 +188,14 @@ class LP:
         status = self.run()
         if status == highspy.HighsModelStatus.kInfeasible:  # a seen point obeys the caps: a warm-start slip
             status = self.run(fresh=True)
-        if status == highspy.HighsModelStatus.kOptimal:
+        optimal = status == highspy.HighsModelStatus.kOptimal
+        if optimal:
             assert self.x is not None
             np.minimum(self.lo_seen, self.x, out=self.lo_seen)
             np.maximum(self.hi_seen, self.x, out=self.hi_seen)
         self.h.changeColsCost(len(idx), idx, np.zeros(len(idx)))
         self.h.changeColsBounds(len(idx), idx, lower, upper)
+        return optimal
 
     def proven(self, cols: np.ndarray, required: np.ndarray) -> np.ndarray:
         """Which ``cols`` the points seen so far already prove ``required`` wide."""

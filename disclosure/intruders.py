@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from disclosure.attacker import INF, LP, TOL, exact_intervals
+from disclosure.attacker import INF, LP, PUSH_GAIN, PUSH_MIN, PUSH_ROUNDS, TOL, exact_intervals
 from disclosure.errors import AuditFailed, DisclosureError
 from disclosure.hypercube import Hypercubes
 from disclosure.relations import Relations
@@ -432,8 +432,8 @@ def _search(
         for u in views:
             ok = usable
             if u is not None:
-                own = knows.indices[knows.indptr[u] : knows.indptr[u + 1]]
-                ok = usable & ~(real & np.isin(at, own)).any(axis=1)
+                own = knows.indices[knows.indptr[u] : knows.indptr[u + 1]]  # sorted (Intruders)
+                ok = usable & ~(real & _member(at, own)).any(axis=1)
             if ok.any() and (pick := int(np.flatnonzero(ok)[0])) not in picked:
                 picked.add(pick)
                 rows.append(np.full(int(real[pick].sum()), len(rows)))
@@ -442,6 +442,16 @@ def _search(
     if not rows:
         return sp.csr_matrix((0, n))
     return sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(len(rows), n))
+
+
+def _member(x: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin(x, sorted_set)`` for a sorted set, by binary search: a unit's own cells are many
+    (a CPA knows thousands) and the candidates few, so sorting both, as ``isin`` does, cost most of
+    the search (13 of 20 s on a 2,000-row, 4-month release)."""
+    if len(sorted_set) == 0:
+        return np.zeros(x.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, x), len(sorted_set) - 1)
+    return sorted_set[at] == x
 
 
 @dataclass
@@ -728,7 +738,9 @@ def _prove(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Intervals of ``cols`` in the view ``moves`` models now (``fixed`` held at the truth).
 
-    First the hull of the tables found so far; a column it leaves narrow gets LPs of its own, and
+    First the hull of the tables found so far, then batched solves over the columns it leaves
+    narrow (``spread``: on a 2,000-row, 4-month release they took the whole release from 134 to
+    99 s, the same pattern); a column still narrow gets LPs of its own, and
     every table they find joins the tables (it widens the columns after it, and proves pairs of
     the units after this one). In a component of up to ``SHORT_MAX_CELLS`` cells: a short move up
     by the whole width, else down by it; if neither exists, the attacker's exact max and min
@@ -741,11 +753,14 @@ def _prove(
     lo, hi = tables.hull(fixed, cols)
     solved = np.zeros(len(cols), dtype=bool)
 
-    def found(x: np.ndarray) -> None:
+    def widen(x: np.ndarray) -> None:
         # a table of this view: it widens every column, the later ones included
-        tables.add(x)
         np.minimum(lo, np.ceil(x[cols] - TOL), out=lo)
         np.maximum(hi, np.floor(x[cols] + TOL), out=hi)
+
+    def found(x: np.ndarray) -> None:
+        tables.add(x)  # and for the units after this one
+        widen(x)
 
     def span(lps: _Moves, j: int, i: int, cells: np.ndarray | None = None) -> bool:
         """Tables at the max of ``j`` in ``lps``, then at its min if still narrow; True when the
@@ -773,6 +788,27 @@ def _prove(
                 found(short if cells is None else blocks.table(cells, short))
                 return
 
+    def spread() -> None:
+        """Batched solves before one LP per column, as ``attacker._spread`` does for the outsider:
+        each round minimises a random-signed sum of the narrow columns in this view (seeded by the
+        view: the same rounds on every run), capped where a point of the view (the truth) obeys the
+        caps, so the LP is feasible and every solution is a table of the view. It only widens the
+        hull; a column still narrow gets its own LPs below, and every failure comes from those."""
+        rng = np.random.default_rng(view + 2)
+        for _ in range(PUSH_ROUNDS):
+            left = narrow()
+            if len(left) < PUSH_MIN:
+                return
+            caps = np.maximum(hi[left], lo[left] + need[left] + 1)
+            if not moves.attack.push(cols[left], rng.choice((-1.0, 1.0), size=len(left)), caps):
+                return
+            widen(moves.attack.x)  # not kept: it moves most cells, so few other units could use it
+            proven = left[hi[left] - lo[left] >= need[left] - TOL]
+            solved[proven] = True
+            if len(proven) < PUSH_GAIN * len(left):
+                return
+
+    spread()
     if moves.deviate is not None:  # a small component: short moves over all of it
         for i in narrow():
             if wide(i):
