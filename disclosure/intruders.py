@@ -739,8 +739,8 @@ def _prove(
     """Intervals of ``cols`` in the view ``moves`` models now (``fixed`` held at the truth).
 
     First the hull of the tables found so far, then batched solves over the columns it leaves
-    narrow (``spread``: on a 2,000-row, 4-month release they took the whole release from 134 to
-    99 s, the same pattern); a column still narrow gets LPs of its own, and
+    narrow (``spread``: on a 2,000-row, 4-month release they took the whole release from 142 to
+    about 110 s, the same pattern); a column still narrow gets LPs of its own, and
     every table they find joins the tables (it widens the columns after it, and proves pairs of
     the units after this one). In a component of up to ``SHORT_MAX_CELLS`` cells: a short move up
     by the whole width, else down by it; if neither exists, the attacker's exact max and min

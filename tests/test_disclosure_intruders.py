@@ -279,6 +279,30 @@ def test_the_repair_spares_the_headline_figures(seed):
     assert independent_failures(frame, dims, fixed, values, required) == []
 
 
+@pytest.mark.parametrize("seed", [15, 19, 47])  # (seed 5's pairs are all proven without an LP)
+def test_batched_solves_prove_only_what_the_per_pair_lps_prove(seed):
+    """The batched solves in each view (``_prove``'s ``spread``) only widen what is proven: run in
+    every view (from one narrow cell) or in none, the check names the same failures with the same
+    exact intervals, and those are the independent attacker's. A batched solution that broke a
+    unit's known cells or additivity would prove a pair the per-pair LPs leave narrow."""
+    frame, dims, grid, values, primary, required = three_cpas(seed)
+    suppressed, moves = fast(grid, values, primary, required)
+    intruders = Intruders.from_hierarchy(grid, "provider")
+
+    def failures(**patched):
+        with patch.multiple(intruders_module, **patched):
+            report = intruder_intervals(grid, values, suppressed, required, intruders, moves, search=False)
+        return [(f.unit, f.cell, f.lower, f.upper) for f in report.failures], report.by_lp
+
+    always, by_lp = failures(PUSH_MIN=1)
+    never, _ = failures(PUSH_ROUNDS=0)
+    assert always == never and always  # the fast pattern fails against some unit
+    assert by_lp > 0  # pairs were left to the LPs, so the batched solves ran
+    expected = set(independent_failures(frame, dims, suppressed, values, required))
+    assert {(unit, c) for unit, c, _, _ in always} <= expected
+    assert {c for _, c, _, _ in always} == {c for _, c in expected}
+
+
 @st.composite
 def month_provider_tables(draw, cpas: tuple[int, int] = (2, 3), children: tuple[int, int] = (2, 3)):
     """Random month × (CPA > prime > subcontractor) tables; every code has at least two children
