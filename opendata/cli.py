@@ -166,8 +166,11 @@ def main() -> None:
     show_default=True,
 )
 @click.option("--aggregated", is_flag=True, help="Also write the MI pre-aggregated per subcontractor and month.")
+@click.option("--journey", is_flag=True, help="Also write each participant's journey events (for CSS measures).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing on success.")
-def sample(out_dir: Path, rows: int, seed: int, start: str, months: int, formats, aggregated: bool, quiet: bool):
+def sample(
+    out_dir: Path, rows: int, seed: int, start: str, months: int, formats, aggregated: bool, journey: bool, quiet: bool
+):
     """Generate realistic, clearly synthetic record-level Work Programme MI.
 
     \b
@@ -177,7 +180,8 @@ def sample(out_dir: Path, rows: int, seed: int, start: str, months: int, formats
     from opendata.sample import write_sample
 
     with user_errors():
-        paths = write_sample(out_dir, rows, seed, start=start, months=months, formats=formats, aggregated=aggregated)
+        options = {"start": start, "months": months, "formats": formats, "aggregated": aggregated}
+        paths = write_sample(out_dir, rows, seed, **options, with_journey=journey)
     if not quiet:
         for p in paths:
             out.print(f"wrote {p}")
@@ -1379,6 +1383,59 @@ def css_check(files: tuple[Path, ...], today: datetime | None, as_json: bool):
             found.add_row(f"[{colour}]{f.severity}[/]", f.stage or "(framework)", f.rule, escape(f.message))
         console.print(found)
     sys.exit(0 if ok else 1)
+
+
+@css.command("measure")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--events", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Journey events file.")
+@click.option("--framework", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The prime's CSS.")
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The extract date: what is known on this day [default: the latest date in the events].",
+)
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the table as CSV.")
+def css_measure(
+    spec: Path, files: tuple[Path, ...], events: Path, framework: Path, as_of: datetime | None, out_file: Path | None
+):
+    """Measure a prime's Customer Service Standards on its MI and journey events, stage by stage.
+
+    Per stage, for the prime and each subcontractor: cases met, late, outstanding (the limit passed,
+    the event not come) and not yet due; the share meeting the standard with a 95% Wilson interval;
+    median and quartiles of the time taken and the share within the limit, up to twice it and over.
+    Reviews are measured by each participant's largest gap. Whether the share and the times pass the
+    spec's threshold for publication is in two columns; the table itself is the statistician's view
+    (exact counts), not a published table.
+
+    \b
+    Example:
+      opendata sample --out mi/ --rows 20000 --months 30 --journey --format csv
+      opendata css measure specs/work-programme.yaml mi/work-programme-mi.csv \\
+        --events mi/work-programme-journey.csv --framework specs/css/P01.yaml --out p01-css.csv
+    """
+    from opendata.standards import measure_files, write_csv
+
+    try:
+        with user_errors():
+            table, day = measure_files(spec, list(files), events, framework, as_of.date() if as_of else None)
+            if out_file is not None:
+                write_csv(table, out_file)
+    except ValidationFailed as exc:
+        print_problems(exc.problems, exc.total, False)
+        sys.exit(1)
+    view = Table(title=f"Customer Service Standards as of {day} ({escape(str(framework))})", title_justify="left")
+    for col in ("stage", "provider", "cases", "met", "late", "outstanding", "share met (95% CI)", "median", "IQR"):
+        view.add_column(col, overflow="fold")
+    for r in table.itertuples():
+        share = "" if r.cases == 0 else f"{r.share_met:.1%} ({r.ci_low:.1%}–{r.ci_high:.1%})"
+        share += "" if r.share_publishable else " [c]"
+        median, iqr = ("", "") if r.median != r.median else (f"{r.median:g}", f"{r.quartile_1:g}–{r.quartile_3:g}")
+        counts = (str(x) for x in (r.cases, r.met, r.late, r.outstanding))
+        view.add_row(r.stage, r.provider, *counts, share, median, iqr)
+    out.print(view)
+    if out_file is not None:
+        out.print(f"wrote {escape(str(out_file))}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from opendata.journey import EVENTS
+
 REGISTER_SEED = 2011
 TOTAL = "Total"
 
@@ -428,6 +430,101 @@ def generate(rows: int, seed: int, start: str = "2011-06", months: int = 24) -> 
     return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
+# --- journey events (Customer Service Standards) ----------------------------------------------
+
+JOURNEY_STEM = "work-programme-journey"
+EVENTS_INDEX = {e: i for i, e in enumerate(EVENTS)}
+JOURNEY_SCHEMA = pa.schema(
+    [
+        pa.field("participant_id", pa.string(), nullable=False),
+        pa.field("event", pa.string(), nullable=False),
+        pa.field("date", pa.date32(), nullable=False),
+    ]
+)
+REVIEW_EVERY = 9.0  # weeks: most reviews come well inside the 13-week standard ...
+LATE_REVIEW = 0.06  # ... but this share of gaps runs a few weeks past it
+EARLY_EXIT = 0.12  # attached participants who leave before the two years are up (moved, stopped claiming)
+IN_WORK_OFFERED, IN_WORK_TAKEN_UP = 0.92, 0.60  # of job starts; of offers
+EXIT_REPORT_ASKED = 0.80  # exits for which Jobcentre Plus asks for the exit report
+
+
+def journey(mi: pa.Table, seed: int, start: str = "2011-06", months: int = 24) -> pa.Table:
+    """Each participant's journey events (``opendata.journey``), consistent with ``mi`` (``generate``'s
+    output for the same ``start`` and ``months``): its referral, attachment, action plan and job start
+    dates, plus first contact, reviews every few weeks (some late; prison leavers' later still), in-work
+    support offered and taken up, programme exit and the exit report, all cut at the extract date.
+
+    Its own random stream (``seed`` and a tag), so the MI of a seed is the same with or without it."""
+    _, _, extract = _window(start, months)
+    rng = np.random.default_rng([seed, 16])
+    ids = mi.column("participant_id").to_numpy(zero_copy_only=False)
+    n = len(ids)
+
+    def day(name: str) -> tuple[np.ndarray, np.ndarray]:
+        col = mi.column(name).cast(pa.int32())
+        present = col.is_valid().to_numpy(zero_copy_only=False)
+        return col.fill_null(0).to_numpy().astype(np.int64), present
+
+    referral, _ = day("referral_date")
+    attach, attached = day("attachment_date")
+    plan, planned = day("action_plan_date")
+    job, started = day("job_start_date")
+    # Prison leavers: harder to reach and keep in touch with.
+    slow = pc.equal(mi.column("payment_group"), "PG9").to_numpy(zero_copy_only=False)
+
+    contacted = attached | (rng.random(n) < 0.6)
+    first_contact = referral + np.where(
+        attached, np.floor(rng.random(n) * (attach - referral + 1)), rng.gamma(1.5, 3.0, n)
+    ).astype(np.int64)
+    early = attached & (rng.random(n) < EARLY_EXIT)
+    stay = np.where(early, 30 + (rng.random(n) * (PROGRAMME_DAYS - 30)).astype(np.int64), PROGRAMME_DAYS)
+    leave = attach + stay
+    exited = attached & (leave <= extract)
+    asked = exited & (rng.random(n) < EXIT_REPORT_ASKED)
+    requested = leave + rng.integers(0, 6, n)
+    sent = requested + np.where(rng.random(n) < 0.1, rng.integers(15, 30, n), rng.integers(1, 14, n))
+    offered = started & (rng.random(n) < IN_WORK_OFFERED)
+    offer = job + np.where(rng.random(n) < 0.12, rng.integers(8, 21, n), rng.integers(0, 7, n))
+    taken = offered & (rng.random(n) < IN_WORK_TAKEN_UP)
+    take = offer + rng.integers(0, 11, n)
+
+    who, what, when = [], [], []
+
+    def add(event: str, days: np.ndarray, mask: np.ndarray) -> None:
+        keep = mask & (days <= extract)
+        who.append(np.flatnonzero(keep))
+        what.append(np.full(int(keep.sum()), EVENTS_INDEX[event], dtype=np.int8))
+        when.append(days[keep])
+
+    add("referral", referral, np.ones(n, bool))
+    add("first_contact", first_contact, contacted)
+    add("attachment", attach, attached)
+    add("action_plan", plan, planned)
+    # Reviews from the action plan to the exit: gaps drawn round REVIEW_EVERY weeks, some late.
+    last = np.where(planned, plan, extract + 1)
+    end = np.minimum(np.where(exited, leave, extract), extract)
+    while True:
+        live = planned & (last < end)
+        if not live.any():
+            break
+        weeks_gap = np.where(rng.random(n) < LATE_REVIEW, rng.uniform(13.5, 18.0, n), rng.uniform(6.0, 12.5, n))
+        gap = np.ceil(7 * weeks_gap * np.where(slow, 1.1, 1.0)).astype(np.int64)
+        last = np.where(live, last + gap, last)
+        add("review", last, live & (last <= end))
+    add("job_start", job, started)
+    add("in_work_support_offered", offer, offered & (offer <= end))
+    add("in_work_support_taken_up", take, taken & (take <= end))
+    add("programme_exit", leave, exited)
+    add("exit_report_requested", requested, asked)
+    add("exit_report_sent", sent, asked & (requested <= extract))
+    rows, kinds, days = np.concatenate(who), np.concatenate(what), np.concatenate(when)
+    order = np.lexsort((kinds, days, rows))  # participant by participant, in time order
+    rows, kinds, days = rows[order], kinds[order], days[order]
+    return pa.Table.from_arrays(
+        [pa.array(ids[rows], pa.string()), _strings(EVENTS, kinds), _dates(days)], schema=JOURNEY_SCHEMA
+    )
+
+
 # --- aggregation ------------------------------------------------------------------------------
 
 _AGGREGATE_SQL = """
@@ -507,8 +604,10 @@ def write_sample(
     months: int = 24,
     formats: Sequence[str] = ("csv", "parquet"),
     aggregated: bool = False,
+    with_journey: bool = False,
 ) -> list[Path]:
-    """Write the sample (and optionally its aggregation) to `out_dir`; returns the paths written."""
+    """Write the sample (and optionally its aggregation and journey events) to `out_dir`; returns the
+    paths written."""
     formats = tuple(formats)
     bad = [f for f in formats if f not in ("csv", "parquet")]
     if bad:
@@ -519,6 +618,8 @@ def write_sample(
     outputs = [(FILE_STEM, table)]
     if aggregated:
         outputs.append((AGGREGATED_STEM, aggregate_sample(table)))
+    if with_journey:
+        outputs.append((JOURNEY_STEM, journey(table, seed, start=start, months=months)))
     paths = []
     for stem, data in outputs:
         for fmt in formats:

@@ -18,7 +18,6 @@ import textstat
 import yaml
 
 from opendata.css import (
-    EVENTS,
     STAGES,
     FrameworkError,
     Stage,
@@ -29,6 +28,7 @@ from opendata.css import (
     load_framework,
     sentences,
 )
+from opendata.journey import EVENTS
 from opendata.workdays import NATIONS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,111 @@
+"""Journey events: each participant's customer journey, one row per event (issue 16, recs 6–7).
+
+The participant MI holds one row per referral with the dates the payments hang on (attachment,
+job start, job outcome). Customer Service Standards need the rest of the journey, and one event,
+the review of the action plan, happens many times: so the events come as a long file with three
+columns, ``participant_id``, ``event`` (one of ``EVENTS``) and ``date``, CSV, Parquet or a
+spreadsheet, read and checked by the same validator as the MI (file, row, column, value, rule).
+
+Checked against the MI once each row is valid on its own, so a bad file is refused whole, naming
+every bad row:
+
+- ``known_participant``: the participant is in the MI (an event of nobody is a supplier's error);
+- ``before_referral``: no event precedes the participant's referral;
+- ``once``: every event but the review happens at most once per participant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from opendata.errors import Problem, ValidationFailed
+from opendata.spec import FieldSpec, InputSpec
+from opendata.validate import MAX_DETAIL, validate
+
+EVENTS = (
+    "referral",
+    "first_contact",
+    "attachment",
+    "action_plan",
+    "review",
+    "job_start",
+    "in_work_support_offered",
+    "in_work_support_taken_up",
+    "exit_report_requested",
+    "exit_report_sent",
+    "programme_exit",
+)
+REPEATING = ("review",)  # the only event a participant has many of
+COLUMNS = ("participant_id", "event", "date")
+
+
+def events_spec(mi: InputSpec) -> InputSpec:
+    """The events file's own input spec: the MI's participant identifier (pattern and all, but not
+    unique), an event from ``EVENTS``, and a date within the MI's plausible range of referral dates."""
+    pid, referral = mi.field("participant_id"), mi.field("referral_date")
+    return InputSpec(
+        kind="records",
+        fields=(
+            replace(pid, unique=False, description="The MI's participant identifier."),
+            FieldSpec("event", "string", "The journey event.", required=True, enum=EVENTS),
+            FieldSpec(
+                "date",
+                "date",
+                "The day the event happened.",
+                required=True,
+                minimum=referral.minimum,
+                maximum=referral.maximum,
+            ),
+        ),
+        primary_key=(),
+        rules=(),
+    )
+
+
+def read_events(path: str | Path, mi_spec: InputSpec, mi: pa.Table) -> pd.DataFrame:
+    """The events of ``path`` as a frame (participant_id, event, date as datetime64[s]) in file order;
+    raise ValidationFailed naming every bad row, checked alone and then against the MI ``mi``."""
+    report = validate(events_spec(mi_spec), [path])
+    report.raise_for_problems()
+    events = report.table.select(list(COLUMNS)).to_pandas(date_as_object=False)
+    events["date"] = events["date"].astype("datetime64[s]")
+    referred = pd.Series(
+        mi.column("referral_date").to_numpy(zero_copy_only=False).astype("datetime64[s]"),
+        index=mi.column("participant_id").to_pylist(),
+    )
+    problems: list[Problem] = []
+    total = 0
+    name = str(path)
+
+    def bad(mask: np.ndarray, column: str, rule: str, say) -> None:
+        nonlocal total
+        rows = np.flatnonzero(mask)
+        total += len(rows)
+        for i in rows[:MAX_DETAIL]:
+            value = str(events[column].iat[i].date() if column == "date" else events[column].iat[i])
+            message = f"{name} row {i + 1}, column {column}: {say(i)} (rule: {rule})"
+            problems.append(Problem(name, int(i) + 1, column, value, rule, message))
+
+    referral = events["participant_id"].map(referred)
+    known = referral.notna().to_numpy()
+    bad(~known, "participant_id", "known_participant", lambda i: "no referral with this participant_id in the MI")
+    early = known & (events["date"] < referral).to_numpy()
+    bad(early, "date", "before_referral", lambda i: f"before the participant's referral on {referral.iat[i].date()}")
+    single = ~events["event"].isin(REPEATING)
+    again = (single & events.duplicated(["participant_id", "event"])).to_numpy()
+    bad(again, "event", "once", lambda i: "this participant already has this event; only a review repeats")
+    if total:
+        problems.sort(key=lambda p: (p.row, p.column))
+        raise ValidationFailed(problems, total)
+    return events
+
+
+def dates(events: pd.DataFrame, event: str) -> pd.Series:
+    """The day of ``event`` per participant (a non-repeating event; the first if repeated)."""
+    rows = events[events["event"] == event]
+    return rows.groupby("participant_id", sort=False)["date"].min()
