@@ -37,7 +37,6 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from opendata.errors import SpecError
-from opendata.journey import REPEATING
 from opendata.spec import check_against_schema, read_codelist
 from opendata.workdays import NATIONS
 
@@ -51,6 +50,20 @@ STAGES = {
     "in-work-support": "In-work support",
     "programme-exit": "Programme exit",
 }
+EVENTS = (
+    "referral",
+    "first_contact",
+    "attachment",
+    "action_plan",
+    "review",
+    "job_start",
+    "in_work_support_offered",
+    "in_work_support_taken_up",
+    "exit_report_requested",
+    "exit_report_sent",
+    "programme_exit",
+)
+REPEATING = ("review",)  # the only event a participant has many of: what ``kind: every`` measures
 REVIEW_MONTHS = 6  # rec 8: reviewed twice a year
 MAX_WORDS = 25
 MAX_GRADE, GRADE_MIN_WORDS = 9.0, 5

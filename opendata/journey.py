@@ -23,24 +23,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from opendata.css import EVENTS, REPEATING
 from opendata.errors import Problem, ValidationFailed
 from opendata.spec import FieldSpec, InputSpec
 from opendata.validate import MAX_DETAIL, validate
 
-EVENTS = (
-    "referral",
-    "first_contact",
-    "attachment",
-    "action_plan",
-    "review",
-    "job_start",
-    "in_work_support_offered",
-    "in_work_support_taken_up",
-    "exit_report_requested",
-    "exit_report_sent",
-    "programme_exit",
-)
-REPEATING = ("review",)  # the only event a participant has many of
 COLUMNS = ("participant_id", "event", "date")
 
 

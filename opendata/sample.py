@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from opendata.journey import EVENTS
+from opendata.css import EVENTS
 
 REGISTER_SEED = 2011
 TOTAL = "Total"

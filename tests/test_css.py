@@ -18,6 +18,7 @@ import textstat
 import yaml
 
 from opendata.css import (
+    EVENTS,
     STAGES,
     FrameworkError,
     Stage,
@@ -28,7 +29,6 @@ from opendata.css import (
     load_framework,
     sentences,
 )
-from opendata.journey import EVENTS
 from opendata.workdays import NATIONS
 
 ROOT = Path(__file__).resolve().parent.parent

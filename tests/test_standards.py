@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.stats.proportion import proportion_confint
 
-from opendata.css import load_framework
+from opendata.css import EVENTS, load_framework
 from opendata.errors import ValidationFailed
-from opendata.journey import EVENTS, read_events
+from opendata.journey import read_events
 from opendata.sample import generate, journey, write_sample
 from opendata.spec import load_spec
 from opendata.standards import cohort, measure, times
