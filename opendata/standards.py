@@ -182,8 +182,9 @@ def measure(
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-ROUNDED = {"share_met": 4, "ci_low": 4, "ci_high": 4, "within_limit": 4, "up_to_twice_limit": 4,
-           "over_twice_limit": 4, "quartile_1": 2, "median": 2, "quartile_3": 2}  # fmt: skip
+# Shares to 6 places (a percentage shown to one place is then rounded once), times to hundredths.
+ROUNDED = {"share_met": 6, "ci_low": 6, "ci_high": 6, "within_limit": 6, "up_to_twice_limit": 6,
+           "over_twice_limit": 6, "quartile_1": 2, "median": 2, "quartile_3": 2}  # fmt: skip
 
 
 def measure_files(
