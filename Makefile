@@ -33,10 +33,12 @@ demo: $(STAMP)
 	$(BIN)/opendata publish --out releases/ --key publisher.key
 	$(BIN)/opendata check-spreadsheet $(DEMO_VERSION)/*.ods $(DEMO_VERSION)/*.xlsx
 	$(BIN)/opendata css check specs/css/*.yaml
-	@# each stage of prime P01's Customer Service Standards, on a sample with its journey events (issue 16)
+	@# prime P01's Customer Service Standards and complaints, on a sample with its journey events (issue 16)
 	$(BIN)/opendata sample --out mi-css/ --rows 20000 --months 30 --seed 1 --journey --format csv -q
 	$(BIN)/opendata css measure specs/work-programme.yaml mi-css/work-programme-mi.csv \
 		--events mi-css/work-programme-journey.csv --framework specs/css/P01.yaml --out mi-css/P01-css.csv
+	$(BIN)/opendata css complaints specs/work-programme.yaml mi-css/work-programme-mi.csv \
+		--record mi-css/work-programme-complaints.csv --prime P01 --out mi-css/P01-complaints.csv
 	@# the comparative performance hub: two community publishers and DWP's tree above (issue 15);
 	@# three months each, as an upload protected against insiders takes minutes per sparse month (README)
 	@if [ ! -d $(HUB) ]; then \

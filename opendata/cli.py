@@ -1424,15 +1424,71 @@ def css_measure(
     except ValidationFailed as exc:
         print_problems(exc.problems, exc.total, False)
         sys.exit(1)
-    view = Table(title=f"Customer Service Standards as of {day} ({escape(str(framework))})", title_justify="left")
+    view = Table(
+        title=f"Customer Service Standards as of {day} ({escape(str(framework))})",
+        title_justify="left",
+        caption="\\[c]: fewer cases than the spec's threshold: not publishable",
+    )
     for col in ("stage", "provider", "cases", "met", "late", "outstanding", "share met (95% CI)", "median", "IQR"):
         view.add_column(col, overflow="fold")
     for r in table.itertuples():
         share = "" if r.cases == 0 else f"{r.share_met:.1%} ({r.ci_low:.1%}–{r.ci_high:.1%})"
-        share += "" if r.share_publishable else " [c]"
+        share += "" if r.share_publishable else " \\[c]"
         median, iqr = ("", "") if r.median != r.median else (f"{r.median:g}", f"{r.quartile_1:g}–{r.quartile_3:g}")
         counts = (str(x) for x in (r.cases, r.met, r.late, r.outstanding))
         view.add_row(r.stage, r.provider, *counts, share, median, iqr)
+    out.print(view)
+    if out_file is not None:
+        out.print(f"wrote {escape(str(out_file))}")
+
+
+@css.command("complaints")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--record", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Complaints file.")
+@click.option("--prime", required=True, help="The prime contract's code, e.g. P01.")
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="What is known on this day [default: the latest date in the record].",
+)
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the table as CSV.")
+def css_complaints(
+    spec: Path, files: tuple[Path, ...], record: Path, prime: str, as_of: datetime | None, out_file: Path | None
+):
+    """Complaints per 1,000 participants for a prime and each subcontractor, by stage and category.
+
+    With the exact Poisson interval, complaints upheld (in full or part), taken to the Independent
+    Case Examiner and still open, and feedback counted apart. Whether each count may be published
+    (none, or at least the spec's threshold) is in a column; the table is the statistician's view.
+
+    \b
+    Example:
+      opendata css complaints specs/work-programme.yaml mi/work-programme-mi.csv \\
+        --record mi/work-programme-complaints.csv --prime P01 --out p01-complaints.csv
+    """
+    from opendata.complaints import measure_files
+    from opendata.standards import write_csv
+
+    try:
+        with user_errors():
+            table, day = measure_files(spec, list(files), record, prime, as_of.date() if as_of else None)
+            if out_file is not None:
+                write_csv(table, out_file)
+    except ValidationFailed as exc:
+        print_problems(exc.problems, exc.total, False)
+        sys.exit(1)
+    view = Table(
+        title=f"Complaints per 1,000 participants, {escape(prime)}, as of {day}",
+        title_justify="left",
+        caption="\\[c]: fewer complaints than the spec's threshold: not publishable",
+    )
+    for col in ("provider", "stage", "category", "participants", "complaints", "per 1,000 (95% CI)", "upheld", "open"):
+        view.add_column(col, overflow="fold")
+    for r in table.itertuples():
+        rate = f"{r.per_1000:.1f} ({r.ci_low:.1f}–{r.ci_high:.1f})" + ("" if r.publishable else " \\[c]")
+        counts = (str(x) for x in (r.participants, r.complaints))
+        view.add_row(r.provider, r.stage, r.category, *counts, rate, str(r.upheld), str(r.open))
     out.print(view)
     if out_file is not None:
         out.print(f"wrote {escape(str(out_file))}")

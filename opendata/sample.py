@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from opendata.complaints import CATEGORIES, OUTCOMES
 from opendata.css import EVENTS
 
 REGISTER_SEED = 2011
@@ -525,6 +526,74 @@ def journey(mi: pa.Table, seed: int, start: str = "2011-06", months: int = 24) -
     )
 
 
+COMPLAINTS_STEM = "work-programme-complaints"
+COMPLAINTS_SCHEMA = pa.schema(
+    [pa.field(name, pa.string(), nullable=False) for name in ("complaint_id", "participant_id", "kind")]
+    + [pa.field("received", pa.date32(), nullable=False)]
+    + [pa.field(name, pa.string(), nullable=False) for name in ("stage", "category")]
+    + [pa.field("resolved", pa.date32()), pa.field("outcome", pa.string())]
+    + [pa.field("escalated_to_ice", pa.string(), nullable=False)]
+)
+COMPLAINT_RATE = 0.04  # participants who raise a complaint or give feedback, on average
+FEEDBACK_SHARE = 0.2
+_STAGE_STARTS = (  # the event each stage starts at, in journey order
+    ("pre-programme-engagement", "referral"),
+    ("programme-engagement", "attachment"),
+    ("pre-work-support", "action_plan"),
+    ("in-work-support", "job_start"),
+    ("programme-exit", "programme_exit"),
+)
+_CATEGORY_P = (0.22, 0.30, 0.20, 0.15, 0.05, 0.08)  # opendata.complaints.CATEGORIES
+_OUTCOME_P = (0.3, 0.2, 0.5)  # upheld, partly upheld, not upheld
+
+
+def complaints(mi: pa.Table, events: pa.Table, seed: int, start: str = "2011-06", months: int = 24) -> pa.Table:
+    """Complaints and feedback (``opendata.complaints``) of the participants of ``mi`` with the journey
+    ``events``: about 4% raise one, some subcontractors' participants more often than others, about a
+    stage they reached, within 60 days of its start; most resolved within six weeks, a few taken to the
+    Independent Case Examiner. Its own random stream, like the journey's."""
+    _, _, extract = _window(start, months)
+    rng = np.random.default_rng([seed, 17])
+    reg = _register(REGISTER_SEED)
+    subs = pc.index_in(mi.column("subcontractor"), pa.array(reg.sub_codes)).to_numpy(zero_copy_only=False)
+    rate = COMPLAINT_RATE * rng.gamma(4.0, 0.25, len(reg.sub_codes))[subs]
+    raised = np.flatnonzero(rng.random(len(subs)) < rate)
+    ids = mi.column("participant_id").to_numpy(zero_copy_only=False)
+    frame = events.to_pandas()
+    frame["day"] = frame["date"].astype("datetime64[s]").astype(np.int64) // 86400
+    first = frame.groupby(["participant_id", "event"])["day"].min().unstack()
+    starts = np.column_stack([first.reindex(ids[raised])[event].to_numpy(float) for _, event in _STAGE_STARTS])
+    reached = ~np.isnan(starts)
+    # A stage each complainant reached, uniformly: the k-th reached stage for a uniform k.
+    k = np.floor(rng.random(len(raised)) * reached.sum(axis=1)).astype(np.int64)
+    stage = np.argmax(np.cumsum(reached, axis=1) > k[:, None], axis=1)
+    received = starts[np.arange(len(raised)), stage].astype(np.int64) + rng.integers(0, 61, len(raised))
+    resolved = received + rng.integers(1, 43, len(raised))
+    feedback = rng.random(len(raised)) < FEEDBACK_SHARE
+    solved = (rng.random(len(raised)) < 0.85) & (resolved <= extract) & ~feedback  # feedback is not resolved
+    category = _pick(rng, np.cumsum(np.array([_CATEGORY_P]), axis=1), np.zeros(len(raised), np.int64))
+    outcome = _pick(rng, np.cumsum(np.array([_OUTCOME_P]), axis=1), np.zeros(len(raised), np.int64))
+    ice = ~feedback & (rng.random(len(raised)) < 0.03)
+    keep = received <= extract
+    order = np.lexsort((raised, received))
+    order = order[keep[order]]
+    n = len(order)
+    return pa.Table.from_arrays(
+        [
+            pa.array([f"CF{i:08d}" for i in range(1, n + 1)], pa.string()),
+            pa.array(ids[raised[order]], pa.string()),
+            _strings(("complaint", "feedback"), feedback[order].astype(np.int8)),
+            _dates(received[order]),
+            _strings([s for s, _ in _STAGE_STARTS], stage[order]),
+            _strings(CATEGORIES, category[order]),
+            _dates(resolved[order], solved[order]),
+            pa.array(np.where(solved[order], np.array(OUTCOMES)[outcome[order]], None), pa.string()),
+            _strings(("no", "yes"), ice[order].astype(np.int8)),
+        ],
+        schema=COMPLAINTS_SCHEMA,
+    )
+
+
 # --- aggregation ------------------------------------------------------------------------------
 
 _AGGREGATE_SQL = """
@@ -606,8 +675,8 @@ def write_sample(
     aggregated: bool = False,
     with_journey: bool = False,
 ) -> list[Path]:
-    """Write the sample (and optionally its aggregation and journey events) to `out_dir`; returns the
-    paths written."""
+    """Write the sample (and optionally its aggregation, and its journey events with the complaints and
+    feedback record) to `out_dir`; returns the paths written."""
     formats = tuple(formats)
     bad = [f for f in formats if f not in ("csv", "parquet")]
     if bad:
@@ -619,7 +688,9 @@ def write_sample(
     if aggregated:
         outputs.append((AGGREGATED_STEM, aggregate_sample(table)))
     if with_journey:
-        outputs.append((JOURNEY_STEM, journey(table, seed, start=start, months=months)))
+        events = journey(table, seed, start=start, months=months)
+        outputs.append((JOURNEY_STEM, events))
+        outputs.append((COMPLAINTS_STEM, complaints(table, events, seed, start=start, months=months)))
     paths = []
     for stem, data in outputs:
         for fmt in formats:
