@@ -147,3 +147,18 @@ def test_code_list_text_a_spreadsheet_would_run_is_refused(tmp_path, start, colu
     codelist.write_text("\n".join(lines) + "\n")
     with pytest.raises(SpecError, match=rf"payment-groups.csv line 2, column {column}: .* formula"):
         load_spec(path)
+
+
+def test_no_json_schema_repeats_a_key():
+    """A repeated key in a JSON object is legal JSON whose first value is silently dropped: the
+    schemas are read with a hook that refuses one (the release spec's ``counts`` was once stated twice)."""
+
+    def refuse(pairs):
+        keys = [k for k, _ in pairs]
+        assert len(keys) == len(set(keys)), f"repeated key(s): {sorted({k for k in keys if keys.count(k) > 1})}"
+        return dict(pairs)
+
+    schemas = sorted((Path(__file__).resolve().parent.parent / "opendata").glob("*.schema.json"))
+    assert len(schemas) >= 3
+    for path in schemas:
+        json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=refuse)
