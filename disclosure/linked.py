@@ -38,6 +38,9 @@ class LinkedTable:
     ``published`` and ``hidden`` name optional boolean columns for cells whose status is already
     fixed, e.g. by an earlier version: published cells are known to everyone, so they are never
     suppressed (a cell published before stays published); hidden cells stay suppressed.
+    ``held`` names cells that are not primary but are suppressed and held to the protection width
+    as if they were: a reader who cannot tell primaries from secondaries holds every hidden cell to
+    it, so a secondary such a reader narrows is protected like a primary (status stays secondary).
     """
 
     frame: pd.DataFrame
@@ -48,6 +51,7 @@ class LinkedTable:
     name: str = ""
     published: str | None = None
     hidden: str | None = None
+    held: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,7 @@ def _union(tables: Sequence[LinkedTable]) -> tuple[UnionSystem, list[np.ndarray]
 
 
 def _fixed(tables: Sequence[LinkedTable], system: UnionSystem, cells_of: list[np.ndarray], column: str) -> np.ndarray:
-    """Union mask of the cells one of the tables marks in its ``published`` or ``hidden`` column."""
+    """Union mask of the cells one of the tables marks in its ``published``, ``hidden`` or ``held`` column."""
     out = np.zeros(system.size, dtype=bool)
     for t, umap, cells in zip(tables, system.union_of, cells_of, strict=True):
         name = getattr(t, column)
@@ -220,9 +224,12 @@ def protect_linked(
         return []
     system, cells_of, values, freq = _union(tables)
     primary = primary_mask(freq, rules)
-    required = required_widths(primary, rules)
+    locked, hidden, held = (_fixed(tables, system, cells_of, column) for column in ("published", "hidden", "held"))
+    required = required_widths(primary | held, rules)
     insiders = insider_mask(freq, primary, rules)
-    locked, hidden = (_fixed(tables, system, cells_of, column) for column in ("published", "hidden"))
+    if (locked & held).any():
+        cell = system.coords(int(np.flatnonzero(locked & held)[0]))
+        raise DisclosureError(f"cell {cell} is to be held to the protection width but was published before")
     if (locked & hidden).any():
         raise DisclosureError(
             f"linked cell {system.coords(int(np.flatnonzero(locked & hidden)[0]))} is both published and hidden"
@@ -233,11 +240,12 @@ def protect_linked(
     bounds = relations.over(system.keys) if relations is not None and len(relations.upper) else None
     if bounds is not None:
         bounds.check(values)
-    # hidden cells start suppressed (passed as primaries) but need no protection of their own
+    # hidden cells start suppressed (passed as primaries) but need no protection of their own; held
+    # cells start suppressed and need the width (``required``)
     pattern = secondary_pattern(
         system,
         values,
-        primary | hidden,
+        primary | hidden | held,
         required,
         method,
         prune,

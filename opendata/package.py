@@ -632,6 +632,7 @@ def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, An
                 "rounded": sdc.get("rounded"),
                 "singletons_outsider_only": sdc.get("insider_unverified"),
                 **({"hidden_as_before": sdc["hidden_as_before"]} if "hidden_as_before" in sdc else {}),
+                **({"held_for_public_audit": sdc["held_for_public_audit"]} if "held_for_public_audit" in sdc else {}),
                 "hidden_by_level": sdc.get("hidden_by_level"),
                 "audit": {
                     "ok": audit.get("ok"),

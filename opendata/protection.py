@@ -9,7 +9,7 @@ and the counts the descriptor reports.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from typing import Any
@@ -49,6 +49,7 @@ class ProtectedTable:
 
 
 MUST_PUBLISH = "__must_publish__"
+HOLD = "__hold__"
 
 
 def _level(frame: pd.DataFrame, dim: DimensionCodes) -> pd.Series:
@@ -523,8 +524,13 @@ def protect_tables(
     relations: Sequence[Relation] = (),
     workers: int | None = None,
     scheduler: str | None = None,
+    hold: Mapping[str, Collection[str]] | None = None,
 ) -> list[ProtectedTable]:
     """Protect every measure across all tables that publish it; refuse if any audit fails.
+
+    ``hold``: per measure, population keys of cells to hide and hold to the protection width though
+    they are not primary (``disclosure.LinkedTable.held``): the cells the public audit, which cannot
+    tell primaries from secondaries, narrowed in an earlier round (``opendata.release``).
 
     ``earlier``: the tables earlier versions of the dataset published. They join each measure's
     linked system with their statuses fixed, so differencing versions recovers nothing and cells
@@ -552,9 +558,13 @@ def protect_tables(
                 frame[keep] = must_publish(t.dimensions, frame, spec.must_publish) & ~disclosure.primary_mask(
                     frame[measure + FREQ_SUFFIX].to_numpy(), rules
                 )
+            held = None
+            if hold and hold.get(measure):
+                held = HOLD
+                frame[HOLD] = frame[KEY].isin(list(hold[measure]))
             linked.append(
                 disclosure.LinkedTable(
-                    frame, dims, measure, KEY, measure + FREQ_SUFFIX, name=t.spec.name, published=keep
+                    frame, dims, measure, KEY, measure + FREQ_SUFFIX, name=t.spec.name, published=keep, held=held
                 )
             )
         current_keys = set(chain.from_iterable(keys[i] for i in holders))
@@ -632,6 +642,8 @@ def protect_tables(
                 # hidden as the latest version did (``_keep_hidden``) and by the joint repair (``_protect_jointly``)
                 "secondary": int((result.frame["status"] == "secondary").sum()),
                 **({"hidden_as_before": kept[measure, i]} if (measure, i) in kept else {}),
+                # not primary, but narrowed by the public audit in an earlier round: held to the width too
+                **({"held_for_public_audit": int(result.frame[HOLD].sum())} if HOLD in result.frame else {}),
                 "rounded": int((shown.notna() & (shown != result.frame[measure])).sum()),
                 **information_loss(result.frame, tables[i].dimensions, measure),
                 "audit": {

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from opendata import tree
@@ -27,7 +28,7 @@ from opendata.embargo import claim, default_staging, keep_apart, latest_public
 from opendata.errors import ReleaseError, ReleaseExists
 from opendata.package import write_package
 from opendata.parallel import connect
-from opendata.protection import EarlierTable, protect_tables
+from opendata.protection import EarlierTable, ProtectedTable, population_keys, protect_tables
 from opendata.relations import spec_relations
 from opendata.schedule import release_info, release_timing
 from opendata.spec import ReleaseSpec, load_spec
@@ -35,6 +36,9 @@ from opendata.validate import validate
 from opendata.versions import semver_key
 
 RELEASE_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")  # no pre-release or build part
+# Rounds after the first in which the cells the public audit narrowed are held to the protection width
+# and the release protected again (a count, never a clock, so the same release on every machine).
+PUBLIC_AUDIT_ROUNDS = 3
 
 
 @dataclass
@@ -83,19 +87,102 @@ def _public_audit(staged: Path, on_step: Callable[[str], None]) -> PackageAudit:
     (``opendata audit VERSION`` without the MI) over the written files. The release's own audit
     knew the primaries; this one holds every hidden cell to the protection width unless the
     published rules show it was never primary, so a version that passes here is one anyone can
-    check. Earlier versions are not in it: across versions a reader without the MI flags hidden
+    check; where it fails, ``cut_release`` holds the cells it narrowed and protects again
+    (``PUBLIC_AUDIT_ROUNDS``). Earlier versions are not in it: across versions a reader without the MI flags hidden
     cells that two versions' totals give to within their rounding (not primaries, which the
     release's linked audit checked), and a correction contradicts the version it corrects (README,
     "Not built yet")."""
     on_step("public audit (no MI)")
     report = audit_package(staged)
     if not report.ok:
+        raise PublicAuditFailed(report)
+    return report
+
+
+class PublicAuditFailed(ReleaseError):
+    """The public audit narrows cells of the written files; carries its report so the release can
+    hold those cells in another round (``cut_release``) before it gives up."""
+
+    def __init__(self, report: PackageAudit):
+        self.report = report
         shown = [e.describe() for e in report.exposed[:20]] + report.derived[:20]
-        raise ReleaseError(
+        super().__init__(
             "the public audit (what a third party can check without the MI) fails on this release, so "
             "nothing is published:\n" + "\n".join(f"  {line}" for line in shown)
         )
-    return report
+
+
+def narrowed_keys(protected: Sequence[ProtectedTable], report: PackageAudit) -> dict[str, set[str]]:
+    """Per measure, the population keys of the hidden cells the outsider's public audit narrowed
+    (``Exposure``: table, measure and the cell's codes), to hold in the next round."""
+    out: dict[str, set[str]] = {}
+    by_name = {t.spec.name: t for t in protected}
+    for e in report.exposed:
+        t = by_name.get(e.table)
+        if t is None or e.by:
+            continue
+        hit = np.ones(len(t.frame), dtype=bool)
+        for dim, code in e.cell.items():
+            hit &= t.frame[dim].astype(str).to_numpy() == str(code)
+        out.setdefault(e.measure, set()).update(population_keys(t.dimensions, t.frame[hit]))
+    return out
+
+
+def _version(
+    spec: ReleaseSpec,
+    protected: list[ProtectedTable],
+    extra: dict[str, Any],
+    public: Path,
+    staging: Path,
+    version: str | None,
+    step: Callable[[str], None],
+) -> tuple[str, Any]:
+    """The version this release earns against the latest one (or ``version``, checked), with its
+    revisions marked in ``protected`` and ``extra``: (chosen, the change or None for a first version)."""
+    step("working out the version")
+    if version is not None:
+        _refuse_existing(public, staging, spec.name, version)
+    previous = _latest([public, staging], spec.name)
+    change = None
+    if previous is None:
+        chosen = version or "1.0.0"
+    else:
+        change = diff(PackageContent.from_path(previous), PackageContent.from_tables(spec, protected, extra=extra))
+        if change.bump is None:
+            raise ReleaseError(f"nothing changed since {spec.name} {previous.name}; no new version is needed")
+        chosen = check_version(previous.name, version, change) if version else next_version(previous.name, change)
+    _refuse_existing(public, staging, spec.name, chosen)
+    if change is not None:
+        revisions = mark_revised(protected, change)
+        if revisions:
+            extra["opendata:revisions"] = {
+                "previous": previous.name,
+                "count": len(revisions),
+                "cells": revisions[:1000],
+            }
+    return chosen, change
+
+
+def _write(
+    spec: ReleaseSpec,
+    protected: list[ProtectedTable],
+    staging: Path,
+    chosen: str,
+    when: datetime,
+    extra: dict[str, Any],
+    step: Callable[[str], None],
+    dry_run: bool,
+) -> tuple[Path, PackageAudit | None]:
+    """Write the package into the staging area, gated by the public audit (PublicAuditFailed), or on
+    a dry run only say where it would go."""
+    if dry_run:
+        return staging / spec.name / chosen, None  # where it would go; nothing is written
+    step("writing package")
+    audited: list[PackageAudit] = []
+    path = write_package(
+        spec, protected, staging, chosen, when, extra=extra, check=lambda tmp: audited.append(_public_audit(tmp, step))
+    )
+    return path, audited[0]
 
 
 def mark_revised(tables: list, change) -> list[dict[str, Any]]:
@@ -194,57 +281,38 @@ def cut_release(
     due = any(v for m, v in held.items() if m not in cohort)
     ahead = mi_ahead_tables(spec, report.table, until) if mi_ahead and until and due else []
     earlier = _earlier_tables([public, staging], spec.name)
-    protected = protect_tables(
-        tables + ahead,
-        spec.disclosure,
-        on_step=step,
-        earlier=earlier,
-        relations=spec_relations(spec),
-        workers=workers,
-        scheduler=scheduler,
-    )
     months = tuple(sorted({c for t in tables for d in t.dimensions for c in d.codes if d.levels[c] == "month"}))
     held = {m: ({} if m not in cohort else v) for m, v in held.items()} if ahead else held  # published ahead
     extra = {"opendata:release": release_info(spec.name, spec.kind, timing, months, cut, held, calendar)}
     if ahead:
         extra["opendata:release"]["mi_ahead"] = {"resources": [t.spec.name for t in ahead], "statement": MI_AHEAD}
         extra["opendata:release"]["statement"].append(MI_AHEAD)
-
-    step("working out the version")
-    if version is not None:
-        _refuse_existing(public, staging, spec.name, version)
-    previous = _latest([public, staging], spec.name)
-    change = None
-    if previous is None:
-        chosen = version or "1.0.0"
-    else:
-        change = diff(PackageContent.from_path(previous), PackageContent.from_tables(spec, protected, extra=extra))
-        if change.bump is None:
-            raise ReleaseError(f"nothing changed since {spec.name} {previous.name}; no new version is needed")
-        chosen = check_version(previous.name, version, change) if version else next_version(previous.name, change)
-    _refuse_existing(public, staging, spec.name, chosen)
-    if change is not None:
-        revisions = mark_revised(protected, change)
-        if revisions:
-            extra["opendata:revisions"] = {
-                "previous": previous.name,
-                "count": len(revisions),
-                "cells": revisions[:1000],
-            }
-    if dry_run:
-        path = staging / spec.name / chosen  # where it would go; nothing is written
-    else:
-        step("writing package")
-        audited: list[PackageAudit] = []
-        path = write_package(
-            spec,
-            protected,
-            staging,
-            chosen,
-            when,
-            extra=extra,
-            check=lambda tmp: audited.append(_public_audit(tmp, step)),
+    hold: dict[str, set[str]] = {}
+    for attempt in range(PUBLIC_AUDIT_ROUNDS + 1):
+        protected = protect_tables(
+            tables + ahead,
+            spec.disclosure,
+            on_step=step,
+            earlier=earlier,
+            relations=spec_relations(spec),
+            workers=workers,
+            scheduler=scheduler,
+            hold=hold,
         )
+        release_extra = {**extra}
+        chosen, change = _version(spec, protected, release_extra, public, staging, version, step)
+        try:
+            path, audited = _write(spec, protected, staging, chosen, when, release_extra, step, dry_run)
+            break
+        except PublicAuditFailed as exc:
+            more = narrowed_keys(protected, exc.report)
+            new = sum(len(keys - hold.get(m, set())) for m, keys in more.items())
+            if attempt == PUBLIC_AUDIT_ROUNDS or not new or exc.report.derived:
+                raise
+            for m, keys in more.items():
+                hold.setdefault(m, set()).update(keys)
+            step(f"public audit narrowed {new} hidden cell(s) that are not primary: holding them to the width too")
+    if not dry_run:
         claim(staging, public)
     summary = ReleaseSummary(
         spec.name,
@@ -257,7 +325,7 @@ def cut_release(
         held_back=held,
         bump=change.bump if change else None,
         dry_run=dry_run,
-        public_audit=None if dry_run else audited[0],
+        public_audit=audited,
     )
     for t in protected:
         for measure, counts in t.sdc.items():

@@ -131,7 +131,17 @@ class MeasureSpec:
 
     @property
     def cohort_months(self) -> int | None:
-        """Months of follow-up a month's records need before the measure is complete (None: not a cohort)."""
+        """Months of follow-up a month's records need before the measure is complete (None: not a cohort).
+
+        A timeliness standard is complete for a month once its last day's records have had their
+        limit: every month has at least 28 days, and 5 working days span at most 7 calendar days,
+        plus at most 6 bank holidays in a row of weekdays (Christmas and New Year in Scotland), so
+        its counts never change afterwards (no revision of a published month)."""
+        if self.within_days is not None:
+            w = self.within_days
+            longest = max([w.limit, *(n for _, n in w.overrides)])
+            days = longest if w.unit == "calendar_days" else -(-longest // 5) * 7 + 6
+            return -(-days // 28)
         return self.within_months
 
     @property

@@ -189,3 +189,27 @@ def test_an_audit_after_the_release_finds_what_a_subcontractor_reads_off_its_own
     report, where = audit_linked_intruders(linked, units, relations=at_least)
     failed = {(f.unit, cell["provider"], f.lower, f.upper) for f, cell in zip(report.failures, where, strict=True)}
     assert failed == {("unit=S6", "S4", 0, 5), ("unit=S6", "S5", 0, 5)}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n=st.integers(30, 300), held=st.integers(1, 4))
+def test_held_cells_are_protected_like_primaries_and_keep_their_status(seed: int, n: int, held: int) -> None:
+    """A reader who cannot tell primaries from secondaries (the public audit) holds every hidden cell
+    to the protection width; a cell passed back as ``held`` (here: cells at or above the threshold,
+    drawn at random) comes out hidden, still ``secondary``, and as wide as a primary must be, by the
+    independent attacker of both tables; no primary is narrowed either."""
+    rules = Rules(threshold=5)
+    tables = linked(records(np.random.default_rng(seed), n))
+    big = sorted(set(tables[0].frame.loc[tables[0].frame["n"] >= 5, "key"]))
+    chosen = set(np.random.default_rng(seed).choice(big, size=min(held, len(big)), replace=False))
+    for t in tables:
+        t.frame["hold"] = t.frame["key"].isin(chosen)
+        t.held = "hold"
+    results = protect_linked(tables, rules=rules, method="fast")
+    intervals = attack(results, tables)
+    status = {k: s for r in results for k, s in zip(r.frame["key"], r.frame["status"], strict=True)}
+    for key in chosen:
+        assert status[key] == "secondary", key
+        assert intervals[key][1] - intervals[key][0] >= 5 - 1e-6, (key, intervals[key])
+    for key in (k for k, s in status.items() if s == "primary"):
+        assert intervals[key][1] - intervals[key][0] >= 5 - 1e-6, key
