@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
@@ -109,8 +109,11 @@ def attacker(frame: pd.DataFrame, hidden: dict[str, set[str]]):
         c[col[name]] = 1.0
         ends = []
         for sign in (1.0, -1.0):
-            lp = linprog(sign * c, A_ub=a_ub, b_ub=np.zeros(len(frame)), A_eq=np.array(rows),
-                         b_eq=np.zeros(len(rows)), bounds=bounds, method="highs")  # fmt: skip
+            model = {"A_ub": a_ub, "b_ub": np.zeros(len(frame)), "A_eq": np.array(rows), "b_eq": np.zeros(len(rows)),
+                     "bounds": bounds, "method": "highs"}  # fmt: skip
+            lp = linprog(sign * c, **model)
+            if lp.status == 2:  # the truth is a feasible point: HiGHS's presolve misjudged it (seed=6649, n=30)
+                lp = linprog(sign * c, **model, options={"presolve": False})
             assert lp.status in (0, 3), lp.message
             ends.append(sign * lp.fun if lp.status == 0 else float("inf"))
         return ends[0], ends[1]
@@ -196,6 +199,7 @@ def test_the_joint_attacker_narrows_measures_protected_alone_and_the_repair_clos
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), n=st.integers(30, 300), threshold=st.sampled_from([3, 5, 10]))
+@example(seed=6649, n=30, threshold=3)  # the test attacker's LP once ended "infeasible" on a feasible model
 def test_joint_patterns_survive_an_attacker_of_both_measures(seed: int, n: int, threshold: int) -> None:
     frame = table(np.random.default_rng(seed), n)
     rules = Rules(threshold=threshold)
