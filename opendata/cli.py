@@ -1385,6 +1385,22 @@ def css_check(files: tuple[Path, ...], today: datetime | None, as_json: bool):
     sys.exit(0 if ok else 1)
 
 
+def _statisticians_table(compute, out_file: Path | None):
+    """``compute()`` (a table and the day it is as of), every bad input a message and exit code 1, and
+    the table written to ``out_file`` whole or not at all: the two ``css`` measuring commands."""
+    from opendata.standards import write_csv
+
+    try:
+        with user_errors():
+            table, day = compute()
+            if out_file is not None:
+                write_csv(table, out_file)
+    except ValidationFailed as exc:
+        print_problems(exc.problems, exc.total, False)
+        sys.exit(1)
+    return table, day
+
+
 @css.command("measure")
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -1414,16 +1430,10 @@ def css_measure(
       opendata css measure specs/work-programme.yaml mi/work-programme-mi.csv \\
         --events mi/work-programme-journey.csv --framework specs/css/P01.yaml --out p01-css.csv
     """
-    from opendata.standards import measure_files, write_csv
+    from opendata.standards import measure_files
 
-    try:
-        with user_errors():
-            table, day = measure_files(spec, list(files), events, framework, as_of.date() if as_of else None)
-            if out_file is not None:
-                write_csv(table, out_file)
-    except ValidationFailed as exc:
-        print_problems(exc.problems, exc.total, False)
-        sys.exit(1)
+    day_ = as_of.date() if as_of else None
+    table, day = _statisticians_table(lambda: measure_files(spec, list(files), events, framework, day_), out_file)
     view = Table(
         title=f"Customer Service Standards as of {day} ({escape(str(framework))})",
         title_justify="left",
@@ -1468,16 +1478,9 @@ def css_complaints(
         --record mi/work-programme-complaints.csv --prime P01 --out p01-complaints.csv
     """
     from opendata.complaints import measure_files
-    from opendata.standards import write_csv
 
-    try:
-        with user_errors():
-            table, day = measure_files(spec, list(files), record, prime, as_of.date() if as_of else None)
-            if out_file is not None:
-                write_csv(table, out_file)
-    except ValidationFailed as exc:
-        print_problems(exc.problems, exc.total, False)
-        sys.exit(1)
+    day_ = as_of.date() if as_of else None
+    table, day = _statisticians_table(lambda: measure_files(spec, list(files), record, prime, day_), out_file)
     view = Table(
         title=f"Complaints per 1,000 participants, {escape(prime)}, as of {day}",
         title_justify="left",

@@ -26,10 +26,11 @@ import pandas as pd
 import pyarrow as pa
 
 from opendata.css import STAGES
-from opendata.errors import OpenDataError, Problem, ValidationFailed
+from opendata.errors import OpenDataError
 from opendata.indicators import exact_poisson
+from opendata.journey import RowProblems, check_against_mi
 from opendata.spec import FieldSpec, InputSpec, RuleSpec, load_spec
-from opendata.validate import MAX_DETAIL, validate
+from opendata.validate import validate
 
 KINDS = ("complaint", "feedback")
 CATEGORIES = (
@@ -87,25 +88,9 @@ def read_complaints(path: str | Path, mi_spec: InputSpec, mi: pa.Table) -> pd.Da
     frame = report.table.to_pandas(date_as_object=False)
     for column in ("received", "resolved"):
         frame[column] = frame[column].astype("datetime64[s]")
-    referred = pd.Series(
-        mi.column("referral_date").to_numpy(zero_copy_only=False).astype("datetime64[s]"),
-        index=mi.column("participant_id").to_pylist(),
-    )
-    referral = frame["participant_id"].map(referred)
-    name, problems = str(path), []
-    unknown = np.flatnonzero(referral.isna().to_numpy())
-    early = np.flatnonzero((frame["received"] < referral).to_numpy())
-    for rows, column, rule, say in (
-        (unknown, "participant_id", "known_participant", lambda i: "no referral with this participant_id in the MI"),
-        (early, "received", "before_referral", lambda i: f"before the referral on {referral.iat[i].date()}"),
-    ):
-        for i in rows[:MAX_DETAIL]:
-            value = frame[column].iat[i]
-            value = str(value.date() if column == "received" else value)
-            problems.append(Problem(name, int(i) + 1, column, value, rule, f"{name} row {i + 1}, column {column}: "
-                                    f"{say(i)} (rule: {rule})"))  # fmt: skip
-    if problems:
-        raise ValidationFailed(sorted(problems, key=lambda p: p.row), len(unknown) + len(early))
+    rows = RowProblems(str(path), frame)
+    check_against_mi(rows, mi, "received")
+    rows.raise_if_any()
     return frame
 
 

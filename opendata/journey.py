@@ -16,6 +16,7 @@ every bad row:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -61,35 +62,51 @@ def read_events(path: str | Path, mi_spec: InputSpec, mi: pa.Table) -> pd.DataFr
     report.raise_for_problems()
     events = report.table.select(list(COLUMNS)).to_pandas(date_as_object=False)
     events["date"] = events["date"].astype("datetime64[s]")
+    rows = RowProblems(str(path), events)
+    check_against_mi(rows, mi, "date")
+    again = ~events["event"].isin(REPEATING) & events.duplicated(["participant_id", "event"])
+    only_reviews = "this participant already has this event; only a review repeats"
+    rows.add(again.to_numpy(), "event", "once", lambda i: only_reviews)
+    rows.raise_if_any()
+    return events
+
+
+class RowProblems:
+    """Rows of one file that break a rule checked against other data (the MI): every one counted,
+    up to ``MAX_DETAIL`` per rule listed, as the validator lists its own."""
+
+    def __init__(self, name: str, frame: pd.DataFrame):
+        self.name, self.frame = name, frame
+        self.problems: list[Problem] = []
+        self.total = 0
+
+    def add(self, mask: np.ndarray, column: str, rule: str, say: Callable[[int], str]) -> None:
+        """One problem per row where ``mask`` holds; ``say(i)`` says what is wrong with row ``i``."""
+        rows = np.flatnonzero(mask)
+        self.total += len(rows)
+        for i in rows[:MAX_DETAIL]:
+            value = self.frame[column].iat[i]
+            text = str(value.date() if isinstance(value, pd.Timestamp) else value)
+            message = f"{self.name} row {i + 1}, column {column}: {say(i)} (rule: {rule})"
+            self.problems.append(Problem(self.name, int(i) + 1, column, text, rule, message))
+
+    def raise_if_any(self) -> None:
+        if self.total:
+            raise ValidationFailed(sorted(self.problems, key=lambda p: (p.row, p.column)), self.total)
+
+
+def check_against_mi(rows: RowProblems, mi: pa.Table, date_column: str) -> None:
+    """``known_participant``: the row's participant is in the MI; ``before_referral``: its
+    ``date_column`` is not before that participant's referral."""
     referred = pd.Series(
         mi.column("referral_date").to_numpy(zero_copy_only=False).astype("datetime64[s]"),
         index=mi.column("participant_id").to_pylist(),
     )
-    problems: list[Problem] = []
-    total = 0
-    name = str(path)
-
-    def bad(mask: np.ndarray, column: str, rule: str, say) -> None:
-        nonlocal total
-        rows = np.flatnonzero(mask)
-        total += len(rows)
-        for i in rows[:MAX_DETAIL]:
-            value = str(events[column].iat[i].date() if column == "date" else events[column].iat[i])
-            message = f"{name} row {i + 1}, column {column}: {say(i)} (rule: {rule})"
-            problems.append(Problem(name, int(i) + 1, column, value, rule, message))
-
-    referral = events["participant_id"].map(referred)
+    referral = rows.frame["participant_id"].map(referred)
     known = referral.notna().to_numpy()
-    bad(~known, "participant_id", "known_participant", lambda i: "no referral with this participant_id in the MI")
-    early = known & (events["date"] < referral).to_numpy()
-    bad(early, "date", "before_referral", lambda i: f"before the participant's referral on {referral.iat[i].date()}")
-    single = ~events["event"].isin(REPEATING)
-    again = (single & events.duplicated(["participant_id", "event"])).to_numpy()
-    bad(again, "event", "once", lambda i: "this participant already has this event; only a review repeats")
-    if total:
-        problems.sort(key=lambda p: (p.row, p.column))
-        raise ValidationFailed(problems, total)
-    return events
+    rows.add(~known, "participant_id", "known_participant", lambda i: "no referral with this participant_id in the MI")
+    early = known & (rows.frame[date_column] < referral).to_numpy()
+    rows.add(early, date_column, "before_referral", lambda i: f"before the referral on {referral.iat[i].date()}")
 
 
 def dates(events: pd.DataFrame, event: str) -> pd.Series:

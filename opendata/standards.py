@@ -32,6 +32,7 @@ exact counts included, with those two decisions in columns; it is not itself a p
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from datetime import date
@@ -206,10 +207,13 @@ def measure_files(
 
 def write_csv(table: pd.DataFrame, path: Path) -> None:
     """The table as CSV, whole or not at all (a temporary file beside it, then renamed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(tmp, index=False, lineterminator="\n")
         os.replace(tmp, path)
+    except OSError as exc:  # a directory in the way, no permission, a full disk: the user's to mend
+        raise OpenDataError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # nothing was made where nothing could be
+            tmp.unlink(missing_ok=True)

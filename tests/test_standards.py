@@ -259,6 +259,15 @@ def test_css_measure_writes_every_stage_for_the_prime_and_its_subcontractors(tmp
         )  # fmt: skip
         assert run.returncode == 0, run.stderr
     assert outs[0].read_bytes() == outs[1].read_bytes()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    run = subprocess.run(
+        [sys.executable, "-m", "opendata", "css", "measure", str(SPEC), str(paths[0]), "--events", str(paths[1]),
+         "--framework", str(FRAMEWORK.path), "--out", str(blocked / "p01.csv")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1 and f"cannot write {blocked / 'p01.csv'}" in run.stdout + run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
     table = pd.read_csv(outs[0])
     totals = table[table["provider"] == "Total"]
     assert totals["stage"].tolist() == [s.id for s in FRAMEWORK.stages]
