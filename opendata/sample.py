@@ -442,8 +442,8 @@ JOURNEY_SCHEMA = pa.schema(
         pa.field("date", pa.date32(), nullable=False),
     ]
 )
-REVIEW_EVERY = 9.0  # weeks: most reviews come well inside the 13-week standard ...
-LATE_REVIEW = 0.06  # ... but this share of gaps runs a few weeks past it
+REVIEW_WEEKS, LATE_REVIEW_WEEKS = (6.0, 12.5), (13.5, 18.0)  # most gaps inside the 13-week standard ...
+LATE_REVIEW = 0.06  # ... but this share of them runs a few weeks past it
 EARLY_EXIT = 0.12  # attached participants who leave before the two years are up (moved, stopped claiming)
 IN_WORK_OFFERED, IN_WORK_TAKEN_UP = 0.92, 0.60  # of job starts; of offers
 EXIT_REPORT_ASKED = 0.80  # exits for which Jobcentre Plus asks for the exit report
@@ -501,14 +501,15 @@ def journey(mi: pa.Table, seed: int, start: str = "2011-06", months: int = 24) -
     add("first_contact", first_contact, contacted)
     add("attachment", attach, attached)
     add("action_plan", plan, planned)
-    # Reviews from the action plan to the exit: gaps drawn round REVIEW_EVERY weeks, some late.
+    # Reviews from the action plan to the exit: gaps of REVIEW_WEEKS, some of LATE_REVIEW_WEEKS.
     last = np.where(planned, plan, extract + 1)
     end = np.minimum(np.where(exited, leave, extract), extract)
     while True:
         live = planned & (last < end)
         if not live.any():
             break
-        weeks_gap = np.where(rng.random(n) < LATE_REVIEW, rng.uniform(13.5, 18.0, n), rng.uniform(6.0, 12.5, n))
+        late = rng.random(n) < LATE_REVIEW
+        weeks_gap = np.where(late, rng.uniform(*LATE_REVIEW_WEEKS, n), rng.uniform(*REVIEW_WEEKS, n))
         gap = np.ceil(7 * weeks_gap * np.where(slow, 1.1, 1.0)).astype(np.int64)
         last = np.where(live, last + gap, last)
         add("review", last, live & (last <= end))
