@@ -252,7 +252,8 @@ def held_back(spec: ReleaseSpec, mi: pa.Table, until: str | None) -> dict[str, d
     con = duckdb.connect()
     con.register("mi", mi)
     out: dict[str, dict[str, int]] = {}
-    months, until = whole_periods(spec, observed_months(con, spec, until), until)
+    observed = observed_months(con, spec, until)
+    months, until = whole_periods(spec, observed, until)
     con.register("mi", with_elapsed(spec, mi, observed_months(con, spec)[-1] if months else None))
     for m in spec.measures.values():
         month = _period_sql(spec, m.period)
@@ -261,7 +262,7 @@ def held_back(spec: ReleaseSpec, mi: pa.Table, until: str | None) -> dict[str, d
         # and, in a table by quarter, until its quarter's cohorts are all complete
         after = until
         if m.cohort_months and months:
-            after = mature_until(months[-1], m.cohort_months)
+            after = last_cohort(m, months, observed)
             for t in spec.tables:
                 levels = table_period(t, spec.dimensions)
                 if m.name in t.measures and levels:
@@ -384,8 +385,9 @@ def aggregate(
         )
     con = duckdb.connect()
     con.register("mi", mi)
-    months, until = whole_periods(spec, observed_months(con, spec, until, since), until)
-    con.register("mi", with_elapsed(spec, mi, months[-1] if months else None))
+    observed = observed_months(con, spec, until, since)
+    months, until = whole_periods(spec, observed, until)
+    con.register("mi", with_elapsed(spec, mi, observed[-1] if months else None))
     out = []
     for table in spec.tables:
         window = max(spec.measures[m].cohort_months or 0 for m in table.measures)
@@ -393,7 +395,7 @@ def aggregate(
         if window:  # a cohort table: only cohorts whose whole follow-up the data covers
             if since or not months:
                 continue  # cohorts after the cut-off are never complete: no table ahead
-            table_until = mature_until(months[-1], window)  # the data's last month (on or before the cut-off)
+            table_until = min(last_cohort(spec.measures[m], months, observed) for m in table.measures)
         table_months = [m for m in months if table_until is None or m <= table_until]
         if window and not table_months:
             continue  # no cohort is complete yet: the table appears with the first one
@@ -454,6 +456,19 @@ def whole_until(month: str, level: str) -> str:
     """The last month, on or before ``month``, that ends a whole period at ``level``."""
     months = months_in(period_of(month, level), level)
     return month if months[-1] == month else (pd.Period(months[0], freq="M") - 1).strftime("%Y-%m")
+
+
+def last_cohort(measure: MeasureSpec, months: list[str], observed: list[str]) -> str:
+    """The last month of a cohort measure a release publishes (``months``: the release's, ``observed``:
+    the data's, both within the cut-off), or any month if it is not a cohort: its follow-up must end
+    by the data's end. A timeliness standard's month of follow-up may run into the months after the
+    release's last whole period, which the other tables hold back only to keep their periods whole;
+    so a release by financial year shows the standard for its last year, whose total is then the
+    other tables' total. A 12-month cohort's follow-up ends by the release's last month."""
+    if not measure.cohort_months:
+        return months[-1]
+    known = observed[-1] if measure.within_days is not None else months[-1]
+    return min(mature_until(known, measure.cohort_months), months[-1])
 
 
 def mature_until(end: str, window: int) -> str:

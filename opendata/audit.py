@@ -28,6 +28,7 @@ import disclosure
 from disclosure import Rules, conflicts, interval_intervals, primary_mask
 from disclosure.errors import Inconsistent, SolverFailed
 from disclosure.intruders import OUTSIDER
+from opendata import scorecard
 from opendata.aggregate import MONTHS_PROPERTY, DimensionCodes, read_period
 from opendata.descriptor import DESCRIPTOR_FILE
 from opendata.errors import OpenDataError
@@ -229,13 +230,14 @@ def audit_package(
 
 def check_derived(version_dir: Path, descriptor: dict, tables: Sequence[PublishedTable]) -> list[str]:
     """The package's ``indicators`` resource recomputed from its published tables: it must hold
-    exactly those figures (to the 6 decimals written), so it adds nothing an attacker could use and
-    the attack over tables and indicators is the attack over the tables alone. Returns what differs."""
-    resource = next(
-        (r for r in descriptor["resources"] if r.get("opendata:derived") and r["path"].endswith(".parquet")), None
-    )
+    exactly those figures (to the 6 decimals written), and its ``scorecard`` exactly what those
+    indicators give, byte for byte; so they add nothing an attacker could use and the attack over
+    tables, indicators and scorecard is the attack over the tables alone. Returns what differs."""
+    derived = {r.get("opendata:derived"): r for r in descriptor["resources"] if not r["path"].endswith(".csv")}
+    card = next((r for r in descriptor["resources"] if r.get("opendata:derived") == scorecard.SCORECARD), None)
+    resource = derived.get("indicators")
     if resource is None:
-        return []
+        return [f"{card['path']}: a scorecard without the indicators it is built from"] if card else []
     defined = descriptor.get("opendata:indicators") or []
     indicators = [Indicator.parse(d["name"], defined) for d in defined]
     base = (descriptor["opendata:disclosure"]["rules"].get("rounding") or {}).get("base")
@@ -245,7 +247,11 @@ def check_derived(version_dir: Path, descriptor: dict, tables: Sequence[Publishe
         if not t.name.endswith(AHEAD_SUFFIX)
         for rows in derive(t.name, t.dimensions, t.frame, indicators, base)
     ]
-    shipped = pd.read_parquet(version_dir / resource["path"])
+    try:
+        shipped = pd.read_parquet(_inside(version_dir, resource["path"]))
+        written = _inside(version_dir, card["path"]).read_bytes() if card else b""
+    except (OSError, ValueError) as exc:
+        return [f"derived resources cannot be read: {exc}"]
     key = ["indicator", "table", "period", "entity"]
     again = pd.concat(parts, ignore_index=True) if parts else shipped.iloc[0:0]
     if len(again) != len(shipped) or not again[key].astype(str).equals(shipped[key].astype(str)):
@@ -260,6 +266,11 @@ def check_derived(version_dir: Path, descriptor: dict, tables: Sequence[Publishe
         if not same.all():
             row = shipped.loc[~same, key].iloc[0].to_dict()
             problems.append(f"{resource['path']}: {column} is not what the published cells give, e.g. at {row}")
+    if card is not None and not problems:
+        rebuilt = scorecard.build(shipped, defined)
+        text = scorecard.to_csv(rebuilt) if rebuilt is not None else ""
+        if written != text.encode():
+            problems.append(f"{card['path']}: it is not the scorecard the published indicators give")
     return problems
 
 

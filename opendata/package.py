@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from opendata import scorecard
 from opendata.aggregate import MONTHS_PROPERTY, DimensionCodes
 from opendata.descriptor import (
     ANNOTATIONS,
@@ -120,7 +121,7 @@ def write_package(
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{version}-{os.getpid()}-", dir=dataset_dir))
     try:
         os.chmod(tmp, 0o755)
-        resources = _write_resources(tmp, tables, hierarchies, _indicator_frame(spec, tables))
+        resources = _write_resources(tmp, spec, tables, hierarchies)
         descriptor = _descriptor(spec, tables, version, stamp, resources, extra)
         descriptor["resources"] = write_views(tmp, descriptor)
         _write_text(tmp / DESCRIPTOR_FILE, json.dumps(descriptor, indent=2, ensure_ascii=False, default=_json) + "\n")
@@ -172,6 +173,10 @@ def describe(
             _indicator_resource(INDICATORS_CSV, CSV_PROPS),
             _indicator_resource(INDICATORS_PARQUET, PARQUET_PROPS),
         ]
+        card = _scorecard(spec, indicators)
+        if card is not None:
+            frames[scorecard.SCORECARD] = card
+            resources.append(scorecard.resource(CSV_PROPS))
     texts = {}
     for d in hierarchies.values():
         resources.append(_hierarchy_resource(d, f"hierarchies/{d.name}.csv", CSV_PROPS))
@@ -257,12 +262,10 @@ def _published_frame(t: ProtectedTable) -> pd.DataFrame:
 
 
 def _write_resources(
-    root: Path,
-    tables: list[ProtectedTable],
-    hierarchies: dict[str, DimensionCodes],
-    indicators: pd.DataFrame | None = None,
+    root: Path, spec: ReleaseSpec, tables: list[ProtectedTable], hierarchies: dict[str, DimensionCodes]
 ) -> list[dict[str, Any]]:
     """Write every data file and return its resource descriptor, in a fixed order."""
+    indicators = _indicator_frame(spec, tables)
     (root / "data").mkdir(mode=0o755)
     (root / "hierarchies").mkdir(mode=0o755)
     csvs, parquets = [], []
@@ -280,6 +283,10 @@ def _write_resources(
         derived.append(_indicator_resource(INDICATORS_CSV, _written(root, INDICATORS_CSV, CSV_PROPS)))
         _write_indicator_parquet(root / INDICATORS_PARQUET, indicators)
         derived.append(_indicator_resource(INDICATORS_PARQUET, _written(root, INDICATORS_PARQUET, PARQUET_PROPS)))
+        card = _scorecard(spec, indicators)
+        if card is not None:
+            _write_text(root / scorecard.SCORECARD_CSV, scorecard.to_csv(card))
+            derived.append(scorecard.resource(_written(root, scorecard.SCORECARD_CSV, CSV_PROPS)))
     hiers = []
     for d in hierarchies.values():
         path = f"hierarchies/{d.name}.csv"
@@ -484,6 +491,11 @@ def _indicator_frame(spec: ReleaseSpec, tables: list[ProtectedTable]) -> pd.Data
             rows[_NUMBERS] = rows[_NUMBERS].round(DIGITS)
             parts.append(rows)
     return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def _scorecard(spec: ReleaseSpec, indicators: pd.DataFrame) -> pd.DataFrame | None:
+    """The balanced scorecard of the prime contracts, from the indicators as written."""
+    return scorecard.build(indicators, [i.describe() for i in spec.indicators])
 
 
 def _indicator_fields() -> list[dict[str, Any]]:

@@ -291,42 +291,42 @@ def _funnels(version_dir: Path, d: dict[str, Any]) -> list[str]:
 
 
 def _scorecard(version_dir: Path, d: dict[str, Any]) -> str:
-    """The balanced scorecard (report recommendation 12): each prime contract over the whole release on
-    every proportion the package publishes (service standards and job outcomes alike), with its 95%
-    interval and verdict against the programme, from the published indicators only."""
-    resource = next((r for r in d["resources"] if r.get("opendata:derived") and r["path"].endswith(".csv")), None)
-    shown = [
-        i for i in d.get("opendata:indicators") or [] if i.get("kind") == "proportion" and not i.get("standardise_by")
+    """The balanced scorecard (report recommendation 12) as the package's ``scorecard`` resource
+    holds it: each prime contract over the whole period on every proportion published, with its 95%
+    interval, its verdict against the programme and against its contract's level."""
+    resource = next((r for r in d["resources"] if r.get("opendata:derived") == "scorecard"), None)
+    if resource is None:
+        return ""
+    titles = {i["name"]: i.get("title", i["name"]) for i in d.get("opendata:indicators") or []}
+    rows = _csv(version_dir / resource["path"])
+    shown = list(dict.fromkeys(r["indicator"] for r in rows))
+    cells = {(r["prime_contract"], r["indicator"]): r for r in rows}
+
+    def cell(r: dict[str, str] | None) -> str:
+        if r is None:
+            return "<td>not published</td>"
+        level = "" if r["contractual_level"] == "[x]" else f"; level {float(r['contractual_level']):.1%}: "
+        if r["status"]:
+            return f"<td>[{_e(r['status'])}]{_e(level + 'not known' if level else '')}</td>"
+        return (
+            f"<td>{float(r['value']):.1%} ({float(r['lower_95']):.1%} to {float(r['upper_95']):.1%}), "
+            f"{_e(r['compared_95'] or 'not compared')}{_e(level + r['against_level'] if level else '')}</td>"
+        )
+
+    head = "".join(f"<th scope='col'>{_e(titles.get(i, i))}</th>" for i in shown)
+    body = [
+        f"<tr><th scope='row'>{_e(prime)}</th>{''.join(cell(cells.get((prime, i))) for i in shown)}</tr>"
+        for prime in sorted({r["prime_contract"] for r in rows})
     ]
-    if resource is None or not shown:
-        return ""
-    rows = [r for r in _csv(version_dir / resource["path"]) if r["period"] == "Total"]
-    cells: dict[str, dict[str, dict[str, str]]] = {}
-    for r in rows:
-        if r["entity_level"] == "prime_contract":
-            cells.setdefault(r["entity"], {}).setdefault(r["indicator"], r)
-    if not cells:
-        return ""
-    head = "".join(f"<th scope='col'>{_e(i['title'])}</th>" for i in shown)
-    body = []
-    for prime in sorted(cells):
-        tds = []
-        for i in shown:
-            r = cells[prime].get(i["name"])
-            if r is None:
-                tds.append("<td>not published</td>")
-            elif r["status"]:
-                tds.append(f"<td>[{_e(r['status'])}]</td>")
-            else:
-                tds.append(
-                    f"<td>{float(r['value']):.1%} ({float(r['lower_95']):.1%} to {float(r['upper_95']):.1%}), "
-                    f"{_e(r['compared_95'] or 'not compared')}</td>"
-                )
-        body.append(f"<tr><th scope='row'>{_e(prime)}</th>{''.join(tds)}</tr>")
-    caption = "Each prime contract against the programme: value, 95% interval and verdict at 95%"
+    caption = (
+        "Each prime contract: value, 95% interval, verdict against the programme at 95% and, where the contract "
+        "sets a level, whether it is met"
+    )
     return (
-        "<p>Service standards and outcomes side by side, from the published figures only. [c]: suppressed to "
-        "protect people.</p><div class='scroll' role='region' aria-label='Scorecard' tabindex='0'><table>"
+        "<p>Service standards and outcomes side by side, from the published figures only (the package's "
+        f"<a href='{_e(resource['path'])}'>scorecard</a>). Against a level: met or not met where the 95% interval "
+        "lies wholly on one side of it, else not clear. [c]: suppressed to protect people.</p>"
+        "<div class='scroll' role='region' aria-label='Scorecard' tabindex='0'><table>"
         f"<caption>{caption}</caption><thead><tr><th scope='col'>Prime contract</th>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -186,9 +186,18 @@ class IndicatorSpec:
     polarity: str = "higher"
     description: str = ""
     standardise_by: str = ""  # a dimension of strata: observed / expected (indirect standardisation)
+    # the contract's level (the least allowed, or for polarity lower the most), and primes' own levels
+    contractual_level: float | None = None
+    contractual_overrides: tuple[tuple[str, float], ...] = ()
 
     def describe(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v != ""}
+        """As the package's ``opendata:indicators`` says it (the spec's own keys)."""
+        out = {k: v for k, v in self.__dict__.items() if v != "" and not k.startswith("contractual")}
+        if self.contractual_level is not None:
+            out["contractual_level"] = {"level": self.contractual_level}
+            if self.contractual_overrides:
+                out["contractual_level"]["overrides"] = dict(self.contractual_overrides)
+        return out
 
 
 @dataclass(frozen=True)
@@ -310,6 +319,26 @@ def _within_days(raw: dict | None, where: str, names: list[str], fields: list) -
             raise SpecError(f"{where}.overrides: {', '.join(unknown)} not codes of {by}")
     overrides = tuple(sorted(overrides.items()))
     return WithinDays(raw["limit"], raw["unit"], raw.get("nation"), by, overrides, raw.get("counts", "within"))
+
+
+def _indicator(i: int, raw: dict[str, Any], dimensions: dict[str, DimensionSpec]) -> IndicatorSpec:
+    """An indicator; a contractual level only where a side of it is better (a proportion with a
+    polarity, not standardised), its overrides naming prime contracts of the spec's code lists."""
+    raw = dict(raw)
+    contract = raw.pop("contractual_level", None)
+    ind = IndicatorSpec(**raw)
+    if contract is None:
+        return ind
+    where = f"indicators[{i}].contractual_level"
+    if ind.kind != "proportion" or ind.polarity == "none" or ind.standardise_by:
+        raise SpecError(f"{where}: a level is for a proportion with a polarity (higher or lower), not standardised")
+    overrides = contract.get("overrides") or {}
+    primes = {c for d in dimensions.values() if d.codelist for c in d.codelist.at_level("prime_contract")}
+    unknown = sorted(set(overrides) - primes)
+    if unknown:
+        raise SpecError(f"{where}.overrides: {', '.join(unknown)} not prime contracts of the code lists")
+    level, overrides = float(contract["level"]), tuple(sorted((k, float(v)) for k, v in overrides.items()))
+    return replace(ind, contractual_level=level, contractual_overrides=overrides)
 
 
 def period_levels(where: str, raw: str | list[str]) -> tuple[str, ...]:
@@ -523,7 +552,7 @@ def _build(path: Path, raw: dict[str, Any]) -> ReleaseSpec:
     if len({t.name for t in tables}) != len(tables):
         raise SpecError("tables: table names must be unique")
     _check_period_links(tables, dimensions)
-    indicators = tuple(IndicatorSpec(**i) for i in raw.get("indicators", ()))
+    indicators = tuple(_indicator(i, raw_ind, dimensions) for i, raw_ind in enumerate(raw.get("indicators", ())))
     for i, ind in enumerate(indicators):
         for role in ("numerator", "denominator"):
             if getattr(ind, role) not in measures:

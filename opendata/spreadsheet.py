@@ -125,6 +125,9 @@ def build_book(version_dir: Path, descriptor: dict[str, Any]) -> Book:
     notes = _notes(descriptor)
     data_sheets = [_table_sheet(version_dir, resource, n, descriptor) for n, resource in enumerate(tables, start=1)]
     data_sheets = [s for s in data_sheets if s is not None]
+    card = next((r for r in descriptor["resources"] if r.get("opendata:derived") == "scorecard"), None)
+    if card is not None:
+        data_sheets.append(_derived_sheet(version_dir, card, len(data_sheets) + 1))
     notes_sheet = _notes_sheet(notes)
     sheets = (_cover(descriptor), _contents([notes_sheet, *data_sheets]), notes_sheet, *data_sheets)
     return Book(
@@ -244,6 +247,31 @@ def _table_sheet(version_dir: Path, resource: dict[str, Any], n: int, descriptor
     if source:
         lines.append(f"Source: {source}.")
     return Sheet(f"Table_{n}", resource.get("title", resource["name"]), tuple(lines), tuple(columns), rows)
+
+
+def _derived_sheet(version_dir: Path, resource: dict[str, Any], n: int) -> Sheet:
+    """A table computed from the published cells (the scorecard), as its CSV holds it: integers and
+    numbers as numbers, shorthand and words as text. No cell is blank (the guidance): a blank takes
+    its row's status ([c], [z]) or, where the row is shown, [x] (none: no level, no verdict); the
+    status column itself is then redundant and left out."""
+    fields = [f for f in resource["schema"]["fields"] if f["name"] != "status"]
+    frame = pd.read_csv(version_dir / resource["path"], dtype=str, keep_default_na=False)
+    status = frame["status"] if "status" in frame else pd.Series("", index=frame.index)
+    kinds = {"integer": int, "number": float}
+
+    def value(kind: str, text: str, row_status: str) -> Any:
+        if not text:
+            return f"[{row_status or 'x'}]"
+        return kinds[kind](text) if kind in kinds and not text.startswith("[") else text
+
+    types = [f["type"] for f in fields]
+    rows = [
+        [value(kind, text, row_status) for kind, text in zip(types, r, strict=True)]
+        for *r, row_status in frame[[f["name"] for f in fields]].assign(_s=status).itertuples(index=False)
+    ]
+    lines = ("This worksheet contains one table.", resource.get("description", ""))
+    columns = tuple(f["title"] for f in fields)
+    return Sheet(f"Table_{n}", resource.get("title", resource["name"]), tuple(x for x in lines if x), columns, rows)
 
 
 # --- ODS -----------------------------------------------------------------------------------------
@@ -375,9 +403,9 @@ def _ods_content(x: XMLGenerator, book: Book) -> None:
 def _ods_row(x: XMLGenerator, values: list[Any], link_column: int | None = None, heading: bool = False) -> None:
     x.startElement("table:table-row", {})
     for j, value in enumerate(values):
-        if isinstance(value, int):
-            x.startElement("table:table-cell", {"office:value-type": "float", "office:value": str(value)})
-            _leaf(x, "text:p", str(value))
+        if isinstance(value, int | float):  # repr: the shortest text that reads back as the same number
+            x.startElement("table:table-cell", {"office:value-type": "float", "office:value": repr(value)})
+            _leaf(x, "text:p", repr(value))
         else:
             x.startElement("table:table-cell", {"office:value-type": "string"})
             x.startElement("text:p", {"text:style-name": "heading"} if heading else {})
@@ -422,7 +450,7 @@ def xlsx_bytes(book: Book) -> bytes:
         top = sheet.header_row
         for i, row in enumerate(sheet.rows, start=top + 1):
             for j, value in enumerate(row):
-                if isinstance(value, int):
+                if isinstance(value, int | float):
                     ws.write_number(i, j, value)
                 elif j == sheet.link_column:
                     ws.write_url(i, j, f"internal:'{value}'!A1", string=value)

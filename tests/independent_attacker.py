@@ -46,7 +46,11 @@ ROOT_AREA, ROOT_PG = "GB", "ALL"
 CUMULATIVE = (("attachments", "referrals"), ("job_starts", "attachments"), ("job_outcomes", "job_starts"))
 #: (measure, bound measure, factor): in every cell ``measure <= factor * bound measure`` (a referral
 #: cohort's job outcomes within 12 months are some of its referrals).
-PER_CELL = (("sustainment_payments", "job_outcomes", 30), ("job_outcomes_12m", "referrals", 1))
+PER_CELL = (
+    ("sustainment_payments", "job_outcomes", 30),
+    ("job_outcomes_12m", "referrals", 1),
+    ("missed_attachment_standard", "referrals", 1),
+)
 AREA_DIMS, PG_DIMS = ("provider", "cpa"), ("payment_group",)
 
 
@@ -602,6 +606,12 @@ MEASURES = {
 #: date of :data:`MEASURES`, counted in that date's month
 COHORTS = {"job_outcomes_12m": ("job_outcome_date", 12)}
 MEASURES["job_outcomes_12m"] = ("referral_date", None)
+#: timeliness standard -> (event date, calendar days, {payment group: days}): records whose event is
+#: missing or more than that many days after the date of :data:`MEASURES`, counted in that date's
+#: month. Published months are complete (every record has had its limit by the data's end), so an
+#: event after the data's end is late too.
+MISSED = {"missed_attachment_standard": ("attachment_date", 15, {"PG9": 25})}
+MEASURES["missed_attachment_standard"] = ("referral_date", None)
 
 
 def read_mi(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -625,6 +635,11 @@ def true_tables(records: pd.DataFrame, tables: Sequence[Table]) -> dict[str, dic
                 rec = rec[rec[event] != ""]
                 start = pd.to_datetime(rec[date])
                 rec = rec[pd.to_datetime(rec[event]) < start + pd.DateOffset(months=months)]
+            if m in MISSED:
+                event, days, overrides = MISSED[m]
+                limit = rec["payment_group"].map(overrides).fillna(days)
+                taken = (pd.to_datetime(rec[event].replace("", None)) - pd.to_datetime(rec[date])).dt.days
+                rec = rec[taken.isna() | (taken > limit)]
             leaf = pd.DataFrame(
                 {"_v": rec[value] if value else 1, "_f": (rec[value] > 0).astype(int) if value else 1}, index=rec.index
             )

@@ -357,6 +357,35 @@ def test_calendar_and_financial_years_are_not_mixed(tmp_path):
 
 
 @pytest.mark.slow
+def _check_standard_and_scorecard(work: Path, version: Path) -> None:
+    """The demo spec's Customer Service Standard and scorecard (issue 16): the standard's table spans
+    the release's year (March's referrals had April, in the data, to attach), ``opendata compare``
+    answers on its share, the scorecard is in the package, a spreadsheet sheet and the page, and a
+    scorecard changed by hand is refused by the audit (the package above passed it)."""
+    from opendata.audit import check_derived, read_published
+    from opendata.spreadsheet import build_book
+
+    standards = pd.read_csv(version / "data" / "provider-by-referral-year-standards.csv", dtype=str)
+    assert sorted(set(standards["referral_year_standards"])) == ["2011/12", "Total"]
+    card = pd.read_csv(version / "data" / "scorecard.csv", dtype=str, keep_default_na=False)
+    missed = card[card["indicator"] == "missed-attachment-standard"]
+    assert len(missed) == 40 and (missed["contractual_level"] == "0.1").all()  # every prime
+    assert set(missed["against_level"]) <= {"", "met", "not met", "not clear"}
+    compared = opendata("compare", version, "--entity", "CPA01", "--indicator", "missed-attachment-standard")
+    assert "missed-attachment-standard of CPA01" in compared.stdout
+    book = build_book(version, json.loads((version / "datapackage.json").read_text()))
+    assert "Balanced scorecard of prime contracts" in [s.title for s in book.sheets]
+    assert "Scorecard of prime contracts" in (version / "index.html").read_text()
+    copy = work / "tampered"
+    shutil.copytree(version, copy)
+    text = (copy / "data" / "scorecard.csv").read_text()
+    (copy / "data" / "scorecard.csv").write_text(text.replace(",0.1,", ",0.5,", 1))  # a laxer level
+    descriptor, tables = read_published(copy)
+    assert check_derived(copy, descriptor, tables) == [
+        "data/scorecard.csv: it is not the scorecard the published indicators give"
+    ]
+
+
 def test_a_release_by_financial_year_is_valid_linked_and_audited(tmp_path):
     """The demo's spec (``work-programme-annual.yaml``, without the intruders): subcontractors by
     financial year beside CPA x payment group x month with financial-year subtotals, on a year of MI
@@ -385,3 +414,4 @@ def test_a_release_by_financial_year_is_valid_linked_and_audited(tmp_path):
     hierarchy = pd.read_csv(version / "hierarchies" / "financial_year.csv", dtype=str, keep_default_na=False)
     assert hierarchy.set_index("code").loc["2011/12", "label"].startswith("April 2011 to March 2012 (part:")
     assert "audit passed" in opendata("audit", version).stdout
+    _check_standard_and_scorecard(tmp_path, version)

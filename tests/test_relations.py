@@ -28,6 +28,7 @@ def test_the_work_programme_rules_give_the_order_of_events_and_the_payment_bound
         Relation("job_outcomes", "job_starts", cumulative=True),
         Relation("sustainment_payments", "job_outcomes", 30.0),
         Relation("job_outcomes_12m", "referrals"),  # a cohort's outcomes are some of its referrals
+        Relation("missed_attachment_standard", "referrals"),  # so are those that missed a standard
     }
 
 

@@ -29,12 +29,15 @@ def test_shipped_specs_load(name):
 
 def test_the_annual_spec_is_the_monthly_one_with_its_own_tables_and_disclosure():
     """``work-programme-annual.yaml`` extends ``work-programme.yaml``: the same data, measures and
-    indicators; subcontractors by financial year, CPAs never hidden as secondaries."""
+    indicators, and the attachment standard's table and share, which the monthly spec does not
+    publish; subcontractors by financial year, CPAs never hidden as secondaries."""
     monthly, annual = load_spec(SPECS / "work-programme.yaml"), load_spec(SPECS / "work-programme-annual.yaml")
     assert annual.name == monthly.name and annual.input == monthly.input
-    assert annual.measures == monthly.measures and annual.indicators == monthly.indicators
+    assert annual.measures == monthly.measures and annual.indicators[:-1] == monthly.indicators
+    assert annual.indicators[-1].name == "missed-attachment-standard"
     assert [t.name for t in annual.tables] == [
         "provider-by-financial-year", "cpa-payment-group-by-month", "provider-by-referral-year",
+        "provider-by-referral-year-standards",
     ]  # fmt: skip
     assert annual.dimensions["month"].period_levels == ("financial_year", "month")
     assert annual.disclosure.must_publish == ({"provider": ("cpa",)},)
@@ -105,9 +108,9 @@ def write_variant(tmp_path: Path, change) -> Path:
         (lambda r: r["dimensions"][1].pop("codelist"), "dimensions[1]: a dimension needs either"),
         (lambda r: r["dimensions"][1].update(codelist="codelists/missing.csv"), "missing.csv does not exist"),
         (lambda r: r.update(name="Work Programme"), "name: 'Work Programme' does not match"),
-        (lambda r: r["measures"][-1].update(aggregate="sum"), "measures[5].within_months: a cohort measure"),
-        (lambda r: r["measures"][-1].update(field="referral_date"), "measures[5].within_months: a cohort measure"),
-        (lambda r: r["measures"][-1].update(within_months=0), "measures[5].within_months: 0 is less than"),
+        (lambda r: r["measures"][5].update(aggregate="sum"), "measures[5].within_months: a cohort measure"),
+        (lambda r: r["measures"][5].update(field="referral_date"), "measures[5].within_months: a cohort measure"),
+        (lambda r: r["measures"][5].update(within_months=0), "measures[5].within_months: 0 is less than"),
         (lambda r: r["tables"][2]["measures"].append("job_outcomes"), "tables[2].measures: a table with a cohort"),
         (lambda r: r["tables"][2]["dimensions"].append("month"), "tables[2].dimensions: at most one dimension"),
         (lambda r: r["indicators"][1].update(standardise_by="provider"), "indicators[1].standardise_by: no table"),
