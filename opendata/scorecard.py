@@ -30,7 +30,7 @@ COLUMNS = (
     "benchmark", "compared_95", "contractual_level", "against_level", "status",
 )  # fmt: skip
 FIELDS = {  # type, title (a column header), description
-    "prime_contract": ("string", "Prime contract", "Prime contract code (the provider hierarchy)"),
+    "prime_contract": ("string", "Prime contract code", "Its code in the provider hierarchy"),
     "indicator": ("string", "Indicator", "Its name in opendata:indicators"),
     "table": ("string", "Table", "The table it is computed from"),
     "numerator": ("integer", "Numerator", "Published numerator over the table's whole period (rounded)"),
