@@ -233,9 +233,9 @@ def check_derived(version_dir: Path, descriptor: dict, tables: Sequence[Publishe
     exactly those figures (to the 6 decimals written), and its ``scorecard`` exactly what those
     indicators give, byte for byte; so they add nothing an attacker could use and the attack over
     tables, indicators and scorecard is the attack over the tables alone. Returns what differs."""
-    derived = {r.get("opendata:derived"): r for r in descriptor["resources"] if not r["path"].endswith(".csv")}
-    card = next((r for r in descriptor["resources"] if r.get("opendata:derived") == scorecard.SCORECARD), None)
-    resource = derived.get("indicators")
+    derived = [r for r in descriptor["resources"] if r.get("opendata:derived")]
+    resource = next((r for r in derived if r["path"].endswith(".parquet")), None)  # the indicators
+    card = next((r for r in derived if r["opendata:derived"] == scorecard.SCORECARD), None)
     if resource is None:
         return [f"{card['path']}: a scorecard without the indicators it is built from"] if card else []
     defined = descriptor.get("opendata:indicators") or []
