@@ -116,12 +116,10 @@ def to_csv(frame: pd.DataFrame) -> str:
     """Numbers as Python writes them; a missing one as GSS shorthand: the row's status ([c] or [z])
     for the figures, [x] for a level the contract does not set."""
     out = frame.copy()
-    marker = pd.Series(np.where(out["status"] == "z", "[z]", "[c]"), index=out.index)
+    row = pd.Series(np.where(out["status"] == "z", "[z]", "[c]"), index=out.index)
     for name in ("numerator", "denominator", *NUMBERS):
-        values = out[name].astype("Int64") if name in ("numerator", "denominator") else out[name].astype("Float64")
-        missing = pd.Series("[x]", index=out.index) if name == "contractual_level" else marker
-        if name == "benchmark":
-            missing = pd.Series("[c]", index=out.index)
+        values = out[name].astype("Int64" if name in ("numerator", "denominator") else "Float64")
+        missing = {"contractual_level": "[x]", "benchmark": "[c]"}.get(name, row)
         out[name] = values.astype("string").where(values.notna(), missing).astype(str)
     return out.to_csv(index=False, lineterminator="\n")
 
