@@ -629,6 +629,7 @@ def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, An
     per_table: dict[str, Any] = {}
     total = {"cells": 0, "primary": 0, "secondary": 0, "suppressed": 0, "rounded": 0}
     audit_ok = True
+    published = {m.name for t in tables for m in t.measures}  # a measure the spec defines may go unpublished
     for t in tables:
         frame = t.frame
         per_measure: dict[str, Any] = {}
@@ -684,8 +685,8 @@ def _disclosure(spec: ReleaseSpec, tables: list[ProtectedTable]) -> dict[str, An
             "singletons": applied.singletons,
             # who the pattern is safe against besides outsiders: units that know all their own cells
             "intruders": list(rules.intruders),
-            # what the attacker model knows between measures (opendata.relations)
-            "relations": [asdict(r) for r in spec_relations(spec)],
+            # what the attacker model knows between the published measures (opendata.relations)
+            "relations": [asdict(r) for r in spec_relations(spec) if {r.smaller, r.larger} <= published],
         },
         "tables": per_table,
         "total": total | {"audit_ok": audit_ok},

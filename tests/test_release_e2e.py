@@ -21,6 +21,9 @@ import pytest
 from independent_audit import feasible_intervals
 from shipped_specs import OUTSIDERS
 
+from opendata.relations import spec_relations
+from opendata.spec import load_spec
+
 pytestmark = pytest.mark.slow  # end to end: left out of the quick subset (make test-quick)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -329,6 +332,13 @@ def test_descriptor_and_readme_say_what_is_hidden_at_each_level(released):
             assert isinstance(pattern["optimal"], bool)
             assert pattern["optimal"] or "lower_bound" not in pattern or pattern["gap"] > 0
     assert "Cells suppressed at each level" in (version / "README.md").read_text()
+    # the relations stated are those between published measures: the spec defines the attachment
+    # standard, and its relation to referrals, without publishing it
+    published = {m for measures in descriptor["opendata:disclosure"]["tables"].values() for m in measures}
+    stated = descriptor["opendata:disclosure"]["rules"]["relations"]
+    defined = spec_relations(load_spec(SPEC))
+    assert any(r.smaller not in published for r in defined)
+    assert stated and all({r["smaller"], r["larger"]} <= published for r in stated)
 
 
 def test_dry_run_says_what_would_be_suppressed_and_writes_nothing(released, tmp_path):
