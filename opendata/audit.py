@@ -234,7 +234,9 @@ def check_derived(version_dir: Path, descriptor: dict, tables: Sequence[Publishe
     indicators give, byte for byte; so they add nothing an attacker could use and the attack over
     tables, indicators and scorecard is the attack over the tables alone. Returns what differs."""
     derived = [r for r in descriptor["resources"] if r.get("opendata:derived")]
-    resource = next((r for r in derived if r["path"].endswith(".parquet")), None)  # the indicators
+    resource = next(
+        (r for r in derived if r["opendata:derived"] == "indicators" and r["path"].endswith(".parquet")), None
+    )
     card = next((r for r in derived if r["opendata:derived"] == scorecard.SCORECARD), None)
     if resource is None:
         return [f"{card['path']}: a scorecard without the indicators it is built from"] if card else []

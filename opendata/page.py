@@ -255,7 +255,9 @@ Z = {"95": 1.959964, "99.8": 3.090232}  # two-sided normal quantiles of the funn
 def _funnels(version_dir: Path, d: dict[str, Any]) -> list[str]:
     """A funnel plot per proportion indicator: each CPA over the whole release against the programme,
     with the 95% and 99.8% limits (score test: p0 ± z·sqrt(p0(1-p0)/n), as ``opendata compare``)."""
-    resource = next((r for r in d["resources"] if r.get("opendata:derived") and r["path"].endswith(".csv")), None)
+    resource = next(
+        (r for r in d["resources"] if r.get("opendata:derived") == "indicators" and r["path"].endswith(".csv")), None
+    )  # not the scorecard, also derived and a CSV
     if resource is None:
         return []
     rows = _csv(version_dir / resource["path"])
