@@ -66,10 +66,14 @@ class KeyedRelations:
     upper: np.ndarray
 
     def over(self, keys: pd.Index) -> Relations:
-        col = keys.get_indexer(self.terms["key"].astype(str))
+        key = self.terms["key"]
+        if isinstance(key.dtype, pd.CategoricalDtype):  # each distinct key looked up once
+            col = keys.get_indexer(key.cat.categories.astype(str))[key.cat.codes.to_numpy()]
+        else:
+            col = keys.get_indexer(key.astype(str))
         if (col < 0).any():
             raise DisclosureError(
-                f"a relation names cell {self.terms['key'].iloc[int(np.argmax(col < 0))]!r}, which no table holds"
+                f"a relation names cell {str(key.iloc[int(np.argmax(col < 0))])!r}, which no table holds"
             )
         row = self.terms["row"].to_numpy(dtype=np.int64)
         matrix = sp.csr_matrix(

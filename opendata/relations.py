@@ -114,9 +114,7 @@ def relation_rows(
                 mine, bound = -rel.factor, -np.asarray(lo, dtype=np.float64)
             if not rel.cumulative:
                 keep = np.flatnonzero(np.isfinite(bound))
-                terms.append(
-                    pd.DataFrame({"row": row + np.arange(len(keep)), "key": key.to_numpy()[keep], "coef": mine})
-                )
+                terms.append((row + np.arange(len(keep)), key, keep, mine))
                 upper.append(bound[keep])
                 row += len(keep)
                 continue
@@ -125,12 +123,10 @@ def relation_rows(
             keep = np.flatnonzero(np.isfinite(cum))
             cells = _running(first, keep)
             rows = row + np.repeat(np.arange(len(keep)), keep - first[keep] + 1)
-            terms.append(pd.DataFrame({"row": rows, "key": key.to_numpy()[order[cells]], "coef": mine}))
+            terms.append((rows, key, order[cells], mine))
             upper.append(cum[keep])
             row += len(keep)
-    if not terms:
-        return pd.DataFrame({"row": np.zeros(0, dtype=np.int64), "key": [], "coef": []}), np.zeros(0)
-    return pd.concat(terms, ignore_index=True), np.concatenate(upper)
+    return _terms(terms), np.concatenate(upper) if upper else np.zeros(0)
 
 
 def _runs(table: Any, month: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -175,16 +171,35 @@ def joint_rows(
             if not rel.cumulative:
                 n = len(key)
                 for measure, coef in sides:
-                    terms.append(pd.DataFrame({"row": row + np.arange(n), "key": measure + "#" + key, "coef": coef}))
+                    terms.append((row + np.arange(n), measure + "#" + key, np.arange(n), coef))
                 row += n
                 continue
             order, first = _runs(table, month)
             cells = _running(first, np.arange(len(order)))
             rows = row + np.repeat(np.arange(len(order)), np.arange(len(order)) - first + 1)
             for measure, coef in sides:
-                named = (measure + "#" + key).to_numpy()[order[cells]]
-                terms.append(pd.DataFrame({"row": rows, "key": named, "coef": coef}))
+                terms.append((rows, measure + "#" + key, order[cells], coef))
             row += len(order)
-    if not terms:
-        return pd.DataFrame({"row": np.zeros(0, dtype=np.int64), "key": [], "coef": []}), np.zeros(0)
-    return pd.concat(terms, ignore_index=True), np.zeros(row)
+    return _terms(terms), np.zeros(row)
+
+
+def _terms(parts: Sequence[tuple[np.ndarray, pd.Series, np.ndarray, float]]) -> pd.DataFrame:
+    """The ``(row, key, coef)`` frame of ``disclosure.KeyedRelations`` from ``(rows, keys, at, coef)``
+    parts, each naming the cells ``keys[at]``. The keys are categorical (codes into the distinct keys):
+    a running total has a term per earlier month, so the terms grow with the square of the months
+    (20 to 28 million per measure at 235 months), and as strings each cost a pickled object when a
+    measure's task goes to a worker (about 2 GB per measure there), as codes 4 bytes."""
+    if not parts:
+        return pd.DataFrame({"row": np.zeros(0, dtype=np.int64), "key": [], "coef": []})
+    names = list({id(keys): keys for _, keys, _, _ in parts}.values())
+    vocabulary = pd.Index(np.concatenate([k.to_numpy() for k in names])).unique()
+    codes = {id(k): vocabulary.get_indexer(k.to_numpy()).astype(np.int32) for k in names}
+    return pd.DataFrame(
+        {
+            "row": np.concatenate([rows for rows, *_ in parts]).astype(np.int64),
+            "key": pd.Categorical.from_codes(
+                np.concatenate([codes[id(keys)][at] for _, keys, at, _ in parts]), categories=vocabulary
+            ),
+            "coef": np.concatenate([np.full(len(rows), coef, dtype=np.float64) for rows, _, _, coef in parts]),
+        }
+    )

@@ -122,3 +122,23 @@ def _refused(spec: Path, tmp_path: Path, rows: int, match: str) -> None:
             reason="test",
         )
     assert not (tmp_path / "releases").exists() and not (tmp_path / "staging").exists()
+
+
+def test_the_engine_reads_the_coded_keys_as_the_strings_they_stand_for(tables):
+    """The terms carry their keys as codes (a running total has a term per earlier month: 20 to 28
+    million per measure at 235 months); the engine's matrix from them is the one the strings give,
+    and a key no table holds is still named."""
+    from disclosure import DisclosureError, KeyedRelations
+
+    spec, aggregated = tables
+    table = aggregated[0]
+    keys = population_keys(table.dimensions, table.frame)
+    known = {m: (table.frame[m].to_numpy(),) * 2 for m in table.frame.columns if m in spec.measures}
+    terms, upper = relation_rows([table], [keys], "attachments", spec_relations(spec), [known | {CUMULATIVE: (0, 0)}])
+    assert isinstance(terms["key"].dtype, pd.CategoricalDtype)
+    index = pd.Index(keys)
+    coded = KeyedRelations(terms, upper).over(index).matrix
+    plain = KeyedRelations(terms.assign(key=terms["key"].astype(str)), upper).over(index).matrix
+    assert coded.nnz > len(upper) and (coded != plain).nnz == 0
+    with pytest.raises(DisclosureError, match=repr(str(keys.iloc[-1]))):
+        KeyedRelations(terms, upper).over(index[:-1])
