@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from disclosure.errors import DisclosureError, Inconsistent, SolverFailed
-from disclosure.relations import Relations, stacked
+from disclosure.relations import Relations, stacked, tightest
 
 INF = float("inf")
 INCONSISTENT = "published values are inconsistent with the table's additivity (LP infeasible)"
@@ -310,10 +310,11 @@ def exact_intervals(
         inside = np.zeros(len(pairs))
         np.add.at(inside, new_row, g_s.data * base[supp[g_s.col]])
         split = sp.csr_matrix((g_s.data, (new_row, g_s.col)), shape=(len(pairs), len(supp)))
+        split, split_hi = tightest(split, relations.upper[r_of] - (g[r_of] @ base) + inside)
         b = sp.csr_matrix(sp.vstack([b, split]))
-        rhs_lo = np.concatenate([rhs_lo, np.full(len(pairs), -INF)])
-        rhs_hi = np.concatenate([rhs_hi, relations.upper[r_of] - (g[r_of] @ base) + inside])
-        is_eq = np.concatenate([is_eq, np.zeros(len(pairs), dtype=bool)])
+        rhs_lo = np.concatenate([rhs_lo, np.full(len(split_hi), -INF)])
+        rhs_hi = np.concatenate([rhs_hi, split_hi])
+        is_eq = np.concatenate([is_eq, np.zeros(len(split_hi), dtype=bool)])
     # every touched row belongs to the component of (any of) its suppressed cells
     first_col = b.indices[b.indptr[:-1]]
     row_comp = labels[first_col]

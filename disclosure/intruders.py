@@ -298,10 +298,7 @@ def _unit_intervals(
     sub = sp.csr_matrix(sub[:, cols])
     rel = None
     if relations is not None and relations.rows:  # cells outside the sub-system at their true values
-        outside = np.ones(len(values), dtype=bool)
-        outside[cols] = False
-        g = relations.matrix
-        rel = Relations(g[:, cols], relations.upper - g[:, outside] @ values[outside])
+        rel = relations.restricted(cols, values)
     res = exact_intervals(
         sub, values[cols], view[cols], need[cols], values[cols], None, np.searchsorted(cols, cells), relations=rel
     )
@@ -549,11 +546,10 @@ class _Moves:
         block = sp.csr_matrix(a_csc[:, members][rows])
         lo = hi = np.zeros(len(rows))  # in deviations: A d = 0, G d <= h - G z
         if relations is not None and relations.rows:
-            g_m = sp.csr_matrix(sp.csc_matrix(relations.matrix)[:, members])
-            touch = np.flatnonzero(np.diff(g_m.indptr) > 0)
-            block = sp.vstack([block, g_m[touch]], format="csr")
-            lo = np.concatenate([lo, np.full(len(touch), -INF)])
-            hi = np.concatenate([hi, relations.slack(values)[touch]])
+            rel = relations.restricted(members, values)
+            block = sp.vstack([block, rel.matrix], format="csr")
+            lo = np.concatenate([lo, np.full(rel.rows, -INF)])
+            hi = np.concatenate([hi, rel.slack(values[members])])
         self.m = m = len(members)
         self.z = values[members]
         at_z = block @ self.z

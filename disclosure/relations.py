@@ -78,6 +78,13 @@ class Relations:
                 f"the true values violate {len(bad)} relation row(s), e.g. row {int(bad[0])} by {float(-s[bad[0]]):g}"
             )
 
+    def restricted(self, cols: np.ndarray, values: np.ndarray) -> Relations:
+        """The rows over ``cols`` alone, every other cell at ``values``: what an LP over those cells
+        sees, each distinct row once (``tightest``)."""
+        values = np.asarray(values, dtype=np.float64)
+        g = sp.csr_matrix(self._columns[:, cols])
+        return Relations(*tightest(g, self.slack(values) + g @ values[cols]))
+
     @cached_property
     def _columns(self) -> sp.csc_matrix:
         return self.matrix.tocsc()
@@ -107,6 +114,47 @@ class Relations:
         np.minimum.at(up, move[pos], ratio[pos])
         np.minimum.at(down, move[~pos], ratio[~pos])
         return _floor(down), _floor(up)
+
+
+def tightest(matrix: sp.spmatrix, upper: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Rows of ``matrix @ x <= upper`` with the same left-hand side, kept once with their smallest
+    bound; rows with no term dropped. The system is the same (each row dropped is implied by the
+    kept one), so every LP over it has the same feasible set, in fewer rows.
+
+    Why it matters: a running total has a row per month over every earlier month, and an LP over
+    some hidden cells sees them restricted to those cells, where every month between two hidden
+    months gives the same row again. Rows are grouped by exact comparison of their terms (a hash
+    only orders them), so two different rows are never merged."""
+    m = sp.csr_matrix(matrix, dtype=np.float64)
+    m.sum_duplicates()
+    m.sort_indices()
+    upper = np.asarray(upper, dtype=np.float64)
+    nnz = np.diff(m.indptr)
+    rows = np.flatnonzero(nnz > 0)
+    if len(rows) < 2:
+        return sp.csr_matrix(m[rows]), upper[rows]
+    weight = np.random.default_rng(0).random(m.shape[1]) + 1.0
+    row_of = np.repeat(np.arange(m.shape[0]), nnz)
+    h1 = np.bincount(row_of, weights=m.data * weight[m.indices], minlength=m.shape[0])
+    h2 = np.bincount(row_of, weights=m.data * m.indices, minlength=m.shape[0])
+    order = rows[np.lexsort((rows, h2[rows], h1[rows], nnz[rows]))]
+    a, b = order[:-1], order[1:]
+    same = (nnz[a] == nnz[b]) & (h1[a] == h1[b]) & (h2[a] == h2[b])
+    cand = np.flatnonzero(same)
+    if len(cand):  # confirm term by term
+        size = nnz[a[cand]]
+        pos = np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size)
+        at_a = np.repeat(m.indptr[a[cand]], size) + pos
+        at_b = np.repeat(m.indptr[b[cand]], size) + pos
+        differs = (m.indices[at_a] != m.indices[at_b]) | (m.data[at_a] != m.data[at_b])
+        bad = np.zeros(len(cand), dtype=bool)
+        np.logical_or.at(bad, np.repeat(np.arange(len(cand)), size), differs)
+        same[cand[bad]] = False
+    first = np.flatnonzero(np.concatenate([[True], ~same]))
+    bound = np.minimum.reduceat(upper[order], first)
+    keep = order[first]  # each group's first row (``order`` sorts a group by row)
+    by_row = np.argsort(keep, kind="stable")
+    return sp.csr_matrix(m[keep[by_row]]), bound[by_row]
 
 
 def _floor(t: np.ndarray) -> np.ndarray:
