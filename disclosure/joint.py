@@ -48,7 +48,7 @@ from disclosure.cost import cell_costs
 from disclosure.errors import TooLarge
 from disclosure.linked import KeyedRelations, LinkedTable, _fixed, _union
 from disclosure.primary import primary_mask, required_widths
-from disclosure.relations import Relations
+from disclosure.relations import Relations, distinct_rows
 from disclosure.rules import Rules
 from disclosure.secondary import MAX_PARTNERS, Heuristic, _choose
 
@@ -327,12 +327,14 @@ def joint_intervals(
     component = np.full(len(checked), -1, dtype=np.int64)
     left = suppressed[checked].copy()  # published checked cells are known exactly
     by_col = sp.csc_matrix(matrix)
+    by_row = sp.csr_matrix(matrix)
     for labels in blocks:
         todo = np.flatnonzero(left & (labels[checked] >= 0))
         for label in np.unique(labels[checked[todo]]):
             members = todo[labels[checked[todo]] == label]
             cols = np.flatnonzero(suppressed & (labels == label))
-            got = _block_intervals(by_col, row_lo, row_hi, truth, cols, checked[members], required[checked[members]])
+            cells = checked[members]
+            got = _block_intervals(by_col, by_row, row_lo, row_hi, truth, cols, cells, required[cells])
             if got is None:
                 continue
             lo, hi = got
@@ -360,6 +362,7 @@ def joint_intervals(
 
 def _block_intervals(
     by_col: sp.csc_matrix,
+    by_row: sp.csr_matrix,
     row_lo: np.ndarray,
     row_hi: np.ndarray,
     truth: np.ndarray,
@@ -369,14 +372,8 @@ def _block_intervals(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Inner bounds of ``cells`` (among ``cols``) from the LP over ``cols`` with all else at the truth;
     None if the solver fails (the cells are then left to the next level)."""
-    sub = by_col[:, cols]
-    rows = np.flatnonzero(np.diff(sp.csr_matrix(sub).indptr) > 0)
-    rest = truth.copy()
-    rest[cols] = 0.0
-    act = sp.csr_matrix(by_col[rows]) @ rest
-    lp = LP(
-        sub[rows], row_lo[rows] - act, row_hi[rows] - act, np.zeros(len(cols)), np.full(len(cols), INF), truth[cols]
-    )
+    _, sub, lo, hi = _over(by_col, by_row, row_lo, row_hi, truth, cols)
+    lp = LP(sub, lo, hi, np.zeros(len(cols)), np.full(len(cols), INF), truth[cols])
     at = np.searchsorted(cols, cells)
     try:
         _spread(lp, at, required, len(cols))
@@ -420,14 +417,13 @@ def _cheapest_move(
     the cell's interval then reaches ``truth + d``: the move is a proof of the room it adds (LP in
     ``d = p - n``, ``p, n >= 0``, ``n <= truth``, cost ``cost * (p + n)``)."""
     k = len(block)
-    sub = by_col[:, block]
-    rows = np.flatnonzero(np.diff(sp.csr_matrix(sub).indptr) > 0)
-    act = by_row[rows] @ truth
+    _, sub, lo, hi = _over(by_col, by_row, row_lo, row_hi, truth, block)
+    lo, hi = lo - sub @ truth[block], hi - sub @ truth[block]  # in deviations from the truth
     target = sp.csr_matrix(([1.0, -1.0], ([0, 0], [at, k + at])), shape=(1, 2 * k))
-    matrix = sp.vstack([sp.hstack([sub[rows], -sub[rows]]), target]).tocsc()
+    matrix = sp.vstack([sp.hstack([sub, -sub]), target]).tocsc()
     matrix.sort_indices()
-    lo = np.r_[row_lo[rows] - act, step if step > 0 else -INF]
-    hi = np.r_[row_hi[rows] - act, step if step < 0 else INF]
+    lo = np.r_[lo, step if step > 0 else -INF]
+    hi = np.r_[hi, step if step < 0 else INF]
     inf = highspy.kHighsInf
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = 2 * k, matrix.shape[0]
@@ -494,13 +490,8 @@ def _grown_intervals(
     block = np.intersect1d(_neighbours(by_col, by_row, cells), hidden)
     pending = np.arange(n)
     while len(pending) and len(block) <= GROWN_MAX_COLS:
-        sub = by_col[:, block]
-        rows = np.flatnonzero(np.diff(sp.csr_matrix(sub).indptr) > 0)
-        rest = truth.copy()
-        rest[block] = 0.0
-        act = by_row[rows] @ rest
-        seen = truth[block]
-        lp = LP(sub[rows], row_lo[rows] - act, row_hi[rows] - act, np.zeros(len(block)), np.full(len(block), INF), seen)
+        rows, sub, lo, hi = _over(by_col, by_row, row_lo, row_hi, truth, block)
+        lp = LP(sub, lo, hi, np.zeros(len(block)), np.full(len(block), INF), truth[block])
         at = np.searchsorted(block, cells[pending])
         try:
             _spread(lp, at, required[pending], len(block))
@@ -540,6 +531,28 @@ def _grown_intervals(
             break
         block = np.union1d(block, np.concatenate(grow))
     return done, lower, upper, partners
+
+
+def _over(
+    by_col: sp.csc_matrix,
+    by_row: sp.csr_matrix,
+    row_lo: np.ndarray,
+    row_hi: np.ndarray,
+    truth: np.ndarray,
+    cols: np.ndarray,
+) -> tuple[np.ndarray, sp.csr_matrix, np.ndarray, np.ndarray]:
+    """The rows touching ``cols``, over ``cols`` alone with every other cell at the truth: their
+    numbers, matrix and bounds. A relation row the restriction makes the same as another is kept
+    once, at the least bound (``distinct_rows``: the same feasible set; a running total's rows repeat
+    for every month between two of ``cols``)."""
+    sub = sp.csr_matrix(by_col[:, cols])
+    rows = np.flatnonzero(np.diff(sub.indptr) > 0)
+    rest = truth.copy()
+    rest[cols] = 0.0
+    act = by_row[rows] @ rest
+    lo, hi = row_lo[rows] - act, row_hi[rows] - act
+    kept, hi = distinct_rows(sub[rows], lo, hi)
+    return rows[kept], sp.csr_matrix(sub[rows[kept]]), lo[kept], hi
 
 
 def _neighbours(by_col: sp.csc_matrix, by_row: sp.csr_matrix, cells: np.ndarray) -> np.ndarray:

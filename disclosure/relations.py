@@ -83,7 +83,8 @@ class Relations:
         sees, each distinct row once (``tightest``)."""
         values = np.asarray(values, dtype=np.float64)
         g = sp.csr_matrix(self._columns[:, cols])
-        return Relations(*tightest(g, self.slack(values) + g @ values[cols]))
+        rows, upper = tightest(g, self.slack(values) + g @ values[cols])
+        return Relations(g[rows], upper)
 
     @cached_property
     def _columns(self) -> sp.csc_matrix:
@@ -116,10 +117,11 @@ class Relations:
         return _floor(down), _floor(up)
 
 
-def tightest(matrix: sp.spmatrix, upper: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+def tightest(matrix: sp.spmatrix, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows of ``matrix @ x <= upper`` with the same left-hand side, kept once with their smallest
-    bound; rows with no term dropped. The system is the same (each row dropped is implied by the
-    kept one), so every LP over it has the same feasible set, in fewer rows.
+    bound; rows with no term dropped: the numbers of the rows kept (ascending) and their bounds. The
+    system is the same (each row dropped is implied by a kept one), so every LP over it has the same
+    feasible set, in fewer rows, and a dual solution of it, 0 on the rows dropped, is one of the whole.
 
     Why it matters: a running total has a row per month over every earlier month, and an LP over
     some hidden cells sees them restricted to those cells, where every month between two hidden
@@ -132,7 +134,7 @@ def tightest(matrix: sp.spmatrix, upper: np.ndarray) -> tuple[sp.csr_matrix, np.
     nnz = np.diff(m.indptr)
     rows = np.flatnonzero(nnz > 0)
     if len(rows) < 2:
-        return sp.csr_matrix(m[rows]), upper[rows]
+        return rows, upper[rows]
     weight = np.random.default_rng(0).random(m.shape[1]) + 1.0
     row_of = np.repeat(np.arange(m.shape[0]), nnz)
     h1 = np.bincount(row_of, weights=m.data * weight[m.indices], minlength=m.shape[0])
@@ -154,7 +156,21 @@ def tightest(matrix: sp.spmatrix, upper: np.ndarray) -> tuple[sp.csr_matrix, np.
     bound = np.minimum.reduceat(upper[order], first)
     keep = order[first]  # each group's first row (``order`` sorts a group by row)
     by_row = np.argsort(keep, kind="stable")
-    return sp.csr_matrix(m[keep[by_row]]), bound[by_row]
+    return keep[by_row], bound[by_row]
+
+
+def distinct_rows(matrix: sp.spmatrix, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of the rows ``lo <= matrix x <= hi``: every equation or two-sided row, and the one-sided rows
+    (``lo = -inf``) once per left-hand side (``tightest``): the row numbers kept and their upper
+    bounds (the lower bounds are unchanged)."""
+    one = np.flatnonzero(np.isneginf(lo))
+    if len(one) < 2:
+        return np.arange(len(hi)), np.asarray(hi, dtype=np.float64)
+    kept, bound = tightest(sp.csr_matrix(matrix)[one], np.asarray(hi)[one])
+    rows = np.concatenate([np.flatnonzero(~np.isneginf(lo)), one[kept]])
+    upper = np.concatenate([np.asarray(hi, dtype=np.float64)[~np.isneginf(lo)], bound])
+    order = np.argsort(rows, kind="stable")
+    return rows[order], upper[order]
 
 
 def _floor(t: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from disclosure.hypercube import Hypercubes, hypercube
 from disclosure.optimal import optimal
 from disclosure.primary import insider_mask, primary_mask, required_widths
 from disclosure.protect import secondary_pattern
-from disclosure.relations import Relations, tightest
+from disclosure.relations import Relations, distinct_rows, tightest
 from disclosure.secondary import heuristic
 
 METHODS = ("fast", "optimal", "heuristic")
@@ -342,8 +342,10 @@ def test_tightest_keeps_each_distinct_row_once_with_its_smallest_bound(n_rows, n
     distinct.data = rng.choice([-2.0, -1.0, 1.0, 30.0], size=len(distinct.data))
     g = sp.csr_matrix(distinct[rng.integers(0, distinct.shape[0], n_rows)])
     upper = rng.integers(0, 5, n_rows).astype(float)
-    kept, bound = tightest(g, upper)
-    dense, kept_dense = g.toarray(), kept.toarray()
+    rows, bound = tightest(g, upper)
+    assert (np.diff(rows) > 0).all()
+    dense = g.toarray()
+    kept_dense = dense[rows]
     for i in range(n_rows):
         if not dense[i].any():
             continue  # a row with no term says nothing
@@ -353,3 +355,12 @@ def test_tightest_keeps_each_distinct_row_once_with_its_smallest_bound(n_rows, n
         same = [i for i in range(n_rows) if np.array_equal(dense[i], kept_dense[k])]
         assert same and bound[k] == upper[same].min()
     assert len({kept_dense[k].tobytes() for k in range(len(bound))}) == len(bound)
+
+
+def test_distinct_rows_keeps_every_equation_and_merges_only_one_sided_rows():
+    """Equations (and two-sided rows) stay as given, even alike; one-sided rows merge by their terms."""
+    g = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [1, 1, 0], [0, 1, 1], [1, 1, 0], [0, 1, 1]], dtype=float))
+    lo = np.array([0.0, 0.0, -np.inf, -np.inf, -np.inf, -np.inf])
+    hi = np.array([0.0, 0.0, 7.0, 3.0, 5.0, 9.0])
+    rows, upper = distinct_rows(g, lo, hi)
+    assert rows.tolist() == [0, 1, 2, 3] and upper.tolist() == [0.0, 0.0, 5.0, 3.0]
