@@ -8,6 +8,11 @@ against log cells, cells being the descriptor's count over every table and measu
 
     .venv/bin/python bench/release_bench.py                        # 12, 25, 50 and 100 months, 1 run each
     .venv/bin/python bench/release_bench.py --months 12 25 --runs 3 --workers 1
+    .venv/bin/python bench/release_bench.py --months 235 --stop-after 210   # memory of a release too slow to finish
+
+``--stop-after SECONDS`` samples the memory of the release's whole process tree (the release and
+its pool workers, summed: what the machine must hold) every 2 s and stops the release at that
+time; it reports the peak of the sum and each process's memory at the last sample.
 """
 
 from __future__ import annotations
@@ -44,12 +49,38 @@ def measure(command: list[str]) -> tuple[float, float]:
     return seconds, max(usage.ru_maxrss, children) / 1024
 
 
+def sample_memory(command: list[str], seconds: float) -> tuple[float, list[float], bool]:
+    """Run ``command`` for at most ``seconds`` (then stop it and its workers), sampling the resident
+    memory of its process tree: the peak of the sum (MiB), each process's MiB at the last sample
+    (the release first), and whether it finished."""
+    import psutil
+
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    root = psutil.Process(child.pid)
+    start, peak, last = time.perf_counter(), 0.0, [0.0]
+    while child.poll() is None and time.perf_counter() - start < seconds:
+        try:
+            sizes = [p.memory_info().rss / 2**20 for p in (root, *root.children(recursive=True))]
+        except psutil.Error:  # a worker ended between the listing and the reading
+            continue
+        peak, last = max(peak, sum(sizes)), sizes
+        time.sleep(2)
+    finished = child.poll() is not None
+    if not finished:
+        for p in root.children(recursive=True):
+            p.kill()
+        child.kill()
+        child.wait()
+    return peak, last, finished
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--months", type=int, nargs="+", default=[12, 25, 50, 100])
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--workers", type=int, help="opendata release --workers [default: every core]")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "release")
+    parser.add_argument("--stop-after", type=float, help="sample the memory of the process tree, stop at SECONDS")
     args = parser.parse_args()
     rows_out = []
     for months in args.months:
@@ -72,9 +103,17 @@ def main() -> None:
                 "--reason", "benchmark", "-q",
                 *(["--workers", str(args.workers)] if args.workers else []),
             ]  # fmt: skip
+            if args.stop_after:
+                peak, last, finished = sample_memory(command, args.stop_after)
+                print(f"{months:>4} months {rows:>9,} rows: peak {peak:,.0f} MiB (process tree, summed); at the "
+                      f"last sample {' + '.join(f'{x:,.0f}' for x in last)} MiB; "
+                      f"{'finished' if finished else f'stopped after {args.stop_after:g} s'}", flush=True)  # fmt: skip
+                break
             seconds, peak = measure(command)
             times.append(seconds)
             peaks.append(peak)
+        if args.stop_after:
+            continue
         descriptor = json.loads((work / "staging" / NAME / "1.0.0" / "datapackage.json").read_text())
         cells = descriptor["opendata:disclosure"]["total"]["cells"]
         rows_out.append((months, rows, cells, statistics.median(times), max(peaks)))
