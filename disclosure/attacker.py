@@ -113,6 +113,7 @@ class LP:
         self.lo_seen = np.full(self.n, INF) if seen is None else np.asarray(seen, dtype=np.float64).copy()
         self.hi_seen = np.full(self.n, -INF) if seen is None else np.asarray(seen, dtype=np.float64).copy()
         self._cost_col: int | None = None
+        self._interior = False  # batched solves by the interior point method (``push``)
         self._feasible: bool | None = None
         self.x: np.ndarray | None = None  # the last optimal solution: a feasible table
 
@@ -178,10 +179,13 @@ class LP:
         round that finds nothing ends the rounds early (``_spread``). Costs and bounds are restored
         afterwards. True when it found a point (then in ``x``).
 
-        From ``PUSH_IPM_MIN_COLS`` columns the solve is HiGHS's interior point method with its
-        crossover (a vertex, and a basis the next solves of one cell start from): with thousands of
-        costs changed at once the warm-started simplex has far to go (on the 7,753 columns of a joint
-        audit, 5-6 s a solve against 0.8 s), while for one cell's objective it stays the faster."""
+        After a batched solve whose simplex work (iterations times rows) passed ``PUSH_IPM_WORK``, the
+        next ones on this LP go to HiGHS's interior point method with its crossover (a vertex, and a
+        basis the next solves of one cell start from): with thousands of costs changed at once the
+        warm-started simplex may have far to go (on the 7,753 columns and 16,896 rows of a joint
+        audit, 11,442 iterations and 5 s a solve, against 0.8 s), while on smaller LPs, and for one
+        cell's objective, it stays the faster. The choice counts iterations, never time, so every
+        run makes it alike."""
         if self._cost_col is not None:
             self.h.changeColCost(self._cost_col, 0.0)
             self._cost_col = None
@@ -191,13 +195,15 @@ class LP:
         self.h.changeColsBounds(len(idx), idx, lower, np.minimum(upper, caps))
         self.h.changeColsCost(len(idx), idx, np.asarray(signs, dtype=np.float64))
         status = None
-        if self.n >= PUSH_IPM_MIN_COLS:
+        if self._interior:
             _, solver = self.h.getOptionValue("solver")
             self.h.setOptionValue("solver", "ipm")
             status = self.run()
             self.h.setOptionValue("solver", solver)
         if status != highspy.HighsModelStatus.kOptimal:  # (or not tried) the simplex, as for one cell
             status = self.run()
+            work = self.h.getInfo().simplex_iteration_count * self.h.getNumRow()
+            self._interior = status == highspy.HighsModelStatus.kOptimal and work > PUSH_IPM_WORK
         if status == highspy.HighsModelStatus.kInfeasible:  # a seen point obeys the caps: a warm-start slip
             status = self.run(fresh=True)
         optimal = status == highspy.HighsModelStatus.kOptimal
@@ -544,7 +550,7 @@ SMALL = 500  # columns of a hidden-cells component small enough for one LP pair 
 PUSH_MIN = 16  # cells of a component left unproven for a batched solve to pay off
 PUSH_ROUNDS = 24  # batched solves per component at most
 PUSH_GAIN = 0.02  # stop once a solve proves fewer than this share of the cells left
-PUSH_IPM_MIN_COLS = 2_000  # from this many columns a batched solve goes to the interior point method
+PUSH_IPM_WORK = 50_000_000  # simplex iterations times rows of a batched solve, past which the next use the IPM
 
 
 def _spread(lp: LP, cols: np.ndarray, required: np.ndarray, seed: int) -> None:

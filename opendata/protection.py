@@ -10,6 +10,7 @@ and the counts the descriptor reports.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from typing import Any
@@ -525,12 +526,17 @@ def protect_tables(
     workers: int | None = None,
     scheduler: str | None = None,
     hold: Mapping[str, Collection[str]] | None = None,
+    done: dict[tuple[str, frozenset[str]], Any] | None = None,
 ) -> list[ProtectedTable]:
     """Protect every measure across all tables that publish it; refuse if any audit fails.
 
     ``hold``: per measure, population keys of cells to hide and hold to the protection width though
     they are not primary (``disclosure.LinkedTable.held``): the cells the public audit, which cannot
     tell primaries from secondaries, narrowed in an earlier round (``opendata.release``).
+    ``done``: a measure's own protection by (measure, the keys it holds), kept from an earlier call
+    with the same tables, spec, earlier tables and relations (the rounds of one release): a measure
+    whose held cells did not change gets the same result, since the engine is deterministic, so it
+    is not protected again. Filled in here; the joint check always runs on the patterns as they are.
 
     ``earlier``: the tables earlier versions of the dataset published. They join each measure's
     linked system with their statuses fixed, so differencing versions recovers nothing and cells
@@ -612,7 +618,14 @@ def protect_tables(
         tasks.append((measure, linked, [(a[0], a[2]) for a in attempts]))
     if on_step:
         on_step(f"protecting {', '.join(measures)}")
-    found = run_all(_protect_measure, tasks, workers, scheduler, cells=sum(len(t.frame) for t in tables))
+    done = {} if done is None else done
+    memo = [(task[0], frozenset(hold.get(task[0], ()) if hold else ())) for task in tasks]
+    todo = [i for i, k in enumerate(memo) if k not in done]
+    new = run_all(
+        _protect_measure, [tasks[i] for i in todo], workers, scheduler, cells=sum(len(t.frame) for t in tables)
+    )
+    done.update({memo[i]: result for i, result in zip(todo, new, strict=True)})
+    found = [deepcopy(done[k]) for k in memo]  # the frames are changed in place below
     kept = _keep_hidden(plans, found)
     jointly: dict[str, dict[str, Any]] = {}
     if relations:

@@ -288,6 +288,7 @@ def cut_release(
         extra["opendata:release"]["mi_ahead"] = {"resources": [t.spec.name for t in ahead], "statement": MI_AHEAD}
         extra["opendata:release"]["statement"].append(MI_AHEAD)
     hold: dict[str, set[str]] = {}
+    done: dict = {}  # each measure's own protection, by the cells it holds: a round redoes only what changed
     for attempt in range(PUBLIC_AUDIT_ROUNDS + 1):
         protected = protect_tables(
             tables + ahead,
@@ -298,6 +299,7 @@ def cut_release(
             workers=workers,
             scheduler=scheduler,
             hold=hold,
+            done=done,
         )
         release_extra = {**extra}
         chosen, change = _version(spec, protected, release_extra, public, staging, version, step)
