@@ -56,7 +56,7 @@ demo: $(STAMP)
 	@echo "Start the hub with: $(BIN)/opendata hub serve $(HUB)   then open http://127.0.0.1:8080/compare"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=25
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=40
 
 # everything not marked slow (the engine, unit and cheaper property tests): 83 s on 2 cores
 test-quick: $(STAMP)
