@@ -121,7 +121,11 @@ def tightest(matrix: sp.spmatrix, upper: np.ndarray) -> tuple[np.ndarray, np.nda
     """Rows of ``matrix @ x <= upper`` with the same left-hand side, kept once with their smallest
     bound; rows with no term dropped: the numbers of the rows kept (ascending) and their bounds. The
     system is the same (each row dropped is implied by a kept one), so every LP over it has the same
-    feasible set, in fewer rows, and a dual solution of it, 0 on the rows dropped, is one of the whole.
+    feasible set, in fewer rows. The row kept is the one whose own bound is the least, so a dual
+    solution of it, 0 on the rows dropped, is one of the whole, and stays one when ``matrix`` is the
+    restriction of a larger system to some columns: its rows, priced over the columns left out, carry
+    the bounds the restricted LP used (``joint._grown_intervals``; keeping another row of the group
+    at this bound made that pricing claim optima too low).
 
     Why it matters: a running total has a row per month over every earlier month, and an LP over
     some hidden cells sees them restricted to those cells, where every month between two hidden
@@ -139,7 +143,7 @@ def tightest(matrix: sp.spmatrix, upper: np.ndarray) -> tuple[np.ndarray, np.nda
     row_of = np.repeat(np.arange(m.shape[0]), nnz)
     h1 = np.bincount(row_of, weights=m.data * weight[m.indices], minlength=m.shape[0])
     h2 = np.bincount(row_of, weights=m.data * m.indices, minlength=m.shape[0])
-    order = rows[np.lexsort((rows, h2[rows], h1[rows], nnz[rows]))]
+    order = rows[np.lexsort((rows, upper[rows], h2[rows], h1[rows], nnz[rows]))]
     a, b = order[:-1], order[1:]
     same = (nnz[a] == nnz[b]) & (h1[a] == h1[b]) & (h2[a] == h2[b])
     cand = np.flatnonzero(same)
@@ -153,10 +157,9 @@ def tightest(matrix: sp.spmatrix, upper: np.ndarray) -> tuple[np.ndarray, np.nda
         np.logical_or.at(bad, np.repeat(np.arange(len(cand)), size), differs)
         same[cand[bad]] = False
     first = np.flatnonzero(np.concatenate([[True], ~same]))
-    bound = np.minimum.reduceat(upper[order], first)
-    keep = order[first]  # each group's first row (``order`` sorts a group by row)
+    keep = order[first]  # each group's row of least bound (``order`` sorts a group by bound, then row)
     by_row = np.argsort(keep, kind="stable")
-    return keep[by_row], bound[by_row]
+    return keep[by_row], upper[keep[by_row]]
 
 
 def distinct_rows(matrix: sp.spmatrix, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

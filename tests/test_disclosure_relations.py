@@ -334,7 +334,8 @@ def test_steps_from_touched_columns_equal_the_product_over_all_rows(seed):
 def test_tightest_keeps_each_distinct_row_once_with_its_smallest_bound(n_rows, n_cols, seeds):
     """Rows with the same terms merge into one with the least bound, so the system (and every LP over
     it) is the same: each row given is implied by a kept row with its terms and a bound no larger;
-    each kept row is one given, at the least bound of the rows like it; no two kept rows are alike.
+    each kept row is one given, the one of least bound among the rows like it (so its bound is its
+    own, which ``joint._grown_intervals``'s pricing needs); no two kept rows are alike.
     Rows repeat often here (few distinct ones, terms from a few values), as a running total's do
     over a few hidden cells."""
     rng = np.random.default_rng(seeds)
@@ -354,6 +355,7 @@ def test_tightest_keeps_each_distinct_row_once_with_its_smallest_bound(n_rows, n
     for k in range(len(bound)):
         same = [i for i in range(n_rows) if np.array_equal(dense[i], kept_dense[k])]
         assert same and bound[k] == upper[same].min()
+        assert bound[k] == upper[rows[k]]  # its own bound: a dual on it prices the columns left out rightly
     assert len({kept_dense[k].tobytes() for k in range(len(bound))}) == len(bound)
 
 
@@ -363,4 +365,4 @@ def test_distinct_rows_keeps_every_equation_and_merges_only_one_sided_rows():
     lo = np.array([0.0, 0.0, -np.inf, -np.inf, -np.inf, -np.inf])
     hi = np.array([0.0, 0.0, 7.0, 3.0, 5.0, 9.0])
     rows, upper = distinct_rows(g, lo, hi)
-    assert rows.tolist() == [0, 1, 2, 3] and upper.tolist() == [0.0, 0.0, 5.0, 3.0]
+    assert rows.tolist() == [0, 1, 3, 4] and upper.tolist() == [0.0, 0.0, 3.0, 5.0]  # each kept at its own bound
