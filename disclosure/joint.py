@@ -306,7 +306,8 @@ def joint_intervals(
     max_left: int | None = None,
 ) -> Intervals:
     """The joint attacker's intervals (published cells exact, ``row_lo <= matrix x <= row_hi``: the
-    first ``equations`` rows additivity, the rest relations), block by block before the whole.
+    first ``equations`` rows additivity, the rest relations); in a large system block by block
+    before the whole.
 
     One LP over every hidden cell of every measure is exact but large (the relations tie all of
     them into one component: minutes per audit at release size). So in a system of more than
