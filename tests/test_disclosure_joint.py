@@ -269,7 +269,8 @@ def test_the_cheapest_move_hides_what_widens_a_narrow_cell_in_one_round() -> Non
     assert checked, "no seed gave a narrow cell: the test would prove nothing"
 
 
-@settings(max_examples=40, deadline=None)
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1), providers=st.integers(2, 5), months=st.integers(3, 8), density=st.floats(0.3, 0.9)
 )
