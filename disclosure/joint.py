@@ -81,8 +81,7 @@ def protect_jointly(
     ``published`` column naming cells that may not be hidden (earlier versions, must-publish).
     ``blocks``: per level, finest first, the block a cell key belongs to (None: none at that level),
     e.g. its prime contract, then its CPA; see ``joint_intervals``. ``max_left``: raise TooLarge
-    when more primaries than that are left after the blocks of a system too large for one exact LP
-    (a bound on work).
+    when more primaries than that are left after the blocks (a bound on work).
     """
     repair, start = _joint_system(tables, relations, suppressed, rules, blocks, max_left)
     pattern = repair.run(start=start, only=np.flatnonzero(repair.primary))
@@ -306,24 +305,23 @@ def joint_intervals(
     max_left: int | None = None,
 ) -> Intervals:
     """The joint attacker's intervals (published cells exact, ``row_lo <= matrix x <= row_hi``: the
-    first ``equations`` rows additivity, the rest relations); in a large system block by block
-    before the whole.
+    first ``equations`` rows additivity, the rest relations), block by block before the whole.
 
     One LP over every hidden cell of every measure is exact but large (the relations tie all of
-    them into one component: minutes per audit at release size). So in a system of more than
-    ``EXACT_MAX_HIDDEN`` hidden cells each primary is first proven inside its block at each level
-    (``blocks``: a label per cell, -1 for none), finest first: an LP over the block's hidden cells
-    with every other cell fixed at its true value. Its feasible set is part of the attacker's (the
-    true table is in both), so an interval it proves wide is at most as wide as the attacker's: a
-    proof, never a false pass. What no block proves, and the few cells a repair round checks again
-    in a smaller system, are solved by column generation (``_grown_intervals``): exact, over only
-    the part of the system that bounds the cell. What that leaves (a cell whose bounding part
-    outgrows ``GROWN_MAX_COLS``), and every cell of a smaller system's first audit, gets the exact
-    LP (``exact_intervals`` with the relation rows joining components): there its batched solves
-    prove more cells a solve than the blocks' one-cell LPs (the same intervals, in 19 s against
-    31 s on a test release's 6,012 hidden cells). ``max_left``: in a system above that size, more
-    cells than that left after the blocks raise TooLarge (each costs a few LPs: a bound on work,
-    not on time).
+    them into one component: minutes per audit at release size). So each primary is first proven
+    inside its block at each level (``blocks``: a label per cell, -1 for none), finest first: an LP
+    over the block's hidden cells with every other cell fixed at its true value. Its feasible set is
+    part of the attacker's (the true table is in both), so an interval it proves wide is at most as
+    wide as the attacker's: a proof, never a false pass. What no block proves is solved, in a system
+    of more than ``EXACT_MAX_HIDDEN`` hidden cells or when at most ``GROWN_CHUNK`` cells are left (a
+    repair round's recheck), by column generation (``_grown_intervals``): exact, over only the part
+    of the system that bounds the cell. What that leaves (a cell whose bounding part outgrows
+    ``GROWN_MAX_COLS``) gets the exact LP (``exact_intervals`` with the relation rows joining
+    components). ``max_left``: more cells than that left after the blocks raise TooLarge (each costs
+    a few LPs: a bound on work, not on time; the blocks also decide it, so they run in a small
+    system too, where the one exact LP alone would be faster: 19 s against 31 s on a test release's
+    6,012 hidden cells, but unfinished after 16 minutes on the 13,613 of a sparse 15-month release
+    that the bound refuses after its blocks).
     """
     truth = np.asarray(truth, dtype=np.float64)
     checked = np.flatnonzero(required > 0)
@@ -334,8 +332,7 @@ def joint_intervals(
     left = suppressed[checked].copy()  # published checked cells are known exactly
     by_col = sp.csc_matrix(matrix)
     by_row = sp.csr_matrix(matrix)
-    large = suppressed.sum() > EXACT_MAX_HIDDEN  # below, one LP over every hidden cell is small and faster
-    for labels in blocks if large else ():
+    for labels in blocks:
         todo = np.flatnonzero(left & (labels[checked] >= 0))
         for label in np.unique(labels[checked[todo]]):
             members = todo[labels[checked[todo]] == label]
@@ -348,9 +345,9 @@ def joint_intervals(
             ok = hi - lo >= required[checked[members]] - 1e-6
             lower[members[ok]], upper[members[ok]] = lo[ok], hi[ok]
             left[members[ok]] = False
-    if large and max_left is not None and left.sum() > max_left:
+    if max_left is not None and left.sum() > max_left:
         raise TooLarge(f"{int(left.sum())} primary cells no block proves, over the {max_left} solved one by one")
-    if large or left.sum() <= GROWN_CHUNK:  # a recheck of a few cells: only the part that bounds them
+    if suppressed.sum() > EXACT_MAX_HIDDEN or left.sum() <= GROWN_CHUNK:  # else one LP over every hidden cell
         for chunk in np.array_split(np.flatnonzero(left), -(-int(left.sum()) // GROWN_CHUNK)) if left.any() else ():
             cells = checked[chunk]
             done, lo, hi, _ = _grown_intervals(by_col, row_lo, row_hi, truth, suppressed, cells, required[cells])

@@ -29,7 +29,7 @@ from opendata.spec import DisclosureSpec, MeasureSpec, TableSpec
 from opendata.versions import semver_key
 
 KEY = "_population"
-JOINT_MAX_LEFT = 3_000  # primaries the joint attacker's blocks leave to its LPs (one or two each), in a large system
+JOINT_MAX_LEFT = 3_000  # primaries the joint attacker's blocks leave to its LPs (one or two each)
 
 
 @dataclass
