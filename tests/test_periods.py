@@ -263,6 +263,7 @@ def _with_table(work: Path, dimensions: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_table_of_months_alone_is_released_linked_and_audited(tmp_path):
     """National figures by month (one dimension, the period) are the national row of the provider
     table: the same values and the same cells hidden, and the public audit passes."""
@@ -386,6 +387,7 @@ def _check_standard_and_scorecard(work: Path, version: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_release_by_financial_year_is_valid_linked_and_audited(tmp_path):
     """The demo's spec (``work-programme-annual.yaml``, without the intruders): subcontractors by
     financial year beside CPA x payment group x month with financial-year subtotals, on a year of MI

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from shipped_specs import OUTSIDERS
 
 from opendata import protection
@@ -14,6 +15,7 @@ from opendata.spec import load_spec
 from opendata.validate import validate
 
 
+@pytest.mark.slow  # a release's measures protected twice: about 11 s
 def test_a_round_protects_again_only_the_measure_whose_held_cells_changed(tmp_path, monkeypatch):
     """``cut_release`` protects again, holding the cells the public audit narrowed; each measure's
     own protection is kept by the cells it holds (``done``), so only the measure given new held cells
