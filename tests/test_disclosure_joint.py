@@ -197,7 +197,7 @@ def test_a_system_with_more_cells_left_than_max_left_is_refused_as_too_large(blo
     """``max_left`` bounds the work of the joint audit by a count: the cells its blocks leave, or, in a
     system small enough to skip them, the cells the one exact LP's batched solves leave to LPs of their
     own. A narrowed cell is never proven by either, so a bound of 0 refuses a pattern the attacker
-    narrows, and no bound finds the same narrowed cells. (The few cells of these tables would go to
+    narrows, which the audit without a bound names. (The few cells of these tables would go to
     column generation, whose work their number bounds: the one exact LP is forced.)"""
     monkeypatch.setattr(joint, "BLOCKS_MIN_HIDDEN", blocks_min_hidden)
     monkeypatch.setattr(joint, "GROWN_CHUNK", 0)
