@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from disclosure.errors import DisclosureError, Inconsistent, SolverFailed, TooLarge
+from disclosure.errors import DisclosureError, Inconsistent, SolverFailed
 from disclosure.relations import Relations, stacked, tightest
 
 INF = float("inf")
@@ -266,7 +266,6 @@ def exact_intervals(
     only: np.ndarray | None = None,
     relations: Relations | None = None,
     linked: bool = False,
-    max_left: int | None = None,
 ) -> Intervals:
     """Attacker who knows published cells exactly: decomposes into components of suppressed cells.
 
@@ -283,8 +282,7 @@ def exact_intervals(
     cell's interval may come from its neighbourhood (``_Neighbourhood``): it holds the exact one
     and is narrower than required, so the cell fails either way. ``focus``
     (suppressed cell numbers) restricts the LPs to the components holding them; the cells of other
-    components are then left out of the result. ``max_left``: raise TooLarge once more cells than
-    that are left to LPs of their own after the batched solves (a bound on work, never a clock).
+    components are then left out of the result.
     """
     values = np.asarray(values, dtype=np.float64)
     suppressed = np.asarray(suppressed, dtype=bool)
@@ -361,7 +359,6 @@ def exact_intervals(
         sel = wanted_cells[todo]
         todo, todo_comp = todo[sel], todo_comp[sel]
     comp_of_checked[todo] = todo_comp
-    alone = 0  # cells left to LPs of their own so far
     for comp in np.unique(todo_comp):
         cols = col_order[col_bounds[comp] : col_bounds[comp + 1]]
         rows = row_order[row_bounds[comp] : row_bounds[comp + 1]]
@@ -380,11 +377,6 @@ def exact_intervals(
         if seen is not None:  # the true table is a first point: the batched solves start from it
             at = np.array([pos[int(where_in_supp[checked[k]])] for k in members], dtype=np.int64)
             _spread(lp, at, required[checked[members]], int(comp))
-            alone += int((~lp.proven(at, required[checked[members]])).sum())
-        else:
-            alone += len(members)
-        if max_left is not None and alone > max_left:
-            raise TooLarge(f"{alone} cells the batched solves leave, over the {max_left} solved one by one")
         near = _Neighbourhood(sub, rhs_lo[rows], rhs_hi[rows]) if len(members) >= LOCAL_MIN else None
         for k in members:
             col, need = pos[int(where_in_supp[checked[k]])], float(required[checked[k]])

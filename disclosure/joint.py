@@ -318,15 +318,10 @@ def joint_intervals(
     of the system that bounds the cell. What that leaves (a cell whose bounding part outgrows
     ``GROWN_MAX_COLS``) gets the exact LP (``exact_intervals`` with the relation rows joining
     components). ``max_left``: more cells than that left after the blocks raise TooLarge (each costs
-    a few LPs: a bound on work, not on time). In a system of at most ``BLOCKS_MIN_HIDDEN`` hidden
-    cells the blocks are skipped: the exact LP's batched solves prove more cells a solve (a test
-    release's 6,012 hidden cells: 80 of 5,182 primaries left after them, the joint check 26.5 s ->
-    21.1 s), and ``max_left`` counts the cells they leave instead. Above it the blocks stay: the
-    sparse 13,811 hidden cells of a 15-month release leave 433 cells after the batched solves, each
-    two LPs over every hidden cell (427 s in all), where its blocks leave more than ``max_left``. (At
-    10,000, two systems of 9,300-9,900 cells that the blocks refuse were checked, and the publisher's
-    audit then found cells narrowed in two later versions whose own joint check was refused: a gap
-    of the refusal, bench/README.md stop 53, that the threshold only hides or shows.)
+    a few LPs: a bound on work, not on time; the blocks also decide it, so they run in a small
+    system too, where the one exact LP alone would be faster: 19 s against 31 s on a test release's
+    6,012 hidden cells, but unfinished after 16 minutes on the 13,613 of a sparse 15-month release
+    that the bound refuses after its blocks).
     """
     truth = np.asarray(truth, dtype=np.float64)
     checked = np.flatnonzero(required > 0)
@@ -337,8 +332,6 @@ def joint_intervals(
     left = suppressed[checked].copy()  # published checked cells are known exactly
     by_col = sp.csc_matrix(matrix)
     by_row = sp.csr_matrix(matrix)
-    if suppressed.sum() <= BLOCKS_MIN_HIDDEN:
-        blocks = ()  # the exact LP's batched solves prove more cells a solve; its max_left bounds the rest
     for labels in blocks:
         todo = np.flatnonzero(left & (labels[checked] >= 0))
         for label in np.unique(labels[checked[todo]]):
@@ -352,7 +345,7 @@ def joint_intervals(
             ok = hi - lo >= required[checked[members]] - 1e-6
             lower[members[ok]], upper[members[ok]] = lo[ok], hi[ok]
             left[members[ok]] = False
-    if blocks and max_left is not None and left.sum() > max_left:
+    if max_left is not None and left.sum() > max_left:
         raise TooLarge(f"{int(left.sum())} primary cells no block proves, over the {max_left} solved one by one")
     if suppressed.sum() > EXACT_MAX_HIDDEN or left.sum() <= GROWN_CHUNK:  # else one LP over every hidden cell
         for chunk in np.array_split(np.flatnonzero(left), -(-int(left.sum()) // GROWN_CHUNK)) if left.any() else ():
@@ -364,15 +357,7 @@ def joint_intervals(
     if len(rest):
         relations = Relations(matrix[equations:], row_hi[equations:])
         exact = exact_intervals(
-            matrix[:equations],
-            truth,
-            suppressed,
-            required,
-            truth,
-            only=rest,
-            relations=relations,
-            linked=True,
-            max_left=max_left,
+            matrix[:equations], truth, suppressed, required, truth, only=rest, relations=relations, linked=True
         )
         at = np.searchsorted(checked, exact.cells)
         lower[at], upper[at], component[at] = exact.lower, exact.upper, exact.component
@@ -405,7 +390,6 @@ def _block_intervals(
     return np.array([o[0] for o in out]), np.array([o[1] for o in out])
 
 
-BLOCKS_MIN_HIDDEN = 8_000  # up to this many hidden cells, the one exact LP's batched solves beat the blocks
 EXACT_MAX_HIDDEN = 15_000  # up to this many hidden cells, one exact LP beats column generation
 GROWN_MAX_COLS = 20_000  # hidden cells a grown block may reach before its cells go to the whole LP
 GROWN_CHUNK = 16  # cells grown together: one block serves cells that share rows, small enough to stay small

@@ -29,7 +29,7 @@ from opendata.spec import DisclosureSpec, MeasureSpec, TableSpec
 from opendata.versions import semver_key
 
 KEY = "_population"
-JOINT_MAX_LEFT = 3_000  # primaries the joint attacker leaves to LPs of their own (blocks or batched solves first)
+JOINT_MAX_LEFT = 3_000  # primaries the joint attacker's blocks leave to its LPs (one or two each)
 
 
 @dataclass
@@ -734,9 +734,8 @@ def _protect_jointly(
     """Check the measures' patterns against the attacker who combines them (``disclosure.joint``) and hide
     what it needs besides, in place in ``found``'s frames (status ``secondary``, value missing). Returns,
     per related measure, what the descriptor says of it: the attacker and the cells it added, or why
-    it was not run (more primaries than ``JOINT_MAX_LEFT`` left to LPs of their own after its blocks,
-    or in a small system after its batched solves: a count, never a clock, decides). ReleaseError
-    when no pattern is safe against it."""
+    it was not run (more primaries than ``JOINT_MAX_LEFT`` that its blocks do not prove: a count, never
+    a clock, decides). ReleaseError when no pattern is safe against it."""
     related = {m for r in relations for m in (r.smaller, r.larger)}
     linked, frames = [], {}
     for (measure, holders, attempts, *_), (chosen, results) in zip(plans, found, strict=True):

@@ -170,10 +170,9 @@ P1_BLOCK = [lambda key: "P1" if key.split("#")[1].split("|")[0] in ("P1", "S1", 
 )
 def test_the_joint_audit_finds_exactly_what_an_independent_attacker_finds(blocks, grown, monkeypatch) -> None:
     """The joint audit's intervals come from blocks (inner bounds), then from column generation over
-    the cells that bound each target (exact by LP duality; both forced here, where the tables are
-    small enough for the one exact LP alone): every cell the independent attacker narrows is named,
-    with the same interval (integer ends), and no other."""
-    monkeypatch.setattr(joint, "BLOCKS_MIN_HIDDEN", 0)
+    the cells that bound each target (exact by LP duality; forced here, where the tables are small
+    enough for the one exact LP it uses otherwise): every cell the independent attacker narrows is
+    named, with the same interval (integer ends), and no other."""
     if grown:
         monkeypatch.setattr(joint, "EXACT_MAX_HIDDEN", 0)
     rules = Rules(threshold=5)
@@ -188,24 +187,15 @@ def test_the_joint_audit_finds_exactly_what_an_independent_attacker_finds(blocks
     assert found, "no seed gave a narrowed cell: the test would prove nothing"
 
 
-@pytest.mark.parametrize(
-    ("blocks_min_hidden", "why"),
-    [(0, "no block proves"), (joint.BLOCKS_MIN_HIDDEN, "the batched solves leave")],
-    ids=["blocks", "one-lp"],
-)
-def test_a_system_with_more_cells_left_than_max_left_is_refused_as_too_large(blocks_min_hidden, why, monkeypatch):
-    """``max_left`` bounds the work of the joint audit by a count: the cells its blocks leave, or, in a
-    system small enough to skip them, the cells the one exact LP's batched solves leave to LPs of their
-    own. A narrowed cell is never proven by either, so a bound of 0 refuses a pattern the attacker
-    narrows, which the audit without a bound names. (The few cells of these tables would go to
-    column generation, whose work their number bounds: the one exact LP is forced.)"""
-    monkeypatch.setattr(joint, "BLOCKS_MIN_HIDDEN", blocks_min_hidden)
-    monkeypatch.setattr(joint, "GROWN_CHUNK", 0)
+def test_a_system_whose_blocks_leave_more_than_max_left_is_refused_as_too_large() -> None:
+    """``max_left`` bounds the work of the joint audit by a count, the primaries its blocks leave to
+    LPs of their own. A narrowed cell is never proven by a block, so a bound of 0 refuses a pattern
+    the attacker narrows, which the audit without a bound names."""
     rules = Rules(threshold=5)
     seed = next(s for s in range(40) if narrowed(*seeded(s, rules)[::2], rules))
     frame, tables, _ = seeded(seed, rules)
     assert audit_jointly(tables, relations(frame), "hide", rules, P1_BLOCK).failures
-    with pytest.raises(TooLarge, match=f"{why}, over the 0 solved one by one"):
+    with pytest.raises(TooLarge, match="no block proves, over the 0 solved one by one"):
         audit_jointly(tables, relations(frame), "hide", rules, P1_BLOCK, max_left=0)
 
 
