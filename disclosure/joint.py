@@ -317,11 +317,13 @@ def joint_intervals(
     repair round's recheck), by column generation (``_grown_intervals``): exact, over only the part
     of the system that bounds the cell. What that leaves (a cell whose bounding part outgrows
     ``GROWN_MAX_COLS``) gets the exact LP (``exact_intervals`` with the relation rows joining
-    components). ``max_left``: more cells than that left after the blocks raise TooLarge (each costs
-    a few LPs: a bound on work, not on time; the blocks also decide it, so they run in a small
-    system too, where the one exact LP alone would be faster: 19 s against 31 s on a test release's
-    6,012 hidden cells, but unfinished after 16 minutes on the 13,613 of a sparse 15-month release
-    that the bound refuses after its blocks).
+    components). ``max_left``: where the blocks leave more cells than that, the batched solves of the
+    whole system (``_spread`` over every hidden cell: each solution a table the attacker cannot rule
+    out, so again only proofs) take their share first, and more than that left after them raise
+    TooLarge (each costs a few LPs: a bound on work, not on time). The blocks run first in every
+    system, even where the whole system's solves alone would be faster: skipping them changed the
+    intervals the repair starts from, and one pattern found so left a series' next version with no
+    safe pattern (bench/README.md, stop 53).
     """
     truth = np.asarray(truth, dtype=np.float64)
     checked = np.flatnonzero(required > 0)
@@ -332,21 +334,26 @@ def joint_intervals(
     left = suppressed[checked].copy()  # published checked cells are known exactly
     by_col = sp.csc_matrix(matrix)
     by_row = sp.csr_matrix(matrix)
+
+    def prove(members: np.ndarray, cols: np.ndarray) -> None:  # what the LP over ``cols`` proves wide
+        cells = checked[members]
+        got = _block_intervals(by_col, by_row, row_lo, row_hi, truth, cols, cells, required[cells])
+        if got is not None:
+            ok = got[1] - got[0] >= required[cells] - 1e-6
+            lower[members[ok]], upper[members[ok]] = got[0][ok], got[1][ok]
+            left[members[ok]] = False
+
     for labels in blocks:
         todo = np.flatnonzero(left & (labels[checked] >= 0))
         for label in np.unique(labels[checked[todo]]):
-            members = todo[labels[checked[todo]] == label]
-            cols = np.flatnonzero(suppressed & (labels == label))
-            cells = checked[members]
-            got = _block_intervals(by_col, by_row, row_lo, row_hi, truth, cols, cells, required[cells])
-            if got is None:
-                continue
-            lo, hi = got
-            ok = hi - lo >= required[checked[members]] - 1e-6
-            lower[members[ok]], upper[members[ok]] = lo[ok], hi[ok]
-            left[members[ok]] = False
+            prove(todo[labels[checked[todo]] == label], np.flatnonzero(suppressed & (labels == label)))
+    if max_left is not None and left.sum() > max_left:  # the whole system as the last block, before refusing
+        prove(np.flatnonzero(left), np.flatnonzero(suppressed))
     if max_left is not None and left.sum() > max_left:
-        raise TooLarge(f"{int(left.sum())} primary cells no block proves, over the {max_left} solved one by one")
+        raise TooLarge(
+            f"{int(left.sum())} primary cells neither the blocks nor the batched solves prove, over the {max_left} "
+            "solved one by one"
+        )
     if suppressed.sum() > EXACT_MAX_HIDDEN or left.sum() <= GROWN_CHUNK:  # else one LP over every hidden cell
         for chunk in np.array_split(np.flatnonzero(left), -(-int(left.sum()) // GROWN_CHUNK)) if left.any() else ():
             cells = checked[chunk]

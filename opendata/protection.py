@@ -29,7 +29,7 @@ from opendata.spec import DisclosureSpec, MeasureSpec, TableSpec
 from opendata.versions import semver_key
 
 KEY = "_population"
-JOINT_MAX_LEFT = 3_000  # primaries the joint attacker's blocks leave to its LPs (one or two each)
+JOINT_MAX_LEFT = 3_000  # primaries the joint attacker's blocks and batched solves leave to its LPs (a few each)
 
 
 @dataclass
@@ -733,41 +733,60 @@ def _protect_jointly(
 ) -> dict[str, dict[str, Any]]:
     """Check the measures' patterns against the attacker who combines them (``disclosure.joint``) and hide
     what it needs besides, in place in ``found``'s frames (status ``secondary``, value missing). Returns,
-    per related measure, what the descriptor says of it: the attacker and the cells it added, or why
-    it was not run (more primaries than ``JOINT_MAX_LEFT`` that its blocks do not prove: a count, never
-    a clock, decides). ReleaseError when no pattern is safe against it."""
+    per related measure, what the descriptor says of it: the attacker and the cells it added. Where no
+    pattern is safe together with the earlier versions' cells, this version is protected against the
+    attacker of its own cells, and the descriptor says so (``earlier_versions_not_linked``).
+    ReleaseError when not even that is safe, or when the check is larger than its bound on work (more
+    primaries than ``JOINT_MAX_LEFT`` that neither its blocks nor its batched solves prove: a count,
+    never a clock, decides): a pattern no check covers is not published."""
     related = {m for r in relations for m in (r.smaller, r.larger)}
-    linked, frames = [], {}
+    current, before, frames = [], [], {}
     for (measure, holders, attempts, *_), (chosen, results) in zip(plans, found, strict=True):
         if measure not in related:
             continue
         published = {"published": MUST_PUBLISH} if MUST_PUBLISH in results[0].frame else {}
-        for i, result in zip(holders, results[: len(holders)], strict=True):  # then the earlier tables'
+        for i, result in zip(holders, results[: len(holders)], strict=True):
             frames[measure, i] = result.frame
             frame = result.frame.assign(
                 **{KEY: measure + "#" + result.frame[KEY], "_hide": result.frame["status"] != "published"}
             )
             dims = {d.name: hierarchy(d) for d in tables[i].dimensions}
             name = f"{tables[i].spec.name} ({measure})"
-            linked.append(disclosure.LinkedTable(frame, dims, measure, KEY, measure + FREQ_SUFFIX, name, **published))
+            current.append(disclosure.LinkedTable(frame, dims, measure, KEY, measure + FREQ_SUFFIX, name, **published))
         for link in attempts[chosen][0]:  # the earlier versions' tables this measure was protected with
             frame = link.frame.assign(**{KEY: measure + "#" + link.frame[KEY], "_hide": link.frame[link.hidden]})
-            linked.append(replace(link, frame=frame, name=f"{link.name} ({measure})"))
+            before.append(replace(link, frame=frame, name=f"{link.name} ({measure})"))
     measures = sorted({m for m, _ in frames})
     ordinary = [i for i, t in enumerate(tables) if not t.spec.name.endswith(AHEAD_SUFFIX)]
     terms, upper = joint_rows([tables[i] for i in ordinary], [keys[i] for i in ordinary], relations)
     if not len(upper):
         return {}
+    alone = {}
     try:
-        joint = disclosure.protect_jointly(
-            linked, disclosure.KeyedRelations(terms, upper), "_hide", rules, joint_blocks(tables), JOINT_MAX_LEFT
-        )
+        try:
+            joint = disclosure.protect_jointly(
+                current + before, disclosure.KeyedRelations(terms, upper), "_hide", rules, joint_blocks(tables),
+                JOINT_MAX_LEFT,
+            )  # fmt: skip
+        except disclosure.AuditFailed as exc:
+            if not before:
+                raise
+            # As a measure's own protection gives up the versions it cannot be protected with (and says
+            # so), the joint check then protects this version alone: the attacker of one version.
+            joint = disclosure.protect_jointly(
+                current, disclosure.KeyedRelations(terms, upper), "_hide", rules, joint_blocks(tables), JOINT_MAX_LEFT
+            )
+            alone = {"earlier_versions_not_linked": f"no pattern protects this version with them ({exc})"}
     except disclosure.TooLarge as exc:  # a bound on work, never a clock: the same answer on every machine
-        return {m: {"checked": False, "why": f"not checked: {exc}"} for m in measures}
+        raise ReleaseError(
+            f"the related measures {', '.join(measures)} are too many small cells for the joint check to finish "
+            f"within its bound on work ({exc}); a pattern no check covers is never published, so nothing was "
+            "released: fewer small cells (coarser tables, fewer months a table) make the check smaller"
+        ) from exc
     except disclosure.AuditFailed as exc:  # a pattern the attacker defeats is never published
         raise ReleaseError(
             f"the related measures {', '.join(measures)} cannot be protected together: no pattern hides them "
-            f"safely with the cells published before ({exc}); nothing was released"
+            f"safely ({exc}); nothing was released"
         ) from exc
     measure_of, key_of = (
         joint.added.str.split("#", n=1, regex=False).str[0],
@@ -779,7 +798,13 @@ def _protect_jointly(
         frame.loc[hit, "status"] = "secondary"
         frame.loc[hit, "published"] = pd.NA
     return {
-        m: {"checked": True, "safe": True, "attacker": disclosure.METHOD_JOINT, "secondary_added": len(added[m])}
+        m: {
+            "checked": True,
+            "safe": True,
+            "attacker": disclosure.METHOD_JOINT,
+            "secondary_added": len(added[m]),
+            **alone,
+        }
         for m in measures
     }
 

@@ -106,6 +106,15 @@ def test_a_release_the_joint_attacker_defeats_is_refused_and_nothing_is_written(
     _refused(SPEC, tmp_path, 800, r"cannot be protected together: .*2 primary cell")
 
 
+def test_a_release_whose_joint_check_is_over_its_bound_on_work_is_refused(tmp_path, monkeypatch):
+    """A joint check larger than its bound (here none: every primary the blocks and the whole system's
+    batched solves leave is over it) is not skipped: a pattern no check covers is never published."""
+    from opendata import protection
+
+    monkeypatch.setattr(protection, "JOINT_MAX_LEFT", 0)
+    _refused(SPEC, tmp_path, 800, r"too many small cells for the joint check .*neither the blocks nor")
+
+
 def _refused(spec: Path, tmp_path: Path, rows: int, match: str) -> None:
     """A release of a 2-month sample with ``spec`` fails with ``match`` and writes no tree."""
     from opendata.errors import ReleaseError
