@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from opendata.spec import load_spec
 from opendata.validate import validate
 
 SPEC = OUTSIDERS
+NAME = "work-programme-subcontractor-mi"
 
 
 def test_the_work_programme_rules_give_the_order_of_events_and_the_payment_bound():
@@ -113,6 +115,46 @@ def test_a_release_whose_joint_check_is_over_its_bound_on_work_is_refused(tmp_pa
 
     monkeypatch.setattr(protection, "JOINT_MAX_LEFT", 0)
     _refused(SPEC, tmp_path, 800, r"too many small cells for the joint check .*neither the blocks nor")
+
+
+@pytest.mark.slow
+def test_a_version_no_joint_pattern_protects_beside_the_earlier_one_is_checked_over_its_own_cells(
+    tmp_path, monkeypatch
+):
+    """Where the joint repair finds no pattern beside the cells an earlier version published, the check
+    runs again over the new version's own cells (as a measure's own protection gives up a version it
+    cannot be protected with), and the descriptor says so: never silently."""
+    import disclosure
+    from opendata.embargo import publish
+    from opendata.release import cut_release
+
+    out, when = tmp_path / "releases", datetime(2026, 11, 12, 9, 30, tzinfo=UTC)
+    real, calls = disclosure.protect_jointly, []
+
+    def defeated_with_the_earlier(tables, *args):
+        calls.append(len(tables))
+        if len(calls) == 1:
+            raise disclosure.AuditFailed("1 primary cell(s) narrowed below the required width")
+        return real(tables, *args)
+
+    for months in (2, 3):  # 1.0.0, then a version with a month more
+        write_sample(tmp_path / f"mi{months}", 800, 3, months=months, formats=("csv",))
+        if months == 3:
+            monkeypatch.setattr(disclosure, "protect_jointly", defeated_with_the_earlier)
+        cut_release(SPEC, sorted((tmp_path / f"mi{months}").glob("*.csv")), out, release_time=when, late=True,
+                    reason="test")  # fmt: skip
+        publish(tmp_path / "staging", out, when + timedelta(minutes=1))
+    assert len(calls) == 2 and calls[0] > calls[1], calls  # the second without the earlier version's tables
+    _, latest = sorted(p for p in (out / NAME).iterdir() if p.is_dir())  # 1.0.0 and the next
+    tables = json.loads((latest / "datapackage.json").read_text())["opendata:disclosure"]["tables"]
+    joint = [
+        a["audit"]["relations_jointly"]
+        for t in tables.values()
+        for a in t.values()
+        if "relations_jointly" in a["audit"]
+    ]
+    assert joint and all(j["checked"] and j["safe"] for j in joint)
+    assert all("no pattern protects this version with them" in j["earlier_versions_not_linked"] for j in joint)
 
 
 def _refused(spec: Path, tmp_path: Path, rows: int, match: str) -> None:
