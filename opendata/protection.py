@@ -761,21 +761,21 @@ def _protect_jointly(
     terms, upper = joint_rows([tables[i] for i in ordinary], [keys[i] for i in ordinary], relations)
     if not len(upper):
         return {}
+
+    def check(linked: list[disclosure.LinkedTable]) -> disclosure.JointResult:
+        bounds = disclosure.KeyedRelations(terms, upper)
+        return disclosure.protect_jointly(linked, bounds, "_hide", rules, joint_blocks(tables), JOINT_MAX_LEFT)
+
     alone = {}
     try:
         try:
-            joint = disclosure.protect_jointly(
-                current + before, disclosure.KeyedRelations(terms, upper), "_hide", rules, joint_blocks(tables),
-                JOINT_MAX_LEFT,
-            )  # fmt: skip
+            joint = check(current + before)
         except disclosure.AuditFailed as exc:
             if not before:
                 raise
             # As a measure's own protection gives up the versions it cannot be protected with (and says
             # so), the joint check then protects this version alone: the attacker of one version.
-            joint = disclosure.protect_jointly(
-                current, disclosure.KeyedRelations(terms, upper), "_hide", rules, joint_blocks(tables), JOINT_MAX_LEFT
-            )
+            joint = check(current)
             alone = {"earlier_versions_not_linked": f"no pattern protects this version with them ({exc})"}
     except disclosure.TooLarge as exc:  # a bound on work, never a clock: the same answer on every machine
         raise ReleaseError(
