@@ -349,11 +349,11 @@ def joint_intervals(
             prove(todo[labels[checked[todo]] == label], np.flatnonzero(suppressed & (labels == label)))
     if max_left is not None and left.sum() > max_left:  # the whole system as the last block, before refusing
         prove(np.flatnonzero(left), np.flatnonzero(suppressed))
-    if max_left is not None and left.sum() > max_left:
-        raise TooLarge(
-            f"{int(left.sum())} primary cells neither the blocks nor the batched solves prove, over the {max_left} "
-            "solved one by one"
-        )
+        if left.sum() > max_left:
+            raise TooLarge(
+                f"{int(left.sum())} primary cells neither the blocks nor the batched solves prove, over the "
+                f"{max_left} solved one by one"
+            )
     if suppressed.sum() > EXACT_MAX_HIDDEN or left.sum() <= GROWN_CHUNK:  # else one LP over every hidden cell
         for chunk in np.array_split(np.flatnonzero(left), -(-int(left.sum()) // GROWN_CHUNK)) if left.any() else ():
             cells = checked[chunk]
